@@ -1,0 +1,105 @@
+//! The broker's services, built once from settings and shared by handlers and tasks.
+
+use crate::config::Settings;
+use crate::domain::Subdomains;
+use crate::oauth::ProviderClient;
+use crate::store::account_types::AccountTypes;
+use crate::store::accounts::Accounts;
+use crate::store::couch::CouchStore;
+use crate::store::credentials::Credentials;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::flow_states::FlowStates;
+use crate::store::instances::Instances;
+use crate::store::{SharedStore, StoreError, BROKER_DBS};
+use std::sync::Arc;
+use std::time::Duration;
+use url::Url;
+
+/// Services and settings every request needs.
+pub struct Broker {
+    /// The document store.
+    pub store: SharedStore,
+    /// Cached account types.
+    pub account_types: Arc<AccountTypes>,
+    /// Instances.
+    pub instances: Instances,
+    /// Flow states.
+    pub flows: FlowStates,
+    /// Session codes and API tokens.
+    pub credentials: Credentials,
+    /// Konnector accounts.
+    pub accounts: Accounts,
+    /// HTTP client for token endpoints.
+    pub provider: ProviderClient,
+    /// Public base URL of the broker.
+    pub public_url: Url,
+    /// App host scheme.
+    pub subdomains: Subdomains,
+    /// Flow state lifetime.
+    pub flow_ttl: Duration,
+    /// Session code lifetime.
+    pub session_code_ttl: Duration,
+    /// Admin bearer token, if the admin API is on.
+    pub admin_token: Option<String>,
+}
+
+/// Why the broker could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A setting is wrong.
+    #[error("invalid setting: {0}")]
+    Setting(String),
+    /// The store is unreachable or refused to create a database.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Opens the store the settings select: CouchDB when a URL is set, else the embedded one.
+pub fn open_store(settings: &Settings) -> Result<SharedStore, StoreError> {
+    Ok(match settings.couchdb_url() {
+        Some(url) => Arc::new(CouchStore::new(url, Duration::from_secs(settings.couchdb.timeout_secs))?),
+        None => Arc::new(EmbeddedStore::open(&settings.data_dir)?),
+    })
+}
+
+/// Creates the databases the broker uses (and cozy-stack's `by-slug` lookups rely on).
+pub async fn ensure_databases(store: &SharedStore) -> Result<(), StoreError> {
+    for db in BROKER_DBS {
+        store.ensure_db(db).await?;
+    }
+    Ok(())
+}
+
+impl Broker {
+    /// Builds the services over an opened store.
+    pub fn new(settings: &Settings, store: SharedStore) -> Result<Broker, BuildError> {
+        let public_url = Url::parse(settings.public_url.trim_end_matches('/'))
+            .map_err(|e| BuildError::Setting(format!("public_url: {e}")))?;
+        let provider = ProviderClient::new(Duration::from_secs(settings.provider_timeout_secs.max(1)))
+            .map_err(|e| BuildError::Setting(format!("provider client: {e}")))?;
+        Ok(Broker {
+            account_types: AccountTypes::new(store.clone()),
+            instances: Instances::new(store.clone()),
+            flows: FlowStates::new(store.clone()),
+            credentials: Credentials::new(store.clone()),
+            accounts: Accounts::new(store.clone()),
+            store,
+            provider,
+            public_url,
+            subdomains: settings.subdomains,
+            flow_ttl: Duration::from_secs(settings.flow_ttl_secs),
+            session_code_ttl: Duration::from_secs(settings.session_code_ttl_secs),
+            admin_token: settings.admin_token().map(str::to_owned),
+        })
+    }
+
+    /// The default redirect URI of a service: `{public_url}/accounts/{service}/redirect`.
+    pub fn default_redirect_uri(&self, service_id: &str) -> String {
+        format!("{}/accounts/{service_id}/redirect", self.public_url.as_str().trim_end_matches('/'))
+    }
+}
+
+/// Current time in unix seconds.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}

@@ -1,0 +1,135 @@
+//! Settings: built-in defaults, then an optional file, then `BROKER__*` environment variables.
+
+use crate::domain::Subdomains;
+use config::{Config, Environment, File};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Everything the broker reads at start-up.
+#[derive(Clone, Deserialize)]
+pub struct Settings {
+    /// Address to listen on (`BROKER__LISTEN`).
+    pub listen: String,
+    /// Public base URL; the default redirect URI is `{public_url}/accounts/{type}/redirect`.
+    pub public_url: String,
+    /// CouchDB connection; without a URL the embedded store is used.
+    pub couchdb: CouchSettings,
+    /// Directory of the embedded store.
+    pub data_dir: PathBuf,
+    /// Bearer token for `/admin/*`; the admin API is off without it.
+    pub admin_token: Option<String>,
+    /// App host scheme: `nested` (`home.alice.example`) or `flat` (`alice-home.example`).
+    pub subdomains: Subdomains,
+    /// `text` or `json` log lines.
+    pub log_format: LogFormat,
+    /// Total time allowed to a token endpoint, in seconds.
+    pub provider_timeout_secs: u64,
+    /// Lifetime of a flow state, in seconds (15 minutes).
+    pub flow_ttl_secs: u64,
+    /// Lifetime of a session code, in seconds (10 minutes).
+    pub session_code_ttl_secs: u64,
+}
+
+/// CouchDB settings.
+#[derive(Clone, Deserialize)]
+pub struct CouchSettings {
+    /// `http://user:password@host:5984`; empty or absent selects the embedded store.
+    pub url: Option<String>,
+    /// Time allowed to one CouchDB request, in seconds.
+    pub timeout_secs: u64,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("couchdb_url", &self.couchdb_url().map(redact_url))
+            .field("data_dir", &self.data_dir)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "[redacted]"))
+            .field("subdomains", &self.subdomains)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL with its password hidden, for logs.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("redacted"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(unparsable URL)".to_owned(),
+    }
+}
+
+impl Settings {
+    /// Loads settings; `file` is an optional TOML file.
+    pub fn load(file: Option<&Path>) -> Result<Settings, config::ConfigError> {
+        let mut builder = Config::builder()
+            .set_default("listen", "127.0.0.1:8080")?
+            .set_default("public_url", "http://127.0.0.1:8080")?
+            .set_default("data_dir", "./data")?
+            .set_default("subdomains", "nested")?
+            .set_default("log_format", "text")?
+            .set_default("provider_timeout_secs", 15)?
+            .set_default("flow_ttl_secs", 900)?
+            .set_default("session_code_ttl_secs", 600)?
+            .set_default("couchdb.timeout_secs", 10)?;
+        if let Some(path) = file {
+            builder = builder.add_source(File::from(path).required(true));
+        }
+        builder
+            .add_source(
+                Environment::with_prefix("BROKER")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()
+    }
+
+    /// The CouchDB URL, when one is set and non-empty.
+    pub fn couchdb_url(&self) -> Option<&str> {
+        self.couchdb.url.as_deref().filter(|u| !u.trim().is_empty())
+    }
+
+    /// The admin token, when one is set and non-empty.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref().filter(|t| !t.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_admin_token_and_couchdb_password() {
+        let mut s = Settings::load(None).unwrap();
+        s.admin_token = Some("topsecret".into());
+        s.couchdb.url = Some("http://admin:hunter2@db:5984".into());
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("topsecret") && !shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn defaults_select_the_embedded_store() {
+        let s = Settings::load(None).unwrap();
+        assert_eq!(s.flow_ttl_secs, 900);
+        assert!(s.couchdb_url().is_none() || std::env::var("BROKER__COUCHDB__URL").is_ok());
+    }
+}

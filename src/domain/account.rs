@@ -1,0 +1,226 @@
+//! Konnector accounts (`io.cozy.accounts`) in the exact shape cozy-stack writes.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Map, Value};
+
+/// cozy-stack writes Go's zero time when the expiry is unknown; konnectors parse it.
+pub const UNKNOWN_EXPIRY: &str = "0001-01-01T00:00:00Z";
+
+/// Token reply keys that cozy-stack keeps out of `oauth_callback_results`.
+pub const STANDARD_TOKEN_KEYS: [&str; 4] = ["access_token", "refresh_token", "token_type", "expires_in"];
+
+/// Tokens obtained from a provider, ready to be written into an account.
+#[derive(Clone, PartialEq)]
+pub struct TokenGrant {
+    /// The access token (or `id_token` when the provider sent only that).
+    pub access_token: String,
+    /// `token_type` as the provider spelled it.
+    pub token_type: Option<String>,
+    /// Absolute expiry, when the provider told one.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Refresh token, when the provider sent one.
+    pub refresh_token: Option<String>,
+    /// Every other member of the reply.
+    pub callback_results: Map<String, Value>,
+}
+
+impl std::fmt::Debug for TokenGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenGrant")
+            .field("token_type", &self.token_type)
+            .field("expires_at", &self.expires_at)
+            .field("has_refresh_token", &self.refresh_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// RFC 3339 in UTC, or cozy's zero time when unknown.
+pub fn format_expiry(at: Option<DateTime<Utc>>) -> String {
+    at.map_or_else(
+        || UNKNOWN_EXPIRY.to_owned(),
+        |t| t.to_rfc3339_opts(SecondsFormat::Secs, true),
+    )
+}
+
+/// The account cozy-stack creates after a code exchange (spec §2.4 a).
+pub fn from_token_grant(account_type: &str, grant: &TokenGrant) -> Value {
+    let mut doc = json!({"account_type": account_type, "name": "", "oauth": oauth_object(grant)});
+    if !grant.callback_results.is_empty() {
+        doc["oauth_callback_results"] = Value::Object(grant.callback_results.clone());
+    }
+    doc
+}
+
+/// The account cozy-stack creates when the provider puts `access_token` on the redirect (§2.4 c).
+pub fn from_redirect_token(account_type: &str, access_token: &str) -> Value {
+    json!({"account_type": account_type, "name": "",
+           "oauth": {"access_token": access_token, "expires_at": UNKNOWN_EXPIRY}})
+}
+
+/// The account for a type without token endpoint: the konnector exchanges the code (§2.4 b).
+pub fn from_redirect_query(
+    account_type: &str,
+    client_id: Option<&str>,
+    client_secret: Option<&str>,
+    query: &[(String, String)],
+) -> Value {
+    let mut oauth = Map::new();
+    oauth.insert("expires_at".into(), UNKNOWN_EXPIRY.into());
+    if let Some(id) = client_id {
+        oauth.insert("client_id".into(), id.into());
+    }
+    if let Some(secret) = client_secret {
+        oauth.insert("client_secret".into(), secret.into());
+    }
+    oauth.insert("query".into(), query_object(query));
+    json!({"account_type": account_type, "name": "", "oauth": oauth})
+}
+
+/// Redirect query as cozy's `url.Values`: an object of arrays of strings, `state` left out.
+pub fn query_object(query: &[(String, String)]) -> Value {
+    let mut map: Map<String, Value> = Map::new();
+    for (k, v) in query.iter().filter(|(k, _)| k != "state") {
+        match map.entry(k.clone()).or_insert_with(|| Value::Array(vec![])) {
+            Value::Array(values) => values.push(Value::String(v.clone())),
+            _ => unreachable!("only arrays are inserted"),
+        }
+    }
+    Value::Object(map)
+}
+
+fn oauth_object(grant: &TokenGrant) -> Value {
+    let mut oauth = Map::new();
+    oauth.insert("access_token".into(), grant.access_token.clone().into());
+    if let Some(t) = &grant.token_type {
+        oauth.insert("token_type".into(), t.clone().into());
+    }
+    oauth.insert("expires_at".into(), format_expiry(grant.expires_at).into());
+    if let Some(rt) = &grant.refresh_token {
+        oauth.insert("refresh_token".into(), rt.clone().into());
+    }
+    Value::Object(oauth)
+}
+
+/// Writes refreshed tokens into an account, keeping every field the broker does not own
+/// and the old refresh token when the provider sent none.
+pub fn apply_refresh(doc: &mut Value, grant: &TokenGrant) {
+    let oauth = oauth_mut(doc);
+    oauth.insert("access_token".into(), grant.access_token.clone().into());
+    if let Some(t) = &grant.token_type {
+        oauth.insert("token_type".into(), t.clone().into());
+    }
+    oauth.insert("expires_at".into(), format_expiry(grant.expires_at).into());
+    if let Some(rt) = &grant.refresh_token {
+        oauth.insert("refresh_token".into(), rt.clone().into());
+    }
+}
+
+/// Writes the tokens of a new authorization into an existing account (reconnection,
+/// `connection_id` match), keeping its other fields.
+pub fn apply_new_authorization(doc: &mut Value, grant: &TokenGrant) {
+    apply_refresh(doc, grant);
+    if !grant.callback_results.is_empty() {
+        doc["oauth_callback_results"] = Value::Object(grant.callback_results.clone());
+    }
+}
+
+/// Brings a new authorization's `oauth` members and callback results into an existing
+/// account, keeping its other fields (and its refresh token when the new one has none).
+pub fn merge_authorization(existing: &mut Value, fresh: &Value) {
+    if let Some(new_oauth) = fresh.get("oauth").and_then(Value::as_object) {
+        let oauth = oauth_mut(existing);
+        for (k, v) in new_oauth {
+            oauth.insert(k.clone(), v.clone());
+        }
+    }
+    if let Some(results) = fresh.get("oauth_callback_results") {
+        existing["oauth_callback_results"] = results.clone();
+    }
+}
+
+/// Records the redirect's `connection_id`, so a later flow for the same connection
+/// finds this account (cozy-stack's `DoNotRecreateAccountIfItAlreadyExists`).
+pub fn record_connection_id(doc: &mut Value, connection_id: &str) {
+    let oauth = oauth_mut(doc);
+    let query = oauth.entry("query").or_insert_with(|| json!({}));
+    if let Some(q) = query.as_object_mut() {
+        q.insert("connection_id".into(), json!([connection_id]));
+    }
+}
+
+fn oauth_mut(doc: &mut Value) -> &mut Map<String, Value> {
+    if !doc.is_object() {
+        *doc = json!({});
+    }
+    let obj = doc.as_object_mut().expect("made an object above");
+    let oauth = obj.entry("oauth").or_insert_with(|| json!({}));
+    if !oauth.is_object() {
+        *oauth = json!({});
+    }
+    oauth.as_object_mut().expect("made an object above")
+}
+
+/// The stored refresh token of an account, if any.
+pub fn refresh_token_of(doc: &Value) -> Option<&str> {
+    doc.pointer("/oauth/refresh_token")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn grant() -> TokenGrant {
+        TokenGrant {
+            access_token: "AT".into(),
+            token_type: Some("Bearer".into()),
+            expires_at: Some(Utc.with_ymd_and_hms(2026, 7, 2, 15, 21, 15).unwrap()),
+            refresh_token: Some("RT".into()),
+            callback_results: Map::new(),
+        }
+    }
+
+    #[test]
+    fn code_exchange_account_has_cozy_shape_and_order() {
+        let doc = from_token_grant("google", &grant());
+        assert_eq!(
+            serde_json::to_string(&doc).unwrap(),
+            r#"{"account_type":"google","name":"","oauth":{"access_token":"AT","token_type":"Bearer","expires_at":"2026-07-02T15:21:15Z","refresh_token":"RT"}}"#
+        );
+    }
+
+    #[test]
+    fn unknown_expiry_is_go_zero_time() {
+        let g = TokenGrant { expires_at: None, ..grant() };
+        assert_eq!(from_token_grant("x", &g)["oauth"]["expires_at"], UNKNOWN_EXPIRY);
+    }
+
+    #[test]
+    fn refresh_keeps_old_refresh_token_and_foreign_fields() {
+        let mut doc = json!({"label": "mine", "oauth": {"refresh_token": "OLD", "custom": 1}});
+        apply_refresh(&mut doc, &TokenGrant { refresh_token: None, ..grant() });
+        assert_eq!(doc["oauth"]["refresh_token"], "OLD");
+        assert_eq!(doc["oauth"]["custom"], 1);
+        assert_eq!(doc["label"], "mine");
+        assert_eq!(doc["oauth"]["access_token"], "AT");
+    }
+
+    #[test]
+    fn query_object_is_arrays_without_state() {
+        let q = vec![
+            ("code".to_string(), "c".to_string()),
+            ("state".to_string(), "s".to_string()),
+            ("x".to_string(), "1".to_string()),
+            ("x".to_string(), "2".to_string()),
+        ];
+        assert_eq!(query_object(&q), json!({"code": ["c"], "x": ["1", "2"]}));
+    }
+
+    #[test]
+    fn debug_of_a_grant_hides_tokens() {
+        let s = format!("{:?}", grant());
+        assert!(!s.contains("AT") && !s.contains("RT"), "{s}");
+    }
+}

@@ -1,0 +1,301 @@
+//! Account types: a provider's OAuth client, as stored in `secrets/io-cozy-account_types`.
+
+use super::{GrantMode, TokenMode};
+use oauth2::{ClientId, ClientSecret};
+use serde_json::{Map, Value};
+use url::Url;
+
+/// Why a document is not a usable account type; names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: {reason}")]
+pub struct AccountTypeError {
+    /// JSON path of the offending field, e.g. `extras.display`.
+    pub field: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl AccountTypeError {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        AccountTypeError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A parsed account type; the core never sees a malformed one.
+#[derive(Debug, Clone)]
+pub struct AccountType {
+    /// Document id: `google`, or `ctx/google` when overloaded for a context.
+    pub id: String,
+    /// `None` for refresh-only types (cozy allows it; `start` refuses them).
+    pub grant_mode: Option<GrantMode>,
+    /// OAuth client id.
+    pub client_id: Option<ClientId>,
+    /// OAuth client secret; `Debug` never prints it.
+    pub client_secret: Option<ClientSecret>,
+    /// Authorization URL; its own query is kept.
+    pub auth_endpoint: Option<Url>,
+    /// Token URL; absent means the konnector exchanges the code itself.
+    pub token_endpoint: Option<Url>,
+    /// Client authentication at the token endpoint.
+    pub token_mode: TokenMode,
+    /// Registered redirect URI; absent means the broker's default.
+    pub redirect_uri: Option<Url>,
+    /// Extra authorization parameters, in document order.
+    pub extras: Vec<(String, String)>,
+    /// Do not send `redirect_uri` on the authorization URL.
+    pub skip_redirect_uri_on_authorize: bool,
+    /// Do not send `state` to the token endpoint.
+    pub skip_state_on_token: bool,
+    /// Konnector slug (secret injection; not used by the flow).
+    pub slug: Option<String>,
+}
+
+/// Fields whose values an admin read replaces with [`REDACTED`].
+pub const SECRET_FIELDS: [&str; 3] = ["client_secret", "secret", "fcm_credentials"];
+/// What an admin read shows instead of a secret.
+pub const REDACTED: &str = "[redacted]";
+
+impl AccountType {
+    /// Parses and validates a stored or submitted document.
+    pub fn from_document(doc: &Value) -> Result<AccountType, AccountTypeError> {
+        let obj = doc
+            .as_object()
+            .ok_or_else(|| AccountTypeError::new("(document)", "must be a JSON object"))?;
+        let id = string_field(obj, "_id")?
+            .ok_or_else(|| AccountTypeError::new("_id", "is required"))?;
+        validate_id(&id)?;
+
+        let grant_mode = match string_field(obj, "grant_mode")? {
+            None => None,
+            Some(raw) => GrantMode::parse(&raw).map_err(|r| AccountTypeError::new("grant_mode", r))?,
+        };
+        let token_mode = match string_field(obj, "token_mode")? {
+            None => TokenMode::Form,
+            Some(raw) => TokenMode::parse(&raw).map_err(|r| AccountTypeError::new("token_mode", r))?,
+        };
+        let extras = match obj.get("extras") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Object(map)) => map
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k.clone(), s.clone())),
+                    _ => Err(AccountTypeError::new(
+                        format!("extras.{k}"),
+                        "must be a string (cozy-stack reads extras as strings)",
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(AccountTypeError::new("extras", "must be an object of strings")),
+        };
+
+        let at = AccountType {
+            grant_mode,
+            client_id: string_field(obj, "client_id")?.filter(|s| !s.is_empty()).map(ClientId::new),
+            client_secret: string_field(obj, "client_secret")?
+                .filter(|s| !s.is_empty())
+                .map(ClientSecret::new),
+            auth_endpoint: url_field(obj, "auth_endpoint")?,
+            token_endpoint: url_field(obj, "token_endpoint")?,
+            token_mode,
+            redirect_uri: url_field(obj, "redirect_uri")?,
+            extras,
+            skip_redirect_uri_on_authorize: bool_field(obj, "skip_redirect_uri_on_authorize")?,
+            skip_state_on_token: bool_field(obj, "skip_state_on_token")?,
+            slug: string_field(obj, "slug")?.filter(|s| !s.is_empty()),
+            id,
+        };
+        at.check_grant_mode_needs()?;
+        Ok(at)
+    }
+
+    fn check_grant_mode_needs(&self) -> Result<(), AccountTypeError> {
+        let Some(mode) = self.grant_mode else {
+            return Ok(());
+        };
+        if mode.has_authorization_step() && self.auth_endpoint.is_none() {
+            return Err(AccountTypeError::new(
+                "auth_endpoint",
+                format!("is required with grant_mode `{mode}`"),
+            ));
+        }
+        if mode.needs_client_id() && self.client_id.is_none() {
+            return Err(AccountTypeError::new(
+                "client_id",
+                format!("is required with grant_mode `{mode}`"),
+            ));
+        }
+        if self.token_mode == TokenMode::Basic
+            && self.token_endpoint.is_some()
+            && (self.client_id.is_none() || self.client_secret.is_none())
+        {
+            return Err(AccountTypeError::new(
+                "client_secret",
+                "token_mode `basic` needs both client_id and client_secret",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The service id used in URLs: the part after the context, `google` for `ctx/google`.
+    pub fn service_id(&self) -> &str {
+        service_id_of(&self.id)
+    }
+
+    /// The context this document overloads the type for, if any.
+    pub fn context(&self) -> Option<&str> {
+        self.id.split_once('/').map(|(c, _)| c)
+    }
+}
+
+/// `google` for `ctx/google` and for `google`.
+pub fn service_id_of(id: &str) -> &str {
+    id.split_once('/').map_or(id, |(_, s)| s)
+}
+
+/// A copy of a stored document with every secret replaced by [`REDACTED`].
+pub fn redacted(doc: &Value) -> Value {
+    let mut out = doc.clone();
+    if let Some(obj) = out.as_object_mut() {
+        for field in SECRET_FIELDS {
+            if let Some(v) = obj.get_mut(field) {
+                if !v.is_null() {
+                    *v = Value::String(REDACTED.to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Checks an id: one optional `context/` then a service id; letters, digits, `.`, `_`, `-`.
+pub fn validate_id(id: &str) -> Result<(), AccountTypeError> {
+    let segment_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 100
+            && !s.starts_with(['_', '.'])
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    let ok = match id.split_once('/') {
+        Some((ctx, svc)) => segment_ok(ctx) && segment_ok(svc),
+        None => segment_ok(id),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(AccountTypeError::new(
+            "_id",
+            "must be `service` or `context/service`, each of letters, digits, `.`, `_`, `-`, not starting with `_` or `.`",
+        ))
+    }
+}
+
+fn string_field(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, AccountTypeError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(AccountTypeError::new(field, "must be a string")),
+    }
+}
+
+fn bool_field(obj: &Map<String, Value>, field: &str) -> Result<bool, AccountTypeError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(AccountTypeError::new(field, "must be true or false")),
+    }
+}
+
+fn url_field(obj: &Map<String, Value>, field: &str) -> Result<Option<Url>, AccountTypeError> {
+    let Some(raw) = string_field(obj, field)?.filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let url = Url::parse(&raw).map_err(|e| AccountTypeError::new(field, format!("is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(AccountTypeError::new(field, "must be an http or https URL with a host"));
+    }
+    if url.fragment().is_some() {
+        return Err(AccountTypeError::new(field, "must not have a #fragment"));
+    }
+    Ok(Some(url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn google() -> Value {
+        json!({"_id": "google", "grant_mode": "authorization_code", "client_id": "cid",
+               "client_secret": "cs", "auth_endpoint": "https://accounts.example/auth",
+               "token_endpoint": "https://accounts.example/token", "token_mode": "basic",
+               "extras": {"access_type": "offline", "prompt": "consent"}})
+    }
+
+    #[test]
+    fn a_cozy_document_parses() {
+        let at = AccountType::from_document(&google()).unwrap();
+        assert_eq!(at.grant_mode, Some(GrantMode::AuthorizationCode));
+        assert_eq!(at.token_mode, TokenMode::Basic);
+        assert_eq!(at.extras[0], ("access_type".into(), "offline".into()));
+        assert_eq!(at.service_id(), "google");
+        assert_eq!(at.context(), None);
+    }
+
+    #[test]
+    fn non_string_extras_value_names_the_field() {
+        let mut doc = google();
+        doc["extras"]["display"] = json!(1);
+        let err = AccountType::from_document(&doc).unwrap_err();
+        assert_eq!(err.field, "extras.display");
+    }
+
+    #[test]
+    fn overloaded_id_has_a_context_and_a_service_id() {
+        let mut doc = google();
+        doc["_id"] = json!("ctx/google");
+        let at = AccountType::from_document(&doc).unwrap();
+        assert_eq!(at.service_id(), "google");
+        assert_eq!(at.context(), Some("ctx"));
+    }
+
+    #[test]
+    fn bad_ids_are_refused() {
+        for bad in ["", "_design", "a/b/c", "a b", "../x", "a/"] {
+            let mut doc = google();
+            doc["_id"] = json!(bad);
+            assert_eq!(AccountType::from_document(&doc).unwrap_err().field, "_id", "{bad}");
+        }
+    }
+
+    #[test]
+    fn missing_auth_endpoint_is_refused_for_code_flows() {
+        let mut doc = google();
+        doc.as_object_mut().unwrap().remove("auth_endpoint");
+        assert_eq!(AccountType::from_document(&doc).unwrap_err().field, "auth_endpoint");
+    }
+
+    #[test]
+    fn non_http_urls_are_refused() {
+        let mut doc = google();
+        doc["token_endpoint"] = json!("javascript:alert(1)");
+        assert_eq!(AccountType::from_document(&doc).unwrap_err().field, "token_endpoint");
+    }
+
+    #[test]
+    fn refresh_only_type_without_grant_mode_parses() {
+        let doc = json!({"_id": "r", "token_endpoint": "https://p.example/t", "client_id": "a", "client_secret": "b"});
+        assert!(AccountType::from_document(&doc).unwrap().grant_mode.is_none());
+    }
+
+    #[test]
+    fn secret_debug_and_redaction_hide_the_secret() {
+        let at = AccountType::from_document(&google()).unwrap();
+        assert!(!format!("{at:?}").contains("\"cs\""));
+        let r = redacted(&google());
+        assert_eq!(r["client_secret"], REDACTED);
+        assert_eq!(r["client_id"], "cid");
+    }
+}

@@ -1,0 +1,112 @@
+//! The server side of an OAuth `state`: who started the flow, for what, until when.
+
+use super::{Domain, Slug};
+use serde::{Deserialize, Serialize};
+
+/// A flow in progress, stored under the hash of its `state` in `broker/flow_states`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowState {
+    /// Instance the flow belongs to.
+    pub instance: Domain,
+    /// Service id of the account type (`google`, never `ctx/google`).
+    pub account_type: String,
+    /// The app's own `state`, echoed back to it at the end.
+    pub client_state: String,
+    /// The app's `nonce`, forwarded to the token endpoint as cozy-stack does.
+    pub nonce: String,
+    /// App to return to.
+    #[serde(with = "slug_serde")]
+    pub slug: Slug,
+    /// Redirect URI used on the authorization URL, reused at the token endpoint.
+    pub redirect_uri: String,
+    /// Unix seconds after which the state is refused.
+    pub expires_at: i64,
+    /// Set once the redirect consumed it; a second use is a replay.
+    #[serde(default)]
+    pub used: bool,
+}
+
+/// Why a presented state is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StateRejection {
+    /// No flow was started with it here.
+    #[error("this sign-in link is not known here: it was not started by this broker or has been purged")]
+    Unknown,
+    /// Older than its time to live.
+    #[error("this sign-in link has expired; start the connection again")]
+    Expired,
+    /// Already consumed by an earlier redirect.
+    #[error("this sign-in link was already used; start the connection again")]
+    Replayed,
+    /// Started for another account type.
+    #[error("this sign-in link was started for another account type")]
+    Mismatch,
+}
+
+impl FlowState {
+    /// Checks the state may complete a flow for `service_id` at `now` (unix seconds).
+    pub fn check(&self, service_id: &str, now: i64) -> Result<(), StateRejection> {
+        if self.used {
+            return Err(StateRejection::Replayed);
+        }
+        if self.account_type != service_id {
+            return Err(StateRejection::Mismatch);
+        }
+        if now >= self.expires_at {
+            return Err(StateRejection::Expired);
+        }
+        Ok(())
+    }
+}
+
+mod slug_serde {
+    use super::Slug;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: &Slug, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(s.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Slug, D::Error> {
+        let raw = String::deserialize(de)?;
+        Slug::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> FlowState {
+        FlowState {
+            instance: Domain::parse("alice.example").unwrap(),
+            account_type: "google".into(),
+            client_state: "c".into(),
+            nonce: "n".into(),
+            slug: Slug::home(),
+            redirect_uri: "https://b/accounts/google/redirect".into(),
+            expires_at: 1000,
+            used: false,
+        }
+    }
+
+    #[test]
+    fn fresh_state_for_its_type_is_accepted() {
+        assert_eq!(state().check("google", 999), Ok(()));
+    }
+
+    #[test]
+    fn expired_used_and_cross_type_states_are_refused() {
+        assert_eq!(state().check("google", 1000), Err(StateRejection::Expired));
+        assert_eq!(state().check("github", 10), Err(StateRejection::Mismatch));
+        let used = FlowState { used: true, ..state() };
+        assert_eq!(used.check("google", 10), Err(StateRejection::Replayed));
+    }
+
+    #[test]
+    fn state_round_trips_through_json() {
+        let s = state();
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(serde_json::from_value::<FlowState>(v).unwrap(), s);
+    }
+}

@@ -1,0 +1,17 @@
+//! Plain types and rules: no I/O, no framework types.
+
+pub mod account;
+pub mod account_type;
+pub mod flow_state;
+pub mod grant_mode;
+pub mod instance;
+pub mod secret;
+pub mod slug;
+pub mod token_mode;
+
+pub use account_type::{AccountType, AccountTypeError};
+pub use flow_state::{FlowState, StateRejection};
+pub use grant_mode::GrantMode;
+pub use instance::{Domain, Instance, Subdomains};
+pub use slug::Slug;
+pub use token_mode::TokenMode;

@@ -1,0 +1,42 @@
+//! The HTTP surface: routes, credential checks, error rendering, request logging.
+
+pub mod auth;
+pub mod error;
+pub mod query;
+pub mod request_log;
+pub mod routes;
+
+use actix_web::{middleware, web};
+
+/// Largest admin request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+        .route("/healthz", web::get().to(routes::health::healthz))
+        .route("/readyz", web::get().to(routes::health::readyz))
+        .route("/accounts/{type}/start", web::get().to(routes::start::start))
+        .route("/accounts/{type}/redirect", web::get().to(routes::redirect::redirect))
+        .route("/accounts/{type}/{id}/refresh", web::post().to(routes::refresh::refresh))
+        .service(
+            web::scope("/admin")
+                .route("/account_types", web::get().to(routes::admin::list_account_types))
+                .route("/account_types/{id:.+}", web::get().to(routes::admin::get_account_type))
+                .route("/account_types/{id:.+}", web::put().to(routes::admin::put_account_type))
+                .route("/account_types/{id:.+}", web::delete().to(routes::admin::delete_account_type))
+                .route("/instances", web::get().to(routes::admin::list_instances))
+                .route("/instances", web::post().to(routes::admin::add_instance))
+                .route("/instances/{domain}/session_codes", web::post().to(routes::admin::issue_session_code))
+                .route("/instances/{domain}/tokens", web::post().to(routes::admin::issue_api_token)),
+        );
+}
+
+/// Headers on every answer: nothing cached, no referrer leaked, nothing run.
+pub fn security_headers() -> middleware::DefaultHeaders {
+    middleware::DefaultHeaders::new()
+        .add(("Cache-Control", "no-store"))
+        .add(("Referrer-Policy", "no-referrer"))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"))
+}

@@ -1,0 +1,53 @@
+//! Query strings parsed once, bounded in size, with single-valued parameters enforced.
+
+use super::error::AppError;
+
+/// Longest query string accepted.
+pub const MAX_QUERY_BYTES: usize = 8 * 1024;
+
+/// Decoded query pairs, in order.
+#[derive(Debug)]
+pub struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    /// Parses a raw query string.
+    pub fn parse(raw: &str) -> Result<Query, AppError> {
+        if raw.len() > MAX_QUERY_BYTES {
+            return Err(AppError::TooLarge("the query string is too long"));
+        }
+        let pairs = url::form_urlencoded::parse(raw.as_bytes()).into_owned().collect();
+        Ok(Query { pairs })
+    }
+
+    /// A parameter that may appear once; empty counts as absent.
+    pub fn one(&self, key: &'static str) -> Result<Option<&str>, AppError> {
+        let mut values = self.pairs.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(AppError::BadRequest {
+                code: "duplicate_parameter",
+                detail: format!("parameter `{key}` must appear at most once"),
+            });
+        }
+        Ok(first.filter(|v| !v.is_empty()))
+    }
+
+    /// A single parameter bounded to `max` bytes.
+    pub fn bounded(&self, key: &'static str, max: usize) -> Result<&str, AppError> {
+        let v = self.one(key)?.unwrap_or("");
+        if v.len() > max {
+            return Err(AppError::BadRequest {
+                code: "parameter_too_long",
+                detail: format!("parameter `{key}` is longer than {max} bytes"),
+            });
+        }
+        Ok(v)
+    }
+
+    /// Every pair, in order.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+}

@@ -1,0 +1,141 @@
+//! `/admin/*`: operators provision account types and instances, and issue credentials.
+
+use crate::broker::{now, Broker};
+use crate::domain::account_type::redacted;
+use crate::domain::Domain;
+use crate::http::auth::require_admin;
+use crate::http::error::{AppError, Api};
+use crate::store::instances::AddError;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+fn type_id(raw: String) -> String {
+    // `ctx%2Fgoogle` and `ctx/google` name the same document.
+    raw.replace("%2F", "/").replace("%2f", "/")
+}
+
+/// Every account type, secrets redacted.
+pub async fn list_account_types(req: HttpRequest, broker: web::Data<Broker>) -> Result<HttpResponse, Api> {
+    require_admin(&req, &broker)?;
+    let docs: Vec<Value> = broker.account_types.list_documents().await?.iter().map(redacted).collect();
+    Ok(HttpResponse::Ok().json(json!({"account_types": docs})))
+}
+
+/// One account type, secrets redacted.
+pub async fn get_account_type(req: HttpRequest, path: web::Path<String>, broker: web::Data<Broker>) -> Result<HttpResponse, Api> {
+    require_admin(&req, &broker)?;
+    let id = type_id(path.into_inner());
+    let doc = broker
+        .account_types
+        .get_document(&id)
+        .await?
+        .ok_or(AppError::NotFound("account type"))?;
+    Ok(HttpResponse::Ok().json(redacted(&doc)))
+}
+
+/// Validates and stores an account type.
+pub async fn put_account_type(req: HttpRequest, path: web::Path<String>, body: web::Bytes, broker: web::Data<Broker>) -> Result<HttpResponse, Api> {
+    require_admin(&req, &broker)?;
+    let id = type_id(path.into_inner());
+    let mut doc: Value = serde_json::from_slice(&body).map_err(|e| AppError::BadRequest {
+        code: "invalid_json",
+        detail: format!("the body is not JSON: {e}"),
+    })?;
+    let obj = doc.as_object_mut().ok_or_else(|| AppError::BadRequest {
+        code: "invalid_json",
+        detail: "the body must be a JSON object".into(),
+    })?;
+    match obj.get("_id").and_then(Value::as_str) {
+        Some(body_id) if body_id != id => {
+            return Err(AppError::BadRequest {
+                code: "id_mismatch",
+                detail: format!("the body's _id `{body_id}` differs from the URL's `{id}`"),
+            }
+            .into())
+        }
+        _ => {
+            obj.insert("_id".into(), id.clone().into());
+        }
+    }
+    let (at, rev) = broker.account_types.put(doc).await?;
+    tracing::info!(account_type = %at.id, "account type stored");
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "id": at.id, "rev": rev})))
+}
+
+/// Deletes an account type.
+pub async fn delete_account_type(req: HttpRequest, path: web::Path<String>, broker: web::Data<Broker>) -> Result<HttpResponse, Api> {
+    require_admin(&req, &broker)?;
+    let id = type_id(path.into_inner());
+    if broker.account_types.delete(&id).await? {
+        tracing::info!(account_type = %id, "account type deleted");
+        Ok(HttpResponse::Ok().json(json!({"ok": true, "id": id})))
+    } else {
+        Err(AppError::NotFound("account type").into())
+    }
+}
+
+/// Body of `POST /admin/instances`.
+#[derive(Debug, Deserialize)]
+pub struct NewInstance {
+    domain: String,
+    #[serde(default)]
+    context: Option<String>,
+}
+
+/// Every instance.
+pub async fn list_instances(req: HttpRequest, broker: web::Data<Broker>) -> Result<HttpResponse, Api> {
+    require_admin(&req, &broker)?;
+    let list: Vec<Value> = broker
+        .instances
+        .list()
+        .await?
+        .iter()
+        .map(|i| json!({"domain": i.domain, "prefix": i.prefix, "context": i.context}))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"instances": list})))
+}
+
+/// Adds an instance, prefix computed as cozy-stack does.
+pub async fn add_instance(req: HttpRequest, body: web::Bytes, broker: web::Data<Broker>) -> Result<HttpResponse, Api> {
+    require_admin(&req, &broker)?;
+    let new: NewInstance = serde_json::from_slice(&body).map_err(|e| AppError::BadRequest {
+        code: "invalid_json",
+        detail: format!("expected {{\"domain\": .., \"context\": ..}}: {e}"),
+    })?;
+    let domain = Domain::parse(&new.domain).map_err(|detail| AppError::BadRequest { code: "invalid_domain", detail })?;
+    let inst = broker.instances.add(domain, new.context).await.map_err(|e| match e {
+        AddError::Exists(d) => AppError::Conflict(format!("instance `{d}` already exists")),
+        AddError::Store(s) => AppError::Store(s),
+    })?;
+    tracing::info!(instance = %inst.domain, "instance added");
+    Ok(HttpResponse::Created().json(json!({"domain": inst.domain, "prefix": inst.prefix, "context": inst.context})))
+}
+
+async fn known_instance(broker: &Broker, raw: &str) -> Result<Domain, AppError> {
+    let domain = Domain::parse(raw).map_err(|detail| AppError::BadRequest { code: "invalid_domain", detail })?;
+    broker
+        .instances
+        .get(&domain)
+        .await?
+        .map(|i| i.domain)
+        .ok_or_else(|| AppError::UnknownInstance(domain.to_string()))
+}
+
+/// Issues a one-time session code for `start`.
+pub async fn issue_session_code(req: HttpRequest, path: web::Path<String>, broker: web::Data<Broker>) -> Result<HttpResponse, Api> {
+    require_admin(&req, &broker)?;
+    let domain = known_instance(&broker, &path.into_inner()).await?;
+    let ttl = broker.session_code_ttl.as_secs() as i64;
+    let code = broker.credentials.issue_session_code(&domain, now() + ttl).await?;
+    Ok(HttpResponse::Created().json(json!({"session_code": code.expose(), "expires_in": ttl})))
+}
+
+/// Issues an instance API token, shown once.
+pub async fn issue_api_token(req: HttpRequest, path: web::Path<String>, broker: web::Data<Broker>) -> Result<HttpResponse, Api> {
+    require_admin(&req, &broker)?;
+    let domain = known_instance(&broker, &path.into_inner()).await?;
+    let token = broker.credentials.issue_api_token(&domain, now()).await?;
+    tracing::info!(instance = %domain, "API token issued");
+    Ok(HttpResponse::Created().json(json!({"token": token.expose()})))
+}

@@ -1,0 +1,7 @@
+//! Route handlers, one module per route family.
+
+pub mod admin;
+pub mod health;
+pub mod redirect;
+pub mod refresh;
+pub mod start;

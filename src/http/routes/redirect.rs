@@ -1,0 +1,146 @@
+//! `GET /accounts/{type}/redirect`: the provider sends the browser back here.
+
+use crate::broker::{now, Broker};
+use crate::domain::account;
+use crate::domain::{FlowState, Instance};
+use crate::http::error::{AppError, Page};
+use crate::http::query::Query;
+use crate::oauth::provider::is_sane_code;
+use crate::oauth::query::encode_sorted;
+use crate::oauth::token_request::{self, CodeExchange};
+use crate::store::{id_of, StoreError};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+/// Where the flow ends: the app of the flow's instance, told the outcome in its query.
+struct AppReturn {
+    base: String,
+    client_state: String,
+    connection_id: Option<String>,
+    connection_deleted: Option<String>,
+}
+
+impl AppReturn {
+    /// 303 to the app with the query keys sorted, as cozy-stack's `redirectToApp`.
+    fn answer(&self, account: Option<&str>, error: Option<&str>) -> HttpResponse {
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        if let Some(a) = account {
+            pairs.push(("account", a));
+        }
+        if let Some(c) = &self.connection_deleted {
+            pairs.push(("connection_deleted", c));
+        }
+        if let Some(c) = &self.connection_id {
+            pairs.push(("connection_id", c));
+        }
+        if let Some(e) = error {
+            pairs.push(("error", e));
+        }
+        if !self.client_state.is_empty() {
+            pairs.push(("state", &self.client_state));
+        }
+        let location = if pairs.is_empty() {
+            self.base.clone()
+        } else {
+            format!("{}?{}", self.base, encode_sorted(&pairs))
+        };
+        HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, location))
+            .finish()
+    }
+}
+
+/// Consumes the state, obtains the tokens, writes the account and returns to the app.
+pub async fn redirect(req: HttpRequest, path: web::Path<String>, broker: web::Data<Broker>) -> Result<HttpResponse, Page> {
+    let service_id = path.into_inner();
+    let q = Query::parse(req.query_string())?;
+    let state = q.one("state")?.ok_or_else(|| AppError::BadRequest {
+        code: "state_missing",
+        detail: "the provider came back without a state; start the connection again".into(),
+    })?;
+    let connection_id = q.bounded("connection_id", 256)?.to_owned();
+    let connection_deleted = q.bounded("connection_deleted", 256)?.to_owned();
+    let flow = broker.flows.consume(state, &service_id, now()).await?;
+    let inst = broker
+        .instances
+        .get(&flow.instance)
+        .await?
+        .ok_or_else(|| AppError::UnknownInstance(flow.instance.to_string()))?;
+    let back = AppReturn {
+        base: format!("https://{}/", inst.domain.app_host(flow.slug.as_str(), broker.subdomains)),
+        client_state: flow.client_state.clone(),
+        connection_id: (!connection_id.is_empty()).then_some(connection_id),
+        connection_deleted: (!connection_deleted.is_empty()).then_some(connection_deleted),
+    };
+    // From here the state was valid: every failure goes back to the app as `?error=`.
+    if let Some(error) = q.one("error").ok().flatten() {
+        let code = if is_sane_code(error) { error } else { "server_error" };
+        tracing::info!(account_type = %service_id, error = code, "provider refused the authorization");
+        return Ok(back.answer(None, Some(code)));
+    }
+    Ok(match complete(&broker, &inst, &flow, state, &q, back.connection_id.as_deref()).await {
+        Ok(account_id) => {
+            tracing::info!(account_type = %service_id, instance = %inst.domain, "flow completed");
+            back.answer(Some(&account_id), None)
+        }
+        Err(code) => back.answer(None, Some(&code)),
+    })
+}
+
+/// Builds and writes the account; `Err` is the error code the app is told.
+async fn complete(broker: &Broker, inst: &Instance, flow: &FlowState, state: &str, q: &Query, connection_id: Option<&str>) -> Result<String, String> {
+    let service_id = flow.account_type.as_str();
+    let at = broker
+        .account_types
+        .lookup(service_id, inst.context.as_deref())
+        .await
+        .map_err(|e| {
+            tracing::error!(account_type = service_id, error = %e, "account type unusable at redirect");
+            "server_error".to_owned()
+        })?;
+    let access_token = q.one("access_token").ok().flatten();
+    let mut doc = if let Some(token) = access_token {
+        account::from_redirect_token(service_id, token)
+    } else if at.token_endpoint.is_none() {
+        account::from_redirect_query(
+            service_id,
+            at.client_id.as_ref().map(|c| c.as_str()),
+            at.client_secret.as_ref().map(|c| c.secret().as_str()),
+            q.pairs(),
+        )
+    } else {
+        let code = q.one("code").ok().flatten().ok_or_else(|| {
+            tracing::info!(account_type = service_id, "redirect without code");
+            "invalid_request".to_owned()
+        })?;
+        let code = oauth2::AuthorizationCode::new(code.to_owned());
+        let exchange = CodeExchange { code: &code, redirect_uri: &flow.redirect_uri, state, nonce: &flow.nonce };
+        let request = token_request::code_exchange(&at, &exchange).expect("token endpoint checked above");
+        let grant = broker.provider.request_token(&request).await.map_err(|e| {
+            tracing::warn!(account_type = service_id, error = %e, "code exchange failed");
+            e.app_error_code()
+        })?;
+        account::from_token_grant(service_id, &grant)
+    };
+    let store_failed = |e: StoreError| {
+        tracing::error!(account_type = service_id, error = %e, "account write failed");
+        "server_error".to_owned()
+    };
+    if let Some(cid) = connection_id {
+        account::record_connection_id(&mut doc, cid);
+        let existing = broker
+            .accounts
+            .find_by_connection_id(inst, service_id, cid)
+            .await
+            .map_err(store_failed)?;
+        if let Some(existing) = existing {
+            let saved = broker
+                .accounts
+                .update_with(inst, existing, |d| account::merge_authorization(d, &doc))
+                .await
+                .map_err(store_failed)?;
+            return Ok(id_of(&saved).unwrap_or_default().to_owned());
+        }
+    }
+    broker.accounts.create(inst, &doc).await.map_err(store_failed)
+}

@@ -1,0 +1,55 @@
+//! `GET /accounts/{type}/start`: the Home app sends the browser here to begin a flow.
+
+use crate::broker::{now, Broker};
+use crate::domain::{FlowState, Slug};
+use crate::http::auth::instance_for_start;
+use crate::http::error::{AppError, Page};
+use crate::http::query::Query;
+use crate::oauth::authorize::{authorization_url, AuthorizeParams};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+/// Stores a flow state and answers 303 to the provider's authorization page.
+pub async fn start(req: HttpRequest, path: web::Path<String>, broker: web::Data<Broker>) -> Result<HttpResponse, Page> {
+    let service_id = path.into_inner();
+    let q = Query::parse(req.query_string())?;
+    // Cheap checks first: a bad request must not burn the session code.
+    let slug = Slug::parse(q.bounded("slug", 64)?).map_err(|detail| AppError::BadRequest { code: "invalid_slug", detail })?;
+    let client_state = q.bounded("state", 1024)?.to_owned();
+    let nonce = q.bounded("nonce", 256)?.to_owned();
+    let scope = q.bounded("scope", 4096)?.to_owned();
+    let session_code = q.one("session_code")?;
+
+    let domain = instance_for_start(&req, session_code, &broker).await?;
+    let inst = broker
+        .instances
+        .get(&domain)
+        .await?
+        .ok_or_else(|| AppError::UnknownInstance(domain.to_string()))?;
+    let at = broker.account_types.lookup(&service_id, inst.context.as_deref()).await?;
+    if !at.grant_mode.is_some_and(|m| m.has_authorization_step()) {
+        return Err(AppError::NoAuthorizationStep(at.id.clone()).into());
+    }
+    let redirect_uri = at
+        .redirect_uri
+        .as_ref()
+        .map_or_else(|| broker.default_redirect_uri(at.service_id()), |u| u.to_string());
+
+    let flow = FlowState {
+        instance: inst.domain.clone(),
+        account_type: at.service_id().to_owned(),
+        client_state,
+        nonce,
+        slug,
+        redirect_uri: redirect_uri.clone(),
+        expires_at: now() + broker.flow_ttl.as_secs() as i64,
+        used: false,
+    };
+    let state = broker.flows.begin(&flow).await?;
+    let url = authorization_url(&at, &AuthorizeParams { scope: &scope, redirect_uri: &redirect_uri, state: &state })
+        .ok_or_else(|| AppError::NoAuthorizationStep(at.id.clone()))?;
+    tracing::info!(account_type = at.service_id(), instance = %inst.domain, "flow started");
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, url.as_str()))
+        .finish())
+}

@@ -1,0 +1,13 @@
+//! oauth-broker: OAuth for cozy konnectors, compatible with cozy-stack's clients and
+//! CouchDB layout.
+
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod oauth;
+pub mod refresh;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

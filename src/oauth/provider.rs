@@ -1,0 +1,154 @@
+//! The one pooled HTTP client that talks to token endpoints.
+
+use super::token_reply::{self, ReplyError};
+use super::token_request::{Method, TokenRequest};
+use crate::domain::account::TokenGrant;
+use std::time::Duration;
+
+/// Largest token reply read; a bigger one is garbage.
+const MAX_REPLY_BYTES: usize = 256 * 1024;
+
+/// Why a token request gave no token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// Connection refused, DNS failure, TLS failure.
+    #[error("the provider could not be reached")]
+    Unreachable,
+    /// No complete answer within the configured timeout.
+    #[error("the provider did not answer in time")]
+    Timeout,
+    /// The provider refused with an OAuth error code.
+    #[error("the provider refused with `{error}` (HTTP {status})")]
+    OAuth {
+        /// HTTP status of the reply.
+        status: u16,
+        /// OAuth `error` code.
+        error: String,
+    },
+    /// A reply that is not an OAuth token reply (HTML page, 5xx, redirect...).
+    #[error("the provider answered HTTP {status} with something that is not an OAuth reply")]
+    Garbage {
+        /// HTTP status of the reply.
+        status: u16,
+    },
+    /// A successful reply without any token.
+    #[error("the provider answered without an access token")]
+    NoAccessToken,
+}
+
+impl ProviderError {
+    /// The `error` the app is told: the provider's own code when it is a sane one.
+    pub fn app_error_code(&self) -> String {
+        match self {
+            ProviderError::OAuth { error, .. } if is_sane_code(error) => error.clone(),
+            _ => "server_error".to_owned(),
+        }
+    }
+
+    /// Whether the refresh token is dead and the user must reconnect.
+    pub fn is_invalid_token(&self) -> bool {
+        matches!(self, ProviderError::OAuth { error, .. } if error == "invalid_grant" || error == "invalid_token")
+    }
+}
+
+/// An OAuth error code safe to echo in a URL and a page: `[a-z0-9_.-]`, at most 64 bytes.
+pub fn is_sane_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= 64
+        && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+}
+
+/// Pooled client for providers: bounded time, no redirects followed.
+#[derive(Clone, Debug)]
+pub struct ProviderClient {
+    http: reqwest::Client,
+}
+
+impl ProviderClient {
+    /// A client whose requests give up after `timeout`.
+    pub fn new(timeout: Duration) -> Result<ProviderClient, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .timeout(timeout)
+            // A token endpoint that redirects would take the credentials elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("oauth-broker/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(ProviderClient { http })
+    }
+
+    /// Sends a token request and parses the reply into tokens.
+    pub async fn request_token(&self, req: &TokenRequest) -> Result<TokenGrant, ProviderError> {
+        let method = match req.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+        };
+        let mut builder = self.http.request(method, req.url.clone());
+        for (k, v) in &req.headers {
+            builder = builder.header(*k, v);
+        }
+        if let Some(body) = &req.body {
+            builder = builder.body(body.clone());
+        }
+        let mut resp = builder.send().await.map_err(classify)?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_REPLY_BYTES {
+                return Err(ProviderError::Garbage { status });
+            }
+        }
+        let received = chrono::Utc::now();
+        let members = match token_reply::parse_members(content_type.as_deref(), &body) {
+            Ok(m) => m,
+            Err(_) => return Err(ProviderError::Garbage { status }),
+        };
+        if let Some(error) = token_reply::oauth_error(&members) {
+            return Err(ProviderError::OAuth { status, error });
+        }
+        if status != 200 {
+            return Err(ProviderError::Garbage { status });
+        }
+        token_reply::grant_from_members(members, received).map_err(|e| match e {
+            ReplyError::OAuth { error } => ProviderError::OAuth { status, error },
+            ReplyError::NotOAuth => ProviderError::Garbage { status },
+            ReplyError::NoAccessToken => ProviderError::NoAccessToken,
+        })
+    }
+}
+
+fn classify(e: reqwest::Error) -> ProviderError {
+    if e.is_timeout() {
+        ProviderError::Timeout
+    } else {
+        ProviderError::Unreachable
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_is_told_sane_codes_only() {
+        let e = ProviderError::OAuth { status: 400, error: "invalid_grant".into() };
+        assert_eq!(e.app_error_code(), "invalid_grant");
+        let evil = ProviderError::OAuth { status: 400, error: "x&account=1".into() };
+        assert_eq!(evil.app_error_code(), "server_error");
+        assert_eq!(ProviderError::Timeout.app_error_code(), "server_error");
+    }
+
+    #[test]
+    fn invalid_grant_and_invalid_token_mean_reconnect() {
+        for code in ["invalid_grant", "invalid_token"] {
+            assert!(ProviderError::OAuth { status: 400, error: code.into() }.is_invalid_token());
+        }
+        assert!(!ProviderError::OAuth { status: 400, error: "invalid_client".into() }.is_invalid_token());
+    }
+}

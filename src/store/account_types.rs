@@ -1,0 +1,214 @@
+//! Account types: CRUD for operators, and the in-memory cache kept fresh from `_changes`.
+
+use super::{put_creating_db, rev_of, SharedStore, StoreError, ACCOUNT_TYPES_DB};
+use crate::domain::account_type::{self, AccountType, AccountTypeError, REDACTED};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// How long one `_changes` request may wait for a change.
+const CHANGES_WAIT: Duration = Duration::from_secs(5);
+
+/// Why an account type cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LookupError {
+    /// No document for the id (nor for its context overload).
+    #[error("unknown account type `{0}`")]
+    NotFound(String),
+    /// A document exists but is not a valid account type.
+    #[error("account type `{id}` is misconfigured: {error}")]
+    Invalid {
+        /// Document id.
+        id: String,
+        /// What is wrong with it.
+        error: AccountTypeError,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why an operator's write was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WriteError {
+    /// The document is not a valid account type.
+    #[error("invalid account type: {0}")]
+    Invalid(#[from] AccountTypeError),
+    /// The `_rev` given is not the stored one.
+    #[error("the account type changed since it was read (stale `_rev`)")]
+    Conflict,
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+type Entry = Result<Arc<AccountType>, AccountTypeError>;
+
+/// Account types by document id, cached.
+pub struct AccountTypes {
+    store: SharedStore,
+    cache: RwLock<HashMap<String, Entry>>,
+}
+
+impl AccountTypes {
+    /// An empty cache over the store.
+    pub fn new(store: SharedStore) -> Arc<AccountTypes> {
+        Arc::new(AccountTypes {
+            store,
+            cache: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The type for `service_id` as seen by an instance of `context` (cozy's `TypeInfo`).
+    pub async fn lookup(&self, service_id: &str, context: Option<&str>) -> Result<Arc<AccountType>, LookupError> {
+        if account_type::validate_id(service_id).is_err() || service_id.contains('/') {
+            return Err(LookupError::NotFound(service_id.to_owned()));
+        }
+        let mut ids = Vec::with_capacity(2);
+        if let Some(ctx) = context.filter(|c| !c.is_empty()) {
+            ids.push(format!("{ctx}/{service_id}"));
+        }
+        ids.push(service_id.to_owned());
+        for id in &ids {
+            if let Some(entry) = self.cached(id).or(self.load(id).await?) {
+                return entry.map_err(|error| LookupError::Invalid { id: id.clone(), error });
+            }
+        }
+        Err(LookupError::NotFound(service_id.to_owned()))
+    }
+
+    fn cached(&self, id: &str) -> Option<Entry> {
+        self.cache.read().expect("cache lock").get(id).cloned()
+    }
+
+    /// Reads a document the cache has not seen yet (a write from another process).
+    async fn load(&self, id: &str) -> Result<Option<Entry>, StoreError> {
+        let doc = match self.store.get(ACCOUNT_TYPES_DB, id).await {
+            Ok(d) => d,
+            Err(StoreError::NoDatabase(_)) => None,
+            Err(e) => return Err(e),
+        };
+        Ok(doc.map(|d| self.remember(id, Some(&d)).expect("a document yields an entry")))
+    }
+
+    /// Records a document (or its deletion) in the cache.
+    fn remember(&self, id: &str, doc: Option<&Value>) -> Option<Entry> {
+        let mut cache = self.cache.write().expect("cache lock");
+        match doc {
+            None => {
+                cache.remove(id);
+                None
+            }
+            Some(d) => {
+                let entry = AccountType::from_document(d).map(Arc::new);
+                if let Err(e) = &entry {
+                    tracing::warn!(account_type = id, error = %e, "account type document is invalid");
+                }
+                cache.insert(id.to_owned(), entry.clone());
+                Some(entry)
+            }
+        }
+    }
+
+    /// Follows the `_changes` feed for ever, so a `curl -X PUT` is in force within a second.
+    pub fn spawn_watcher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut since = Value::from(0);
+            loop {
+                match this.store.changes(ACCOUNT_TYPES_DB, &since, CHANGES_WAIT).await {
+                    Ok(batch) => {
+                        for change in batch.changes.iter().filter(|c| !c.id.starts_with("_design/")) {
+                            this.remember(&change.id, change.doc.as_ref());
+                        }
+                        since = batch.last_seq;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "account type changes feed failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        })
+    }
+
+    /// Validates and stores a document; without `_rev` it replaces the stored one.
+    /// A `client_secret` or `secret` equal to the redaction marker keeps the stored value,
+    /// so an operator can edit what an admin read returned.
+    pub async fn put(&self, mut doc: Value) -> Result<(AccountType, String), WriteError> {
+        let id = doc
+            .get("_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| AccountTypeError { field: "_id".into(), reason: "is required".into() })?;
+        account_type::validate_id(&id)?;
+        let stored = match self.store.get(ACCOUNT_TYPES_DB, &id).await {
+            Ok(d) => d,
+            Err(StoreError::NoDatabase(_)) => None,
+            Err(e) => return Err(WriteError::Store(e)),
+        };
+        if let (Some(obj), Some(stored)) = (doc.as_object_mut(), &stored) {
+            for field in account_type::SECRET_FIELDS {
+                if obj.get(field).and_then(Value::as_str) == Some(REDACTED) {
+                    match stored.get(field) {
+                        Some(v) => obj.insert(field.to_owned(), v.clone()),
+                        None => obj.remove(field),
+                    };
+                }
+            }
+            if !obj.contains_key("_rev") {
+                if let Some(rev) = rev_of(stored) {
+                    obj.insert("_rev".into(), rev.into());
+                }
+            }
+        }
+        if let Some(obj) = doc.as_object() {
+            for field in account_type::SECRET_FIELDS {
+                if obj.get(field).and_then(Value::as_str) == Some(REDACTED) {
+                    return Err(WriteError::Invalid(AccountTypeError {
+                        field: field.to_owned(),
+                        reason: "is the redaction marker and no stored value exists".into(),
+                    }));
+                }
+            }
+        }
+        let parsed = AccountType::from_document(&doc)?;
+        let rev = put_creating_db(self.store.as_ref(), ACCOUNT_TYPES_DB, &doc)
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict => WriteError::Conflict,
+                other => WriteError::Store(other),
+            })?;
+        doc["_rev"] = rev.clone().into();
+        self.remember(&id, Some(&doc));
+        Ok((parsed, rev))
+    }
+
+    /// The stored document, unredacted (callers redact before showing it).
+    pub async fn get_document(&self, id: &str) -> Result<Option<Value>, StoreError> {
+        match self.store.get(ACCOUNT_TYPES_DB, id).await {
+            Err(StoreError::NoDatabase(_)) => Ok(None),
+            other => other,
+        }
+    }
+
+    /// Every stored document, unredacted.
+    pub async fn list_documents(&self) -> Result<Vec<Value>, StoreError> {
+        match self.store.all_docs(ACCOUNT_TYPES_DB).await {
+            Err(StoreError::NoDatabase(_)) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    /// Deletes a document; `false` when there was none.
+    pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(doc) = self.get_document(id).await? else {
+            return Ok(false);
+        };
+        let rev = rev_of(&doc).unwrap_or_default().to_owned();
+        self.store.delete(ACCOUNT_TYPES_DB, id, &rev).await?;
+        self.remember(id, None);
+        Ok(true)
+    }
+}

@@ -1,0 +1,77 @@
+//! Konnector accounts in `<prefix>/io-cozy-accounts`.
+
+use super::{create_creating_db, rev_of, Selector, SharedStore, StoreError};
+use crate::domain::Instance;
+use serde_json::Value;
+
+/// How many times an update re-reads and re-applies itself after a conflict.
+const CONFLICT_RETRIES: usize = 5;
+
+/// Reads and writes one instance's accounts.
+#[derive(Clone)]
+pub struct Accounts {
+    store: SharedStore,
+}
+
+impl Accounts {
+    /// Accounts over the store.
+    pub fn new(store: SharedStore) -> Accounts {
+        Accounts { store }
+    }
+
+    /// An account by id; `None` when missing (or when the database does not exist yet).
+    pub async fn get(&self, inst: &Instance, id: &str) -> Result<Option<Value>, StoreError> {
+        if id.is_empty() || id.starts_with('_') || id.len() > 256 {
+            return Ok(None);
+        }
+        match self.store.get(&inst.accounts_db(), id).await {
+            Err(StoreError::NoDatabase(_)) => Ok(None),
+            other => other,
+        }
+    }
+
+    /// Creates an account with a store-made id, creating the database if needed.
+    pub async fn create(&self, inst: &Instance, doc: &Value) -> Result<String, StoreError> {
+        create_creating_db(self.store.as_ref(), &inst.accounts_db(), doc)
+            .await
+            .map(|(id, _)| id)
+    }
+
+    /// The account of a type whose stored redirect query has this `connection_id`.
+    pub async fn find_by_connection_id(&self, inst: &Instance, account_type: &str, connection_id: &str) -> Result<Option<Value>, StoreError> {
+        let selector = Selector::And(vec![
+            Selector::Eq("account_type", account_type.into()),
+            Selector::Contains("oauth.query.connection_id", connection_id.into()),
+        ]);
+        match self.store.find(&inst.accounts_db(), &selector, 1).await {
+            Ok(mut docs) => Ok(docs.pop()),
+            Err(StoreError::NoDatabase(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Applies `change` to `doc` and saves it; on a conflict, re-reads the account and
+    /// applies the change again, so a concurrent edit of other fields is kept.
+    pub async fn update_with(&self, inst: &Instance, mut doc: Value, change: impl Fn(&mut Value)) -> Result<Value, StoreError> {
+        let db = inst.accounts_db();
+        let id = doc.get("_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        for _ in 0..CONFLICT_RETRIES {
+            change(&mut doc);
+            match self.store.put(&db, &doc).await {
+                Ok(rev) => {
+                    doc["_rev"] = rev.into();
+                    return Ok(doc);
+                }
+                Err(StoreError::Conflict) => {
+                    tracing::info!(account = %id, "account changed during the update; re-applying");
+                    doc = self.store.get(&db, &id).await?.ok_or(StoreError::Conflict)?;
+                    if rev_of(&doc).is_none() {
+                        return Err(StoreError::Conflict);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+}

@@ -1,0 +1,181 @@
+//! The CouchDB store, through couch_rs (Apache CouchDB 3, or pouchdb-server in tests).
+
+use super::{Change, Changes, Selector, Store, StoreError};
+use async_trait::async_trait;
+use couch_rs::database::Database;
+use couch_rs::error::CouchError;
+use couch_rs::types::find::FindQuery;
+use reqwest::Method;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Duration;
+use url::Url;
+
+/// A CouchDB server, reached with the credentials of its URL.
+#[derive(Clone)]
+pub struct CouchStore {
+    client: couch_rs::Client,
+}
+
+impl std::fmt::Debug for CouchStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CouchStore")
+    }
+}
+
+impl CouchStore {
+    /// Connects to `url` (`http://user:password@host:5984`); nothing is sent yet.
+    pub fn new(url: &str, timeout: Duration) -> Result<CouchStore, StoreError> {
+        let mut parsed = Url::parse(url).map_err(|e| StoreError::Invalid(format!("CouchDB URL: {e}")))?;
+        let user = percent_decode(parsed.username());
+        let password = parsed.password().map(percent_decode);
+        let _ = parsed.set_username("");
+        let _ = parsed.set_password(None);
+        let base = parsed.as_str().trim_end_matches('/').to_owned();
+        let client = couch_rs::Client::new_with_timeout(
+            &base,
+            (!user.is_empty()).then_some(user.as_str()),
+            password.as_deref(),
+            Some(timeout.as_secs().max(1)),
+        )
+        .map_err(|e| StoreError::Invalid(format!("CouchDB URL: {e}")))?;
+        Ok(CouchStore { client })
+    }
+
+    fn db(&self, db: &str) -> Database {
+        Database::new(escape_db(db), self.client.clone())
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// Database names go into URLs percent-encoded: `secrets%2Fio-cozy-account_types`.
+fn escape_db(db: &str) -> String {
+    db.replace('/', "%2F").replace('+', "%2B")
+}
+
+fn map_err(db: &str, e: CouchError) -> StoreError {
+    match e.status().map(|s| s.as_u16()) {
+        Some(409) => StoreError::Conflict,
+        Some(404) => StoreError::NoDatabase(db.to_owned()),
+        Some(s) => StoreError::Unavailable(format!("CouchDB answered HTTP {s}")),
+        None => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+fn transport(e: reqwest::Error) -> StoreError {
+    StoreError::Unavailable(format!("CouchDB request failed: {}", e.without_url()))
+}
+
+#[async_trait]
+impl Store for CouchStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client.check_status().await.map(|_| ()).map_err(|e| map_err("", e))
+    }
+
+    async fn ensure_db(&self, db: &str) -> Result<(), StoreError> {
+        let resp = self
+            .client
+            .req(Method::PUT, &escape_db(db), None)
+            .send()
+            .await
+            .map_err(transport)?;
+        match resp.status().as_u16() {
+            201 | 202 | 412 => Ok(()),
+            s => Err(StoreError::Unavailable(format!("creating `{db}`: HTTP {s}"))),
+        }
+    }
+
+    async fn get(&self, db: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        match self.db(db).get_raw(id).await {
+            Ok(doc) => Ok(Some(doc)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(map_err(db, e)),
+        }
+    }
+
+    async fn put(&self, db: &str, doc: &Value) -> Result<String, StoreError> {
+        let mut doc = doc.clone();
+        self.db(db).save(&mut doc).await.map(|d| d.rev).map_err(|e| map_err(db, e))
+    }
+
+    async fn create(&self, db: &str, doc: &Value) -> Result<(String, String), StoreError> {
+        let mut doc = doc.clone();
+        self.db(db)
+            .create(&mut doc)
+            .await
+            .map(|d| (d.id, d.rev))
+            .map_err(|e| map_err(db, e))
+    }
+
+    async fn delete(&self, db: &str, id: &str, rev: &str) -> Result<(), StoreError> {
+        let doc = serde_json::json!({"_id": id, "_rev": rev});
+        match self.db(db).remove(&doc).await {
+            Ok(()) => Ok(()),
+            // Already gone: someone else deleted it first.
+            Err(e) if e.is_not_found() => Err(StoreError::Conflict),
+            Err(e) => Err(map_err(db, e)),
+        }
+    }
+
+    async fn all_docs(&self, db: &str) -> Result<Vec<Value>, StoreError> {
+        self.db(db).get_all_raw().await.map(|c| c.rows).map_err(|e| map_err(db, e))
+    }
+
+    async fn find(&self, db: &str, selector: &Selector, limit: usize) -> Result<Vec<Value>, StoreError> {
+        let query = FindQuery::new(selector.to_mango()).limit(limit as u64);
+        self.db(db).find_raw(&query).await.map(|c| c.rows).map_err(|e| map_err(db, e))
+    }
+
+    async fn changes(&self, db: &str, since: &Value, wait: Duration) -> Result<Changes, StoreError> {
+        let since_param = match since {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let mut params = HashMap::new();
+        params.insert("feed".to_owned(), "longpoll".to_owned());
+        params.insert("include_docs".to_owned(), "true".to_owned());
+        params.insert("since".to_owned(), since_param);
+        params.insert("timeout".to_owned(), wait.as_millis().to_string());
+        let path = format!("{}/_changes", escape_db(db));
+        let request = self.client.req(Method::GET, &path, Some(&params)).send();
+        // pouchdb-server ignores `timeout` on longpoll, so the wait is bounded here too.
+        let resp = match tokio::time::timeout(wait, request).await {
+            Err(_) => {
+                return Ok(Changes {
+                    changes: Vec::new(),
+                    last_seq: since.clone(),
+                })
+            }
+            Ok(r) => r.map_err(transport)?,
+        };
+        match resp.status().as_u16() {
+            200 => {}
+            404 => return Err(StoreError::NoDatabase(db.to_owned())),
+            s => return Err(StoreError::Unavailable(format!("_changes: HTTP {s}"))),
+        }
+        let body: Value = resp.json().await.map_err(transport)?;
+        let changes = body["results"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|r| {
+                        let id = r["id"].as_str()?.to_owned();
+                        let deleted = r["deleted"].as_bool().unwrap_or(false);
+                        let doc = (!deleted).then(|| r["doc"].clone()).filter(Value::is_object);
+                        Some(Change { id, doc })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Changes {
+            changes,
+            last_seq: body.get("last_seq").cloned().unwrap_or_else(|| since.clone()),
+        })
+    }
+}

@@ -1,0 +1,334 @@
+//! The embedded store: CouchDB's document and revision semantics on SQLite, on disk.
+//!
+//! SQLite gives ACID writes that survive a restart, and lets the CLI write while a
+//! broker runs on the same file (WAL mode); the broker sees such writes through
+//! [`Store::changes`], which polls the sequence column.
+
+use super::{Change, Changes, Selector, Store, StoreError};
+use crate::domain::secret::{random_hex, sha256_hex};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde_json::{Map, Value};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often a waiting `changes` call looks for new rows.
+const CHANGES_POLL: Duration = Duration::from_millis(200);
+
+/// A SQLite file holding every database as rows of `(db, id, rev, body)`.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EmbeddedStore")
+    }
+}
+
+fn sql(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("embedded store: {e}"))
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) `dir/broker.sqlite3`.
+    pub fn open(dir: &Path) -> Result<EmbeddedStore, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", dir.display())))?;
+        let conn = Connection::open(dir.join("broker.sqlite3")).map_err(sql)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=FULL;
+             CREATE TABLE IF NOT EXISTS dbs (name TEXT PRIMARY KEY);
+             CREATE TABLE IF NOT EXISTS docs (
+                 db TEXT NOT NULL, id TEXT NOT NULL, rev TEXT NOT NULL,
+                 deleted INTEGER NOT NULL DEFAULT 0, body TEXT NOT NULL, seq INTEGER NOT NULL,
+                 PRIMARY KEY (db, id));
+             CREATE INDEX IF NOT EXISTS docs_by_seq ON docs (db, seq);",
+        )
+        .map_err(sql)?;
+        Ok(EmbeddedStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Unavailable("embedded store lock poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("embedded store task: {e}")))?
+    }
+}
+
+fn db_exists(conn: &Connection, db: &str) -> Result<bool, StoreError> {
+    conn.query_row("SELECT 1 FROM dbs WHERE name = ?1", [db], |_| Ok(()))
+        .optional()
+        .map(|r| r.is_some())
+        .map_err(sql)
+}
+
+/// The document as CouchDB returns it: `_id` and `_rev` first, then the body.
+fn with_meta(id: &str, rev: &str, body: &str) -> Result<Value, StoreError> {
+    let stored: Map<String, Value> =
+        serde_json::from_str(body).map_err(|e| StoreError::Invalid(format!("stored body: {e}")))?;
+    let mut doc = Map::with_capacity(stored.len() + 2);
+    doc.insert("_id".into(), id.into());
+    doc.insert("_rev".into(), rev.into());
+    doc.extend(stored);
+    Ok(Value::Object(doc))
+}
+
+fn rev_number(rev: &str) -> u64 {
+    rev.split_once('-').and_then(|(n, _)| n.parse().ok()).unwrap_or(0)
+}
+
+/// Writes one revision inside a transaction, with CouchDB's conflict rules.
+fn write(conn: &mut Connection, db: &str, id: &str, given_rev: Option<&str>, body: Option<&Map<String, Value>>) -> Result<String, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+    if !db_exists(&tx, db)? {
+        return Err(StoreError::NoDatabase(db.to_owned()));
+    }
+    let current: Option<(String, bool)> = tx
+        .query_row("SELECT rev, deleted FROM docs WHERE db = ?1 AND id = ?2", params![db, id], |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)? != 0))
+        })
+        .optional()
+        .map_err(sql)?;
+    let next_number = match (&current, given_rev) {
+        (Some((rev, false)), Some(given)) if rev == given => rev_number(rev) + 1,
+        (Some((_, false)), _) => return Err(StoreError::Conflict),
+        // A deleted or absent document: a delete needs a live one, a write starts anew.
+        (_, _) if body.is_none() => return Err(StoreError::Conflict),
+        (Some((rev, true)), None) => rev_number(rev) + 1,
+        (Some((rev, true)), Some(given)) if rev == given => rev_number(rev) + 1,
+        (None, None) => 1,
+        _ => return Err(StoreError::Conflict),
+    };
+    let text = match body {
+        Some(b) => serde_json::to_string(b).map_err(|e| StoreError::Invalid(e.to_string()))?,
+        None => "{}".to_owned(),
+    };
+    let rev = format!("{next_number}-{}", &sha256_hex(&format!("{}{text}", given_rev.unwrap_or("")))[..32]);
+    let seq: i64 = tx
+        .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM docs", [], |r| r.get(0))
+        .map_err(sql)?;
+    tx.execute(
+        "INSERT INTO docs (db, id, rev, deleted, body, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (db, id) DO UPDATE SET rev = ?3, deleted = ?4, body = ?5, seq = ?6",
+        params![db, id, rev, i64::from(body.is_none()), text, seq],
+    )
+    .map_err(sql)?;
+    tx.commit().map_err(sql)?;
+    Ok(rev)
+}
+
+/// Splits a document into its id, its rev and the body to store.
+fn split(doc: &Value) -> Result<(Option<String>, Option<String>, Map<String, Value>), StoreError> {
+    let mut body = doc
+        .as_object()
+        .cloned()
+        .ok_or_else(|| StoreError::Invalid("document must be an object".into()))?;
+    let id = body.remove("_id").and_then(|v| v.as_str().map(str::to_owned));
+    let rev = body.remove("_rev").and_then(|v| v.as_str().map(str::to_owned));
+    Ok((id, rev, body))
+}
+
+fn live_docs(conn: &Connection, db: &str) -> Result<Vec<Value>, StoreError> {
+    if !db_exists(conn, db)? {
+        return Err(StoreError::NoDatabase(db.to_owned()));
+    }
+    let mut stmt = conn
+        .prepare_cached("SELECT id, rev, body FROM docs WHERE db = ?1 AND deleted = 0 ORDER BY id")
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map([db], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+        .map_err(sql)?;
+    rows.map(|r| {
+        let (id, rev, body) = r.map_err(sql)?;
+        with_meta(&id, &rev, &body)
+    })
+    .collect()
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql)).await
+    }
+
+    async fn ensure_db(&self, db: &str) -> Result<(), StoreError> {
+        let db = db.to_owned();
+        self.run(move |c| {
+            c.execute("INSERT OR IGNORE INTO dbs (name) VALUES (?1)", [db])
+                .map(|_| ())
+                .map_err(sql)
+        })
+        .await
+    }
+
+    async fn get(&self, db: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        let (db, id) = (db.to_owned(), id.to_owned());
+        self.run(move |c| {
+            let row: Option<(String, String)> = c
+                .query_row(
+                    "SELECT rev, body FROM docs WHERE db = ?1 AND id = ?2 AND deleted = 0",
+                    params![db, id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(sql)?;
+            row.map(|(rev, body)| with_meta(&id, &rev, &body)).transpose()
+        })
+        .await
+    }
+
+    async fn put(&self, db: &str, doc: &Value) -> Result<String, StoreError> {
+        let (id, rev, body) = split(doc)?;
+        let id = id.filter(|i| !i.is_empty()).ok_or_else(|| StoreError::Invalid("put needs an _id".into()))?;
+        let db = db.to_owned();
+        self.run(move |c| write(c, &db, &id, rev.as_deref(), Some(&body))).await
+    }
+
+    async fn create(&self, db: &str, doc: &Value) -> Result<(String, String), StoreError> {
+        let (_, _, body) = split(doc)?;
+        let id = random_hex(16);
+        let db = db.to_owned();
+        self.run(move |c| write(c, &db, &id, None, Some(&body)).map(|rev| (id, rev)))
+            .await
+    }
+
+    async fn delete(&self, db: &str, id: &str, rev: &str) -> Result<(), StoreError> {
+        let (db, id, rev) = (db.to_owned(), id.to_owned(), rev.to_owned());
+        self.run(move |c| write(c, &db, &id, Some(&rev), None).map(|_| ())).await
+    }
+
+    async fn all_docs(&self, db: &str) -> Result<Vec<Value>, StoreError> {
+        let db = db.to_owned();
+        self.run(move |c| live_docs(c, &db)).await
+    }
+
+    async fn find(&self, db: &str, selector: &Selector, limit: usize) -> Result<Vec<Value>, StoreError> {
+        let (db, selector) = (db.to_owned(), selector.clone());
+        self.run(move |c| {
+            Ok(live_docs(c, &db)?
+                .into_iter()
+                .filter(|d| selector.matches(d))
+                .take(limit)
+                .collect())
+        })
+        .await
+    }
+
+    async fn changes(&self, db: &str, since: &Value, wait: Duration) -> Result<Changes, StoreError> {
+        let since_n = since.as_i64().or_else(|| since.as_str().and_then(|s| s.parse().ok())).unwrap_or(0);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let db_owned = db.to_owned();
+            let batch = self
+                .run(move |c| {
+                    if !db_exists(c, &db_owned)? {
+                        return Err(StoreError::NoDatabase(db_owned));
+                    }
+                    let mut stmt = c
+                        .prepare_cached("SELECT id, rev, deleted, body, seq FROM docs WHERE db = ?1 AND seq > ?2 ORDER BY seq")
+                        .map_err(sql)?;
+                    let rows = stmt
+                        .query_map(params![db_owned, since_n], |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, i64>(2)? != 0,
+                                r.get::<_, String>(3)?,
+                                r.get::<_, i64>(4)?,
+                            ))
+                        })
+                        .map_err(sql)?;
+                    let mut changes = Vec::new();
+                    let mut last = since_n;
+                    for row in rows {
+                        let (id, rev, deleted, body, seq) = row.map_err(sql)?;
+                        let doc = if deleted { None } else { Some(with_meta(&id, &rev, &body)?) };
+                        changes.push(Change { id, doc });
+                        last = seq;
+                    }
+                    Ok((changes, last))
+                })
+                .await?;
+            if !batch.0.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(Changes {
+                    changes: batch.0,
+                    last_seq: Value::from(batch.1),
+                });
+            }
+            tokio::time::sleep(CHANGES_POLL).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    async fn store() -> (tempfile::TempDir, EmbeddedStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        s.ensure_db("d").await.unwrap();
+        (dir, s)
+    }
+
+    #[tokio::test]
+    async fn stale_rev_is_a_conflict() {
+        let (_d, s) = store().await;
+        let r1 = s.put("d", &json!({"_id": "a", "v": 1})).await.unwrap();
+        assert!(r1.starts_with("1-"));
+        let r2 = s.put("d", &json!({"_id": "a", "_rev": r1, "v": 2})).await.unwrap();
+        assert!(r2.starts_with("2-"));
+        assert_eq!(s.put("d", &json!({"_id": "a", "_rev": r1, "v": 3})).await, Err(StoreError::Conflict));
+        assert_eq!(s.put("d", &json!({"_id": "a", "v": 3})).await, Err(StoreError::Conflict));
+        assert_eq!(s.get("d", "a").await.unwrap().unwrap()["v"], 2);
+    }
+
+    #[tokio::test]
+    async fn missing_database_is_reported() {
+        let (_d, s) = store().await;
+        assert_eq!(s.create("nope", &json!({})).await, Err(StoreError::NoDatabase("nope".into())));
+    }
+
+    #[tokio::test]
+    async fn deleted_documents_vanish_and_show_in_changes() {
+        let (_d, s) = store().await;
+        let (id, rev) = s.create("d", &json!({"x": 1})).await.unwrap();
+        assert_eq!(id.len(), 32);
+        s.delete("d", &id, &rev).await.unwrap();
+        assert_eq!(s.get("d", &id).await.unwrap(), None);
+        assert_eq!(s.delete("d", &id, &rev).await, Err(StoreError::Conflict));
+        let ch = s.changes("d", &json!(0), Duration::ZERO).await.unwrap();
+        assert_eq!(ch.changes.len(), 1);
+        assert!(ch.changes[0].doc.is_none());
+    }
+
+    #[tokio::test]
+    async fn documents_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = EmbeddedStore::open(dir.path()).unwrap();
+            s.ensure_db("d").await.unwrap();
+            s.put("d", &json!({"_id": "k", "v": "kept"})).await.unwrap();
+        }
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(s.get("d", "k").await.unwrap().unwrap()["v"], "kept");
+    }
+}

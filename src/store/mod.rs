@@ -1,0 +1,132 @@
+//! Storage: the [`Store`] trait over CouchDB-shaped JSON documents, its two
+//! implementations, and the repositories the broker uses on top of it.
+
+pub mod account_types;
+pub mod accounts;
+pub mod couch;
+pub mod credentials;
+pub mod embedded;
+pub mod flow_states;
+pub mod instances;
+pub mod selector;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use selector::Selector;
+
+/// Account types, shared with cozy-stack.
+pub const ACCOUNT_TYPES_DB: &str = "secrets/io-cozy-account_types";
+/// Instances, shared with cozy-stack.
+pub const INSTANCES_DB: &str = "global/instances";
+/// Flow states (the server side of `state`).
+pub const FLOW_STATES_DB: &str = "broker/flow_states";
+/// One-time session codes accepted by `start`.
+pub const SESSION_CODES_DB: &str = "broker/session_codes";
+/// Instance API tokens, stored hashed.
+pub const API_TOKENS_DB: &str = "broker/api_tokens";
+
+/// Every database the broker creates at start-up.
+pub const BROKER_DBS: [&str; 5] = [
+    ACCOUNT_TYPES_DB,
+    INSTANCES_DB,
+    FLOW_STATES_DB,
+    SESSION_CODES_DB,
+    API_TOKENS_DB,
+];
+
+/// A failed store operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database does not exist.
+    #[error("database `{0}` does not exist")]
+    NoDatabase(String),
+    /// The write carried a stale or missing `_rev`.
+    #[error("document update conflict")]
+    Conflict,
+    /// The store could not be reached or failed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered something unexpected.
+    #[error("unexpected store answer: {0}")]
+    Invalid(String),
+}
+
+/// One document change, for the account-type cache.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// Document id.
+    pub id: String,
+    /// The document, absent when deleted.
+    pub doc: Option<Value>,
+}
+
+/// A batch of changes and the sequence to ask from next.
+#[derive(Debug, Clone)]
+pub struct Changes {
+    /// Changes since the asked sequence.
+    pub changes: Vec<Change>,
+    /// Opaque sequence (CouchDB's `last_seq`).
+    pub last_seq: Value,
+}
+
+/// CouchDB-shaped document storage: ids, `_rev` revisions, conflicts on stale writes.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Answers when the store is reachable.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Creates a database when it does not exist.
+    async fn ensure_db(&self, db: &str) -> Result<(), StoreError>;
+    /// Reads a document with its `_id` and `_rev`; `None` when missing or deleted.
+    async fn get(&self, db: &str, id: &str) -> Result<Option<Value>, StoreError>;
+    /// Writes a document that has an `_id`; with a `_rev` it updates that revision.
+    /// Returns the new revision.
+    async fn put(&self, db: &str, doc: &Value) -> Result<String, StoreError>;
+    /// Creates a document with a store-made id; returns `(id, rev)`.
+    async fn create(&self, db: &str, doc: &Value) -> Result<(String, String), StoreError>;
+    /// Deletes a revision of a document.
+    async fn delete(&self, db: &str, id: &str, rev: &str) -> Result<(), StoreError>;
+    /// Every live document of a database.
+    async fn all_docs(&self, db: &str) -> Result<Vec<Value>, StoreError>;
+    /// Documents matching a selector, at most `limit`.
+    async fn find(&self, db: &str, selector: &Selector, limit: usize) -> Result<Vec<Value>, StoreError>;
+    /// Changes after `since`, waiting up to `wait` for one to happen.
+    async fn changes(&self, db: &str, since: &Value, wait: Duration) -> Result<Changes, StoreError>;
+}
+
+/// The store shared by every handler.
+pub type SharedStore = Arc<dyn Store>;
+
+/// `put`, creating the database first when it is missing.
+pub async fn put_creating_db(store: &dyn Store, db: &str, doc: &Value) -> Result<String, StoreError> {
+    match store.put(db, doc).await {
+        Err(StoreError::NoDatabase(_)) => {
+            store.ensure_db(db).await?;
+            store.put(db, doc).await
+        }
+        other => other,
+    }
+}
+
+/// `create`, creating the database first when it is missing (cozy-stack's `createDocOrDB`).
+pub async fn create_creating_db(store: &dyn Store, db: &str, doc: &Value) -> Result<(String, String), StoreError> {
+    match store.create(db, doc).await {
+        Err(StoreError::NoDatabase(_)) => {
+            store.ensure_db(db).await?;
+            store.create(db, doc).await
+        }
+        other => other,
+    }
+}
+
+/// `_rev` of a document read from the store.
+pub fn rev_of(doc: &Value) -> Option<&str> {
+    doc.get("_rev").and_then(Value::as_str)
+}
+
+/// `_id` of a document read from the store.
+pub fn id_of(doc: &Value) -> Option<&str> {
+    doc.get("_id").and_then(Value::as_str)
+}
