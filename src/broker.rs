@@ -57,7 +57,10 @@ pub enum BuildError {
 /// Opens the store the settings select: CouchDB when a URL is set, else the embedded one.
 pub fn open_store(settings: &Settings) -> Result<SharedStore, StoreError> {
     Ok(match settings.couchdb_url() {
-        Some(url) => Arc::new(CouchStore::new(url, Duration::from_secs(settings.couchdb.timeout_secs))?),
+        Some(url) => Arc::new(CouchStore::new(
+            url,
+            Duration::from_secs(settings.couchdb.timeout_secs),
+        )?),
         None => Arc::new(EmbeddedStore::open(&settings.data_dir)?),
     })
 }
@@ -75,8 +78,9 @@ impl Broker {
     pub fn new(settings: &Settings, store: SharedStore) -> Result<Broker, BuildError> {
         let public_url = Url::parse(settings.public_url.trim_end_matches('/'))
             .map_err(|e| BuildError::Setting(format!("public_url: {e}")))?;
-        let provider = ProviderClient::new(Duration::from_secs(settings.provider_timeout_secs.max(1)))
-            .map_err(|e| BuildError::Setting(format!("provider client: {e}")))?;
+        let provider =
+            ProviderClient::new(Duration::from_secs(settings.provider_timeout_secs.max(1)))
+                .map_err(|e| BuildError::Setting(format!("provider client: {e}")))?;
         Ok(Broker {
             account_types: AccountTypes::new(store.clone()),
             instances: Instances::new(store.clone()),
@@ -95,7 +99,10 @@ impl Broker {
 
     /// The default redirect URI of a service: `{public_url}/accounts/{service}/redirect`.
     pub fn default_redirect_uri(&self, service_id: &str) -> String {
-        format!("{}/accounts/{service_id}/redirect", self.public_url.as_str().trim_end_matches('/'))
+        format!(
+            "{}/accounts/{service_id}/redirect",
+            self.public_url.as_str().trim_end_matches('/')
+        )
     }
 }
 

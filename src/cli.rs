@@ -100,7 +100,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::AccountTypes(AccountTypesCmd::Validate { file }) => {
             let doc = read_json(&file)?;
-            let at = AccountType::from_document(&doc).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let at = AccountType::from_document(&doc)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             println!("{}: valid account type `{}`", file.display(), at.id);
             Ok(())
         }
@@ -116,7 +117,8 @@ async fn broker(settings: &Settings) -> anyhow::Result<Broker> {
 }
 
 fn read_json(file: &Path) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))
 }
 
@@ -156,7 +158,8 @@ async fn account_types(broker: &Broker, cmd: AccountTypesCmd) -> anyhow::Result<
 }
 
 async fn instances(broker: &Broker, settings: &Settings, cmd: InstancesCmd) -> anyhow::Result<()> {
-    let known = |raw: &str| -> anyhow::Result<Domain> { Domain::parse(raw).map_err(anyhow::Error::msg) };
+    let known =
+        |raw: &str| -> anyhow::Result<Domain> { Domain::parse(raw).map_err(anyhow::Error::msg) };
     match cmd {
         InstancesCmd::Add { domain, context } => {
             let inst = match broker.instances.add(known(&domain)?, context).await {
@@ -168,7 +171,12 @@ async fn instances(broker: &Broker, settings: &Settings, cmd: InstancesCmd) -> a
         }
         InstancesCmd::List => {
             for i in broker.instances.list().await? {
-                println!("{}\t{}\t{}", i.domain, i.prefix, i.context.unwrap_or_default());
+                println!(
+                    "{}\t{}\t{}",
+                    i.domain,
+                    i.prefix,
+                    i.context.unwrap_or_default()
+                );
             }
         }
         InstancesCmd::Token { domain } => {
@@ -176,7 +184,14 @@ async fn instances(broker: &Broker, settings: &Settings, cmd: InstancesCmd) -> a
             if broker.instances.get(&d).await?.is_none() {
                 bail!("no instance `{d}`");
             }
-            println!("{}", broker.credentials.issue_api_token(&d, now()).await?.expose());
+            println!(
+                "{}",
+                broker
+                    .credentials
+                    .issue_api_token(&d, now())
+                    .await?
+                    .expose()
+            );
         }
         InstancesCmd::SessionCode { domain } => {
             let d = known(&domain)?;
@@ -184,7 +199,14 @@ async fn instances(broker: &Broker, settings: &Settings, cmd: InstancesCmd) -> a
                 bail!("no instance `{d}`");
             }
             let expires = now() + settings.session_code_ttl_secs as i64;
-            println!("{}", broker.credentials.issue_session_code(&d, expires).await?.expose());
+            println!(
+                "{}",
+                broker
+                    .credentials
+                    .issue_session_code(&d, expires)
+                    .await?
+                    .expose()
+            );
         }
     }
     Ok(())

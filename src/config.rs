@@ -56,7 +56,10 @@ impl std::fmt::Debug for Settings {
             .field("public_url", &self.public_url)
             .field("couchdb_url", &self.couchdb_url().map(redact_url))
             .field("data_dir", &self.data_dir)
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("subdomains", &self.subdomains)
             .finish_non_exhaustive()
     }
@@ -123,7 +126,10 @@ mod tests {
         s.admin_token = Some("topsecret".into());
         s.couchdb.url = Some("http://admin:hunter2@db:5984".into());
         let shown = format!("{s:?}");
-        assert!(!shown.contains("topsecret") && !shown.contains("hunter2"), "{shown}");
+        assert!(
+            !shown.contains("topsecret") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -28,7 +28,9 @@ impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
         match settings.couchdb_url() {
             Some(url) => tracing::info!(couchdb = %redact_url(url), "using CouchDB"),
-            None => tracing::info!(data_dir = %settings.data_dir.display(), "using the embedded store"),
+            None => {
+                tracing::info!(data_dir = %settings.data_dir.display(), "using the embedded store")
+            }
         }
         let store = open_store(settings)?;
         ensure_databases(&store).await?;
@@ -51,7 +53,11 @@ impl Application {
         .shutdown_timeout(30)
         .run();
         tracing::info!(port, "listening");
-        Ok(Application { port, server, broker })
+        Ok(Application {
+            port,
+            server,
+            broker,
+        })
     }
 
     /// The port actually bound (useful with port 0).

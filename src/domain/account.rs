@@ -7,7 +7,8 @@ use serde_json::{json, Map, Value};
 pub const UNKNOWN_EXPIRY: &str = "0001-01-01T00:00:00Z";
 
 /// Token reply keys that cozy-stack keeps out of `oauth_callback_results`.
-pub const STANDARD_TOKEN_KEYS: [&str; 4] = ["access_token", "refresh_token", "token_type", "expires_in"];
+pub const STANDARD_TOKEN_KEYS: [&str; 4] =
+    ["access_token", "refresh_token", "token_type", "expires_in"];
 
 /// Tokens obtained from a provider, ready to be written into an account.
 #[derive(Clone, PartialEq)]
@@ -193,14 +194,26 @@ mod tests {
 
     #[test]
     fn unknown_expiry_is_go_zero_time() {
-        let g = TokenGrant { expires_at: None, ..grant() };
-        assert_eq!(from_token_grant("x", &g)["oauth"]["expires_at"], UNKNOWN_EXPIRY);
+        let g = TokenGrant {
+            expires_at: None,
+            ..grant()
+        };
+        assert_eq!(
+            from_token_grant("x", &g)["oauth"]["expires_at"],
+            UNKNOWN_EXPIRY
+        );
     }
 
     #[test]
     fn refresh_keeps_old_refresh_token_and_foreign_fields() {
         let mut doc = json!({"label": "mine", "oauth": {"refresh_token": "OLD", "custom": 1}});
-        apply_refresh(&mut doc, &TokenGrant { refresh_token: None, ..grant() });
+        apply_refresh(
+            &mut doc,
+            &TokenGrant {
+                refresh_token: None,
+                ..grant()
+            },
+        );
         assert_eq!(doc["oauth"]["refresh_token"], "OLD");
         assert_eq!(doc["oauth"]["custom"], 1);
         assert_eq!(doc["label"], "mine");

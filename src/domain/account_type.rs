@@ -64,17 +64,21 @@ impl AccountType {
         let obj = doc
             .as_object()
             .ok_or_else(|| AccountTypeError::new("(document)", "must be a JSON object"))?;
-        let id = string_field(obj, "_id")?
-            .ok_or_else(|| AccountTypeError::new("_id", "is required"))?;
+        let id =
+            string_field(obj, "_id")?.ok_or_else(|| AccountTypeError::new("_id", "is required"))?;
         validate_id(&id)?;
 
         let grant_mode = match string_field(obj, "grant_mode")? {
             None => None,
-            Some(raw) => GrantMode::parse(&raw).map_err(|r| AccountTypeError::new("grant_mode", r))?,
+            Some(raw) => {
+                GrantMode::parse(&raw).map_err(|r| AccountTypeError::new("grant_mode", r))?
+            }
         };
         let token_mode = match string_field(obj, "token_mode")? {
             None => TokenMode::Form,
-            Some(raw) => TokenMode::parse(&raw).map_err(|r| AccountTypeError::new("token_mode", r))?,
+            Some(raw) => {
+                TokenMode::parse(&raw).map_err(|r| AccountTypeError::new("token_mode", r))?
+            }
         };
         let extras = match obj.get("extras") {
             None | Some(Value::Null) => Vec::new(),
@@ -88,12 +92,19 @@ impl AccountType {
                     )),
                 })
                 .collect::<Result<_, _>>()?,
-            Some(_) => return Err(AccountTypeError::new("extras", "must be an object of strings")),
+            Some(_) => {
+                return Err(AccountTypeError::new(
+                    "extras",
+                    "must be an object of strings",
+                ))
+            }
         };
 
         let at = AccountType {
             grant_mode,
-            client_id: string_field(obj, "client_id")?.filter(|s| !s.is_empty()).map(ClientId::new),
+            client_id: string_field(obj, "client_id")?
+                .filter(|s| !s.is_empty())
+                .map(ClientId::new),
             client_secret: string_field(obj, "client_secret")?
                 .filter(|s| !s.is_empty())
                 .map(ClientSecret::new),
@@ -176,7 +187,8 @@ pub fn validate_id(id: &str) -> Result<(), AccountTypeError> {
         !s.is_empty()
             && s.len() <= 100
             && !s.starts_with(['_', '.'])
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
     };
     let ok = match id.split_once('/') {
         Some((ctx, svc)) => segment_ok(ctx) && segment_ok(svc),
@@ -212,9 +224,13 @@ fn url_field(obj: &Map<String, Value>, field: &str) -> Result<Option<Url>, Accou
     let Some(raw) = string_field(obj, field)?.filter(|s| !s.is_empty()) else {
         return Ok(None);
     };
-    let url = Url::parse(&raw).map_err(|e| AccountTypeError::new(field, format!("is not a URL: {e}")))?;
+    let url =
+        Url::parse(&raw).map_err(|e| AccountTypeError::new(field, format!("is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(AccountTypeError::new(field, "must be an http or https URL with a host"));
+        return Err(AccountTypeError::new(
+            field,
+            "must be an http or https URL with a host",
+        ));
     }
     if url.fragment().is_some() {
         return Err(AccountTypeError::new(field, "must not have a #fragment"));
@@ -266,7 +282,11 @@ mod tests {
         for bad in ["", "_design", "a/b/c", "a b", "../x", "a/"] {
             let mut doc = google();
             doc["_id"] = json!(bad);
-            assert_eq!(AccountType::from_document(&doc).unwrap_err().field, "_id", "{bad}");
+            assert_eq!(
+                AccountType::from_document(&doc).unwrap_err().field,
+                "_id",
+                "{bad}"
+            );
         }
     }
 
@@ -274,20 +294,29 @@ mod tests {
     fn missing_auth_endpoint_is_refused_for_code_flows() {
         let mut doc = google();
         doc.as_object_mut().unwrap().remove("auth_endpoint");
-        assert_eq!(AccountType::from_document(&doc).unwrap_err().field, "auth_endpoint");
+        assert_eq!(
+            AccountType::from_document(&doc).unwrap_err().field,
+            "auth_endpoint"
+        );
     }
 
     #[test]
     fn non_http_urls_are_refused() {
         let mut doc = google();
         doc["token_endpoint"] = json!("javascript:alert(1)");
-        assert_eq!(AccountType::from_document(&doc).unwrap_err().field, "token_endpoint");
+        assert_eq!(
+            AccountType::from_document(&doc).unwrap_err().field,
+            "token_endpoint"
+        );
     }
 
     #[test]
     fn refresh_only_type_without_grant_mode_parses() {
         let doc = json!({"_id": "r", "token_endpoint": "https://p.example/t", "client_id": "a", "client_secret": "b"});
-        assert!(AccountType::from_document(&doc).unwrap().grant_mode.is_none());
+        assert!(AccountType::from_document(&doc)
+            .unwrap()
+            .grant_mode
+            .is_none());
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub struct FlowState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum StateRejection {
     /// No flow was started with it here.
-    #[error("this sign-in link is not known here: it was not started by this broker or has been purged")]
+    #[error(
+        "this sign-in link is not known here: it was not started by this broker or has been purged"
+    )]
     Unknown,
     /// Older than its time to live.
     #[error("this sign-in link has expired; start the connection again")]
@@ -99,7 +101,10 @@ mod tests {
     fn expired_used_and_cross_type_states_are_refused() {
         assert_eq!(state().check("google", 1000), Err(StateRejection::Expired));
         assert_eq!(state().check("github", 10), Err(StateRejection::Mismatch));
-        let used = FlowState { used: true, ..state() };
+        let used = FlowState {
+            used: true,
+            ..state()
+        };
         assert_eq!(used.check("google", 10), Err(StateRejection::Replayed));
     }
 

@@ -74,7 +74,9 @@ impl GrantMode {
     pub fn needs_client_id(self) -> bool {
         matches!(
             self,
-            GrantMode::AuthorizationCode | GrantMode::AuthorizationCodeWithSecret | GrantMode::Token
+            GrantMode::AuthorizationCode
+                | GrantMode::AuthorizationCodeWithSecret
+                | GrantMode::Token
         )
     }
 }

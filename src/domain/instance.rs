@@ -32,7 +32,9 @@ impl Domain {
                     && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             });
         if !labels_ok {
-            return Err(format!("`{raw}` is not a host name (letters, digits, dots, hyphens)"));
+            return Err(format!(
+                "`{raw}` is not a host name (letters, digits, dots, hyphens)"
+            ));
         }
         Ok(Domain(lower))
     }
@@ -147,7 +149,10 @@ mod tests {
 
     #[test]
     fn domains_are_lowercased_and_checked() {
-        assert_eq!(Domain::parse("Alice.Example:8080").unwrap().as_str(), "alice.example:8080");
+        assert_eq!(
+            Domain::parse("Alice.Example:8080").unwrap().as_str(),
+            "alice.example:8080"
+        );
         for bad in ["", "a..b", "a b", "a/b", "-a.b", "a.b:", "a.b:99x", "a@b"] {
             assert!(Domain::parse(bad).is_err(), "{bad}");
         }
@@ -156,7 +161,13 @@ mod tests {
     #[test]
     fn app_hosts_nested_and_flat() {
         let d = Domain::parse("alice.mycozy.cloud").unwrap();
-        assert_eq!(d.app_host("home", Subdomains::Nested), "home.alice.mycozy.cloud");
-        assert_eq!(d.app_host("home", Subdomains::Flat), "alice-home.mycozy.cloud");
+        assert_eq!(
+            d.app_host("home", Subdomains::Nested),
+            "home.alice.mycozy.cloud"
+        );
+        assert_eq!(
+            d.app_host("home", Subdomains::Flat),
+            "alice-home.mycozy.cloud"
+        );
     }
 }

@@ -17,7 +17,11 @@ impl Slug {
         if raw.is_empty() {
             return Ok(Slug::home());
         }
-        if raw.len() > 64 || !raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+        if raw.len() > 64
+            || !raw
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
             return Err("slug must be 1 to 64 characters among a-z and 0-9".to_owned());
         }
         Ok(Slug(raw.to_owned()))

@@ -21,10 +21,16 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
 
 /// Checks the admin bearer token in constant time.
 pub fn require_admin(req: &HttpRequest, broker: &Broker) -> Result<(), AppError> {
-    let expected = broker.admin_token.as_deref().ok_or(AppError::AdminDisabled)?;
+    let expected = broker
+        .admin_token
+        .as_deref()
+        .ok_or(AppError::AdminDisabled)?;
     let presented = bearer(req).ok_or(AppError::AdminUnauthorized)?;
     // Hashing first makes the comparison independent of the lengths.
-    let same: bool = sha256_hex(presented).as_bytes().ct_eq(sha256_hex(expected).as_bytes()).into();
+    let same: bool = sha256_hex(presented)
+        .as_bytes()
+        .ct_eq(sha256_hex(expected).as_bytes())
+        .into();
     if same {
         Ok(())
     } else {
@@ -43,13 +49,20 @@ pub async fn instance_from_token(req: &HttpRequest, broker: &Broker) -> Result<D
 }
 
 /// The instance `start` acts for: a one-time session code, else an API token.
-pub async fn instance_for_start(req: &HttpRequest, session_code: Option<&str>, broker: &Broker) -> Result<Domain, AppError> {
+pub async fn instance_for_start(
+    req: &HttpRequest,
+    session_code: Option<&str>,
+    broker: &Broker,
+) -> Result<Domain, AppError> {
     match session_code {
         Some(code) => broker
             .credentials
             .redeem_session_code(code, now())
             .await?
             .ok_or(AppError::BadCredentials),
-        None => instance_from_token(req, broker).await,
+        None => match instance_from_token(req, broker).await {
+            Err(AppError::NoCredentials) => Err(AppError::LoginRequired),
+            other => other,
+        },
     }
 }

@@ -17,6 +17,9 @@ pub enum AppError {
     /// No credential was presented.
     #[error("no credential in the request: send a session_code or an Authorization: Bearer token")]
     NoCredentials,
+    /// `start` without a session code or token.
+    #[error("this page needs a session code or an API token: open it from your Cozy")]
+    LoginRequired,
     /// The credential is unknown, expired or already used.
     #[error("the session code or token is invalid, expired or already used")]
     BadCredentials,
@@ -30,7 +33,9 @@ pub enum AppError {
     #[error(transparent)]
     AccountType(#[from] LookupError),
     /// The account type has no authorization step (`secret`, or no grant mode).
-    #[error("account type `{0}` has no OAuth authorization step (its grant_mode is `secret` or empty)")]
+    #[error(
+        "account type `{0}` has no OAuth authorization step (its grant_mode is `secret` or empty)"
+    )]
     NoAuthorizationStep(String),
     /// A malformed parameter.
     #[error("{detail}")]
@@ -110,12 +115,19 @@ impl AppError {
         use AppError::*;
         match self {
             NoCredentials => (StatusCode::UNAUTHORIZED, "no_credentials"),
+            LoginRequired => (StatusCode::FORBIDDEN, "login_required"),
             BadCredentials => (StatusCode::FORBIDDEN, "bad_credentials"),
             AdminDisabled => (StatusCode::FORBIDDEN, "admin_disabled"),
             AdminUnauthorized => (StatusCode::UNAUTHORIZED, "admin_unauthorized"),
-            AccountType(LookupError::NotFound(_)) => (StatusCode::NOT_FOUND, "unknown_account_type"),
-            AccountType(LookupError::Invalid { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, "invalid_account_type"),
-            AccountType(LookupError::Store(_)) | Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            AccountType(LookupError::NotFound(_)) => {
+                (StatusCode::NOT_FOUND, "unknown_account_type")
+            }
+            AccountType(LookupError::Invalid { .. }) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "invalid_account_type")
+            }
+            AccountType(LookupError::Store(_)) | Store(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+            }
             NoAuthorizationStep(_) => (StatusCode::BAD_REQUEST, "no_authorization_step"),
             BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
@@ -190,7 +202,12 @@ impl ResponseError for Page {
             502..=504 => "The service or its storage is having trouble. Try again in a few minutes.",
             _ => "The connection could not be completed. If this keeps happening, contact your administrator.",
         };
-        let body = render_page(status.canonical_reason().unwrap_or("Error"), &self.0.to_string(), hint, code);
+        let body = render_page(
+            status.canonical_reason().unwrap_or("Error"),
+            &self.0.to_string(),
+            hint,
+            code,
+        );
         HttpResponse::build(status)
             .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
             .body(body)
@@ -267,7 +284,10 @@ mod tests {
     #[test]
     fn invalid_refresh_token_matches_cozy_stack() {
         let (status, code) = AppError::RefreshInvalidToken.status_and_code();
-        assert_eq!((status.as_u16(), code), (401, "oauth_refresh_invalid_token"));
+        assert_eq!(
+            (status.as_u16(), code),
+            (401, "oauth_refresh_invalid_token")
+        );
         assert_eq!(
             AppError::RefreshInvalidToken.to_string(),
             "OAuth refresh token is invalid or expired; reconnect account."

@@ -16,19 +16,46 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
         .route("/healthz", web::get().to(routes::health::healthz))
         .route("/readyz", web::get().to(routes::health::readyz))
-        .route("/accounts/{type}/start", web::get().to(routes::start::start))
-        .route("/accounts/{type}/redirect", web::get().to(routes::redirect::redirect))
-        .route("/accounts/{type}/{id}/refresh", web::post().to(routes::refresh::refresh))
+        .route(
+            "/accounts/{type}/start",
+            web::get().to(routes::start::start),
+        )
+        .route(
+            "/accounts/{type}/redirect",
+            web::get().to(routes::redirect::redirect),
+        )
+        .route(
+            "/accounts/{type}/{id}/refresh",
+            web::post().to(routes::refresh::refresh),
+        )
         .service(
             web::scope("/admin")
-                .route("/account_types", web::get().to(routes::admin::list_account_types))
-                .route("/account_types/{id:.+}", web::get().to(routes::admin::get_account_type))
-                .route("/account_types/{id:.+}", web::put().to(routes::admin::put_account_type))
-                .route("/account_types/{id:.+}", web::delete().to(routes::admin::delete_account_type))
+                .route(
+                    "/account_types",
+                    web::get().to(routes::admin::list_account_types),
+                )
+                .route(
+                    "/account_types/{id:.+}",
+                    web::get().to(routes::admin::get_account_type),
+                )
+                .route(
+                    "/account_types/{id:.+}",
+                    web::put().to(routes::admin::put_account_type),
+                )
+                .route(
+                    "/account_types/{id:.+}",
+                    web::delete().to(routes::admin::delete_account_type),
+                )
                 .route("/instances", web::get().to(routes::admin::list_instances))
                 .route("/instances", web::post().to(routes::admin::add_instance))
-                .route("/instances/{domain}/session_codes", web::post().to(routes::admin::issue_session_code))
-                .route("/instances/{domain}/tokens", web::post().to(routes::admin::issue_api_token)),
+                .route(
+                    "/instances/{domain}/session_codes",
+                    web::post().to(routes::admin::issue_session_code),
+                )
+                .route(
+                    "/instances/{domain}/tokens",
+                    web::post().to(routes::admin::issue_api_token),
+                ),
         );
 }
 
@@ -38,5 +65,8 @@ pub fn security_headers() -> middleware::DefaultHeaders {
         .add(("Cache-Control", "no-store"))
         .add(("Referrer-Policy", "no-referrer"))
         .add(("X-Content-Type-Options", "nosniff"))
-        .add(("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"))
+        .add((
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ))
 }

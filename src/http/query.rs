@@ -17,13 +17,19 @@ impl Query {
         if raw.len() > MAX_QUERY_BYTES {
             return Err(AppError::TooLarge("the query string is too long"));
         }
-        let pairs = url::form_urlencoded::parse(raw.as_bytes()).into_owned().collect();
+        let pairs = url::form_urlencoded::parse(raw.as_bytes())
+            .into_owned()
+            .collect();
         Ok(Query { pairs })
     }
 
     /// A parameter that may appear once; empty counts as absent.
     pub fn one(&self, key: &'static str) -> Result<Option<&str>, AppError> {
-        let mut values = self.pairs.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        let mut values = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str());
         let first = values.next();
         if values.next().is_some() {
             return Err(AppError::BadRequest {

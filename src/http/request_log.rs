@@ -9,7 +9,10 @@ use actix_web::middleware::Next;
 use tracing::Instrument;
 
 /// Logs the request and tags the answer with `X-Request-Id`.
-pub async fn log_request(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+pub async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let request_id = random_hex(8);
     let span = tracing::info_span!("request", request_id = %request_id);
     let method = req.method().clone();
@@ -21,7 +24,8 @@ pub async fn log_request(req: ServiceRequest, next: Next<impl MessageBody>) -> R
         tracing::info!(%method, path = %path, status, elapsed_ms = started.elapsed().as_millis() as u64, "handled");
     });
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+        res.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), v);
     }
     Ok(res)
 }

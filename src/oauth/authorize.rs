@@ -28,7 +28,11 @@ pub fn authorization_url(at: &AccountType, p: &AuthorizeParams<'_>) -> Option<Ur
     if !at.skip_redirect_uri_on_authorize && mode != GrantMode::TokenRedirectUrl {
         add("redirect_uri", p.redirect_uri);
     }
-    let client_id = at.client_id.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default();
+    let client_id = at
+        .client_id
+        .as_ref()
+        .map(|c| c.as_str().to_owned())
+        .unwrap_or_default();
     match mode {
         GrantMode::AuthorizationCode | GrantMode::AuthorizationCodeWithSecret => {
             add("response_type", "code");
@@ -70,7 +74,11 @@ mod tests {
     }
 
     fn params() -> AuthorizeParams<'static> {
-        AuthorizeParams { scope: "the world", redirect_uri: "https://b.example/accounts/svc/redirect", state: "S" }
+        AuthorizeParams {
+            scope: "the world",
+            redirect_uri: "https://b.example/accounts/svc/redirect",
+            state: "S",
+        }
     }
 
     #[test]
@@ -84,14 +92,25 @@ mod tests {
 
     #[test]
     fn extras_are_added_after_existing_values() {
-        let url = authorization_url(&at(json!({"extras": {"scope": "more", "prompt": "consent"}})), &params()).unwrap();
-        assert!(url.as_str().contains("prompt=consent&redirect_uri="), "{url}");
+        let url = authorization_url(
+            &at(json!({"extras": {"scope": "more", "prompt": "consent"}})),
+            &params(),
+        )
+        .unwrap();
+        assert!(
+            url.as_str().contains("prompt=consent&redirect_uri="),
+            "{url}"
+        );
         assert!(url.as_str().contains("scope=the+world&scope=more"), "{url}");
     }
 
     #[test]
     fn skip_flag_drops_redirect_uri() {
-        let url = authorization_url(&at(json!({"skip_redirect_uri_on_authorize": true})), &params()).unwrap();
+        let url = authorization_url(
+            &at(json!({"skip_redirect_uri_on_authorize": true})),
+            &params(),
+        )
+        .unwrap();
         assert!(!url.as_str().contains("redirect_uri"), "{url}");
     }
 

@@ -55,7 +55,9 @@ impl ProviderError {
 pub fn is_sane_code(code: &str) -> bool {
     !code.is_empty()
         && code.len() <= 64
-        && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
 }
 
 /// Pooled client for providers: bounded time, no redirects followed.
@@ -137,9 +139,15 @@ mod tests {
 
     #[test]
     fn app_is_told_sane_codes_only() {
-        let e = ProviderError::OAuth { status: 400, error: "invalid_grant".into() };
+        let e = ProviderError::OAuth {
+            status: 400,
+            error: "invalid_grant".into(),
+        };
         assert_eq!(e.app_error_code(), "invalid_grant");
-        let evil = ProviderError::OAuth { status: 400, error: "x&account=1".into() };
+        let evil = ProviderError::OAuth {
+            status: 400,
+            error: "x&account=1".into(),
+        };
         assert_eq!(evil.app_error_code(), "server_error");
         assert_eq!(ProviderError::Timeout.app_error_code(), "server_error");
     }
@@ -147,8 +155,16 @@ mod tests {
     #[test]
     fn invalid_grant_and_invalid_token_mean_reconnect() {
         for code in ["invalid_grant", "invalid_token"] {
-            assert!(ProviderError::OAuth { status: 400, error: code.into() }.is_invalid_token());
+            assert!(ProviderError::OAuth {
+                status: 400,
+                error: code.into()
+            }
+            .is_invalid_token());
         }
-        assert!(!ProviderError::OAuth { status: 400, error: "invalid_client".into() }.is_invalid_token());
+        assert!(!ProviderError::OAuth {
+            status: 400,
+            error: "invalid_client".into()
+        }
+        .is_invalid_token());
     }
 }

@@ -22,9 +22,14 @@ pub enum ReplyError {
 }
 
 /// Parses a reply body into its members, by content type, then by trying JSON and form.
-pub fn parse_members(content_type: Option<&str>, body: &[u8]) -> Result<Map<String, Value>, ReplyError> {
+pub fn parse_members(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Map<String, Value>, ReplyError> {
     let ct = content_type.unwrap_or("").to_ascii_lowercase();
-    let text = std::str::from_utf8(body).map_err(|_| ReplyError::NotOAuth)?.trim();
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ReplyError::NotOAuth)?
+        .trim();
     let looks_like_json = ct.contains("json") || ct.contains("javascript") || text.starts_with('{');
     if looks_like_json {
         return match serde_json::from_str::<Value>(text) {
@@ -39,7 +44,10 @@ pub fn parse_members(content_type: Option<&str>, body: &[u8]) -> Result<Map<Stri
         let map: Map<String, Value> = url::form_urlencoded::parse(text.as_bytes())
             .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
             .collect();
-        if map.contains_key("access_token") || map.contains_key("id_token") || map.contains_key("error") {
+        if map.contains_key("access_token")
+            || map.contains_key("id_token")
+            || map.contains_key("error")
+        {
             return Ok(map);
         }
     }
@@ -56,11 +64,19 @@ pub fn oauth_error(members: &Map<String, Value>) -> Option<String> {
 }
 
 /// Turns reply members into tokens, `now` being when the reply arrived.
-pub fn grant_from_members(mut members: Map<String, Value>, now: DateTime<Utc>) -> Result<TokenGrant, ReplyError> {
+pub fn grant_from_members(
+    mut members: Map<String, Value>,
+    now: DateTime<Utc>,
+) -> Result<TokenGrant, ReplyError> {
     if let Some(error) = oauth_error(&members) {
         return Err(ReplyError::OAuth { error });
     }
-    let text = |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+    let text = |m: &Map<String, Value>, k: &str| {
+        m.get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
     let access_token = text(&members, "access_token")
         .or_else(|| text(&members, "id_token"))
         .ok_or(ReplyError::NoAccessToken)?;
@@ -112,45 +128,91 @@ mod tests {
         let g = grant("application/json", r#"{"access_token":"A","refresh_token":"R","expires_in":3600,"token_type":"Bearer","scope":"s"}"#).unwrap();
         assert_eq!(g.access_token, "A");
         assert_eq!(g.expires_at, Some(now() + Duration::seconds(3600)));
-        assert_eq!(g.callback_results, json!({"scope": "s"}).as_object().unwrap().clone());
+        assert_eq!(
+            g.callback_results,
+            json!({"scope": "s"}).as_object().unwrap().clone()
+        );
     }
 
     #[test]
     fn form_reply_with_string_expiry() {
-        let g = grant("application/x-www-form-urlencoded", "access_token=A&expires_in=60&scope=x%20y").unwrap();
+        let g = grant(
+            "application/x-www-form-urlencoded",
+            "access_token=A&expires_in=60&scope=x%20y",
+        )
+        .unwrap();
         assert_eq!(g.expires_at, Some(now() + Duration::seconds(60)));
         assert_eq!(g.callback_results["scope"], "x y");
     }
 
     #[test]
     fn absent_or_garbage_expiry_is_unknown() {
-        assert_eq!(grant("application/json", r#"{"access_token":"A"}"#).unwrap().expires_at, None);
-        assert_eq!(grant("application/json", r#"{"access_token":"A","expires_in":"soon"}"#).unwrap().expires_at, None);
+        assert_eq!(
+            grant("application/json", r#"{"access_token":"A"}"#)
+                .unwrap()
+                .expires_at,
+            None
+        );
+        assert_eq!(
+            grant(
+                "application/json",
+                r#"{"access_token":"A","expires_in":"soon"}"#
+            )
+            .unwrap()
+            .expires_at,
+            None
+        );
     }
 
     #[test]
     fn id_token_stands_in_for_a_missing_access_token() {
-        assert_eq!(grant("application/json", r#"{"id_token":"I"}"#).unwrap().access_token, "I");
+        assert_eq!(
+            grant("application/json", r#"{"id_token":"I"}"#)
+                .unwrap()
+                .access_token,
+            "I"
+        );
     }
 
     #[test]
     fn error_member_in_a_200_is_a_failure() {
         assert_eq!(
-            grant("application/json", r#"{"error":"invalid_grant","access_token":"A"}"#).unwrap_err(),
-            ReplyError::OAuth { error: "invalid_grant".into() }
+            grant(
+                "application/json",
+                r#"{"error":"invalid_grant","access_token":"A"}"#
+            )
+            .unwrap_err(),
+            ReplyError::OAuth {
+                error: "invalid_grant".into()
+            }
         );
     }
 
     #[test]
     fn html_and_empty_replies_are_not_oauth() {
-        assert_eq!(grant("text/html", "<html>oops</html>").unwrap_err(), ReplyError::NotOAuth);
-        assert_eq!(grant("application/json", "").unwrap_err(), ReplyError::NotOAuth);
-        assert_eq!(grant("application/json", "[1]").unwrap_err(), ReplyError::NotOAuth);
-        assert_eq!(grant("text/plain", "hello world").unwrap_err(), ReplyError::NotOAuth);
+        assert_eq!(
+            grant("text/html", "<html>oops</html>").unwrap_err(),
+            ReplyError::NotOAuth
+        );
+        assert_eq!(
+            grant("application/json", "").unwrap_err(),
+            ReplyError::NotOAuth
+        );
+        assert_eq!(
+            grant("application/json", "[1]").unwrap_err(),
+            ReplyError::NotOAuth
+        );
+        assert_eq!(
+            grant("text/plain", "hello world").unwrap_err(),
+            ReplyError::NotOAuth
+        );
     }
 
     #[test]
     fn reply_without_token_is_refused() {
-        assert_eq!(grant("application/json", r#"{"token_type":"Bearer"}"#).unwrap_err(), ReplyError::NoAccessToken);
+        assert_eq!(
+            grant("application/json", r#"{"token_type":"Bearer"}"#).unwrap_err(),
+            ReplyError::NoAccessToken
+        );
     }
 }

@@ -78,8 +78,16 @@ pub fn refresh(at: &AccountType, refresh_token: &oauth2::RefreshToken) -> Option
 
 fn build(at: &AccountType, mut params: Vec<(&'static str, String)>) -> Option<TokenRequest> {
     let endpoint = at.token_endpoint.clone()?;
-    let client_id = at.client_id.as_ref().map(|c| c.as_str().to_owned()).unwrap_or_default();
-    let client_secret = at.client_secret.as_ref().map(|c| c.secret().clone()).unwrap_or_default();
+    let client_id = at
+        .client_id
+        .as_ref()
+        .map(|c| c.as_str().to_owned())
+        .unwrap_or_default();
+    let client_secret = at
+        .client_secret
+        .as_ref()
+        .map(|c| c.secret().clone())
+        .unwrap_or_default();
     let mut headers = vec![("Accept", "application/json".to_owned())];
     if at.token_mode == TokenMode::Basic {
         // RFC 6749 §2.3.1: form-encode each part before base64 (cozy-stack does not; see README).
@@ -93,7 +101,10 @@ fn build(at: &AccountType, mut params: Vec<(&'static str, String)>) -> Option<To
     }
     let req = match at.token_mode {
         TokenMode::Form | TokenMode::Basic => {
-            headers.push(("Content-Type", "application/x-www-form-urlencoded".to_owned()));
+            headers.push((
+                "Content-Type",
+                "application/x-www-form-urlencoded".to_owned(),
+            ));
             TokenRequest {
                 method: Method::Post,
                 url: endpoint,
@@ -103,8 +114,10 @@ fn build(at: &AccountType, mut params: Vec<(&'static str, String)>) -> Option<To
         }
         TokenMode::Json => {
             headers.push(("Content-Type", "application/json".to_owned()));
-            let obj: serde_json::Map<String, serde_json::Value> =
-                params.into_iter().map(|(k, v)| (k.to_owned(), v.into())).collect();
+            let obj: serde_json::Map<String, serde_json::Value> = params
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.into()))
+                .collect();
             TokenRequest {
                 method: Method::Post,
                 url: endpoint,
@@ -134,15 +147,26 @@ mod tests {
     use serde_json::json;
 
     fn at(mode: &str) -> AccountType {
-        AccountType::from_document(&json!({"_id": "t", "grant_mode": "authorization_code", "client_id": "id:x",
+        AccountType::from_document(
+            &json!({"_id": "t", "grant_mode": "authorization_code", "client_id": "id:x",
             "client_secret": "s&cr t", "auth_endpoint": "https://p.example/a",
-            "token_endpoint": "https://p.example/t?v=1", "token_mode": mode}))
+            "token_endpoint": "https://p.example/t?v=1", "token_mode": mode}),
+        )
         .unwrap()
     }
 
     fn exchange(at: &AccountType) -> TokenRequest {
         let code = oauth2::AuthorizationCode::new("C".into());
-        code_exchange(at, &CodeExchange { code: &code, redirect_uri: "https://b/r", state: "S", nonce: "N" }).unwrap()
+        code_exchange(
+            at,
+            &CodeExchange {
+                code: &code,
+                redirect_uri: "https://b/r",
+                state: "S",
+                nonce: "N",
+            },
+        )
+        .unwrap()
     }
 
     #[test]
@@ -158,12 +182,18 @@ mod tests {
     #[test]
     fn basic_mode_moves_credentials_to_the_header() {
         let r = exchange(&at("basic"));
-        let auth = r.headers.iter().find(|(k, _)| *k == "Authorization").unwrap();
+        let auth = r
+            .headers
+            .iter()
+            .find(|(k, _)| *k == "Authorization")
+            .unwrap();
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(auth.1.trim_start_matches("Basic "))
             .unwrap();
         assert_eq!(String::from_utf8(decoded).unwrap(), "id%3Ax:s%26cr+t");
-        assert!(!String::from_utf8(r.body.unwrap()).unwrap().contains("client_"));
+        assert!(!String::from_utf8(r.body.unwrap())
+            .unwrap()
+            .contains("client_"));
     }
 
     #[test]
@@ -171,7 +201,13 @@ mod tests {
         let r = exchange(&at("get"));
         assert_eq!(r.method, Method::Get);
         assert!(r.body.is_none());
-        assert!(r.url.as_str().starts_with("https://p.example/t?client_id=id%3Ax&"), "{}", r.url);
+        assert!(
+            r.url
+                .as_str()
+                .starts_with("https://p.example/t?client_id=id%3Ax&"),
+            "{}",
+            r.url
+        );
         assert!(r.url.as_str().ends_with("&state=S&v=1"), "{}", r.url);
     }
 
@@ -179,15 +215,20 @@ mod tests {
     fn json_mode_posts_a_json_object() {
         let r = refresh(&at("json"), &oauth2::RefreshToken::new("R".into())).unwrap();
         let body: serde_json::Value = serde_json::from_slice(&r.body.unwrap()).unwrap();
-        assert_eq!(body, json!({"grant_type": "refresh_token", "refresh_token": "R",
-                               "client_id": "id:x", "client_secret": "s&cr t"}));
+        assert_eq!(
+            body,
+            json!({"grant_type": "refresh_token", "refresh_token": "R",
+                               "client_id": "id:x", "client_secret": "s&cr t"})
+        );
     }
 
     #[test]
     fn skip_state_on_token_drops_state() {
         let mut t = at("form");
         t.skip_state_on_token = true;
-        assert!(!String::from_utf8(exchange(&t).body.unwrap()).unwrap().contains("state="));
+        assert!(!String::from_utf8(exchange(&t).body.unwrap())
+            .unwrap()
+            .contains("state="));
     }
 
     #[test]

@@ -33,12 +33,25 @@ pub enum RefreshError {
 }
 
 /// Refreshes account `id` of `inst` and returns the saved document.
-pub async fn refresh_account(broker: &Broker, inst: &Instance, id: &str) -> Result<Value, RefreshError> {
-    let doc = broker.accounts.get(inst, id).await?.ok_or(RefreshError::AccountNotFound)?;
+pub async fn refresh_account(
+    broker: &Broker,
+    inst: &Instance,
+    id: &str,
+) -> Result<Value, RefreshError> {
+    let doc = broker
+        .accounts
+        .get(inst, id)
+        .await?
+        .ok_or(RefreshError::AccountNotFound)?;
     if !doc.get("oauth").is_some_and(Value::is_object) {
-        return Err(RefreshError::NotRefreshable("this account has no OAuth tokens"));
+        return Err(RefreshError::NotRefreshable(
+            "this account has no OAuth tokens",
+        ));
     }
-    let type_id = doc.get("account_type").and_then(Value::as_str).unwrap_or_default();
+    let type_id = doc
+        .get("account_type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let at = broker
         .account_types
         .lookup(service_id_of(type_id), inst.context.as_deref())
@@ -65,8 +78,11 @@ pub async fn refresh_account(broker: &Broker, inst: &Instance, id: &str) -> Resu
 
     let refresh_token = refresh_token_of(&doc)
         .map(|t| oauth2::RefreshToken::new(t.to_owned()))
-        .ok_or(RefreshError::NotRefreshable("this account has no refresh token; reconnect it"))?;
-    let request = token_request::refresh(&at, &refresh_token).expect("token endpoint checked above");
+        .ok_or(RefreshError::NotRefreshable(
+            "this account has no refresh token; reconnect it",
+        ))?;
+    let request =
+        token_request::refresh(&at, &refresh_token).expect("token endpoint checked above");
     let grant = broker.provider.request_token(&request).await.map_err(|e| {
         tracing::warn!(account_type = at.service_id(), error = %e, "refresh failed at the provider");
         if e.is_invalid_token() {

@@ -61,7 +61,11 @@ impl AccountTypes {
     }
 
     /// The type for `service_id` as seen by an instance of `context` (cozy's `TypeInfo`).
-    pub async fn lookup(&self, service_id: &str, context: Option<&str>) -> Result<Arc<AccountType>, LookupError> {
+    pub async fn lookup(
+        &self,
+        service_id: &str,
+        context: Option<&str>,
+    ) -> Result<Arc<AccountType>, LookupError> {
         if account_type::validate_id(service_id).is_err() || service_id.contains('/') {
             return Err(LookupError::NotFound(service_id.to_owned()));
         }
@@ -72,7 +76,10 @@ impl AccountTypes {
         ids.push(service_id.to_owned());
         for id in &ids {
             if let Some(entry) = self.cached(id).or(self.load(id).await?) {
-                return entry.map_err(|error| LookupError::Invalid { id: id.clone(), error });
+                return entry.map_err(|error| LookupError::Invalid {
+                    id: id.clone(),
+                    error,
+                });
             }
         }
         Err(LookupError::NotFound(service_id.to_owned()))
@@ -89,7 +96,10 @@ impl AccountTypes {
             Err(StoreError::NoDatabase(_)) => None,
             Err(e) => return Err(e),
         };
-        Ok(doc.map(|d| self.remember(id, Some(&d)).expect("a document yields an entry")))
+        Ok(doc.map(|d| {
+            self.remember(id, Some(&d))
+                .expect("a document yields an entry")
+        }))
     }
 
     /// Records a document (or its deletion) in the cache.
@@ -117,9 +127,17 @@ impl AccountTypes {
         tokio::spawn(async move {
             let mut since = Value::from(0);
             loop {
-                match this.store.changes(ACCOUNT_TYPES_DB, &since, CHANGES_WAIT).await {
+                match this
+                    .store
+                    .changes(ACCOUNT_TYPES_DB, &since, CHANGES_WAIT)
+                    .await
+                {
                     Ok(batch) => {
-                        for change in batch.changes.iter().filter(|c| !c.id.starts_with("_design/")) {
+                        for change in batch
+                            .changes
+                            .iter()
+                            .filter(|c| !c.id.starts_with("_design/"))
+                        {
                             this.remember(&change.id, change.doc.as_ref());
                         }
                         since = batch.last_seq;
@@ -141,7 +159,10 @@ impl AccountTypes {
             .get("_id")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| AccountTypeError { field: "_id".into(), reason: "is required".into() })?;
+            .ok_or_else(|| AccountTypeError {
+                field: "_id".into(),
+                reason: "is required".into(),
+            })?;
         account_type::validate_id(&id)?;
         let stored = match self.store.get(ACCOUNT_TYPES_DB, &id).await {
             Ok(d) => d,

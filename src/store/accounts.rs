@@ -38,7 +38,12 @@ impl Accounts {
     }
 
     /// The account of a type whose stored redirect query has this `connection_id`.
-    pub async fn find_by_connection_id(&self, inst: &Instance, account_type: &str, connection_id: &str) -> Result<Option<Value>, StoreError> {
+    pub async fn find_by_connection_id(
+        &self,
+        inst: &Instance,
+        account_type: &str,
+        connection_id: &str,
+    ) -> Result<Option<Value>, StoreError> {
         let selector = Selector::And(vec![
             Selector::Eq("account_type", account_type.into()),
             Selector::Contains("oauth.query.connection_id", connection_id.into()),
@@ -52,9 +57,18 @@ impl Accounts {
 
     /// Applies `change` to `doc` and saves it; on a conflict, re-reads the account and
     /// applies the change again, so a concurrent edit of other fields is kept.
-    pub async fn update_with(&self, inst: &Instance, mut doc: Value, change: impl Fn(&mut Value)) -> Result<Value, StoreError> {
+    pub async fn update_with(
+        &self,
+        inst: &Instance,
+        mut doc: Value,
+        change: impl Fn(&mut Value),
+    ) -> Result<Value, StoreError> {
         let db = inst.accounts_db();
-        let id = doc.get("_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let id = doc
+            .get("_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         for _ in 0..CONFLICT_RETRIES {
             change(&mut doc);
             match self.store.put(&db, &doc).await {
@@ -64,7 +78,11 @@ impl Accounts {
                 }
                 Err(StoreError::Conflict) => {
                     tracing::info!(account = %id, "account changed during the update; re-applying");
-                    doc = self.store.get(&db, &id).await?.ok_or(StoreError::Conflict)?;
+                    doc = self
+                        .store
+                        .get(&db, &id)
+                        .await?
+                        .ok_or(StoreError::Conflict)?;
                     if rev_of(&doc).is_none() {
                         return Err(StoreError::Conflict);
                     }

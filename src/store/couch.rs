@@ -26,7 +26,8 @@ impl std::fmt::Debug for CouchStore {
 impl CouchStore {
     /// Connects to `url` (`http://user:password@host:5984`); nothing is sent yet.
     pub fn new(url: &str, timeout: Duration) -> Result<CouchStore, StoreError> {
-        let mut parsed = Url::parse(url).map_err(|e| StoreError::Invalid(format!("CouchDB URL: {e}")))?;
+        let mut parsed =
+            Url::parse(url).map_err(|e| StoreError::Invalid(format!("CouchDB URL: {e}")))?;
         let user = percent_decode(parsed.username());
         let password = parsed.password().map(percent_decode);
         let _ = parsed.set_username("");
@@ -75,7 +76,21 @@ fn transport(e: reqwest::Error) -> StoreError {
 #[async_trait]
 impl Store for CouchStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.client.check_status().await.map(|_| ()).map_err(|e| map_err("", e))
+        // `GET /` is what every CouchDB and pouchdb-server answers (`/_up` is CouchDB only).
+        let resp = self
+            .client
+            .req(Method::GET, "/", None)
+            .send()
+            .await
+            .map_err(transport)?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "CouchDB answered HTTP {}",
+                resp.status().as_u16()
+            )))
+        }
     }
 
     async fn ensure_db(&self, db: &str) -> Result<(), StoreError> {
@@ -87,7 +102,9 @@ impl Store for CouchStore {
             .map_err(transport)?;
         match resp.status().as_u16() {
             201 | 202 | 412 => Ok(()),
-            s => Err(StoreError::Unavailable(format!("creating `{db}`: HTTP {s}"))),
+            s => Err(StoreError::Unavailable(format!(
+                "creating `{db}`: HTTP {s}"
+            ))),
         }
     }
 
@@ -101,7 +118,11 @@ impl Store for CouchStore {
 
     async fn put(&self, db: &str, doc: &Value) -> Result<String, StoreError> {
         let mut doc = doc.clone();
-        self.db(db).save(&mut doc).await.map(|d| d.rev).map_err(|e| map_err(db, e))
+        self.db(db)
+            .save(&mut doc)
+            .await
+            .map(|d| d.rev)
+            .map_err(|e| map_err(db, e))
     }
 
     async fn create(&self, db: &str, doc: &Value) -> Result<(String, String), StoreError> {
@@ -124,15 +145,33 @@ impl Store for CouchStore {
     }
 
     async fn all_docs(&self, db: &str) -> Result<Vec<Value>, StoreError> {
-        self.db(db).get_all_raw().await.map(|c| c.rows).map_err(|e| map_err(db, e))
+        self.db(db)
+            .get_all_raw()
+            .await
+            .map(|c| c.rows)
+            .map_err(|e| map_err(db, e))
     }
 
-    async fn find(&self, db: &str, selector: &Selector, limit: usize) -> Result<Vec<Value>, StoreError> {
+    async fn find(
+        &self,
+        db: &str,
+        selector: &Selector,
+        limit: usize,
+    ) -> Result<Vec<Value>, StoreError> {
         let query = FindQuery::new(selector.to_mango()).limit(limit as u64);
-        self.db(db).find_raw(&query).await.map(|c| c.rows).map_err(|e| map_err(db, e))
+        self.db(db)
+            .find_raw(&query)
+            .await
+            .map(|c| c.rows)
+            .map_err(|e| map_err(db, e))
     }
 
-    async fn changes(&self, db: &str, since: &Value, wait: Duration) -> Result<Changes, StoreError> {
+    async fn changes(
+        &self,
+        db: &str,
+        since: &Value,
+        wait: Duration,
+    ) -> Result<Changes, StoreError> {
         let since_param = match since {
             Value::String(s) => s.clone(),
             other => other.to_string(),
@@ -167,7 +206,9 @@ impl Store for CouchStore {
                     .filter_map(|r| {
                         let id = r["id"].as_str()?.to_owned();
                         let deleted = r["deleted"].as_bool().unwrap_or(false);
-                        let doc = (!deleted).then(|| r["doc"].clone()).filter(Value::is_object);
+                        let doc = (!deleted)
+                            .then(|| r["doc"].clone())
+                            .filter(Value::is_object);
                         Some(Change { id, doc })
                     })
                     .collect()
@@ -175,7 +216,10 @@ impl Store for CouchStore {
             .unwrap_or_default();
         Ok(Changes {
             changes,
-            last_seq: body.get("last_seq").cloned().unwrap_or_else(|| since.clone()),
+            last_seq: body
+                .get("last_seq")
+                .cloned()
+                .unwrap_or_else(|| since.clone()),
         })
     }
 }

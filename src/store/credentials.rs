@@ -18,15 +18,24 @@ impl Credentials {
     }
 
     /// A one-time code for `start`, valid until `expires_at` (unix seconds).
-    pub async fn issue_session_code(&self, instance: &Domain, expires_at: i64) -> Result<Credential, StoreError> {
+    pub async fn issue_session_code(
+        &self,
+        instance: &Domain,
+        expires_at: i64,
+    ) -> Result<Credential, StoreError> {
         let code = Credential::generate();
-        let doc = json!({"_id": code.hashed(), "instance": instance.as_str(), "expires_at": expires_at});
+        let doc =
+            json!({"_id": code.hashed(), "instance": instance.as_str(), "expires_at": expires_at});
         self.store.put(SESSION_CODES_DB, &doc).await?;
         Ok(code)
     }
 
     /// Redeems a session code once: the instance it was issued for, or `None`.
-    pub async fn redeem_session_code(&self, presented: &str, now: i64) -> Result<Option<Domain>, StoreError> {
+    pub async fn redeem_session_code(
+        &self,
+        presented: &str,
+        now: i64,
+    ) -> Result<Option<Domain>, StoreError> {
         if presented.is_empty() || presented.len() > 128 {
             return Ok(None);
         }
@@ -34,18 +43,29 @@ impl Credentials {
         let Some(doc) = self.store.get(SESSION_CODES_DB, &id).await? else {
             return Ok(None);
         };
-        match self.store.delete(SESSION_CODES_DB, &id, rev_of(&doc).unwrap_or_default()).await {
+        match self
+            .store
+            .delete(SESSION_CODES_DB, &id, rev_of(&doc).unwrap_or_default())
+            .await
+        {
             Ok(()) => {}
             // Someone redeemed it first.
             Err(StoreError::Conflict) => return Ok(None),
             Err(e) => return Err(e),
         }
-        let fresh = doc.get("expires_at").and_then(Value::as_i64).is_some_and(|t| now < t);
+        let fresh = doc
+            .get("expires_at")
+            .and_then(Value::as_i64)
+            .is_some_and(|t| now < t);
         Ok(fresh.then(|| instance_of(&doc)).flatten())
     }
 
     /// A new API token for an instance; only its hash is stored.
-    pub async fn issue_api_token(&self, instance: &Domain, now: i64) -> Result<Credential, StoreError> {
+    pub async fn issue_api_token(
+        &self,
+        instance: &Domain,
+        now: i64,
+    ) -> Result<Credential, StoreError> {
         let token = Credential::generate();
         let doc = json!({"_id": token.hashed(), "instance": instance.as_str(), "created_at": now});
         self.store.put(API_TOKENS_DB, &doc).await?;
@@ -53,12 +73,21 @@ impl Credentials {
     }
 
     /// The instance an API token acts for, or `None` for an unknown token.
-    pub async fn instance_for_api_token(&self, presented: &str) -> Result<Option<Domain>, StoreError> {
+    pub async fn instance_for_api_token(
+        &self,
+        presented: &str,
+    ) -> Result<Option<Domain>, StoreError> {
         if presented.is_empty() || presented.len() > 128 {
             return Ok(None);
         }
         // Looked up by hash: no comparison of the secret itself happens here.
-        let doc = self.store.get(API_TOKENS_DB, &Credential::from_presented(presented).hashed()).await?;
+        let doc = self
+            .store
+            .get(
+                API_TOKENS_DB,
+                &Credential::from_presented(presented).hashed(),
+            )
+            .await?;
         Ok(doc.as_ref().and_then(instance_of))
     }
 }

@@ -91,19 +91,31 @@ fn with_meta(id: &str, rev: &str, body: &str) -> Result<Value, StoreError> {
 }
 
 fn rev_number(rev: &str) -> u64 {
-    rev.split_once('-').and_then(|(n, _)| n.parse().ok()).unwrap_or(0)
+    rev.split_once('-')
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Writes one revision inside a transaction, with CouchDB's conflict rules.
-fn write(conn: &mut Connection, db: &str, id: &str, given_rev: Option<&str>, body: Option<&Map<String, Value>>) -> Result<String, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql)?;
+fn write(
+    conn: &mut Connection,
+    db: &str,
+    id: &str,
+    given_rev: Option<&str>,
+    body: Option<&Map<String, Value>>,
+) -> Result<String, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql)?;
     if !db_exists(&tx, db)? {
         return Err(StoreError::NoDatabase(db.to_owned()));
     }
     let current: Option<(String, bool)> = tx
-        .query_row("SELECT rev, deleted FROM docs WHERE db = ?1 AND id = ?2", params![db, id], |r| {
-            Ok((r.get(0)?, r.get::<_, i64>(1)? != 0))
-        })
+        .query_row(
+            "SELECT rev, deleted FROM docs WHERE db = ?1 AND id = ?2",
+            params![db, id],
+            |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)),
+        )
         .optional()
         .map_err(sql)?;
     let next_number = match (&current, given_rev) {
@@ -120,9 +132,14 @@ fn write(conn: &mut Connection, db: &str, id: &str, given_rev: Option<&str>, bod
         Some(b) => serde_json::to_string(b).map_err(|e| StoreError::Invalid(e.to_string()))?,
         None => "{}".to_owned(),
     };
-    let rev = format!("{next_number}-{}", &sha256_hex(&format!("{}{text}", given_rev.unwrap_or("")))[..32]);
+    let rev = format!(
+        "{next_number}-{}",
+        &sha256_hex(&format!("{}{text}", given_rev.unwrap_or("")))[..32]
+    );
     let seq: i64 = tx
-        .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM docs", [], |r| r.get(0))
+        .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM docs", [], |r| {
+            r.get(0)
+        })
         .map_err(sql)?;
     tx.execute(
         "INSERT INTO docs (db, id, rev, deleted, body, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -134,15 +151,26 @@ fn write(conn: &mut Connection, db: &str, id: &str, given_rev: Option<&str>, bod
     Ok(rev)
 }
 
+/// A document taken apart: id, rev, and the body that is stored.
+struct Parts {
+    id: Option<String>,
+    rev: Option<String>,
+    body: Map<String, Value>,
+}
+
 /// Splits a document into its id, its rev and the body to store.
-fn split(doc: &Value) -> Result<(Option<String>, Option<String>, Map<String, Value>), StoreError> {
+fn split(doc: &Value) -> Result<Parts, StoreError> {
     let mut body = doc
         .as_object()
         .cloned()
         .ok_or_else(|| StoreError::Invalid("document must be an object".into()))?;
-    let id = body.remove("_id").and_then(|v| v.as_str().map(str::to_owned));
-    let rev = body.remove("_rev").and_then(|v| v.as_str().map(str::to_owned));
-    Ok((id, rev, body))
+    let id = body
+        .remove("_id")
+        .and_then(|v| v.as_str().map(str::to_owned));
+    let rev = body
+        .remove("_rev")
+        .and_then(|v| v.as_str().map(str::to_owned));
+    Ok(Parts { id, rev, body })
 }
 
 fn live_docs(conn: &Connection, db: &str) -> Result<Vec<Value>, StoreError> {
@@ -153,7 +181,13 @@ fn live_docs(conn: &Connection, db: &str) -> Result<Vec<Value>, StoreError> {
         .prepare_cached("SELECT id, rev, body FROM docs WHERE db = ?1 AND deleted = 0 ORDER BY id")
         .map_err(sql)?;
     let rows = stmt
-        .query_map([db], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+        .query_map([db], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
         .map_err(sql)?;
     rows.map(|r| {
         let (id, rev, body) = r.map_err(sql)?;
@@ -165,7 +199,8 @@ fn live_docs(conn: &Connection, db: &str) -> Result<Vec<Value>, StoreError> {
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql)).await
+        self.run(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql))
+            .await
     }
 
     async fn ensure_db(&self, db: &str) -> Result<(), StoreError> {
@@ -189,20 +224,24 @@ impl Store for EmbeddedStore {
                 )
                 .optional()
                 .map_err(sql)?;
-            row.map(|(rev, body)| with_meta(&id, &rev, &body)).transpose()
+            row.map(|(rev, body)| with_meta(&id, &rev, &body))
+                .transpose()
         })
         .await
     }
 
     async fn put(&self, db: &str, doc: &Value) -> Result<String, StoreError> {
-        let (id, rev, body) = split(doc)?;
-        let id = id.filter(|i| !i.is_empty()).ok_or_else(|| StoreError::Invalid("put needs an _id".into()))?;
+        let Parts { id, rev, body } = split(doc)?;
+        let id = id
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| StoreError::Invalid("put needs an _id".into()))?;
         let db = db.to_owned();
-        self.run(move |c| write(c, &db, &id, rev.as_deref(), Some(&body))).await
+        self.run(move |c| write(c, &db, &id, rev.as_deref(), Some(&body)))
+            .await
     }
 
     async fn create(&self, db: &str, doc: &Value) -> Result<(String, String), StoreError> {
-        let (_, _, body) = split(doc)?;
+        let Parts { body, .. } = split(doc)?;
         let id = random_hex(16);
         let db = db.to_owned();
         self.run(move |c| write(c, &db, &id, None, Some(&body)).map(|rev| (id, rev)))
@@ -211,7 +250,8 @@ impl Store for EmbeddedStore {
 
     async fn delete(&self, db: &str, id: &str, rev: &str) -> Result<(), StoreError> {
         let (db, id, rev) = (db.to_owned(), id.to_owned(), rev.to_owned());
-        self.run(move |c| write(c, &db, &id, Some(&rev), None).map(|_| ())).await
+        self.run(move |c| write(c, &db, &id, Some(&rev), None).map(|_| ()))
+            .await
     }
 
     async fn all_docs(&self, db: &str) -> Result<Vec<Value>, StoreError> {
@@ -219,7 +259,12 @@ impl Store for EmbeddedStore {
         self.run(move |c| live_docs(c, &db)).await
     }
 
-    async fn find(&self, db: &str, selector: &Selector, limit: usize) -> Result<Vec<Value>, StoreError> {
+    async fn find(
+        &self,
+        db: &str,
+        selector: &Selector,
+        limit: usize,
+    ) -> Result<Vec<Value>, StoreError> {
         let (db, selector) = (db.to_owned(), selector.clone());
         self.run(move |c| {
             Ok(live_docs(c, &db)?
@@ -231,8 +276,16 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn changes(&self, db: &str, since: &Value, wait: Duration) -> Result<Changes, StoreError> {
-        let since_n = since.as_i64().or_else(|| since.as_str().and_then(|s| s.parse().ok())).unwrap_or(0);
+    async fn changes(
+        &self,
+        db: &str,
+        since: &Value,
+        wait: Duration,
+    ) -> Result<Changes, StoreError> {
+        let since_n = since
+            .as_i64()
+            .or_else(|| since.as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(0);
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let db_owned = db.to_owned();
@@ -294,17 +347,29 @@ mod tests {
         let (_d, s) = store().await;
         let r1 = s.put("d", &json!({"_id": "a", "v": 1})).await.unwrap();
         assert!(r1.starts_with("1-"));
-        let r2 = s.put("d", &json!({"_id": "a", "_rev": r1, "v": 2})).await.unwrap();
+        let r2 = s
+            .put("d", &json!({"_id": "a", "_rev": r1, "v": 2}))
+            .await
+            .unwrap();
         assert!(r2.starts_with("2-"));
-        assert_eq!(s.put("d", &json!({"_id": "a", "_rev": r1, "v": 3})).await, Err(StoreError::Conflict));
-        assert_eq!(s.put("d", &json!({"_id": "a", "v": 3})).await, Err(StoreError::Conflict));
+        assert_eq!(
+            s.put("d", &json!({"_id": "a", "_rev": r1, "v": 3})).await,
+            Err(StoreError::Conflict)
+        );
+        assert_eq!(
+            s.put("d", &json!({"_id": "a", "v": 3})).await,
+            Err(StoreError::Conflict)
+        );
         assert_eq!(s.get("d", "a").await.unwrap().unwrap()["v"], 2);
     }
 
     #[tokio::test]
     async fn missing_database_is_reported() {
         let (_d, s) = store().await;
-        assert_eq!(s.create("nope", &json!({})).await, Err(StoreError::NoDatabase("nope".into())));
+        assert_eq!(
+            s.create("nope", &json!({})).await,
+            Err(StoreError::NoDatabase("nope".into()))
+        );
     }
 
     #[tokio::test]

@@ -42,13 +42,23 @@ impl FlowStates {
     }
 
     /// Checks a presented state and marks it used; a second consumption is a replay.
-    pub async fn consume(&self, presented: &str, service_id: &str, now: i64) -> Result<FlowState, ConsumeError> {
+    pub async fn consume(
+        &self,
+        presented: &str,
+        service_id: &str,
+        now: i64,
+    ) -> Result<FlowState, ConsumeError> {
         if presented.len() != STATE_HEX_LEN || !presented.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(StateRejection::Unknown.into());
         }
         let id = sha256_hex(&presented.to_ascii_lowercase());
-        let doc = self.store.get(FLOW_STATES_DB, &id).await?.ok_or(StateRejection::Unknown)?;
-        let flow: FlowState = serde_json::from_value(strip_meta(&doc)).map_err(|_| StateRejection::Unknown)?;
+        let doc = self
+            .store
+            .get(FLOW_STATES_DB, &id)
+            .await?
+            .ok_or(StateRejection::Unknown)?;
+        let flow: FlowState =
+            serde_json::from_value(strip_meta(&doc)).map_err(|_| StateRejection::Unknown)?;
         flow.check(service_id, now)?;
         let mut used = doc.clone();
         used["used"] = true.into();
@@ -62,7 +72,10 @@ impl FlowStates {
 
     /// Deletes states that expired before `before` (unix seconds); returns how many.
     pub async fn sweep(&self, before: i64) -> Result<usize, StoreError> {
-        let old = self.store.find(FLOW_STATES_DB, &Selector::Lt("expires_at", before), 500).await?;
+        let old = self
+            .store
+            .find(FLOW_STATES_DB, &Selector::Lt("expires_at", before), 500)
+            .await?;
         let mut n = 0;
         for doc in &old {
             if let (Some(id), Some(rev)) = (doc.get("_id").and_then(Value::as_str), rev_of(doc)) {

@@ -50,7 +50,11 @@ impl Instances {
             Ok(Some(d)) => Some(d),
             Ok(None) => self
                 .store
-                .find(INSTANCES_DB, &Selector::Eq("domain", domain.as_str().into()), 1)
+                .find(
+                    INSTANCES_DB,
+                    &Selector::Eq("domain", domain.as_str().into()),
+                    1,
+                )
                 .await?
                 .pop(),
             Err(StoreError::NoDatabase(_)) => None,
@@ -82,5 +86,9 @@ fn parse(doc: &Value) -> Option<Instance> {
         .and_then(Value::as_str)
         .filter(|c| !c.is_empty())
         .map(str::to_owned);
-    Some(Instance { domain, prefix, context })
+    Some(Instance {
+        domain,
+        prefix,
+        context,
+    })
 }

@@ -91,16 +91,26 @@ pub trait Store: Send + Sync + 'static {
     /// Every live document of a database.
     async fn all_docs(&self, db: &str) -> Result<Vec<Value>, StoreError>;
     /// Documents matching a selector, at most `limit`.
-    async fn find(&self, db: &str, selector: &Selector, limit: usize) -> Result<Vec<Value>, StoreError>;
+    async fn find(
+        &self,
+        db: &str,
+        selector: &Selector,
+        limit: usize,
+    ) -> Result<Vec<Value>, StoreError>;
     /// Changes after `since`, waiting up to `wait` for one to happen.
-    async fn changes(&self, db: &str, since: &Value, wait: Duration) -> Result<Changes, StoreError>;
+    async fn changes(&self, db: &str, since: &Value, wait: Duration)
+        -> Result<Changes, StoreError>;
 }
 
 /// The store shared by every handler.
 pub type SharedStore = Arc<dyn Store>;
 
 /// `put`, creating the database first when it is missing.
-pub async fn put_creating_db(store: &dyn Store, db: &str, doc: &Value) -> Result<String, StoreError> {
+pub async fn put_creating_db(
+    store: &dyn Store,
+    db: &str,
+    doc: &Value,
+) -> Result<String, StoreError> {
     match store.put(db, doc).await {
         Err(StoreError::NoDatabase(_)) => {
             store.ensure_db(db).await?;
@@ -111,7 +121,11 @@ pub async fn put_creating_db(store: &dyn Store, db: &str, doc: &Value) -> Result
 }
 
 /// `create`, creating the database first when it is missing (cozy-stack's `createDocOrDB`).
-pub async fn create_creating_db(store: &dyn Store, db: &str, doc: &Value) -> Result<(String, String), StoreError> {
+pub async fn create_creating_db(
+    store: &dyn Store,
+    db: &str,
+    doc: &Value,
+) -> Result<(String, String), StoreError> {
     match store.create(db, doc).await {
         Err(StoreError::NoDatabase(_)) => {
             store.ensure_db(db).await?;

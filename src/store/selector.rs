@@ -22,7 +22,9 @@ impl Selector {
             Selector::Eq(path, v) => json!({ *path: {"$eq": v} }),
             Selector::Contains(path, v) => json!({ *path: {"$elemMatch": {"$eq": v}} }),
             Selector::Lt(path, n) => json!({ *path: {"$lt": n} }),
-            Selector::And(all) => json!({"$and": all.iter().map(Selector::to_mango).collect::<Vec<_>>()}),
+            Selector::And(all) => {
+                json!({"$and": all.iter().map(Selector::to_mango).collect::<Vec<_>>()})
+            }
         }
     }
 
@@ -31,7 +33,9 @@ impl Selector {
         let at = |path: &str| path.split('.').try_fold(doc, |v, k| v.get(k));
         match self {
             Selector::Eq(path, v) => at(path) == Some(v),
-            Selector::Contains(path, v) => at(path).and_then(Value::as_array).is_some_and(|a| a.contains(v)),
+            Selector::Contains(path, v) => at(path)
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.contains(v)),
             Selector::Lt(path, n) => at(path).and_then(Value::as_i64).is_some_and(|x| x < *n),
             Selector::And(all) => all.iter().all(|s| s.matches(doc)),
         }
@@ -47,7 +51,9 @@ mod tests {
         let doc = json!({"a": {"b": ["x", "y"]}, "t": "g", "n": 5});
         assert!(Selector::Contains("a.b", json!("y")).matches(&doc));
         assert!(!Selector::Contains("a.b", json!("z")).matches(&doc));
-        assert!(Selector::And(vec![Selector::Eq("t", json!("g")), Selector::Lt("n", 6)]).matches(&doc));
+        assert!(
+            Selector::And(vec![Selector::Eq("t", json!("g")), Selector::Lt("n", 6)]).matches(&doc)
+        );
         assert!(!Selector::Lt("n", 5).matches(&doc));
     }
 }

@@ -4,7 +4,7 @@ use crate::broker::{now, Broker};
 use crate::domain::account_type::redacted;
 use crate::domain::Domain;
 use crate::http::auth::require_admin;
-use crate::http::error::{AppError, Api};
+use crate::http::error::{Api, AppError};
 use crate::store::instances::AddError;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -16,14 +16,27 @@ fn type_id(raw: String) -> String {
 }
 
 /// Every account type, secrets redacted.
-pub async fn list_account_types(req: HttpRequest, broker: web::Data<Broker>) -> Result<HttpResponse, Api> {
+pub async fn list_account_types(
+    req: HttpRequest,
+    broker: web::Data<Broker>,
+) -> Result<HttpResponse, Api> {
     require_admin(&req, &broker)?;
-    let docs: Vec<Value> = broker.account_types.list_documents().await?.iter().map(redacted).collect();
+    let docs: Vec<Value> = broker
+        .account_types
+        .list_documents()
+        .await?
+        .iter()
+        .map(redacted)
+        .collect();
     Ok(HttpResponse::Ok().json(json!({"account_types": docs})))
 }
 
 /// One account type, secrets redacted.
-pub async fn get_account_type(req: HttpRequest, path: web::Path<String>, broker: web::Data<Broker>) -> Result<HttpResponse, Api> {
+pub async fn get_account_type(
+    req: HttpRequest,
+    path: web::Path<String>,
+    broker: web::Data<Broker>,
+) -> Result<HttpResponse, Api> {
     require_admin(&req, &broker)?;
     let id = type_id(path.into_inner());
     let doc = broker
@@ -35,7 +48,12 @@ pub async fn get_account_type(req: HttpRequest, path: web::Path<String>, broker:
 }
 
 /// Validates and stores an account type.
-pub async fn put_account_type(req: HttpRequest, path: web::Path<String>, body: web::Bytes, broker: web::Data<Broker>) -> Result<HttpResponse, Api> {
+pub async fn put_account_type(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    broker: web::Data<Broker>,
+) -> Result<HttpResponse, Api> {
     require_admin(&req, &broker)?;
     let id = type_id(path.into_inner());
     let mut doc: Value = serde_json::from_slice(&body).map_err(|e| AppError::BadRequest {
@@ -64,7 +82,11 @@ pub async fn put_account_type(req: HttpRequest, path: web::Path<String>, body: w
 }
 
 /// Deletes an account type.
-pub async fn delete_account_type(req: HttpRequest, path: web::Path<String>, broker: web::Data<Broker>) -> Result<HttpResponse, Api> {
+pub async fn delete_account_type(
+    req: HttpRequest,
+    path: web::Path<String>,
+    broker: web::Data<Broker>,
+) -> Result<HttpResponse, Api> {
     require_admin(&req, &broker)?;
     let id = type_id(path.into_inner());
     if broker.account_types.delete(&id).await? {
@@ -84,7 +106,10 @@ pub struct NewInstance {
 }
 
 /// Every instance.
-pub async fn list_instances(req: HttpRequest, broker: web::Data<Broker>) -> Result<HttpResponse, Api> {
+pub async fn list_instances(
+    req: HttpRequest,
+    broker: web::Data<Broker>,
+) -> Result<HttpResponse, Api> {
     require_admin(&req, &broker)?;
     let list: Vec<Value> = broker
         .instances
@@ -97,23 +122,38 @@ pub async fn list_instances(req: HttpRequest, broker: web::Data<Broker>) -> Resu
 }
 
 /// Adds an instance, prefix computed as cozy-stack does.
-pub async fn add_instance(req: HttpRequest, body: web::Bytes, broker: web::Data<Broker>) -> Result<HttpResponse, Api> {
+pub async fn add_instance(
+    req: HttpRequest,
+    body: web::Bytes,
+    broker: web::Data<Broker>,
+) -> Result<HttpResponse, Api> {
     require_admin(&req, &broker)?;
     let new: NewInstance = serde_json::from_slice(&body).map_err(|e| AppError::BadRequest {
         code: "invalid_json",
         detail: format!("expected {{\"domain\": .., \"context\": ..}}: {e}"),
     })?;
-    let domain = Domain::parse(&new.domain).map_err(|detail| AppError::BadRequest { code: "invalid_domain", detail })?;
-    let inst = broker.instances.add(domain, new.context).await.map_err(|e| match e {
-        AddError::Exists(d) => AppError::Conflict(format!("instance `{d}` already exists")),
-        AddError::Store(s) => AppError::Store(s),
+    let domain = Domain::parse(&new.domain).map_err(|detail| AppError::BadRequest {
+        code: "invalid_domain",
+        detail,
     })?;
+    let inst = broker
+        .instances
+        .add(domain, new.context)
+        .await
+        .map_err(|e| match e {
+            AddError::Exists(d) => AppError::Conflict(format!("instance `{d}` already exists")),
+            AddError::Store(s) => AppError::Store(s),
+        })?;
     tracing::info!(instance = %inst.domain, "instance added");
-    Ok(HttpResponse::Created().json(json!({"domain": inst.domain, "prefix": inst.prefix, "context": inst.context})))
+    Ok(HttpResponse::Created()
+        .json(json!({"domain": inst.domain, "prefix": inst.prefix, "context": inst.context})))
 }
 
 async fn known_instance(broker: &Broker, raw: &str) -> Result<Domain, AppError> {
-    let domain = Domain::parse(raw).map_err(|detail| AppError::BadRequest { code: "invalid_domain", detail })?;
+    let domain = Domain::parse(raw).map_err(|detail| AppError::BadRequest {
+        code: "invalid_domain",
+        detail,
+    })?;
     broker
         .instances
         .get(&domain)
@@ -123,16 +163,27 @@ async fn known_instance(broker: &Broker, raw: &str) -> Result<Domain, AppError> 
 }
 
 /// Issues a one-time session code for `start`.
-pub async fn issue_session_code(req: HttpRequest, path: web::Path<String>, broker: web::Data<Broker>) -> Result<HttpResponse, Api> {
+pub async fn issue_session_code(
+    req: HttpRequest,
+    path: web::Path<String>,
+    broker: web::Data<Broker>,
+) -> Result<HttpResponse, Api> {
     require_admin(&req, &broker)?;
     let domain = known_instance(&broker, &path.into_inner()).await?;
     let ttl = broker.session_code_ttl.as_secs() as i64;
-    let code = broker.credentials.issue_session_code(&domain, now() + ttl).await?;
+    let code = broker
+        .credentials
+        .issue_session_code(&domain, now() + ttl)
+        .await?;
     Ok(HttpResponse::Created().json(json!({"session_code": code.expose(), "expires_in": ttl})))
 }
 
 /// Issues an instance API token, shown once.
-pub async fn issue_api_token(req: HttpRequest, path: web::Path<String>, broker: web::Data<Broker>) -> Result<HttpResponse, Api> {
+pub async fn issue_api_token(
+    req: HttpRequest,
+    path: web::Path<String>,
+    broker: web::Data<Broker>,
+) -> Result<HttpResponse, Api> {
     require_admin(&req, &broker)?;
     let domain = known_instance(&broker, &path.into_inner()).await?;
     let token = broker.credentials.issue_api_token(&domain, now()).await?;

@@ -51,7 +51,11 @@ impl AppReturn {
 }
 
 /// Consumes the state, obtains the tokens, writes the account and returns to the app.
-pub async fn redirect(req: HttpRequest, path: web::Path<String>, broker: web::Data<Broker>) -> Result<HttpResponse, Page> {
+pub async fn redirect(
+    req: HttpRequest,
+    path: web::Path<String>,
+    broker: web::Data<Broker>,
+) -> Result<HttpResponse, Page> {
     let service_id = path.into_inner();
     let q = Query::parse(req.query_string())?;
     let state = q.one("state")?.ok_or_else(|| AppError::BadRequest {
@@ -67,28 +71,53 @@ pub async fn redirect(req: HttpRequest, path: web::Path<String>, broker: web::Da
         .await?
         .ok_or_else(|| AppError::UnknownInstance(flow.instance.to_string()))?;
     let back = AppReturn {
-        base: format!("https://{}/", inst.domain.app_host(flow.slug.as_str(), broker.subdomains)),
+        base: format!(
+            "https://{}/",
+            inst.domain.app_host(flow.slug.as_str(), broker.subdomains)
+        ),
         client_state: flow.client_state.clone(),
         connection_id: (!connection_id.is_empty()).then_some(connection_id),
         connection_deleted: (!connection_deleted.is_empty()).then_some(connection_deleted),
     };
     // From here the state was valid: every failure goes back to the app as `?error=`.
     if let Some(error) = q.one("error").ok().flatten() {
-        let code = if is_sane_code(error) { error } else { "server_error" };
+        let code = if is_sane_code(error) {
+            error
+        } else {
+            "server_error"
+        };
         tracing::info!(account_type = %service_id, error = code, "provider refused the authorization");
         return Ok(back.answer(None, Some(code)));
     }
-    Ok(match complete(&broker, &inst, &flow, state, &q, back.connection_id.as_deref()).await {
-        Ok(account_id) => {
-            tracing::info!(account_type = %service_id, instance = %inst.domain, "flow completed");
-            back.answer(Some(&account_id), None)
-        }
-        Err(code) => back.answer(None, Some(&code)),
-    })
+    Ok(
+        match complete(
+            &broker,
+            &inst,
+            &flow,
+            state,
+            &q,
+            back.connection_id.as_deref(),
+        )
+        .await
+        {
+            Ok(account_id) => {
+                tracing::info!(account_type = %service_id, instance = %inst.domain, "flow completed");
+                back.answer(Some(&account_id), None)
+            }
+            Err(code) => back.answer(None, Some(&code)),
+        },
+    )
 }
 
 /// Builds and writes the account; `Err` is the error code the app is told.
-async fn complete(broker: &Broker, inst: &Instance, flow: &FlowState, state: &str, q: &Query, connection_id: Option<&str>) -> Result<String, String> {
+async fn complete(
+    broker: &Broker,
+    inst: &Instance,
+    flow: &FlowState,
+    state: &str,
+    q: &Query,
+    connection_id: Option<&str>,
+) -> Result<String, String> {
     let service_id = flow.account_type.as_str();
     let at = broker
         .account_types
@@ -114,8 +143,14 @@ async fn complete(broker: &Broker, inst: &Instance, flow: &FlowState, state: &st
             "invalid_request".to_owned()
         })?;
         let code = oauth2::AuthorizationCode::new(code.to_owned());
-        let exchange = CodeExchange { code: &code, redirect_uri: &flow.redirect_uri, state, nonce: &flow.nonce };
-        let request = token_request::code_exchange(&at, &exchange).expect("token endpoint checked above");
+        let exchange = CodeExchange {
+            code: &code,
+            redirect_uri: &flow.redirect_uri,
+            state,
+            nonce: &flow.nonce,
+        };
+        let request =
+            token_request::code_exchange(&at, &exchange).expect("token endpoint checked above");
         let grant = broker.provider.request_token(&request).await.map_err(|e| {
             tracing::warn!(account_type = service_id, error = %e, "code exchange failed");
             e.app_error_code()
@@ -142,5 +177,9 @@ async fn complete(broker: &Broker, inst: &Instance, flow: &FlowState, state: &st
             return Ok(id_of(&saved).unwrap_or_default().to_owned());
         }
     }
-    broker.accounts.create(inst, &doc).await.map_err(store_failed)
+    broker
+        .accounts
+        .create(inst, &doc)
+        .await
+        .map_err(store_failed)
 }

@@ -2,14 +2,18 @@
 
 use crate::broker::Broker;
 use crate::http::auth::instance_from_token;
-use crate::http::error::{AppError, Api};
+use crate::http::error::{Api, AppError};
 use crate::refresh::refresh_account;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 /// Refreshes the account and answers it as a JSON:API document, as cozy-stack does.
-pub async fn refresh(req: HttpRequest, path: web::Path<(String, String)>, broker: web::Data<Broker>) -> Result<HttpResponse, Api> {
+pub async fn refresh(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    broker: web::Data<Broker>,
+) -> Result<HttpResponse, Api> {
     // The `{type}` segment is ignored, as in cozy-stack: the account names its type.
     let (_, account_id) = path.into_inner();
     // Permission before existence: an unauthenticated caller learns nothing about accounts.

@@ -10,11 +10,18 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 /// Stores a flow state and answers 303 to the provider's authorization page.
-pub async fn start(req: HttpRequest, path: web::Path<String>, broker: web::Data<Broker>) -> Result<HttpResponse, Page> {
+pub async fn start(
+    req: HttpRequest,
+    path: web::Path<String>,
+    broker: web::Data<Broker>,
+) -> Result<HttpResponse, Page> {
     let service_id = path.into_inner();
     let q = Query::parse(req.query_string())?;
     // Cheap checks first: a bad request must not burn the session code.
-    let slug = Slug::parse(q.bounded("slug", 64)?).map_err(|detail| AppError::BadRequest { code: "invalid_slug", detail })?;
+    let slug = Slug::parse(q.bounded("slug", 64)?).map_err(|detail| AppError::BadRequest {
+        code: "invalid_slug",
+        detail,
+    })?;
     let client_state = q.bounded("state", 1024)?.to_owned();
     let nonce = q.bounded("nonce", 256)?.to_owned();
     let scope = q.bounded("scope", 4096)?.to_owned();
@@ -26,14 +33,17 @@ pub async fn start(req: HttpRequest, path: web::Path<String>, broker: web::Data<
         .get(&domain)
         .await?
         .ok_or_else(|| AppError::UnknownInstance(domain.to_string()))?;
-    let at = broker.account_types.lookup(&service_id, inst.context.as_deref()).await?;
+    let at = broker
+        .account_types
+        .lookup(&service_id, inst.context.as_deref())
+        .await?;
     if !at.grant_mode.is_some_and(|m| m.has_authorization_step()) {
         return Err(AppError::NoAuthorizationStep(at.id.clone()).into());
     }
-    let redirect_uri = at
-        .redirect_uri
-        .as_ref()
-        .map_or_else(|| broker.default_redirect_uri(at.service_id()), |u| u.to_string());
+    let redirect_uri = at.redirect_uri.as_ref().map_or_else(
+        || broker.default_redirect_uri(at.service_id()),
+        |u| u.to_string(),
+    );
 
     let flow = FlowState {
         instance: inst.domain.clone(),
@@ -46,8 +56,15 @@ pub async fn start(req: HttpRequest, path: web::Path<String>, broker: web::Data<
         used: false,
     };
     let state = broker.flows.begin(&flow).await?;
-    let url = authorization_url(&at, &AuthorizeParams { scope: &scope, redirect_uri: &redirect_uri, state: &state })
-        .ok_or_else(|| AppError::NoAuthorizationStep(at.id.clone()))?;
+    let url = authorization_url(
+        &at,
+        &AuthorizeParams {
+            scope: &scope,
+            redirect_uri: &redirect_uri,
+            state: &state,
+        },
+    )
+    .ok_or_else(|| AppError::NoAuthorizationStep(at.id.clone()))?;
     tracing::info!(account_type = at.service_id(), instance = %inst.domain, "flow started");
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, url.as_str()))

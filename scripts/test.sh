@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test: installs pouchdb-server (npm) into .tools/ if missing, starts it
+# in memory on a free loopback port, runs `cargo test`, and stops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+tools="$root/.tools"
+mkdir -p "$tools"
+
+if ! command -v npm >/dev/null 2>&1; then
+  echo "npm not found: installing Node.js from Debian" >&2
+  apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+if [ ! -x "$tools/node_modules/.bin/pouchdb-server" ]; then
+  echo "installing pouchdb-server 4.2.0 (about two minutes)" >&2
+  npm install --prefix "$tools" --no-audit --no-fund --loglevel=error pouchdb-server@4.2.0 >&2
+fi
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# pouchdb-server writes its config and log into the working directory.
+(cd "$tools" && exec ./node_modules/.bin/pouchdb-server --in-memory --port "$port" --host 127.0.0.1 >"$tools/pouchdb.log" 2>&1) &
+pouch_pid=$!
+trap 'kill $pouch_pid 2>/dev/null || true' EXIT
+
+for _ in $(seq 1 100); do
+  if curl -fsS "http://127.0.0.1:$port/" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$pouch_pid" 2>/dev/null; then cat "$tools/pouchdb.log" >&2; echo "pouchdb-server died" >&2; exit 1; fi
+  sleep 0.2
+done
+curl -fsS "http://127.0.0.1:$port/" >/dev/null
+
+export BROKER_TEST_COUCHDB_URL="http://127.0.0.1:$port"
+cargo test --all-targets "$@"

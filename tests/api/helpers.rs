@@ -1,0 +1,376 @@
+//! `spawn_app()` and friends: a real broker on 127.0.0.1:0, providers played by
+//! wiremock, the store played by pouchdb-server (CouchDB) or the embedded store.
+
+use oauth_broker::config::Settings;
+use oauth_broker::domain::secret::random_hex;
+use oauth_broker::domain::{Domain, Instance};
+use oauth_broker::startup::Application;
+use oauth_broker::store::SharedStore;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use wiremock::MockServer;
+
+/// Which store the broker runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// pouchdb-server, started by `scripts/test.sh`.
+    Couch,
+    /// The embedded SQLite store in a temporary directory.
+    Embedded,
+}
+
+/// Runs each named `async fn(Backend)` once per store, as `name::couchdb` and `name::embedded`.
+#[macro_export]
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn couchdb() {
+                    super::$name($crate::helpers::Backend::Couch).await
+                }
+                #[tokio::test]
+                async fn embedded() {
+                    super::$name($crate::helpers::Backend::Embedded).await
+                }
+            }
+        )*
+    };
+}
+
+/// The CouchDB-compatible server the tests use.
+pub fn couch_url() -> String {
+    std::env::var("BROKER_TEST_COUCHDB_URL").expect(
+        "BROKER_TEST_COUCHDB_URL is not set: run the tests with scripts/test.sh, which starts pouchdb-server",
+    )
+}
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A running broker and what a test needs around it.
+pub struct TestApp {
+    pub address: String,
+    pub provider: MockServer,
+    pub http: reqwest::Client,
+    pub store: SharedStore,
+    pub settings: Settings,
+    pub _dir: Arc<tempfile::TempDir>,
+}
+
+/// Base settings for a test broker.
+pub fn test_settings(backend: Backend, dir: &std::path::Path) -> Settings {
+    let mut s = Settings::load(None).expect("default settings");
+    s.listen = "127.0.0.1:0".into();
+    s.public_url = "https://broker.example".into();
+    s.admin_token = Some(ADMIN_TOKEN.into());
+    s.data_dir = dir.to_path_buf();
+    s.provider_timeout_secs = 2;
+    s.couchdb.url = match backend {
+        Backend::Couch => Some(couch_url()),
+        Backend::Embedded => None,
+    };
+    s
+}
+
+/// A broker with default test settings.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// A broker whose settings `tweak` adjusts.
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let mut settings = test_settings(backend, dir.path());
+    tweak(&mut settings);
+    spawn_with_settings(settings, dir, MockServer::start().await).await
+}
+
+/// A broker on given settings, sharing a data directory and a provider with others.
+pub async fn spawn_with_settings(
+    settings: Settings,
+    dir: Arc<tempfile::TempDir>,
+    provider: MockServer,
+) -> TestApp {
+    let app = Application::build(&settings).await.expect("broker builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let broker = app.broker();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        provider,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        store: broker.store.clone(),
+
+        settings,
+        _dir: dir,
+    }
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", random_hex(6))
+}
+
+/// Query pairs of a URL.
+pub fn query_of(url: &str) -> HashMap<String, String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// The `Location` header of a response.
+pub fn location(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("no Location in a {} answer", resp.status()))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+impl TestApp {
+    /// An admin request.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// A new instance with a unique domain.
+    pub async fn new_instance(&self, context: Option<&str>) -> Instance {
+        let domain = format!("{}.example.test", unique("u"));
+        let resp = self
+            .admin(reqwest::Method::POST, "/admin/instances")
+            .json(&json!({"domain": domain, "context": context}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+        Instance::new(Domain::parse(&domain).unwrap(), context.map(str::to_owned))
+    }
+
+    /// Stores an account type through the admin API.
+    pub async fn put_account_type(&self, doc: Value) {
+        let id = doc["_id"].as_str().unwrap().to_owned();
+        let resp = self
+            .admin(reqwest::Method::PUT, &format!("/admin/account_types/{id}"))
+            .json(&doc)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    }
+
+    /// An authorization-code account type on the mock provider, with `extra` merged in.
+    pub async fn code_type(&self, extra: Value) -> String {
+        let id = unique("svc");
+        let mut doc = json!({
+            "_id": id, "grant_mode": "authorization_code",
+            "client_id": "the-client-id", "client_secret": "the-client-secret",
+            "auth_endpoint": format!("{}/authorize", self.provider.uri()),
+            "token_endpoint": format!("{}/token", self.provider.uri()),
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                doc.as_object_mut().unwrap().remove(k);
+            } else {
+                doc[k] = v.clone();
+            }
+        }
+        self.put_account_type(doc).await;
+        id
+    }
+
+    /// A one-time session code for an instance.
+    pub async fn session_code(&self, inst: &Instance) -> String {
+        let resp = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/admin/instances/{}/session_codes", inst.domain),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        resp.json::<Value>().await.unwrap()["session_code"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// An API token for an instance.
+    pub async fn api_token(&self, inst: &Instance) -> String {
+        let resp = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/admin/instances/{}/tokens", inst.domain),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        resp.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// `GET /accounts/{type}/start` with a raw query string.
+    pub async fn start_raw(&self, account_type: &str, query: &str) -> reqwest::Response {
+        self.http
+            .get(format!(
+                "{}/accounts/{account_type}/start?{query}",
+                self.address
+            ))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Starts a flow as the Home app does and returns the provider URL.
+    pub async fn start_flow(&self, inst: &Instance, account_type: &str) -> String {
+        let code = self.session_code(inst).await;
+        let resp = self
+            .start_raw(account_type, &format!("state=client-state&nonce=1700000000000&slug=home&scope=the%20world&session_code={code}"))
+            .await;
+        assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
+        location(&resp)
+    }
+
+    /// The broker's state in a provider URL.
+    pub fn state_in(provider_url: &str) -> String {
+        query_of(provider_url)["state"].clone()
+    }
+
+    /// `GET /accounts/{type}/redirect` with query pairs.
+    pub async fn redirect(&self, account_type: &str, pairs: &[(&str, &str)]) -> reqwest::Response {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        self.http
+            .get(format!(
+                "{}/accounts/{account_type}/redirect?{query}",
+                self.address
+            ))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /accounts/{type}/{id}/refresh` with a bearer token.
+    pub async fn refresh(
+        &self,
+        account_type: &str,
+        id: &str,
+        token: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self.http.post(format!(
+            "{}/accounts/{account_type}/{id}/refresh",
+            self.address
+        ));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// An account read straight from the store.
+    pub async fn account(&self, inst: &Instance, id: &str) -> Value {
+        self.store
+            .get(&inst.accounts_db(), id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("account {id} not in the store"))
+    }
+
+    /// Every account of an instance.
+    pub async fn accounts(&self, inst: &Instance) -> Vec<Value> {
+        match self.store.all_docs(&inst.accounts_db()).await {
+            Ok(docs) => docs,
+            Err(oauth_broker::store::StoreError::NoDatabase(_)) => vec![],
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Puts an account straight into the store, creating the database.
+    pub async fn seed_account(&self, inst: &Instance, doc: Value) -> String {
+        self.store.ensure_db(&inst.accounts_db()).await.unwrap();
+        self.store
+            .create(&inst.accounts_db(), &doc)
+            .await
+            .unwrap()
+            .0
+    }
+}
+
+/// A TCP relay to CouchDB that a test can cut, to play "store down".
+pub struct CouchRelay {
+    pub url: String,
+    down: Arc<AtomicBool>,
+}
+
+impl CouchRelay {
+    /// Relays a local port to the test CouchDB.
+    pub async fn start() -> CouchRelay {
+        let target = url::Url::parse(&couch_url()).unwrap();
+        let target_addr = format!(
+            "{}:{}",
+            target.host_str().unwrap(),
+            target.port_or_known_default().unwrap()
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let down = Arc::new(AtomicBool::new(false));
+        let flag = down.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if flag.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target_addr = target_addr.clone();
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target_addr).await
+                    else {
+                        return;
+                    };
+                    let (mut ri, mut wi) = inbound.split();
+                    let (mut ro, mut wo) = outbound.split();
+                    let watch = async {
+                        while !flag.load(Ordering::SeqCst) {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy(&mut ri, &mut wo) => {}
+                        _ = tokio::io::copy(&mut ro, &mut wi) => {}
+                        _ = watch => {}
+                    }
+                });
+            }
+        });
+        let mut url = target.clone();
+        url.set_port(Some(port)).unwrap();
+        CouchRelay {
+            url: url.to_string(),
+            down,
+        }
+    }
+
+    /// Cuts or restores the relay, and waits until open connections noticed.
+    pub async fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

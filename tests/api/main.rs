@@ -1,0 +1,9 @@
+//! Black-box tests of the broker's HTTP API, each run on CouchDB and on the embedded store.
+
+mod helpers;
+
+mod admin;
+mod health;
+mod redirect;
+mod refresh;
+mod start;

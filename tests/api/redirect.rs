@@ -1,0 +1,552 @@
+//! `GET /accounts/{type}/redirect`: code exchange, account writing, and every failure path.
+
+use crate::both_stores;
+use crate::helpers::*;
+use oauth_broker::domain::Instance;
+use serde_json::{json, Value};
+use std::time::Duration;
+use wiremock::matchers::{body_string, header, method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+fn token_reply() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "access_token": "the-access-token", "refresh_token": "the-refresh-token",
+        "expires_in": 3600, "token_type": "Bearer", "scope": "the world", "id_token": "the-id-token"
+    }))
+}
+
+/// Runs start and returns (provider URL state, type id).
+async fn started(app: &TestApp, inst: &Instance, extra: Value) -> (String, String) {
+    let t = app.code_type(extra).await;
+    let url = app.start_flow(inst, &t).await;
+    (TestApp::state_in(&url), t)
+}
+
+fn account_id_in(loc: &str) -> String {
+    query_of(loc)["account"].clone()
+}
+
+async fn code_flow_writes_the_account_in_cozy_shape_and_returns_home(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let (state, t) = started(&app, &inst, json!({})).await;
+    let expected_form = format!(
+        "client_id=the-client-id&client_secret=the-client-secret&code=myaccesscode&grant_type=authorization_code&nonce=1700000000000&redirect_uri=https%3A%2F%2Fbroker.example%2Faccounts%2F{t}%2Fredirect&state={state}"
+    );
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(header("content-type", "application/x-www-form-urlencoded"))
+        .and(header("accept", "application/json"))
+        .and(body_string(expected_form))
+        .respond_with(token_reply())
+        .expect(1)
+        .mount(&app.provider)
+        .await;
+    let before = chrono::Utc::now();
+    let resp = app
+        .redirect(&t, &[("code", "myaccesscode"), ("state", &state)])
+        .await;
+    assert_eq!(resp.status(), 303);
+    let loc = location(&resp);
+    let id = account_id_in(&loc);
+    assert_eq!(
+        loc,
+        format!(
+            "https://home.{}/?account={id}&state=client-state",
+            inst.domain
+        )
+    );
+    let doc = app.account(&inst, &id).await;
+    let expires_at = doc["oauth"]["expires_at"].as_str().unwrap();
+    let parsed = chrono::DateTime::parse_from_rfc3339(expires_at).unwrap();
+    assert!(expires_at.ends_with('Z'), "UTC: {expires_at}");
+    let delta = (parsed.with_timezone(&chrono::Utc) - before).num_seconds();
+    assert!((3598..=3602).contains(&delta), "{delta}");
+    let mut shape = doc.clone();
+    shape.as_object_mut().unwrap().remove("_id");
+    shape.as_object_mut().unwrap().remove("_rev");
+    assert_eq!(
+        shape,
+        json!({"account_type": t, "name": "",
+               "oauth": {"access_token": "the-access-token", "token_type": "Bearer",
+                         "expires_at": expires_at, "refresh_token": "the-refresh-token"},
+               "oauth_callback_results": {"scope": "the world", "id_token": "the-id-token"}})
+    );
+}
+
+async fn code_exchange_request_for_each_token_mode(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    // basic: credentials in the header, form-encoded then base64 (RFC 6749 §2.3.1).
+    let (state, t) = started(
+        &app,
+        &inst,
+        json!({"token_mode": "basic", "token_endpoint": format!("{}/basic", app.provider.uri())}),
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/basic"))
+        .and(header("authorization", "Basic dGhlLWNsaWVudC1pZDp0aGUtY2xpZW50LXNlY3JldA=="))
+        .and(body_string(format!(
+            "code=C&grant_type=authorization_code&nonce=1700000000000&redirect_uri=https%3A%2F%2Fbroker.example%2Faccounts%2F{t}%2Fredirect&state={state}"
+        )))
+        .respond_with(token_reply())
+        .expect(1)
+        .mount(&app.provider)
+        .await;
+    assert!(
+        location(&app.redirect(&t, &[("code", "C"), ("state", &state)]).await).contains("account=")
+    );
+
+    // get: every parameter in the query, no body; skip_state_on_token drops `state`.
+    let (state, t) = started(
+        &app,
+        &inst,
+        json!({"token_mode": "get", "skip_state_on_token": true,
+        "token_endpoint": format!("{}/get", app.provider.uri())}),
+    )
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/get"))
+        .and(wiremock::matchers::query_param(
+            "client_secret",
+            "the-client-secret",
+        ))
+        .and(wiremock::matchers::query_param("code", "C"))
+        .and(wiremock::matchers::query_param_is_missing("state"))
+        .and(body_string(""))
+        .respond_with(token_reply())
+        .expect(1)
+        .mount(&app.provider)
+        .await;
+    assert!(
+        location(&app.redirect(&t, &[("code", "C"), ("state", &state)]).await).contains("account=")
+    );
+
+    // json: a JSON body with the credentials.
+    let (state, t) = started(
+        &app,
+        &inst,
+        json!({"token_mode": "json", "token_endpoint": format!("{}/json", app.provider.uri())}),
+    )
+    .await;
+    Mock::given(method("POST"))
+        .and(path("/json"))
+        .and(header("content-type", "application/json"))
+        .and(wiremock::matchers::body_json(json!({
+            "grant_type": "authorization_code", "code": "C",
+            "redirect_uri": format!("https://broker.example/accounts/{t}/redirect"), "state": state,
+            "nonce": "1700000000000", "client_id": "the-client-id", "client_secret": "the-client-secret"})))
+        .respond_with(token_reply())
+        .expect(1)
+        .mount(&app.provider)
+        .await;
+    assert!(
+        location(&app.redirect(&t, &[("code", "C"), ("state", &state)]).await).contains("account=")
+    );
+}
+
+async fn reply_variants_are_understood(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    type Check = Box<dyn Fn(&Value)>;
+    let cases: Vec<(ResponseTemplate, Check)> = vec![
+        (
+            ResponseTemplate::new(200).set_body_raw(
+                "access_token=form-at&expires_in=120&token_type=bearer",
+                "application/x-www-form-urlencoded",
+            ),
+            Box::new(|d: &Value| {
+                assert_eq!(d["oauth"]["access_token"], "form-at");
+                assert_ne!(d["oauth"]["expires_at"], "0001-01-01T00:00:00Z");
+            }),
+        ),
+        (
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "s", "expires_in": "3600"})),
+            Box::new(|d: &Value| assert_ne!(d["oauth"]["expires_at"], "0001-01-01T00:00:00Z")),
+        ),
+        (
+            ResponseTemplate::new(200).set_body_json(json!({"access_token": "no-expiry"})),
+            Box::new(|d: &Value| {
+                assert_eq!(d["oauth"]["expires_at"], "0001-01-01T00:00:00Z");
+                assert!(d["oauth"].get("refresh_token").is_none());
+                assert!(d.get("oauth_callback_results").is_none());
+            }),
+        ),
+        (
+            ResponseTemplate::new(200).set_body_json(json!({"id_token": "only-id-token"})),
+            Box::new(|d: &Value| assert_eq!(d["oauth"]["access_token"], "only-id-token")),
+        ),
+    ];
+    for (reply, check) in cases {
+        let (state, t) = started(&app, &inst, json!({})).await;
+        app.provider.reset().await;
+        Mock::given(path("/token"))
+            .respond_with(reply)
+            .mount(&app.provider)
+            .await;
+        let loc = location(&app.redirect(&t, &[("code", "C"), ("state", &state)]).await);
+        check(&app.account(&inst, &account_id_in(&loc)).await);
+    }
+}
+
+/// Asserts the redirect went back to the app with `error` and wrote nothing.
+async fn assert_app_error(app: &TestApp, inst: &Instance, resp: reqwest::Response, error: &str) {
+    assert_eq!(resp.status(), 303);
+    let loc = location(&resp);
+    assert_eq!(
+        loc,
+        format!(
+            "https://home.{}/?error={error}&state=client-state",
+            inst.domain
+        )
+    );
+    assert!(app.accounts(inst).await.is_empty(), "no account written");
+}
+
+async fn provider_failures_go_back_to_the_app_and_write_nothing(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let cases = [
+        (
+            ResponseTemplate::new(500).set_body_string("boom"),
+            "server_error",
+        ),
+        (
+            ResponseTemplate::new(200).set_body_raw("<html>maintenance</html>", "text/html"),
+            "server_error",
+        ),
+        (
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"error": "invalid_grant", "access_token": "x"})),
+            "invalid_grant",
+        ),
+        (
+            ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})),
+            "invalid_grant",
+        ),
+        (
+            ResponseTemplate::new(400).set_body_json(json!({"error": "bad&evil=1"})),
+            "server_error",
+        ),
+        (
+            ResponseTemplate::new(200).set_body_json(json!({"token_type": "Bearer"})),
+            "server_error",
+        ),
+        (
+            ResponseTemplate::new(302).insert_header("location", "https://elsewhere.example/"),
+            "server_error",
+        ),
+        (
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "late"}))
+                .set_delay(Duration::from_secs(4)),
+            "server_error",
+        ),
+    ];
+    for (reply, error) in cases {
+        let (state, t) = started(&app, &inst, json!({})).await;
+        app.provider.reset().await;
+        Mock::given(path("/token"))
+            .respond_with(reply)
+            .mount(&app.provider)
+            .await;
+        let resp = app.redirect(&t, &[("code", "C"), ("state", &state)]).await;
+        assert_app_error(&app, &inst, resp, error).await;
+    }
+}
+
+async fn provider_down_goes_back_to_the_app_as_server_error(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let (state, t) = started(
+        &app,
+        &inst,
+        json!({"token_endpoint": "http://127.0.0.1:9/token"}),
+    )
+    .await;
+    let resp = app.redirect(&t, &[("code", "C"), ("state", &state)]).await;
+    assert_app_error(&app, &inst, resp, "server_error").await;
+}
+
+async fn every_provider_error_goes_back_to_the_app(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    for error in ["access_denied", "invalid_scope", "server_error"] {
+        let (state, t) = started(&app, &inst, json!({})).await;
+        let resp = app
+            .redirect(
+                &t,
+                &[
+                    ("error", error),
+                    ("error_description", "no"),
+                    ("state", &state),
+                ],
+            )
+            .await;
+        assert_app_error(&app, &inst, resp, error).await;
+    }
+    let (state, t) = started(&app, &inst, json!({})).await;
+    let resp = app
+        .redirect(&t, &[("error", "<script>"), ("state", &state)])
+        .await;
+    assert_app_error(&app, &inst, resp, "server_error").await;
+}
+
+async fn redirect_without_code_goes_back_as_invalid_request(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let (state, t) = started(&app, &inst, json!({})).await;
+    let resp = app.redirect(&t, &[("state", &state)]).await;
+    assert_app_error(&app, &inst, resp, "invalid_request").await;
+}
+
+async fn redirect_with_a_replayed_state_is_refused(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let (state, t) = started(&app, &inst, json!({})).await;
+    Mock::given(path("/token"))
+        .respond_with(token_reply())
+        .expect(1)
+        .mount(&app.provider)
+        .await;
+    assert_eq!(
+        app.redirect(&t, &[("code", "C"), ("state", &state)])
+            .await
+            .status(),
+        303
+    );
+    let replay = app.redirect(&t, &[("code", "C"), ("state", &state)]).await;
+    assert_eq!(replay.status(), 400);
+    assert!(replay.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(replay.text().await.unwrap().contains("state_replayed"));
+    assert_eq!(app.accounts(&inst).await.len(), 1, "one account, not two");
+}
+
+async fn redirect_with_an_expired_state_is_refused(b: Backend) {
+    let app = spawn_app_with(b, |s| s.flow_ttl_secs = 0).await;
+    let inst = app.new_instance(None).await;
+    let (state, t) = started(&app, &inst, json!({})).await;
+    let resp = app.redirect(&t, &[("code", "C"), ("state", &state)]).await;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("state_expired"));
+    assert!(app.accounts(&inst).await.is_empty());
+}
+
+async fn redirect_with_a_forged_or_missing_state_is_refused(b: Backend) {
+    let app = spawn_app(b).await;
+    let t = app.code_type(json!({})).await;
+    let forged = "ab".repeat(32);
+    for (pairs, code) in [
+        (
+            vec![("code", "C"), ("state", forged.as_str())],
+            "state_unknown",
+        ),
+        (
+            vec![("code", "C"), ("state", "'; DROP TABLE")],
+            "state_unknown",
+        ),
+        (vec![("code", "C")], "state_missing"),
+        (
+            vec![("code", "C"), ("state", "a"), ("state", "b")],
+            "duplicate_parameter",
+        ),
+    ] {
+        let resp = app.redirect(&t, &pairs).await;
+        assert_eq!(resp.status(), 400);
+        assert!(resp.text().await.unwrap().contains(code), "{code}");
+    }
+}
+
+async fn redirect_with_a_state_of_another_type_is_refused_and_the_state_survives(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let (state, t) = started(&app, &inst, json!({})).await;
+    let other = app.code_type(json!({})).await;
+    let resp = app
+        .redirect(&other, &[("code", "C"), ("state", &state)])
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("state_mismatch"));
+    Mock::given(path("/token"))
+        .respond_with(token_reply())
+        .mount(&app.provider)
+        .await;
+    assert!(
+        location(&app.redirect(&t, &[("code", "C"), ("state", &state)]).await).contains("account=")
+    );
+}
+
+async fn type_without_token_endpoint_hands_the_code_to_the_konnector(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let (state, t) = started(&app, &inst, json!({"token_endpoint": null})).await;
+    let loc = location(
+        &app.redirect(
+            &t,
+            &[("code", "C"), ("state", &state), ("id_connection", "9")],
+        )
+        .await,
+    );
+    let doc = app.account(&inst, &account_id_in(&loc)).await;
+    assert_eq!(
+        doc["oauth"],
+        json!({"expires_at": "0001-01-01T00:00:00Z", "client_id": "the-client-id",
+               "client_secret": "the-client-secret", "query": {"code": ["C"], "id_connection": ["9"]}})
+    );
+}
+
+async fn access_token_on_the_redirect_is_stored(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let (state, t) = started(
+        &app,
+        &inst,
+        json!({"grant_mode": "token_redirect_url", "token_endpoint": null}),
+    )
+    .await;
+    let loc = location(
+        &app.redirect(
+            &t,
+            &[("access_token", "the-access-token2"), ("state", &state)],
+        )
+        .await,
+    );
+    let doc = app.account(&inst, &account_id_in(&loc)).await;
+    assert_eq!(
+        doc["oauth"],
+        json!({"access_token": "the-access-token2", "expires_at": "0001-01-01T00:00:00Z"})
+    );
+    assert_eq!(doc["name"], "");
+}
+
+async fn a_known_connection_id_updates_the_existing_account(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let (state, t) = started(&app, &inst, json!({})).await;
+    let existing = app
+        .seed_account(&inst, json!({"account_type": t, "name": "", "label": "kept",
+            "oauth": {"access_token": "old", "refresh_token": "old-rt", "query": {"connection_id": ["1750"]}}}))
+        .await;
+    Mock::given(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "new"})))
+        .mount(&app.provider)
+        .await;
+    let loc = location(
+        &app.redirect(
+            &t,
+            &[("code", "C"), ("state", &state), ("connection_id", "1750")],
+        )
+        .await,
+    );
+    assert_eq!(
+        loc,
+        format!(
+            "https://home.{}/?account={existing}&connection_id=1750&state=client-state",
+            inst.domain
+        )
+    );
+    assert_eq!(app.accounts(&inst).await.len(), 1);
+    let doc = app.account(&inst, &existing).await;
+    assert_eq!(doc["oauth"]["access_token"], "new");
+    assert_eq!(doc["oauth"]["refresh_token"], "old-rt");
+    assert_eq!(doc["label"], "kept");
+}
+
+async fn flat_subdomains_and_custom_slug_shape_the_app_url(b: Backend) {
+    let app = spawn_app_with(b, |s| s.subdomains = oauth_broker::domain::Subdomains::Flat).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({"token_endpoint": null})).await;
+    let code = app.session_code(&inst).await;
+    let url = location(
+        &app.start_raw(&t, &format!("state=cs&slug=drive&session_code={code}"))
+            .await,
+    );
+    let state = TestApp::state_in(&url);
+    let loc = location(&app.redirect(&t, &[("code", "C"), ("state", &state)]).await);
+    let (user, rest) = inst.domain.as_str().split_once('.').unwrap();
+    assert!(
+        loc.starts_with(&format!("https://{user}-drive.{rest}/?account=")),
+        "{loc}"
+    );
+}
+
+async fn a_flow_started_on_one_broker_completes_on_another(b: Backend) {
+    let a = spawn_app(b).await;
+    let mut settings = a.settings.clone();
+    settings.listen = "127.0.0.1:0".into();
+    let other = spawn_with_settings(
+        settings,
+        a._dir.clone(),
+        wiremock::MockServer::start().await,
+    )
+    .await;
+    let inst = a.new_instance(None).await;
+    let (state, t) = started(&a, &inst, json!({})).await;
+    Mock::given(path("/token"))
+        .respond_with(token_reply())
+        .expect(1)
+        .mount(&a.provider)
+        .await;
+    let loc = location(
+        &other
+            .redirect(&t, &[("code", "C"), ("state", &state)])
+            .await,
+    );
+    assert!(loc.contains("account="), "{loc}");
+    assert_eq!(
+        a.redirect(&t, &[("code", "C"), ("state", &state)])
+            .await
+            .status(),
+        400,
+        "single use across brokers"
+    );
+}
+
+both_stores!(
+    code_flow_writes_the_account_in_cozy_shape_and_returns_home,
+    code_exchange_request_for_each_token_mode,
+    reply_variants_are_understood,
+    provider_failures_go_back_to_the_app_and_write_nothing,
+    provider_down_goes_back_to_the_app_as_server_error,
+    every_provider_error_goes_back_to_the_app,
+    redirect_without_code_goes_back_as_invalid_request,
+    redirect_with_a_replayed_state_is_refused,
+    redirect_with_an_expired_state_is_refused,
+    redirect_with_a_forged_or_missing_state_is_refused,
+    redirect_with_a_state_of_another_type_is_refused_and_the_state_survives,
+    type_without_token_endpoint_hands_the_code_to_the_konnector,
+    access_token_on_the_redirect_is_stored,
+    a_known_connection_id_updates_the_existing_account,
+    flat_subdomains_and_custom_slug_shape_the_app_url,
+    a_flow_started_on_one_broker_completes_on_another,
+);
+
+#[tokio::test]
+async fn store_down_during_redirect_answers_503_and_loses_nothing() {
+    let relay = CouchRelay::start().await;
+    let app = spawn_app_with(Backend::Couch, |s| {
+        s.couchdb.url = Some(relay.url.clone());
+        s.couchdb.timeout_secs = 2;
+    })
+    .await;
+    let inst = app.new_instance(None).await;
+    let (state, t) = started(&app, &inst, json!({})).await;
+    Mock::given(path("/token"))
+        .respond_with(token_reply())
+        .expect(1)
+        .mount(&app.provider)
+        .await;
+    relay.set_down(true).await;
+    let resp = app.redirect(&t, &[("code", "C"), ("state", &state)]).await;
+    assert_eq!(resp.status(), 503, "{:?}", resp.headers().get("location"));
+    assert!(resp.text().await.unwrap().contains("store_unavailable"));
+    relay.set_down(false).await;
+    // The state was not consumed: the user reloads the page and the flow completes.
+    let loc = location(&app.redirect(&t, &[("code", "C"), ("state", &state)]).await);
+    assert!(loc.contains("account="), "{loc}");
+}

@@ -1,0 +1,323 @@
+//! `POST /accounts/{type}/{id}/refresh`.
+
+use crate::both_stores;
+use crate::helpers::*;
+use oauth_broker::domain::Instance;
+use serde_json::{json, Value};
+use std::time::Duration;
+use wiremock::matchers::{body_string, header, method, path, query_param};
+use wiremock::{Mock, ResponseTemplate};
+
+struct Fixture {
+    app: TestApp,
+    inst: Instance,
+    token: String,
+    t: String,
+    id: String,
+}
+
+async fn fixture(b: Backend, type_extra: Value) -> Fixture {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let token = app.api_token(&inst).await;
+    let t = app.code_type(type_extra).await;
+    let id = app
+        .seed_account(
+            &inst,
+            json!({
+            "account_type": t, "name": "", "label": "my label", "auth": {"login": "alice"},
+            "oauth": {"access_token": "old-at", "token_type": "Bearer",
+                      "expires_at": "2020-01-01T00:00:00Z", "refresh_token": "the-refresh-token"},
+            "oauth_callback_results": {"scope": "s"}}),
+        )
+        .await;
+    Fixture {
+        app,
+        inst,
+        token,
+        t,
+        id,
+    }
+}
+
+fn refreshed() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"access_token": "new-at", "expires_in": 3600}))
+}
+
+async fn refresh_posts_the_form_and_answers_json_api(b: Backend) {
+    let f = fixture(b, json!({})).await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(header("content-type", "application/x-www-form-urlencoded"))
+        .and(body_string(
+            "client_id=the-client-id&client_secret=the-client-secret&grant_type=refresh_token&refresh_token=the-refresh-token",
+        ))
+        .respond_with(refreshed())
+        .expect(1)
+        .mount(&f.app.provider)
+        .await;
+    let resp = f.app.refresh(&f.t, &f.id, Some(&f.token)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/vnd.api+json");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["data"]["type"], "io.cozy.accounts");
+    assert_eq!(body["data"]["id"], f.id.as_str());
+    assert_eq!(
+        body["data"]["links"]["self"],
+        format!("/data/io.cozy.accounts/{}", f.id)
+    );
+    let attrs = &body["data"]["attributes"];
+    assert_eq!(attrs["oauth"]["access_token"], "new-at");
+    assert_eq!(
+        attrs["oauth"]["refresh_token"], "the-refresh-token",
+        "kept when the reply has none"
+    );
+    assert!(attrs.get("_id").is_none() && attrs.get("_rev").is_none());
+    let stored = f.app.account(&f.inst, &f.id).await;
+    assert_eq!(body["data"]["meta"]["rev"], stored["_rev"]);
+    assert_eq!(stored["label"], "my label", "foreign fields kept");
+    assert_eq!(stored["auth"]["login"], "alice");
+    assert_eq!(stored["oauth_callback_results"]["scope"], "s");
+    assert_ne!(stored["oauth"]["expires_at"], "2020-01-01T00:00:00Z");
+}
+
+async fn refresh_request_for_each_token_mode(b: Backend) {
+    for (mode, check) in [("basic", 0), ("get", 1), ("json", 2)] {
+        let f = fixture(b, json!({"token_mode": mode})).await;
+        let mock = match check {
+            0 => Mock::given(method("POST"))
+                .and(header(
+                    "authorization",
+                    "Basic dGhlLWNsaWVudC1pZDp0aGUtY2xpZW50LXNlY3JldA==",
+                ))
+                .and(header("accept", "application/json"))
+                .and(body_string(
+                    "grant_type=refresh_token&refresh_token=the-refresh-token",
+                )),
+            1 => Mock::given(method("GET"))
+                .and(query_param("grant_type", "refresh_token"))
+                .and(query_param("refresh_token", "the-refresh-token"))
+                .and(query_param("client_secret", "the-client-secret")),
+            _ => Mock::given(method("POST"))
+                .and(header("content-type", "application/json"))
+                .and(wiremock::matchers::body_json(
+                    json!({"grant_type": "refresh_token",
+                    "refresh_token": "the-refresh-token", "client_id": "the-client-id",
+                    "client_secret": "the-client-secret"}),
+                )),
+        };
+        mock.and(path("/token"))
+            .respond_with(refreshed())
+            .expect(1)
+            .mount(&f.app.provider)
+            .await;
+        let resp = f.app.refresh(&f.t, &f.id, Some(&f.token)).await;
+        assert_eq!(resp.status(), 200, "{mode}");
+    }
+}
+
+async fn refresh_stores_a_rotated_refresh_token(b: Backend) {
+    let f = fixture(b, json!({})).await;
+    Mock::given(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "a2", "refresh_token": "rotated"})),
+        )
+        .mount(&f.app.provider)
+        .await;
+    assert_eq!(
+        f.app.refresh(&f.t, &f.id, Some(&f.token)).await.status(),
+        200
+    );
+    let stored = f.app.account(&f.inst, &f.id).await;
+    assert_eq!(stored["oauth"]["refresh_token"], "rotated");
+    assert_eq!(
+        stored["oauth"]["expires_at"], "0001-01-01T00:00:00Z",
+        "no expires_in: unknown, not the stale one"
+    );
+}
+
+async fn refresh_with_a_dead_refresh_token_is_401_as_cozy_stack(b: Backend) {
+    let f = fixture(b, json!({})).await;
+    Mock::given(path("/token"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(
+            json!({"error": "invalid_token", "error_description": "refresh token rejected"}),
+        ))
+        .mount(&f.app.provider)
+        .await;
+    let resp = f.app.refresh(&f.t, &f.id, Some(&f.token)).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(resp.headers()["content-type"], "application/vnd.api+json");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"errors": [{"status": "401", "title": "Unauthorized", "code": "oauth_refresh_invalid_token",
+                           "detail": "OAuth refresh token is invalid or expired; reconnect account.", "source": {}}]})
+    );
+    assert_eq!(
+        f.app.account(&f.inst, &f.id).await["oauth"]["access_token"],
+        "old-at"
+    );
+}
+
+async fn refresh_provider_failures_leave_the_account_untouched(b: Backend) {
+    let f = fixture(b, json!({})).await;
+    for (reply, status) in [
+        (ResponseTemplate::new(503).set_body_string("down"), 502),
+        (
+            ResponseTemplate::new(200).set_body_raw("<html/>", "text/html"),
+            502,
+        ),
+        (
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "late"}))
+                .set_delay(Duration::from_secs(4)),
+            504,
+        ),
+        (
+            ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_client"})),
+            502,
+        ),
+    ] {
+        f.app.provider.reset().await;
+        Mock::given(path("/token"))
+            .respond_with(reply)
+            .mount(&f.app.provider)
+            .await;
+        let resp = f.app.refresh(&f.t, &f.id, Some(&f.token)).await;
+        assert_eq!(resp.status(), status);
+        assert_eq!(
+            f.app.account(&f.inst, &f.id).await["oauth"]["access_token"],
+            "old-at"
+        );
+    }
+}
+
+async fn refresh_with_the_provider_down_is_502(b: Backend) {
+    let f = fixture(b, json!({"token_endpoint": "http://127.0.0.1:9/token"})).await;
+    let resp = f.app.refresh(&f.t, &f.id, Some(&f.token)).await;
+    assert_eq!(resp.status(), 502);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "provider_error");
+}
+
+async fn refresh_needs_a_token_of_the_accounts_instance(b: Backend) {
+    let f = fixture(b, json!({})).await;
+    assert_eq!(f.app.refresh(&f.t, &f.id, None).await.status(), 401);
+    assert_eq!(
+        f.app.refresh(&f.t, &f.id, Some("forged")).await.status(),
+        403
+    );
+    let other = f.app.new_instance(None).await;
+    let other_token = f.app.api_token(&other).await;
+    assert_eq!(
+        f.app
+            .refresh(&f.t, &f.id, Some(&other_token))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        f.app
+            .refresh(&f.t, "no-such-account", Some(&f.token))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        f.app
+            .refresh(&f.t, "_design", Some(&f.token))
+            .await
+            .status(),
+        404
+    );
+}
+
+async fn refresh_without_refresh_token_is_refused_clearly(b: Backend) {
+    let f = fixture(b, json!({})).await;
+    let id = f
+        .app
+        .seed_account(
+            &f.inst,
+            json!({"account_type": f.t, "name": "", "oauth": {"access_token": "x"}}),
+        )
+        .await;
+    let resp = f.app.refresh(&f.t, &id, Some(&f.token)).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "not_refreshable");
+    let bare = f
+        .app
+        .seed_account(&f.inst, json!({"account_type": f.t, "name": ""}))
+        .await;
+    assert_eq!(
+        f.app.refresh(&f.t, &bare, Some(&f.token)).await.status(),
+        400
+    );
+}
+
+async fn refresh_that_loses_a_write_conflict_keeps_both_writes(b: Backend) {
+    let f = fixture(b, json!({})).await;
+    Mock::given(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "new-at", "refresh_token": "rotated"}))
+                .set_delay(Duration::from_millis(800)),
+        )
+        .mount(&f.app.provider)
+        .await;
+    let app = &f.app;
+    let concurrent = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut doc = app.account(&f.inst, &f.id).await;
+        doc["label"] = "renamed meanwhile".into();
+        app.store.put(&f.inst.accounts_db(), &doc).await.unwrap();
+    };
+    let (resp, ()) = tokio::join!(app.refresh(&f.t, &f.id, Some(&f.token)), concurrent);
+    assert_eq!(resp.status(), 200);
+    let stored = app.account(&f.inst, &f.id).await;
+    assert_eq!(stored["label"], "renamed meanwhile");
+    assert_eq!(
+        stored["oauth"]["refresh_token"], "rotated",
+        "the rotated token is not lost"
+    );
+    assert!(stored["_rev"].as_str().unwrap().starts_with("3-"));
+}
+
+async fn refresh_of_a_type_without_token_endpoint_hands_the_client_to_the_konnector(b: Backend) {
+    let f = fixture(b, json!({"token_endpoint": null})).await;
+    let resp = f.app.refresh(&f.t, &f.id, Some(&f.token)).await;
+    assert_eq!(resp.status(), 200);
+    let stored = f.app.account(&f.inst, &f.id).await;
+    assert_eq!(stored["oauth"]["client_id"], "the-client-id");
+}
+
+both_stores!(
+    refresh_posts_the_form_and_answers_json_api,
+    refresh_request_for_each_token_mode,
+    refresh_stores_a_rotated_refresh_token,
+    refresh_with_a_dead_refresh_token_is_401_as_cozy_stack,
+    refresh_provider_failures_leave_the_account_untouched,
+    refresh_with_the_provider_down_is_502,
+    refresh_needs_a_token_of_the_accounts_instance,
+    refresh_without_refresh_token_is_refused_clearly,
+    refresh_that_loses_a_write_conflict_keeps_both_writes,
+    refresh_of_a_type_without_token_endpoint_hands_the_client_to_the_konnector,
+);
+
+#[tokio::test]
+async fn refresh_with_the_store_down_is_503() {
+    let relay = CouchRelay::start().await;
+    let app = spawn_app_with(Backend::Couch, |s| {
+        s.couchdb.url = Some(relay.url.clone());
+        s.couchdb.timeout_secs = 2;
+    })
+    .await;
+    let inst = app.new_instance(None).await;
+    let token = app.api_token(&inst).await;
+    relay.set_down(true).await;
+    let resp = app.refresh("x", "y", Some(&token)).await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "store_unavailable");
+}
