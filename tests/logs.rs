@@ -1,0 +1,162 @@
+//! No client secret, token, code, state or session code appears in any log line, at any
+//! level, on the success path or the failure paths. Its own test binary, because it
+//! installs a process-wide TRACE subscriber that captures every line.
+
+#[path = "api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use helpers::*;
+use oauth_broker::domain::secret::random_hex;
+use serde_json::json;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use wiremock::matchers::path;
+use wiremock::{Mock, ResponseTemplate};
+
+fn captured() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUF.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter("trace")
+            .with_writer(move || Capture(sink.clone()))
+            .with_ansi(false)
+            .init();
+        buf
+    })
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn secrets_stay_out_of_the_logs(b: Backend) {
+    let logs = captured();
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let client_secret = format!("cs-{}", random_hex(8));
+    let access_token = format!("at-{}", random_hex(8));
+    let refresh_token = format!("rt-{}", random_hex(8));
+    let rotated = format!("rt2-{}", random_hex(8));
+    let code = format!("code-{}", random_hex(8));
+    let t = app
+        .code_type(json!({"client_secret": client_secret, "token_mode": "get", "secret": "konnector-secret-value"}))
+        .await;
+    let api_token = app.api_token(&inst).await;
+
+    // Success: start, exchange (GET mode puts the secret in the URL), refresh.
+    let session_code = app.session_code(&inst).await;
+    let url = location(
+        &app.start_raw(&t, &format!("state=cs&session_code={session_code}"))
+            .await,
+    );
+    let state = TestApp::state_in(&url);
+    Mock::given(path("/token"))
+        .and(wiremock::matchers::query_param(
+            "grant_type",
+            "authorization_code",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": access_token, "refresh_token": refresh_token, "expires_in": 60})))
+        .mount(&app.provider)
+        .await;
+    Mock::given(path("/token"))
+        .and(wiremock::matchers::query_param(
+            "grant_type",
+            "refresh_token",
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "at-refreshed", "refresh_token": rotated})),
+        )
+        .mount(&app.provider)
+        .await;
+    let loc = location(
+        &app.redirect(&t, &[("code", &code), ("state", &state)])
+            .await,
+    );
+    let id = query_of(&loc)["account"].clone();
+    assert_eq!(app.refresh(&t, &id, Some(&api_token)).await.status(), 200);
+
+    // Failures: replayed state, a provider echoing the request back, a dead refresh token.
+    assert_eq!(
+        app.redirect(&t, &[("code", &code), ("state", &state)])
+            .await
+            .status(),
+        400
+    );
+    app.provider.reset().await;
+    Mock::given(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_string(format!("bad request: {client_secret} {code} {rotated}")),
+        )
+        .mount(&app.provider)
+        .await;
+    let session_code2 = app.session_code(&inst).await;
+    let url = location(
+        &app.start_raw(&t, &format!("session_code={session_code2}"))
+            .await,
+    );
+    let state2 = TestApp::state_in(&url);
+    let failed = location(
+        &app.redirect(&t, &[("code", &code), ("state", &state2)])
+            .await,
+    );
+    assert!(failed.contains("error=server_error"));
+    assert_eq!(app.refresh(&t, &id, Some(&api_token)).await.status(), 502);
+    let _ = app
+        .admin(reqwest::Method::GET, &format!("/admin/account_types/{t}"))
+        .send()
+        .await
+        .unwrap();
+
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(
+        text.contains("flow completed") && text.contains("account refreshed"),
+        "the capture works"
+    );
+    for secret in [
+        client_secret.as_str(),
+        "konnector-secret-value",
+        &access_token,
+        &refresh_token,
+        &rotated,
+        &code,
+        &state,
+        &state2,
+        &session_code,
+        &session_code2,
+        &api_token,
+        ADMIN_TOKEN,
+    ] {
+        if let Some(at) = text.find(secret) {
+            let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+            let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+            panic!(
+                "secret found in a log line: {}",
+                &text[line_start..line_end]
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn secrets_stay_out_of_the_logs_on_couchdb() {
+    secrets_stay_out_of_the_logs(Backend::Couch).await
+}
+
+#[tokio::test]
+async fn secrets_stay_out_of_the_logs_on_the_embedded_store() {
+    secrets_stay_out_of_the_logs(Backend::Embedded).await
+}
