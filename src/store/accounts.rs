@@ -1,11 +1,15 @@
 //! Konnector accounts in `<prefix>/io-cozy-accounts`.
 
-use super::{create_creating_db, rev_of, Selector, SharedStore, StoreError};
+use super::{put_creating_db, rev_of, Selector, SharedStore, StoreError};
+use crate::domain::secret::random_hex;
 use crate::domain::Instance;
 use serde_json::Value;
+use std::time::Duration;
 
 /// How many times an update re-reads and re-applies itself after a conflict.
 const CONFLICT_RETRIES: usize = 5;
+/// How many times a new account is written when the store does not answer.
+const CREATE_ATTEMPTS: u32 = 3;
 
 /// Reads and writes one instance's accounts.
 #[derive(Clone)]
@@ -30,11 +34,31 @@ impl Accounts {
         }
     }
 
-    /// Creates an account with a store-made id, creating the database if needed.
+    /// Creates an account, creating the database if needed. The id is drawn here (32 hex,
+    /// like CouchDB's) so that a write whose answer was lost can be retried without
+    /// creating a second account: the tokens in it cannot be obtained again.
     pub async fn create(&self, inst: &Instance, doc: &Value) -> Result<String, StoreError> {
-        create_creating_db(self.store.as_ref(), &inst.accounts_db(), doc)
-            .await
-            .map(|(id, _)| id)
+        let id = random_hex(16);
+        let mut doc = doc.clone();
+        if let Some(o) = doc.as_object_mut() {
+            o.insert("_id".into(), id.clone().into());
+            o.remove("_rev");
+        }
+        let db = inst.accounts_db();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match put_creating_db(self.store.as_ref(), &db, &doc).await {
+                Ok(_) => return Ok(id),
+                // Our earlier attempt landed; only its answer was lost.
+                Err(StoreError::Conflict) if attempt > 1 => return Ok(id),
+                Err(StoreError::Unavailable(e)) if attempt < CREATE_ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "account write failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The account of a type whose stored redirect query has this `connection_id`.

@@ -549,3 +549,62 @@ async fn store_down_during_redirect_answers_503_and_loses_nothing() {
     let loc = location(&app.redirect(&t, &[("code", "C"), ("state", &state)]).await);
     assert!(loc.contains("account="), "{loc}");
 }
+
+/// Starts a flow through a relay to CouchDB whose provider answers after `delay`.
+async fn relayed_flow(relay: &CouchRelay, delay: Duration) -> (TestApp, Instance, String, String) {
+    let app = spawn_app_with(Backend::Couch, |s| {
+        s.couchdb.url = Some(relay.url.clone());
+        s.couchdb.timeout_secs = 2;
+    })
+    .await;
+    let inst = app.new_instance(None).await;
+    let (state, t) = started(&app, &inst, json!({})).await;
+    Mock::given(path("/token"))
+        .respond_with(token_reply().set_delay(delay))
+        .expect(1)
+        .mount(&app.provider)
+        .await;
+    (app, inst, state, t)
+}
+
+#[tokio::test]
+async fn an_account_write_during_a_store_blip_is_retried() {
+    let relay = CouchRelay::start().await;
+    let (app, inst, state, t) = relayed_flow(&relay, Duration::from_millis(600)).await;
+    let blip = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        relay.set_down(true).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        relay.set_down(false).await;
+    };
+    let pairs = [("code", "C"), ("state", state.as_str())];
+    let (resp, ()) = tokio::join!(app.redirect(&t, &pairs), blip);
+    let loc = location(&resp);
+    let id = account_id_in(&loc);
+    assert_eq!(
+        app.account(&inst, &id).await["oauth"]["access_token"],
+        "the-access-token"
+    );
+    assert_eq!(app.accounts(&inst).await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_account_write_with_the_store_gone_is_reported_to_the_app() {
+    let relay = CouchRelay::start().await;
+    let (app, inst, state, t) = relayed_flow(&relay, Duration::from_millis(400)).await;
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        relay.set_down(true).await;
+    };
+    let pairs = [("code", "C"), ("state", state.as_str())];
+    let (resp, ()) = tokio::join!(app.redirect(&t, &pairs), outage);
+    assert_eq!(
+        location(&resp),
+        format!(
+            "https://home.{}/?error=server_error&state=client-state",
+            inst.domain
+        )
+    );
+    relay.set_down(false).await;
+    assert!(app.accounts(&inst).await.is_empty());
+}
