@@ -3,6 +3,7 @@
 use crate::broker::{ensure_databases, now, open_store, Broker};
 use crate::config::{redact_url, Settings};
 use crate::http;
+use crate::store::{sweep_expired, FLOW_STATES_DB, SESSION_CODES_DB};
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
@@ -10,7 +11,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often expired flow states are purged.
+/// How often expired flow states and session codes are purged.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 /// How long a used or expired state is kept, so a replay is told apart from a forgery.
 const KEEP_SPENT_STATES_SECS: i64 = 24 * 3600;
@@ -81,10 +82,16 @@ fn spawn_sweeper(broker: Arc<Broker>) {
         let mut tick = tokio::time::interval(SWEEP_EVERY);
         loop {
             tick.tick().await;
-            match broker.flows.sweep(now() - KEEP_SPENT_STATES_SECS).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(purged = n, "expired flow states purged"),
-                Err(e) => tracing::warn!(error = %e, "flow state sweep failed"),
+            let sweeps = [
+                (FLOW_STATES_DB, now() - KEEP_SPENT_STATES_SECS),
+                (SESSION_CODES_DB, now()),
+            ];
+            for (db, before) in sweeps {
+                match sweep_expired(broker.store.as_ref(), db, before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(db, purged = n, "expired documents purged"),
+                    Err(e) => tracing::warn!(db, error = %e, "sweep failed"),
+                }
             }
         }
     });

@@ -182,23 +182,30 @@ impl Store for CouchStore {
         params.insert("since".to_owned(), since_param);
         params.insert("timeout".to_owned(), wait.as_millis().to_string());
         let path = format!("{}/_changes", escape_db(db));
-        let request = self.client.req(Method::GET, &path, Some(&params)).send();
-        // pouchdb-server ignores `timeout` on longpoll, so the wait is bounded here too.
-        let resp = match tokio::time::timeout(wait, request).await {
+        let request = async {
+            let resp = self
+                .client
+                .req(Method::GET, &path, Some(&params))
+                .send()
+                .await
+                .map_err(transport)?;
+            match resp.status().as_u16() {
+                200 => resp.json::<Value>().await.map_err(transport),
+                404 => Err(StoreError::NoDatabase(db.to_owned())),
+                s => Err(StoreError::Unavailable(format!("_changes: HTTP {s}"))),
+            }
+        };
+        // pouchdb-server ignores `timeout` on longpoll and sends its headers at once, so the
+        // whole exchange, body included, is bounded here.
+        let body = match tokio::time::timeout(wait, request).await {
             Err(_) => {
                 return Ok(Changes {
                     changes: Vec::new(),
                     last_seq: since.clone(),
                 })
             }
-            Ok(r) => r.map_err(transport)?,
+            Ok(body) => body?,
         };
-        match resp.status().as_u16() {
-            200 => {}
-            404 => return Err(StoreError::NoDatabase(db.to_owned())),
-            s => return Err(StoreError::Unavailable(format!("_changes: HTTP {s}"))),
-        }
-        let body: Value = resp.json().await.map_err(transport)?;
         let changes = body["results"]
             .as_array()
             .map(|rows| {

@@ -1,6 +1,6 @@
 //! Flow states in `broker/flow_states`: single use, expiring, shared by every replica.
 
-use super::{rev_of, Selector, SharedStore, StoreError, FLOW_STATES_DB};
+use super::{SharedStore, StoreError, FLOW_STATES_DB};
 use crate::domain::secret::{random_hex, sha256_hex};
 use crate::domain::{FlowState, StateRejection};
 use serde_json::Value;
@@ -68,23 +68,6 @@ impl FlowStates {
             Err(StoreError::Conflict) => Err(StateRejection::Replayed.into()),
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// Deletes states that expired before `before` (unix seconds); returns how many.
-    pub async fn sweep(&self, before: i64) -> Result<usize, StoreError> {
-        let old = self
-            .store
-            .find(FLOW_STATES_DB, &Selector::Lt("expires_at", before), 500)
-            .await?;
-        let mut n = 0;
-        for doc in &old {
-            if let (Some(id), Some(rev)) = (doc.get("_id").and_then(Value::as_str), rev_of(doc)) {
-                if self.store.delete(FLOW_STATES_DB, id, rev).await.is_ok() {
-                    n += 1;
-                }
-            }
-        }
-        Ok(n)
     }
 }
 

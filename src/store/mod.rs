@@ -135,6 +135,24 @@ pub async fn create_creating_db(
     }
 }
 
+/// Deletes up to 500 documents of `db` whose `expires_at` (unix seconds) is before
+/// `before`; returns how many went.
+pub async fn sweep_expired(store: &dyn Store, db: &str, before: i64) -> Result<usize, StoreError> {
+    let old = store
+        .find(db, &Selector::Lt("expires_at", before), 500)
+        .await?;
+    let mut n = 0;
+    for doc in &old {
+        if let (Some(id), Some(rev)) = (id_of(doc), rev_of(doc)) {
+            // A conflict means another replica swept or used it first.
+            if store.delete(db, id, rev).await.is_ok() {
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
 /// `_rev` of a document read from the store.
 pub fn rev_of(doc: &Value) -> Option<&str> {
     doc.get("_rev").and_then(Value::as_str)

@@ -7,3 +7,4 @@ mod health;
 mod redirect;
 mod refresh;
 mod start;
+mod store;

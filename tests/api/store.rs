@@ -1,0 +1,129 @@
+//! The Store contract, identical on CouchDB (pouchdb-server) and on the embedded store.
+
+use crate::both_stores;
+use crate::helpers::*;
+use oauth_broker::store::{sweep_expired, Selector, Store, StoreError};
+use serde_json::json;
+use std::time::Duration;
+
+async fn store_for(b: Backend) -> (std::sync::Arc<dyn Store>, tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = oauth_broker::broker::open_store(&test_settings(b, dir.path())).unwrap();
+    let db = format!("test/{}", unique("db"));
+    store.ensure_db(&db).await.unwrap();
+    store.ensure_db(&db).await.unwrap();
+    (store, dir, db)
+}
+
+async fn stale_revisions_conflict_and_ids_with_slashes_work(b: Backend) {
+    let (s, _d, db) = store_for(b).await;
+    let r1 = s
+        .put(&db, &json!({"_id": "ctx/google", "v": 1}))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.put(&db, &json!({"_id": "ctx/google", "v": 2})).await,
+        Err(StoreError::Conflict)
+    );
+    let r2 = s
+        .put(&db, &json!({"_id": "ctx/google", "_rev": r1, "v": 2}))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.put(&db, &json!({"_id": "ctx/google", "_rev": r1, "v": 3}))
+            .await,
+        Err(StoreError::Conflict)
+    );
+    let doc = s.get(&db, "ctx/google").await.unwrap().unwrap();
+    assert_eq!(
+        (doc["v"].clone(), doc["_rev"].as_str().unwrap()),
+        (json!(2), r2.as_str())
+    );
+    assert_eq!(
+        s.delete(&db, "ctx/google", &r1).await,
+        Err(StoreError::Conflict)
+    );
+    s.delete(&db, "ctx/google", &r2).await.unwrap();
+    assert_eq!(s.get(&db, "ctx/google").await.unwrap(), None);
+}
+
+async fn a_missing_database_is_reported_not_created(b: Backend) {
+    let (s, _d, _) = store_for(b).await;
+    let db = format!("test/{}", unique("missing"));
+    assert!(matches!(
+        s.put(&db, &json!({"_id": "a"})).await,
+        Err(StoreError::NoDatabase(_))
+    ));
+    assert_eq!(s.get(&db, "a").await.unwrap(), None);
+}
+
+async fn find_matches_equality_array_members_and_ranges(b: Backend) {
+    let (s, _d, db) = store_for(b).await;
+    s.put(
+        &db,
+        &json!({"_id": "a", "t": "g", "q": {"c": ["1750"]}, "n": 5}),
+    )
+    .await
+    .unwrap();
+    s.put(
+        &db,
+        &json!({"_id": "b", "t": "g", "q": {"c": ["9"]}, "n": 50}),
+    )
+    .await
+    .unwrap();
+    let by_conn = Selector::And(vec![
+        Selector::Eq("t", json!("g")),
+        Selector::Contains("q.c", json!("1750")),
+    ]);
+    let found = s.find(&db, &by_conn, 10).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["_id"], "a");
+    assert_eq!(
+        s.find(&db, &Selector::Lt("n", 10), 10).await.unwrap().len(),
+        1
+    );
+}
+
+async fn sweeping_removes_only_what_expired(b: Backend) {
+    let (s, _d, db) = store_for(b).await;
+    s.put(&db, &json!({"_id": "old", "expires_at": 100}))
+        .await
+        .unwrap();
+    s.put(&db, &json!({"_id": "new", "expires_at": 10_000}))
+        .await
+        .unwrap();
+    assert_eq!(sweep_expired(s.as_ref(), &db, 5_000).await.unwrap(), 1);
+    assert!(s.get(&db, "old").await.unwrap().is_none());
+    assert!(s.get(&db, "new").await.unwrap().is_some());
+}
+
+async fn changes_report_writes_and_deletions_after_a_sequence(b: Backend) {
+    let (s, _d, db) = store_for(b).await;
+    let first = s
+        .changes(&db, &json!(0), Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(first.changes.is_empty());
+    let rev = s.put(&db, &json!({"_id": "x", "v": 1})).await.unwrap();
+    let batch = s
+        .changes(&db, &first.last_seq, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(batch.changes.len(), 1);
+    assert_eq!(batch.changes[0].doc.as_ref().unwrap()["v"], 1);
+    s.delete(&db, "x", &rev).await.unwrap();
+    let gone = s
+        .changes(&db, &batch.last_seq, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(gone.changes.len(), 1);
+    assert!(gone.changes[0].doc.is_none());
+}
+
+both_stores!(
+    stale_revisions_conflict_and_ids_with_slashes_work,
+    a_missing_database_is_reported_not_created,
+    find_matches_equality_array_members_and_ranges,
+    sweeping_removes_only_what_expired,
+    changes_report_writes_and_deletions_after_a_sequence,
+);
