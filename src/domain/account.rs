@@ -45,7 +45,8 @@ pub fn format_expiry(at: Option<DateTime<Utc>>) -> String {
 
 /// The account cozy-stack creates after a code exchange (spec §2.4 a).
 pub fn from_token_grant(account_type: &str, grant: &TokenGrant) -> Value {
-    let mut doc = json!({"account_type": account_type, "name": "", "oauth": oauth_object(grant)});
+    let mut doc = json!({"account_type": account_type, "name": "", "oauth": {}});
+    apply_refresh(&mut doc, grant);
     if !grant.callback_results.is_empty() {
         doc["oauth_callback_results"] = Value::Object(grant.callback_results.clone());
     }
@@ -87,19 +88,6 @@ pub fn query_object(query: &[(String, String)]) -> Value {
         }
     }
     Value::Object(map)
-}
-
-fn oauth_object(grant: &TokenGrant) -> Value {
-    let mut oauth = Map::new();
-    oauth.insert("access_token".into(), grant.access_token.clone().into());
-    if let Some(t) = &grant.token_type {
-        oauth.insert("token_type".into(), t.clone().into());
-    }
-    oauth.insert("expires_at".into(), format_expiry(grant.expires_at).into());
-    if let Some(rt) = &grant.refresh_token {
-        oauth.insert("refresh_token".into(), rt.clone().into());
-    }
-    Value::Object(oauth)
 }
 
 /// Writes refreshed tokens into an account, keeping every field the broker does not own

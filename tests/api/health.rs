@@ -24,11 +24,7 @@ both_stores!(health_and_readiness_answer_ok);
 #[tokio::test]
 async fn readiness_fails_when_couchdb_is_down_but_liveness_holds() {
     let relay = CouchRelay::start().await;
-    let app = spawn_app_with(Backend::Couch, |s| {
-        s.couchdb.url = Some(relay.url.clone());
-        s.couchdb.timeout_secs = 2;
-    })
-    .await;
+    let app = spawn_relayed_app(&relay).await;
     relay.set_down(true).await;
     let ready = app
         .http

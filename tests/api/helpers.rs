@@ -87,6 +87,16 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
     spawn_with_settings(settings, dir, MockServer::start().await).await
 }
 
+/// A CouchDB broker that reaches the store through `relay`, with short store timeouts.
+pub async fn spawn_relayed_app(relay: &CouchRelay) -> TestApp {
+    let url = relay.url.clone();
+    spawn_app_with(Backend::Couch, move |s| {
+        s.couchdb.url = Some(url);
+        s.couchdb.timeout_secs = 2;
+    })
+    .await
+}
+
 /// A broker on given settings, sharing a data directory and a provider with others.
 pub async fn spawn_with_settings(
     settings: Settings,

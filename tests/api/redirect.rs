@@ -528,11 +528,7 @@ both_stores!(
 #[tokio::test]
 async fn store_down_during_redirect_answers_503_and_loses_nothing() {
     let relay = CouchRelay::start().await;
-    let app = spawn_app_with(Backend::Couch, |s| {
-        s.couchdb.url = Some(relay.url.clone());
-        s.couchdb.timeout_secs = 2;
-    })
-    .await;
+    let app = spawn_relayed_app(&relay).await;
     let inst = app.new_instance(None).await;
     let (state, t) = started(&app, &inst, json!({})).await;
     Mock::given(path("/token"))
@@ -552,11 +548,7 @@ async fn store_down_during_redirect_answers_503_and_loses_nothing() {
 
 /// Starts a flow through a relay to CouchDB whose provider answers after `delay`.
 async fn relayed_flow(relay: &CouchRelay, delay: Duration) -> (TestApp, Instance, String, String) {
-    let app = spawn_app_with(Backend::Couch, |s| {
-        s.couchdb.url = Some(relay.url.clone());
-        s.couchdb.timeout_secs = 2;
-    })
-    .await;
+    let app = spawn_relayed_app(&relay).await;
     let inst = app.new_instance(None).await;
     let (state, t) = started(&app, &inst, json!({})).await;
     Mock::given(path("/token"))

@@ -309,11 +309,7 @@ both_stores!(
 #[tokio::test]
 async fn refresh_with_the_store_down_is_503() {
     let relay = CouchRelay::start().await;
-    let app = spawn_app_with(Backend::Couch, |s| {
-        s.couchdb.url = Some(relay.url.clone());
-        s.couchdb.timeout_secs = 2;
-    })
-    .await;
+    let app = spawn_relayed_app(&relay).await;
     let inst = app.new_instance(None).await;
     let token = app.api_token(&inst).await;
     relay.set_down(true).await;
