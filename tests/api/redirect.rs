@@ -548,7 +548,7 @@ async fn store_down_during_redirect_answers_503_and_loses_nothing() {
 
 /// Starts a flow through a relay to CouchDB whose provider answers after `delay`.
 async fn relayed_flow(relay: &CouchRelay, delay: Duration) -> (TestApp, Instance, String, String) {
-    let app = spawn_relayed_app(&relay).await;
+    let app = spawn_relayed_app(relay).await;
     let inst = app.new_instance(None).await;
     let (state, t) = started(&app, &inst, json!({})).await;
     Mock::given(path("/token"))
