@@ -180,7 +180,11 @@ impl Store for CouchStore {
         params.insert("feed".to_owned(), "longpoll".to_owned());
         params.insert("include_docs".to_owned(), "true".to_owned());
         params.insert("since".to_owned(), since_param);
-        params.insert("timeout".to_owned(), wait.as_millis().to_string());
+        // CouchDB ends the longpoll itself a little before our own bound below.
+        let server_wait = wait
+            .saturating_sub(Duration::from_millis(500))
+            .max(Duration::from_millis(100));
+        params.insert("timeout".to_owned(), server_wait.as_millis().to_string());
         let path = format!("{}/_changes", escape_db(db));
         let request = async {
             let resp = self
