@@ -15,20 +15,36 @@ use wiremock::matchers::path;
 use wiremock::{Mock, ResponseTemplate};
 
 fn pure(c: &mut Criterion) {
-    let at = AccountType::from_document(&json!({"_id": "google", "grant_mode": "authorization_code",
+    let at =
+        AccountType::from_document(&json!({"_id": "google", "grant_mode": "authorization_code",
         "client_id": "cid", "auth_endpoint": "https://accounts.example/o/oauth2/v2/auth",
         "extras": {"access_type": "offline", "prompt": "consent"}}))
-    .unwrap();
-    let params = AuthorizeParams { scope: "email profile", redirect_uri: "https://b.example/accounts/google/redirect", state: "0123456789abcdef" };
-    c.bench_function("authorization_url", |b| b.iter(|| authorization_url(&at, &params)));
+        .unwrap();
+    let params = AuthorizeParams {
+        scope: "email profile",
+        redirect_uri: "https://b.example/accounts/google/redirect",
+        state: "0123456789abcdef",
+        code_challenge: None,
+    };
+    c.bench_function("authorization_url", |b| {
+        b.iter(|| authorization_url(&at, &params))
+    });
     let body = br#"{"access_token":"ya29.a0","expires_in":3599,"refresh_token":"1//0g","scope":"email","token_type":"Bearer","id_token":"eyJ"}"#;
     c.bench_function("parse_token_reply", |b| {
-        b.iter(|| grant_from_members(parse_members(Some("application/json"), body).unwrap(), chrono::Utc::now()))
+        b.iter(|| {
+            grant_from_members(
+                parse_members(Some("application/json"), body).unwrap(),
+                chrono::Utc::now(),
+            )
+        })
     });
 }
 
 fn http(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (app, inst, t, token) = rt.block_on(async {
         let app = spawn_app(Backend::Embedded).await;
         let inst = app.new_instance(None).await;
@@ -41,25 +57,43 @@ fn http(c: &mut Criterion) {
             .await;
         (app, inst, t, token)
     });
-    let start_url = format!("{}/accounts/{t}/start?state=s&nonce=1&scope=a%20b", app.address);
+    let start_url = format!(
+        "{}/accounts/{t}/start?state=s&nonce=1&scope=a%20b",
+        app.address
+    );
 
     let mut group = c.benchmark_group("http");
     group.sample_size(30);
     group.bench_function("start", |b| {
         b.to_async(&rt).iter(|| async {
-            let resp = app.http.get(&start_url).bearer_auth(&token).send().await.unwrap();
+            let resp = app
+                .http
+                .get(&start_url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(resp.status(), 303);
         })
     });
     group.bench_function("start_and_redirect", |b| {
         b.to_async(&rt).iter(|| async {
-            let resp = app.http.get(&start_url).bearer_auth(&token).send().await.unwrap();
+            let resp = app
+                .http
+                .get(&start_url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
             let state = TestApp::state_in(&location(&resp));
             let done = app.redirect(&t, &[("code", "C"), ("state", &state)]).await;
             assert!(location(&done).contains("account="));
         })
     });
-    let id = rt.block_on(app.seed_account(&inst, json!({"account_type": t, "name": "", "oauth": {"refresh_token": "rt"}})));
+    let id = rt.block_on(app.seed_account(
+        &inst,
+        json!({"account_type": t, "name": "", "oauth": {"refresh_token": "rt"}}),
+    ));
     group.bench_function("refresh", |b| {
         b.to_async(&rt).iter(|| async {
             assert_eq!(app.refresh(&t, &id, Some(&token)).await.status(), 200);

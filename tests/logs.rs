@@ -50,7 +50,7 @@ async fn secrets_stay_out_of_the_logs(b: Backend) {
     let rotated = format!("rt2-{}", random_hex(8));
     let code = format!("code-{}", random_hex(8));
     let t = app
-        .code_type(json!({"client_secret": client_secret, "token_mode": "get", "secret": "konnector-secret-value"}))
+        .code_type(json!({"client_secret": client_secret, "token_mode": "get", "secret": "konnector-secret-value", "pkce": true}))
         .await;
     let api_token = app.api_token(&inst).await;
 
@@ -61,11 +61,22 @@ async fn secrets_stay_out_of_the_logs(b: Backend) {
             .await,
     );
     let state = TestApp::state_in(&url);
+    let verifier = Arc::new(Mutex::new(String::new()));
+    let seen = verifier.clone();
     Mock::given(path("/token"))
         .and(wiremock::matchers::query_param(
             "grant_type",
             "authorization_code",
         ))
+        .and(move |r: &wiremock::Request| {
+            let v = r
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "code_verifier")
+                .map(|(_, v)| v.into_owned());
+            *seen.lock().unwrap() = v.unwrap_or_default();
+            true
+        })
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "access_token": access_token, "refresh_token": refresh_token, "expires_in": 60})))
         .mount(&app.provider)
@@ -121,6 +132,8 @@ async fn secrets_stay_out_of_the_logs(b: Backend) {
         .await
         .unwrap();
 
+    let verifier = verifier.lock().unwrap().clone();
+    assert_eq!(verifier.len(), 43, "the provider saw a PKCE verifier");
     let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     assert!(
         text.contains("flow completed") && text.contains("account refreshed"),
@@ -138,6 +151,7 @@ async fn secrets_stay_out_of_the_logs(b: Backend) {
         &session_code,
         &session_code2,
         &api_token,
+        &verifier,
         ADMIN_TOKEN,
     ] {
         if let Some(at) = text.find(secret) {

@@ -49,6 +49,8 @@ pub struct AccountType {
     pub skip_redirect_uri_on_authorize: bool,
     /// Do not send `state` to the token endpoint.
     pub skip_state_on_token: bool,
+    /// Use PKCE (S256): a challenge on the authorization URL, the verifier at the exchange.
+    pub pkce: bool,
     /// Konnector slug (secret injection; not used by the flow).
     pub slug: Option<String>,
 }
@@ -115,6 +117,7 @@ impl AccountType {
             extras,
             skip_redirect_uri_on_authorize: bool_field(obj, "skip_redirect_uri_on_authorize")?,
             skip_state_on_token: bool_field(obj, "skip_state_on_token")?,
+            pkce: bool_field(obj, "pkce")?,
             slug: string_field(obj, "slug")?.filter(|s| !s.is_empty()),
             id,
         };

@@ -4,7 +4,7 @@ use super::{Domain, Slug};
 use serde::{Deserialize, Serialize};
 
 /// A flow in progress, stored under the hash of its `state` in `broker/flow_states`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowState {
     /// Instance the flow belongs to.
     pub instance: Domain,
@@ -24,6 +24,22 @@ pub struct FlowState {
     /// Set once the redirect consumed it; a second use is a replay.
     #[serde(default)]
     pub used: bool,
+    /// PKCE verifier, sent only to the token endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkce_verifier: Option<String>,
+}
+
+impl std::fmt::Debug for FlowState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowState")
+            .field("instance", &self.instance)
+            .field("account_type", &self.account_type)
+            .field("slug", &self.slug)
+            .field("expires_at", &self.expires_at)
+            .field("used", &self.used)
+            .field("pkce", &self.pkce_verifier.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a presented state is refused.
@@ -89,6 +105,7 @@ mod tests {
             redirect_uri: "https://b/accounts/google/redirect".into(),
             expires_at: 1000,
             used: false,
+            pkce_verifier: Some("verifier-secret".into()),
         }
     }
 
@@ -106,6 +123,11 @@ mod tests {
             ..state()
         };
         assert_eq!(used.check("google", 10), Err(StateRejection::Replayed));
+    }
+
+    #[test]
+    fn debug_hides_the_pkce_verifier() {
+        assert!(!format!("{:?}", state()).contains("verifier-secret"));
     }
 
     #[test]

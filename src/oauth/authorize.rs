@@ -13,6 +13,8 @@ pub struct AuthorizeParams<'a> {
     pub redirect_uri: &'a str,
     /// The broker's state.
     pub state: &'a str,
+    /// PKCE S256 challenge, when the type uses PKCE.
+    pub code_challenge: Option<&'a str>,
 }
 
 /// Builds the provider URL the browser is sent to; `None` for grant modes without one.
@@ -52,6 +54,10 @@ pub fn authorization_url(at: &AccountType, p: &AuthorizeParams<'_>) -> Option<Ur
         GrantMode::Secret => return None,
     }
     add("state", p.state);
+    if let Some(challenge) = p.code_challenge {
+        add("code_challenge", challenge);
+        add("code_challenge_method", "S256");
+    }
     for (k, v) in &at.extras {
         add(k, v);
     }
@@ -78,6 +84,7 @@ mod tests {
             scope: "the world",
             redirect_uri: "https://b.example/accounts/svc/redirect",
             state: "S",
+            code_challenge: None,
         }
     }
 
@@ -112,6 +119,20 @@ mod tests {
         )
         .unwrap();
         assert!(!url.as_str().contains("redirect_uri"), "{url}");
+    }
+
+    #[test]
+    fn pkce_adds_the_s256_challenge() {
+        let p = AuthorizeParams {
+            code_challenge: Some("CH"),
+            ..params()
+        };
+        let url = authorization_url(&at(json!({})), &p).unwrap();
+        assert!(
+            url.as_str()
+                .contains("code_challenge=CH&code_challenge_method=S256&"),
+            "{url}"
+        );
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct CodeExchange<'a> {
     pub state: &'a str,
     /// The app's nonce; sent when non-empty, as cozy-stack does.
     pub nonce: &'a str,
+    /// PKCE verifier, when the flow used a challenge.
+    pub code_verifier: Option<&'a str>,
 }
 
 /// The code exchange request; `None` when the type has no token endpoint.
@@ -63,6 +65,9 @@ pub fn code_exchange(at: &AccountType, x: &CodeExchange<'_>) -> Option<TokenRequ
     }
     if !x.nonce.is_empty() {
         params.push(("nonce", x.nonce.to_owned()));
+    }
+    if let Some(v) = x.code_verifier {
+        params.push(("code_verifier", v.to_owned()));
     }
     build(at, params)
 }
@@ -164,6 +169,7 @@ mod tests {
                 redirect_uri: "https://b/r",
                 state: "S",
                 nonce: "N",
+                code_verifier: None,
             },
         )
         .unwrap()

@@ -600,3 +600,70 @@ async fn an_account_write_with_the_store_gone_is_reported_to_the_app() {
     relay.set_down(false).await;
     assert!(app.accounts(&inst).await.is_empty());
 }
+
+/// A token endpoint that accepts only the verifier of `challenge` (RFC 7636 S256).
+async fn pkce_provider(app: &TestApp, challenge: String) {
+    use base64::Engine;
+    use sha2::Digest;
+    Mock::given(path("/token"))
+        .and(move |r: &wiremock::Request| {
+            let form: std::collections::HashMap<String, String> =
+                url::form_urlencoded::parse(&r.body).into_owned().collect();
+            form.get("code_verifier").is_some_and(|v| {
+                let digest = sha2::Sha256::digest(v.as_bytes());
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest) == challenge
+            })
+        })
+        .respond_with(token_reply())
+        .with_priority(1)
+        .mount(&app.provider)
+        .await;
+    Mock::given(path("/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})))
+        .with_priority(2)
+        .mount(&app.provider)
+        .await;
+}
+
+async fn pkce_sends_the_challenge_and_its_verifier_only_to_the_token_endpoint(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({"pkce": true})).await;
+    let url = app.start_flow(&inst, &t).await;
+    let q = query_of(&url);
+    assert_eq!(q["code_challenge_method"], "S256");
+    let challenge = q["code_challenge"].clone();
+    assert_eq!(challenge.len(), 43);
+    assert!(!q.contains_key("code_verifier"));
+    pkce_provider(&app, challenge).await;
+    let loc = location(
+        &app.redirect(&t, &[("code", "C"), ("state", &TestApp::state_in(&url))])
+            .await,
+    );
+    assert!(loc.contains("account="), "{loc}");
+}
+
+async fn pkce_mismatch_is_refused_by_the_provider_and_writes_nothing(b: Backend) {
+    // A code obtained in one flow, injected into another: the verifiers differ.
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({"pkce": true})).await;
+    let victim = app.start_flow(&inst, &t).await;
+    let attacker = app.start_flow(&inst, &t).await;
+    pkce_provider(&app, query_of(&attacker)["code_challenge"].clone()).await;
+    let resp = app
+        .redirect(
+            &t,
+            &[
+                ("code", "attackers-code"),
+                ("state", &TestApp::state_in(&victim)),
+            ],
+        )
+        .await;
+    assert_app_error(&app, &inst, resp, "invalid_grant").await;
+}
+
+both_stores!(
+    pkce_sends_the_challenge_and_its_verifier_only_to_the_token_endpoint,
+    pkce_mismatch_is_refused_by_the_provider_and_writes_nothing,
+);

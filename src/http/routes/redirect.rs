@@ -148,6 +148,7 @@ async fn complete(
             redirect_uri: &flow.redirect_uri,
             state,
             nonce: &flow.nonce,
+            code_verifier: flow.pkce_verifier.as_deref(),
         };
         let request =
             token_request::code_exchange(&at, &exchange).expect("token endpoint checked above");

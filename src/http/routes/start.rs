@@ -45,6 +45,7 @@ pub async fn start(
         |u| u.to_string(),
     );
 
+    let pkce = at.pkce.then(oauth2::PkceCodeChallenge::new_random_sha256);
     let flow = FlowState {
         instance: inst.domain.clone(),
         account_type: at.service_id().to_owned(),
@@ -54,6 +55,7 @@ pub async fn start(
         redirect_uri: redirect_uri.clone(),
         expires_at: now() + broker.flow_ttl.as_secs() as i64,
         used: false,
+        pkce_verifier: pkce.as_ref().map(|(_, v)| v.secret().clone()),
     };
     let state = broker.flows.begin(&flow).await?;
     let url = authorization_url(
@@ -62,6 +64,7 @@ pub async fn start(
             scope: &scope,
             redirect_uri: &redirect_uri,
             state: &state,
+            code_challenge: pkce.as_ref().map(|(c, _)| c.as_str()),
         },
     )
     .ok_or_else(|| AppError::NoAuthorizationStep(at.id.clone()))?;
