@@ -41,6 +41,8 @@ pub struct Broker {
     pub session_code_ttl: Duration,
     /// Admin bearer token, if the admin API is on.
     pub admin_token: Option<String>,
+    /// Whether flows are bound to the starting browser by a cookie.
+    pub flow_binding: bool,
 }
 
 /// Why the broker could not be built.
@@ -94,6 +96,7 @@ impl Broker {
             flow_ttl: Duration::from_secs(settings.flow_ttl_secs),
             session_code_ttl: Duration::from_secs(settings.session_code_ttl_secs),
             admin_token: settings.admin_token().map(str::to_owned),
+            flow_binding: settings.flow_binding,
         })
     }
 

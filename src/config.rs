@@ -28,6 +28,9 @@ pub struct Settings {
     pub flow_ttl_secs: u64,
     /// Lifetime of a session code, in seconds (10 minutes).
     pub session_code_ttl_secs: u64,
+    /// Bind each flow to the browser that started it with a cookie (start and redirect
+    /// must then be served on the same host).
+    pub flow_binding: bool,
 }
 
 /// CouchDB settings.
@@ -90,6 +93,7 @@ impl Settings {
             .set_default("provider_timeout_secs", 15)?
             .set_default("flow_ttl_secs", 900)?
             .set_default("session_code_ttl_secs", 600)?
+            .set_default("flow_binding", false)?
             .set_default("couchdb.timeout_secs", 10)?;
         if let Some(path) = file {
             builder = builder.add_source(File::from(path).required(true));

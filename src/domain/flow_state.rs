@@ -1,7 +1,9 @@
 //! The server side of an OAuth `state`: who started the flow, for what, until when.
 
+use super::secret::sha256_hex;
 use super::{Domain, Slug};
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 
 /// A flow in progress, stored under the hash of its `state` in `broker/flow_states`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +29,9 @@ pub struct FlowState {
     /// PKCE verifier, sent only to the token endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pkce_verifier: Option<String>,
+    /// SHA-256 of the browser-binding cookie set at start, when flow binding is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<String>,
 }
 
 impl std::fmt::Debug for FlowState {
@@ -59,11 +64,20 @@ pub enum StateRejection {
     /// Started for another account type.
     #[error("this sign-in link was started for another account type")]
     Mismatch,
+    /// The browser finishing the flow is not the one that started it.
+    #[error("this sign-in was started in another browser (or its cookie was blocked); start the connection again from this browser")]
+    BindingMismatch,
 }
 
 impl FlowState {
-    /// Checks the state may complete a flow for `service_id` at `now` (unix seconds).
-    pub fn check(&self, service_id: &str, now: i64) -> Result<(), StateRejection> {
+    /// Checks the state may complete a flow for `service_id` at `now` (unix seconds), in
+    /// a browser presenting `cookie` as its binding cookie.
+    pub fn check(
+        &self,
+        service_id: &str,
+        now: i64,
+        cookie: Option<&str>,
+    ) -> Result<(), StateRejection> {
         if self.used {
             return Err(StateRejection::Replayed);
         }
@@ -73,7 +87,20 @@ impl FlowState {
         if now >= self.expires_at {
             return Err(StateRejection::Expired);
         }
+        if let Some(expected) = &self.binding {
+            let presented = sha256_hex(cookie.unwrap_or_default());
+            let same: bool = presented.as_bytes().ct_eq(expected.as_bytes()).into();
+            if cookie.is_none() || !same {
+                return Err(StateRejection::BindingMismatch);
+            }
+        }
         Ok(())
+    }
+
+    /// Name of the cookie binding the flow of `state` to a browser: one per flow, so that
+    /// two connections started side by side do not overwrite each other.
+    pub fn binding_cookie_name(state: &str) -> String {
+        format!("oauth_broker_flow_{}", &sha256_hex(state)[..16])
     }
 }
 
@@ -106,23 +133,50 @@ mod tests {
             expires_at: 1000,
             used: false,
             pkce_verifier: Some("verifier-secret".into()),
+            binding: None,
         }
     }
 
     #[test]
     fn fresh_state_for_its_type_is_accepted() {
-        assert_eq!(state().check("google", 999), Ok(()));
+        assert_eq!(state().check("google", 999, None), Ok(()));
     }
 
     #[test]
     fn expired_used_and_cross_type_states_are_refused() {
-        assert_eq!(state().check("google", 1000), Err(StateRejection::Expired));
-        assert_eq!(state().check("github", 10), Err(StateRejection::Mismatch));
+        assert_eq!(
+            state().check("google", 1000, None),
+            Err(StateRejection::Expired)
+        );
+        assert_eq!(
+            state().check("github", 10, None),
+            Err(StateRejection::Mismatch)
+        );
         let used = FlowState {
             used: true,
             ..state()
         };
-        assert_eq!(used.check("google", 10), Err(StateRejection::Replayed));
+        assert_eq!(
+            used.check("google", 10, None),
+            Err(StateRejection::Replayed)
+        );
+    }
+
+    #[test]
+    fn a_bound_state_needs_its_cookie() {
+        let bound = FlowState {
+            binding: Some(sha256_hex("cookie")),
+            ..state()
+        };
+        assert_eq!(bound.check("google", 10, Some("cookie")), Ok(()));
+        assert_eq!(
+            bound.check("google", 10, Some("other")),
+            Err(StateRejection::BindingMismatch)
+        );
+        assert_eq!(
+            bound.check("google", 10, None),
+            Err(StateRejection::BindingMismatch)
+        );
     }
 
     #[test]

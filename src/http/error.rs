@@ -135,6 +135,9 @@ impl AppError {
             State(StateRejection::Expired) => (StatusCode::BAD_REQUEST, "state_expired"),
             State(StateRejection::Replayed) => (StatusCode::BAD_REQUEST, "state_replayed"),
             State(StateRejection::Mismatch) => (StatusCode::BAD_REQUEST, "state_mismatch"),
+            State(StateRejection::BindingMismatch) => {
+                (StatusCode::BAD_REQUEST, "flow_binding_mismatch")
+            }
             UnknownInstance(_) => (StatusCode::NOT_FOUND, "unknown_instance"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             InvalidDocument(_) => (StatusCode::BAD_REQUEST, "invalid_account_type"),

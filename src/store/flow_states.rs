@@ -41,12 +41,14 @@ impl FlowStates {
         Ok(state)
     }
 
-    /// Checks a presented state and marks it used; a second consumption is a replay.
+    /// Checks a presented state (and the browser's binding cookie) and marks it used; a
+    /// second consumption is a replay. A refused state stays as it was.
     pub async fn consume(
         &self,
         presented: &str,
         service_id: &str,
         now: i64,
+        cookie: Option<&str>,
     ) -> Result<FlowState, ConsumeError> {
         if presented.len() != STATE_HEX_LEN || !presented.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(StateRejection::Unknown.into());
@@ -59,7 +61,7 @@ impl FlowStates {
             .ok_or(StateRejection::Unknown)?;
         let flow: FlowState =
             serde_json::from_value(strip_meta(&doc)).map_err(|_| StateRejection::Unknown)?;
-        flow.check(service_id, now)?;
+        flow.check(service_id, now, cookie)?;
         let mut used = doc.clone();
         used["used"] = true.into();
         match self.store.put(FLOW_STATES_DB, &used).await {

@@ -667,3 +667,84 @@ both_stores!(
     pkce_sends_the_challenge_and_its_verifier_only_to_the_token_endpoint,
     pkce_mismatch_is_refused_by_the_provider_and_writes_nothing,
 );
+
+async fn flow_binding_needs_the_cookie_set_at_start(b: Backend) {
+    let app = spawn_app_with(b, |s| s.flow_binding = true).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    let code = app.session_code(&inst).await;
+    let resp = app
+        .start_raw(&t, &format!("state=client-state&session_code={code}"))
+        .await;
+    let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attr in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Lax",
+        "Path=/accounts",
+        "Max-Age=900",
+    ] {
+        assert!(set_cookie.contains(attr), "{attr} in {set_cookie}");
+    }
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let state = TestApp::state_in(&location(&resp));
+    Mock::given(path("/token"))
+        .respond_with(token_reply())
+        .expect(1)
+        .mount(&app.provider)
+        .await;
+    let url = format!("{}/accounts/{t}/redirect?code=C&state={state}", app.address);
+    let name = cookie.split('=').next().unwrap();
+    for presented in [
+        None,
+        Some(format!("{name}=forged")),
+        Some(format!(
+            "oauth_broker_flow_0000000000000000={}",
+            cookie.split('=').nth(1).unwrap()
+        )),
+    ] {
+        let mut req = app.http.get(&url);
+        if let Some(c) = &presented {
+            req = req.header("cookie", c);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{presented:?}");
+        assert!(resp.text().await.unwrap().contains("flow_binding_mismatch"));
+    }
+    assert!(app.accounts(&inst).await.is_empty());
+    let done = app
+        .http
+        .get(&url)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        done.status(),
+        303,
+        "the refused attempts did not burn the state"
+    );
+    assert!(location(&done).contains("account="));
+    assert!(
+        done.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0"),
+        "cookie removed"
+    );
+}
+
+async fn flow_binding_is_off_by_default(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    let code = app.session_code(&inst).await;
+    let resp = app.start_raw(&t, &format!("session_code={code}")).await;
+    assert_eq!(resp.status(), 303);
+    assert!(resp.headers().get("set-cookie").is_none());
+}
+
+both_stores!(
+    flow_binding_needs_the_cookie_set_at_start,
+    flow_binding_is_off_by_default
+);

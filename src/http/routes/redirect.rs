@@ -9,6 +9,7 @@ use crate::oauth::provider::is_sane_code;
 use crate::oauth::query::encode_sorted;
 use crate::oauth::token_request::{self, CodeExchange};
 use crate::store::{id_of, StoreError};
+use actix_web::cookie::Cookie;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -18,6 +19,8 @@ struct AppReturn {
     client_state: String,
     connection_id: Option<String>,
     connection_deleted: Option<String>,
+    /// The flow's binding cookie, removed once the flow is over.
+    binding_cookie: Option<String>,
 }
 
 impl AppReturn {
@@ -44,9 +47,14 @@ impl AppReturn {
         } else {
             format!("{}?{}", self.base, encode_sorted(&pairs))
         };
-        HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, location))
-            .finish()
+        let mut answer = HttpResponse::SeeOther();
+        answer.insert_header((header::LOCATION, location));
+        if let Some(name) = &self.binding_cookie {
+            let mut gone = Cookie::build(name.clone(), "").path("/accounts").finish();
+            gone.make_removal();
+            answer.cookie(gone);
+        }
+        answer.finish()
     }
 }
 
@@ -64,7 +72,17 @@ pub async fn redirect(
     })?;
     let connection_id = q.bounded("connection_id", 256)?.to_owned();
     let connection_deleted = q.bounded("connection_deleted", 256)?.to_owned();
-    let flow = broker.flows.consume(state, &service_id, now()).await?;
+    let cookie_name = FlowState::binding_cookie_name(state);
+    let cookie = req.cookie(&cookie_name);
+    let flow = broker
+        .flows
+        .consume(
+            state,
+            &service_id,
+            now(),
+            cookie.as_ref().map(|c| c.value()),
+        )
+        .await?;
     let inst = broker
         .instances
         .get(&flow.instance)
@@ -78,6 +96,7 @@ pub async fn redirect(
         client_state: flow.client_state.clone(),
         connection_id: (!connection_id.is_empty()).then_some(connection_id),
         connection_deleted: (!connection_deleted.is_empty()).then_some(connection_deleted),
+        binding_cookie: flow.binding.is_some().then_some(cookie_name),
     };
     // From here the state was valid: every failure goes back to the app as `?error=`.
     if let Some(error) = q.one("error").ok().flatten() {

@@ -1,11 +1,14 @@
 //! `GET /accounts/{type}/start`: the Home app sends the browser here to begin a flow.
 
 use crate::broker::{now, Broker};
+use crate::domain::secret::{random_hex, sha256_hex};
 use crate::domain::{FlowState, Slug};
 use crate::http::auth::instance_for_start;
 use crate::http::error::{AppError, Page};
 use crate::http::query::Query;
 use crate::oauth::authorize::{authorization_url, AuthorizeParams};
+use actix_web::cookie::time::Duration as CookieDuration;
+use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -46,6 +49,7 @@ pub async fn start(
     );
 
     let pkce = at.pkce.then(oauth2::PkceCodeChallenge::new_random_sha256);
+    let binding = broker.flow_binding.then(|| random_hex(16));
     let flow = FlowState {
         instance: inst.domain.clone(),
         account_type: at.service_id().to_owned(),
@@ -56,6 +60,7 @@ pub async fn start(
         expires_at: now() + broker.flow_ttl.as_secs() as i64,
         used: false,
         pkce_verifier: pkce.as_ref().map(|(_, v)| v.secret().clone()),
+        binding: binding.as_deref().map(sha256_hex),
     };
     let state = broker.flows.begin(&flow).await?;
     let url = authorization_url(
@@ -69,7 +74,18 @@ pub async fn start(
     )
     .ok_or_else(|| AppError::NoAuthorizationStep(at.id.clone()))?;
     tracing::info!(account_type = at.service_id(), instance = %inst.domain, "flow started");
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, url.as_str()))
-        .finish())
+    let mut answer = HttpResponse::SeeOther();
+    answer.insert_header((header::LOCATION, url.as_str()));
+    if let Some(secret) = binding {
+        answer.cookie(
+            Cookie::build(FlowState::binding_cookie_name(&state), secret)
+                .path("/accounts")
+                .http_only(true)
+                .secure(true)
+                .same_site(SameSite::Lax)
+                .max_age(CookieDuration::seconds(broker.flow_ttl.as_secs() as i64))
+                .finish(),
+        );
+    }
+    Ok(answer.finish())
 }
