@@ -2,6 +2,7 @@
 
 use crate::config::Settings;
 use crate::domain::Subdomains;
+use crate::http::rate_limit::RateLimits;
 use crate::oauth::ProviderClient;
 use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
@@ -43,6 +44,8 @@ pub struct Broker {
     pub admin_token: Option<String>,
     /// Whether flows are bound to the starting browser by a cookie.
     pub flow_binding: bool,
+    /// Per-client request budgets.
+    pub rate_limits: RateLimits,
 }
 
 /// Why the broker could not be built.
@@ -97,6 +100,11 @@ impl Broker {
             session_code_ttl: Duration::from_secs(settings.session_code_ttl_secs),
             admin_token: settings.admin_token().map(str::to_owned),
             flow_binding: settings.flow_binding,
+            rate_limits: RateLimits::new(
+                settings.rate_limit.per_minute,
+                settings.rate_limit.burst,
+                settings.rate_limit.trust_forwarded_for,
+            ),
         })
     }
 

@@ -31,6 +31,19 @@ pub struct Settings {
     /// Bind each flow to the browser that started it with a cookie (start and redirect
     /// must then be served on the same host).
     pub flow_binding: bool,
+    /// Per-client limits on start, redirect and the admin API.
+    pub rate_limit: RateLimitSettings,
+}
+
+/// Rate limit settings.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RateLimitSettings {
+    /// Requests per minute per client address and route group; 0 turns limits off.
+    pub per_minute: u32,
+    /// Requests a client may make at once before the rate applies.
+    pub burst: u32,
+    /// Take the client address from `Forwarded`/`X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
 }
 
 /// CouchDB settings.
@@ -94,6 +107,9 @@ impl Settings {
             .set_default("flow_ttl_secs", 900)?
             .set_default("session_code_ttl_secs", 600)?
             .set_default("flow_binding", false)?
+            .set_default("rate_limit.per_minute", 120)?
+            .set_default("rate_limit.burst", 30)?
+            .set_default("rate_limit.trust_forwarded_for", false)?
             .set_default("couchdb.timeout_secs", 10)?;
         if let Some(path) = file {
             builder = builder.add_source(File::from(path).required(true));

@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often expired flow states and session codes are purged.
+/// How often expired flow states, session codes and quiet rate-limit entries are purged.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 /// How long a used or expired state is kept, so a replay is told apart from a forgery.
 const KEEP_SPENT_STATES_SECS: i64 = 24 * 3600;
@@ -82,6 +82,7 @@ fn spawn_sweeper(broker: Arc<Broker>) {
         let mut tick = tokio::time::interval(SWEEP_EVERY);
         loop {
             tick.tick().await;
+            broker.rate_limits.forget_quiet_clients();
             let sweeps = [
                 (FLOW_STATES_DB, now() - KEEP_SPENT_STATES_SECS),
                 (SESSION_CODES_DB, now()),

@@ -1,6 +1,7 @@
 //! Who is calling: admin token, instance API token, session code.
 
 use super::error::AppError;
+use super::rate_limit::Group;
 use crate::broker::{now, Broker};
 use crate::domain::secret::sha256_hex;
 use crate::domain::Domain;
@@ -21,6 +22,8 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
 
 /// Checks the admin bearer token in constant time.
 pub fn require_admin(req: &HttpRequest, broker: &Broker) -> Result<(), AppError> {
+    // Limited before the token check, so the token cannot be guessed at speed.
+    broker.rate_limits.check(Group::Admin, req)?;
     let expected = broker
         .admin_token
         .as_deref()

@@ -45,6 +45,12 @@ pub enum AppError {
         /// What to fix.
         detail: String,
     },
+    /// Too many requests from one client.
+    #[error("too many requests; retry in {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds until the next request is allowed.
+        retry_after_secs: u64,
+    },
     /// A request larger than allowed.
     #[error("{0}")]
     TooLarge(&'static str),
@@ -131,6 +137,7 @@ impl AppError {
             NoAuthorizationStep(_) => (StatusCode::BAD_REQUEST, "no_authorization_step"),
             BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             State(StateRejection::Unknown) => (StatusCode::BAD_REQUEST, "state_unknown"),
             State(StateRejection::Expired) => (StatusCode::BAD_REQUEST, "state_expired"),
             State(StateRejection::Replayed) => (StatusCode::BAD_REQUEST, "state_replayed"),
@@ -147,6 +154,16 @@ impl AppError {
             Provider(ProviderError::Timeout) => (StatusCode::GATEWAY_TIMEOUT, "provider_timeout"),
             Provider(_) => (StatusCode::BAD_GATEWAY, "provider_error"),
         }
+    }
+
+    /// Adds `Retry-After` to a rate-limited answer.
+    fn with_retry_after(&self, mut answer: HttpResponse) -> HttpResponse {
+        if let AppError::RateLimited { retry_after_secs } = self {
+            answer
+                .headers_mut()
+                .insert(header::RETRY_AFTER, (*retry_after_secs).into());
+        }
+        answer
     }
 
     fn log(&self) {
@@ -211,9 +228,10 @@ impl ResponseError for Page {
             hint,
             code,
         );
-        HttpResponse::build(status)
+        let answer = HttpResponse::build(status)
             .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
-            .body(body)
+            .body(body);
+        self.0.with_retry_after(answer)
     }
 }
 
@@ -225,7 +243,8 @@ impl ResponseError for Api {
     fn error_response(&self) -> HttpResponse {
         self.0.log();
         let (status, code) = self.0.status_and_code();
-        jsonapi_error(status, code, &self.0.to_string())
+        self.0
+            .with_retry_after(jsonapi_error(status, code, &self.0.to_string()))
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod error;
 pub mod query;
+pub mod rate_limit;
 pub mod request_log;
 pub mod routes;
 

@@ -67,6 +67,8 @@ pub fn test_settings(backend: Backend, dir: &std::path::Path) -> Settings {
     s.admin_token = Some(ADMIN_TOKEN.into());
     s.data_dir = dir.to_path_buf();
     s.provider_timeout_secs = 2;
+    // Tests make many requests from one address; the limit tests turn it back on.
+    s.rate_limit.per_minute = 0;
     s.couchdb.url = match backend {
         Backend::Couch => Some(couch_url()),
         Backend::Embedded => None,

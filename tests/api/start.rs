@@ -311,3 +311,44 @@ both_stores!(
     start_refuses_a_secret_grant_mode,
     start_uses_the_context_overload_of_the_instance,
 );
+
+async fn a_client_over_its_rate_is_told_to_wait_and_creates_nothing(b: Backend) {
+    let app = spawn_app_with(b, |s| {
+        s.rate_limit.per_minute = 60;
+        s.rate_limit.burst = 3;
+    })
+    .await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    let token = app.api_token(&inst).await;
+    let start = || {
+        app.http
+            .get(format!("{}/accounts/{t}/start", app.address))
+            .bearer_auth(&token)
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(start().await.unwrap().status(), 303);
+    }
+    let states = || async {
+        let all = app
+            .store
+            .all_docs(oauth_broker::store::FLOW_STATES_DB)
+            .await
+            .unwrap();
+        all.iter()
+            .filter(|d| d["instance"] == inst.domain.as_str())
+            .count()
+    };
+    assert_eq!(states().await, 3);
+    let limited = start().await.unwrap();
+    assert_eq!(limited.status(), 429);
+    assert_eq!(limited.headers()["retry-after"], "1");
+    assert!(limited.text().await.unwrap().contains("rate_limited"));
+    assert_eq!(states().await, 3);
+    // Other route groups have their own budget.
+    let redirect = app.redirect(&t, &[("state", "x")]).await;
+    assert_eq!(redirect.status(), 400);
+}
+
+both_stores!(a_client_over_its_rate_is_told_to_wait_and_creates_nothing);

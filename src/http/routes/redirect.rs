@@ -5,6 +5,7 @@ use crate::domain::account;
 use crate::domain::{FlowState, Instance};
 use crate::http::error::{AppError, Page};
 use crate::http::query::Query;
+use crate::http::rate_limit::Group;
 use crate::oauth::provider::is_sane_code;
 use crate::oauth::query::encode_sorted;
 use crate::oauth::token_request::{self, CodeExchange};
@@ -64,6 +65,7 @@ pub async fn redirect(
     path: web::Path<String>,
     broker: web::Data<Broker>,
 ) -> Result<HttpResponse, Page> {
+    broker.rate_limits.check(Group::Redirect, &req)?;
     let service_id = path.into_inner();
     let q = Query::parse(req.query_string())?;
     let state = q.one("state")?.ok_or_else(|| AppError::BadRequest {

@@ -6,6 +6,7 @@ use crate::domain::{FlowState, Slug};
 use crate::http::auth::instance_for_start;
 use crate::http::error::{AppError, Page};
 use crate::http::query::Query;
+use crate::http::rate_limit::Group;
 use crate::oauth::authorize::{authorization_url, AuthorizeParams};
 use actix_web::cookie::time::Duration as CookieDuration;
 use actix_web::cookie::{Cookie, SameSite};
@@ -18,6 +19,7 @@ pub async fn start(
     path: web::Path<String>,
     broker: web::Data<Broker>,
 ) -> Result<HttpResponse, Page> {
+    broker.rate_limits.check(Group::Start, &req)?;
     let service_id = path.into_inner();
     let q = Query::parse(req.query_string())?;
     // Cheap checks first: a bad request must not burn the session code.
