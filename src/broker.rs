@@ -1,6 +1,7 @@
 //! The broker's services, built once from settings and shared by handlers and tasks.
 
 use crate::config::Settings;
+use crate::domain::sealed::Keyring;
 use crate::domain::Subdomains;
 use crate::http::rate_limit::RateLimits;
 use crate::oauth::ProviderClient;
@@ -65,6 +66,7 @@ pub fn open_store(settings: &Settings) -> Result<SharedStore, StoreError> {
         Some(url) => Arc::new(CouchStore::new(
             url,
             Duration::from_secs(settings.couchdb.timeout_secs),
+            &settings.couchdb.db_prefix,
         )?),
         None => Arc::new(EmbeddedStore::open(&settings.data_dir)?),
     })
@@ -86,12 +88,21 @@ impl Broker {
         let provider =
             ProviderClient::new(Duration::from_secs(settings.provider_timeout_secs.max(1)))
                 .map_err(|e| BuildError::Setting(format!("provider client: {e}")))?;
+        let keyring = Arc::new(
+            Keyring::parse(settings.encryption_keys.as_deref().unwrap_or(""))
+                .map_err(|e| BuildError::Setting(format!("encryption_keys: {e}")))?,
+        );
+        if settings.encrypt_refresh_tokens && keyring.primary_id().is_none() {
+            return Err(BuildError::Setting(
+                "encrypt_refresh_tokens needs encryption_keys".into(),
+            ));
+        }
         Ok(Broker {
-            account_types: AccountTypes::new(store.clone()),
+            account_types: AccountTypes::new(store.clone(), keyring.clone()),
             instances: Instances::new(store.clone()),
             flows: FlowStates::new(store.clone()),
             credentials: Credentials::new(store.clone()),
-            accounts: Accounts::new(store.clone()),
+            accounts: Accounts::new(store.clone(), keyring, settings.encrypt_refresh_tokens),
             store,
             provider,
             public_url,

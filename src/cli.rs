@@ -34,6 +34,21 @@ pub enum Command {
     /// Manage instances.
     #[command(subcommand)]
     Instances(InstancesCmd),
+    /// Manage the keys that seal secrets at rest.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+}
+
+/// `keys` sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Print a new random key as `ID:BASE64`, to put first in `encryption_keys`.
+    Generate {
+        /// Key id.
+        id: String,
+    },
+    /// Re-seal every client secret (and sealed refresh token) with the newest key.
+    Rotate,
 }
 
 /// `account-types` sub-commands.
@@ -105,6 +120,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}: valid account type `{}`", file.display(), at.id);
             Ok(())
         }
+        Command::Keys(KeysCmd::Generate { id }) => {
+            let mut key = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
+            let spec = format!(
+                "{id}:{}",
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key)
+            );
+            crate::domain::sealed::Keyring::parse(&spec).map_err(anyhow::Error::msg)?;
+            println!("{spec}");
+            Ok(())
+        }
+        Command::Keys(KeysCmd::Rotate) => rotate_keys(&broker(&settings).await?).await,
         Command::AccountTypes(cmd) => account_types(&broker(&settings).await?, cmd).await,
         Command::Instances(cmd) => instances(&broker(&settings).await?, &settings, cmd).await,
     }
@@ -208,6 +235,26 @@ async fn instances(broker: &Broker, settings: &Settings, cmd: InstancesCmd) -> a
                     .expose()
             );
         }
+    }
+    Ok(())
+}
+
+async fn rotate_keys(broker: &Broker) -> anyhow::Result<()> {
+    let (types, failed) = broker
+        .account_types
+        .reseal_all()
+        .await
+        .map_err(|e| anyhow::anyhow!("re-sealing account types: {e}"))?;
+    let mut accounts = 0;
+    for inst in broker.instances.list().await? {
+        accounts += broker.accounts.reseal_all(&inst).await?;
+    }
+    println!("re-sealed {types} account type(s) and {accounts} account(s)");
+    for (id, why) in &failed {
+        eprintln!("not re-sealed: account type `{id}`: {why}");
+    }
+    if !failed.is_empty() {
+        bail!("{} account type(s) could not be re-sealed", failed.len());
     }
     Ok(())
 }

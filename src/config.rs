@@ -33,6 +33,10 @@ pub struct Settings {
     pub flow_binding: bool,
     /// Per-client limits on start, redirect and the admin API.
     pub rate_limit: RateLimitSettings,
+    /// Keys sealing secrets at rest, `id:base64-of-32-bytes`, comma-separated, newest first.
+    pub encryption_keys: Option<String>,
+    /// Also seal the refresh tokens stored in accounts (konnectors read only access tokens).
+    pub encrypt_refresh_tokens: bool,
 }
 
 /// Rate limit settings.
@@ -53,6 +57,9 @@ pub struct CouchSettings {
     pub url: Option<String>,
     /// Time allowed to one CouchDB request, in seconds.
     pub timeout_secs: u64,
+    /// Prepended to every database name; empty (the default) keeps cozy-stack's names.
+    /// Lets several brokers (or test runs) share one CouchDB without seeing each other.
+    pub db_prefix: String,
 }
 
 /// Log line format.
@@ -110,7 +117,9 @@ impl Settings {
             .set_default("rate_limit.per_minute", 120)?
             .set_default("rate_limit.burst", 30)?
             .set_default("rate_limit.trust_forwarded_for", false)?
-            .set_default("couchdb.timeout_secs", 10)?;
+            .set_default("encrypt_refresh_tokens", false)?
+            .set_default("couchdb.timeout_secs", 10)?
+            .set_default("couchdb.db_prefix", "")?;
         if let Some(path) = file {
             builder = builder.add_source(File::from(path).required(true));
         }

@@ -5,6 +5,7 @@ pub mod account_type;
 pub mod flow_state;
 pub mod grant_mode;
 pub mod instance;
+pub mod sealed;
 pub mod secret;
 pub mod slug;
 pub mod token_mode;

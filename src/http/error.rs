@@ -72,6 +72,9 @@ pub enum AppError {
     /// The account cannot be refreshed.
     #[error("{0}")]
     NotRefreshable(&'static str),
+    /// A sealed secret cannot be opened with the configured keys.
+    #[error("{0}")]
+    KeyUnavailable(String),
     /// The refresh token is dead.
     #[error("OAuth refresh token is invalid or expired; reconnect account.")]
     RefreshInvalidToken,
@@ -111,6 +114,9 @@ impl From<RefreshError> for AppError {
             RefreshError::InvalidToken => AppError::RefreshInvalidToken,
             RefreshError::Provider(p) => AppError::Provider(p),
             RefreshError::Store(s) => AppError::Store(s),
+            RefreshError::Sealed(e) => {
+                AppError::KeyUnavailable(format!("the stored refresh token cannot be opened: {e}"))
+            }
         }
     }
 }
@@ -151,6 +157,7 @@ impl AppError {
             Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             NotRefreshable(_) => (StatusCode::BAD_REQUEST, "not_refreshable"),
             RefreshInvalidToken => (StatusCode::UNAUTHORIZED, "oauth_refresh_invalid_token"),
+            KeyUnavailable(_) => (StatusCode::INTERNAL_SERVER_ERROR, "key_unavailable"),
             Provider(ProviderError::Timeout) => (StatusCode::GATEWAY_TIMEOUT, "provider_timeout"),
             Provider(_) => (StatusCode::BAD_GATEWAY, "provider_error"),
         }

@@ -1,8 +1,9 @@
 //! Refreshing an account's tokens: the path the refresh route takes.
 
 use crate::broker::Broker;
-use crate::domain::account::{self, refresh_token_of};
+use crate::domain::account;
 use crate::domain::account_type::service_id_of;
+use crate::domain::sealed::SealError;
 use crate::domain::Instance;
 use crate::oauth::{token_request, ProviderError};
 use crate::store::account_types::LookupError;
@@ -27,6 +28,9 @@ pub enum RefreshError {
     /// The provider failed otherwise.
     #[error(transparent)]
     Provider(ProviderError),
+    /// The stored refresh token cannot be opened with the configured keys.
+    #[error("the stored refresh token cannot be opened: {0}")]
+    Sealed(SealError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -76,8 +80,11 @@ pub async fn refresh_account(
             .await?);
     }
 
-    let refresh_token = refresh_token_of(&doc)
-        .map(|t| oauth2::RefreshToken::new(t.to_owned()))
+    let refresh_token = broker
+        .accounts
+        .refresh_token(&doc)
+        .map_err(RefreshError::Sealed)?
+        .map(oauth2::RefreshToken::new)
         .ok_or(RefreshError::NotRefreshable(
             "this account has no refresh token; reconnect it",
         ))?;

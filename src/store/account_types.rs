@@ -2,6 +2,7 @@
 
 use super::{put_creating_db, rev_of, SharedStore, StoreError, ACCOUNT_TYPES_DB};
 use crate::domain::account_type::{self, AccountType, AccountTypeError, REDACTED};
+use crate::domain::sealed::{is_sealed, Keyring};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -49,15 +50,89 @@ type Entry = Result<Arc<AccountType>, AccountTypeError>;
 pub struct AccountTypes {
     store: SharedStore,
     cache: RwLock<HashMap<String, Entry>>,
+    keyring: Arc<Keyring>,
 }
 
 impl AccountTypes {
     /// An empty cache over the store.
-    pub fn new(store: SharedStore) -> Arc<AccountTypes> {
+    pub fn new(store: SharedStore, keyring: Arc<Keyring>) -> Arc<AccountTypes> {
         Arc::new(AccountTypes {
             store,
             cache: RwLock::new(HashMap::new()),
+            keyring,
         })
+    }
+
+    /// A copy of the document with its sealed `client_secret` opened.
+    fn opened(&self, id: &str, doc: &Value) -> Result<Value, AccountTypeError> {
+        let mut plain = doc.clone();
+        if let Some(sealed) = doc
+            .get("client_secret")
+            .and_then(Value::as_str)
+            .filter(|s| is_sealed(s))
+        {
+            let secret =
+                self.keyring
+                    .open(sealed, &secret_aad(id))
+                    .map_err(|e| AccountTypeError {
+                        field: "client_secret".into(),
+                        reason: e.to_string(),
+                    })?;
+            plain["client_secret"] = secret.into();
+        }
+        Ok(plain)
+    }
+
+    /// Seals a plaintext `client_secret` with the newest key, when there is one.
+    fn seal(&self, id: &str, doc: &mut Value) {
+        let plain = doc
+            .get("client_secret")
+            .and_then(Value::as_str)
+            .filter(|s| !is_sealed(s));
+        if let Some(sealed) = plain.and_then(|s| self.keyring.seal(s, &secret_aad(id))) {
+            doc["client_secret"] = sealed.into();
+        }
+    }
+
+    /// Re-seals every stored `client_secret` with the newest key; returns how many changed
+    /// and the documents that could not be (id, reason), which are left as they are.
+    pub async fn reseal_all(&self) -> Result<(usize, Vec<(String, String)>), WriteError> {
+        let mut changed = 0;
+        let mut failed = Vec::new();
+        for mut doc in self.list_documents().await.map_err(WriteError::Store)? {
+            let id = doc
+                .get("_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let needs = doc
+                .get("client_secret")
+                .and_then(Value::as_str)
+                .is_some_and(|s| self.keyring.needs_reseal(s));
+            if !needs {
+                continue;
+            }
+            doc = match self.opened(&id, &doc) {
+                Ok(plain) => plain,
+                Err(e) => {
+                    failed.push((id, e.to_string()));
+                    continue;
+                }
+            };
+            self.seal(&id, &mut doc);
+            match self.store.put(ACCOUNT_TYPES_DB, &doc).await {
+                Ok(rev) => {
+                    doc["_rev"] = rev.into();
+                    self.remember(&id, Some(&doc));
+                    changed += 1;
+                }
+                Err(StoreError::Conflict) => {
+                    failed.push((id, "changed meanwhile; run the rotation again".into()))
+                }
+                Err(e) => return Err(WriteError::Store(e)),
+            }
+        }
+        Ok((changed, failed))
     }
 
     /// The type for `service_id` as seen by an instance of `context` (cozy's `TypeInfo`).
@@ -111,7 +186,10 @@ impl AccountTypes {
                 None
             }
             Some(d) => {
-                let entry = AccountType::from_document(d).map(Arc::new);
+                let entry = self
+                    .opened(id, d)
+                    .and_then(|plain| AccountType::from_document(&plain))
+                    .map(Arc::new);
                 if let Err(e) = &entry {
                     tracing::warn!(account_type = id, error = %e, "account type document is invalid");
                 }
@@ -194,7 +272,8 @@ impl AccountTypes {
                 }
             }
         }
-        let parsed = AccountType::from_document(&doc)?;
+        let parsed = AccountType::from_document(&self.opened(&id, &doc)?)?;
+        self.seal(&id, &mut doc);
         let rev = put_creating_db(self.store.as_ref(), ACCOUNT_TYPES_DB, &doc)
             .await
             .map_err(|e| match e {
@@ -232,4 +311,9 @@ impl AccountTypes {
         self.remember(id, None);
         Ok(true)
     }
+}
+
+/// Associated data of a sealed client secret: the document it belongs to.
+fn secret_aad(id: &str) -> String {
+    format!("account_type/{id}/client_secret")
 }

@@ -1,9 +1,12 @@
 //! Konnector accounts in `<prefix>/io-cozy-accounts`.
 
 use super::{put_creating_db, rev_of, Selector, SharedStore, StoreError};
+use crate::domain::account::refresh_token_of;
+use crate::domain::sealed::{is_sealed, Keyring, SealError};
 use crate::domain::secret::random_hex;
 use crate::domain::Instance;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How many times an update re-reads and re-applies itself after a conflict.
@@ -15,12 +18,81 @@ const CREATE_ATTEMPTS: u32 = 3;
 #[derive(Clone)]
 pub struct Accounts {
     store: SharedStore,
+    keyring: Arc<Keyring>,
+    seal_refresh_tokens: bool,
 }
 
 impl Accounts {
     /// Accounts over the store.
-    pub fn new(store: SharedStore) -> Accounts {
-        Accounts { store }
+    pub fn new(store: SharedStore, keyring: Arc<Keyring>, seal_refresh_tokens: bool) -> Accounts {
+        Accounts {
+            store,
+            keyring,
+            seal_refresh_tokens,
+        }
+    }
+
+    /// Seals a plaintext refresh token, when refresh tokens are sealed.
+    fn seal(&self, id: &str, doc: &mut Value) {
+        if !self.seal_refresh_tokens {
+            return;
+        }
+        let plain = doc
+            .pointer("/oauth/refresh_token")
+            .and_then(Value::as_str)
+            .filter(|s| !is_sealed(s));
+        if let Some(sealed) = plain.and_then(|rt| self.keyring.seal(rt, &refresh_aad(id))) {
+            doc["oauth"]["refresh_token"] = sealed.into();
+        }
+    }
+
+    /// The account's refresh token, opened when sealed.
+    pub fn refresh_token(&self, doc: &Value) -> Result<Option<String>, SealError> {
+        let id = doc.get("_id").and_then(Value::as_str).unwrap_or_default();
+        refresh_token_of(doc)
+            .map(|rt| self.keyring.open(rt, &refresh_aad(id)))
+            .transpose()
+    }
+
+    /// Re-seals the refresh tokens of an instance's accounts with the newest key (and
+    /// seals plaintext ones when refresh tokens are sealed); returns how many changed.
+    pub async fn reseal_all(&self, inst: &Instance) -> Result<usize, StoreError> {
+        let docs = match self.store.all_docs(&inst.accounts_db()).await {
+            Err(StoreError::NoDatabase(_)) => return Ok(0),
+            other => other?,
+        };
+        let mut changed = 0;
+        for doc in docs {
+            let Some(rt) = refresh_token_of(&doc) else {
+                continue;
+            };
+            let stale = if is_sealed(rt) {
+                self.keyring.needs_reseal(rt)
+            } else {
+                self.seal_refresh_tokens
+            };
+            if !stale {
+                continue;
+            }
+            let Ok(plain) = self.refresh_token(&doc) else {
+                tracing::warn!(account = ?doc.get("_id"), "refresh token sealed with an unknown key; left as it is");
+                continue;
+            };
+            let id = doc
+                .get("_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let resealed = plain.and_then(|p| self.keyring.seal(&p, &refresh_aad(&id)));
+            self.update_with(inst, doc, |d| {
+                if let Some(v) = &resealed {
+                    d["oauth"]["refresh_token"] = v.clone().into();
+                }
+            })
+            .await?;
+            changed += 1;
+        }
+        Ok(changed)
     }
 
     /// An account by id; `None` when missing (or when the database does not exist yet).
@@ -44,6 +116,7 @@ impl Accounts {
             o.insert("_id".into(), id.clone().into());
             o.remove("_rev");
         }
+        self.seal(&id, &mut doc);
         let db = inst.accounts_db();
         let mut attempt = 0;
         loop {
@@ -95,6 +168,7 @@ impl Accounts {
             .to_owned();
         for _ in 0..CONFLICT_RETRIES {
             change(&mut doc);
+            self.seal(&id, &mut doc);
             match self.store.put(&db, &doc).await {
                 Ok(rev) => {
                     doc["_rev"] = rev.into();
@@ -116,4 +190,9 @@ impl Accounts {
         }
         Err(StoreError::Conflict)
     }
+}
+
+/// Associated data of a sealed refresh token: the account it belongs to.
+fn refresh_aad(id: &str) -> String {
+    format!("account/{id}/refresh_token")
 }

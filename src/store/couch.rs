@@ -15,6 +15,7 @@ use url::Url;
 #[derive(Clone)]
 pub struct CouchStore {
     client: couch_rs::Client,
+    db_prefix: String,
 }
 
 impl std::fmt::Debug for CouchStore {
@@ -25,7 +26,7 @@ impl std::fmt::Debug for CouchStore {
 
 impl CouchStore {
     /// Connects to `url` (`http://user:password@host:5984`); nothing is sent yet.
-    pub fn new(url: &str, timeout: Duration) -> Result<CouchStore, StoreError> {
+    pub fn new(url: &str, timeout: Duration, db_prefix: &str) -> Result<CouchStore, StoreError> {
         let mut parsed =
             Url::parse(url).map_err(|e| StoreError::Invalid(format!("CouchDB URL: {e}")))?;
         let user = percent_decode(parsed.username());
@@ -40,11 +41,19 @@ impl CouchStore {
             Some(timeout.as_secs().max(1)),
         )
         .map_err(|e| StoreError::Invalid(format!("CouchDB URL: {e}")))?;
-        Ok(CouchStore { client })
+        Ok(CouchStore {
+            client,
+            db_prefix: db_prefix.to_owned(),
+        })
+    }
+
+    /// The database's name in URLs: prefixed, then percent-encoded.
+    fn path(&self, db: &str) -> String {
+        escape_db(&format!("{}{db}", self.db_prefix))
     }
 
     fn db(&self, db: &str) -> Database {
-        Database::new(escape_db(db), self.client.clone())
+        Database::new(self.path(db), self.client.clone())
     }
 }
 
@@ -96,7 +105,7 @@ impl Store for CouchStore {
     async fn ensure_db(&self, db: &str) -> Result<(), StoreError> {
         let resp = self
             .client
-            .req(Method::PUT, &escape_db(db), None)
+            .req(Method::PUT, &self.path(db), None)
             .send()
             .await
             .map_err(transport)?;
@@ -185,7 +194,7 @@ impl Store for CouchStore {
             .saturating_sub(Duration::from_millis(500))
             .max(Duration::from_millis(100));
         params.insert("timeout".to_owned(), server_wait.as_millis().to_string());
-        let path = format!("{}/_changes", escape_db(db));
+        let path = format!("{}/_changes", self.path(db));
         let request = async {
             let resp = self
                 .client

@@ -4,6 +4,7 @@ mod helpers;
 
 mod admin;
 mod health;
+mod keys;
 mod redirect;
 mod refresh;
 mod start;

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs each fuzz target for SECONDS (default 600) on its corpus in fuzz/corpus/.
+# Needs cargo-fuzz (`cargo install cargo-fuzz`); RUSTC_BOOTSTRAP lets the stable
+# toolchain take the sanitizer flags cargo-fuzz passes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-600}
+export RUSTC_BOOTSTRAP=1
+cargo fuzz build -O
+for target in token_reply account_type redirect_query; do
+  echo "== $target: ${seconds}s" >&2
+  "fuzz/target/x86_64-unknown-linux-gnu/release/$target" "fuzz/corpus/$target" \
+    -max_total_time="$seconds" -max_len=4096 -print_final_stats=1
+done

@@ -1,0 +1,196 @@
+//! Secrets at rest: sealed client secrets and refresh tokens, and key rotation.
+
+use crate::both_stores;
+use crate::helpers::*;
+use base64::Engine;
+use oauth_broker::store::ACCOUNT_TYPES_DB;
+use serde_json::{json, Value};
+use wiremock::matchers::{body_string_contains, path};
+use wiremock::{Mock, ResponseTemplate};
+
+fn key(id: &str, byte: u8) -> String {
+    format!(
+        "{id}:{}",
+        base64::engine::general_purpose::STANDARD.encode([byte; 32])
+    )
+}
+
+async fn flow(app: &TestApp, inst: &oauth_broker::domain::Instance, t: &str) -> String {
+    let url = app.start_flow(inst, t).await;
+    let loc = location(
+        &app.redirect(t, &[("code", "C"), ("state", &TestApp::state_in(&url))])
+            .await,
+    );
+    query_of(&loc)
+        .get("account")
+        .cloned()
+        .unwrap_or_else(|| panic!("flow failed: {loc}"))
+}
+
+async fn secrets_rotate_from_key_1_to_key_2_and_everything_keeps_working(b: Backend) {
+    let (k1, k2) = (key("k1", 1), key("k2", 2));
+    let ring1 = k1.clone();
+    // Its own database namespace on CouchDB: the rotation re-seals every account type.
+    let namespace = format!("{}_", unique("rot"));
+    let app = spawn_app_with(b, move |s| {
+        s.encryption_keys = Some(ring1);
+        s.encrypt_refresh_tokens = true;
+        s.couchdb.db_prefix = namespace;
+    })
+    .await;
+    let inst = app.new_instance(None).await;
+    // Provisioned through the broker: sealed. Provisioned with curl: plaintext, still works.
+    let sealed_type = app.code_type(json!({})).await;
+    let curl_type = unique("curl");
+    app.store
+        .put(
+            ACCOUNT_TYPES_DB,
+            &json!({"_id": curl_type, "grant_mode": "authorization_code",
+            "client_id": "the-client-id", "client_secret": "curl-secret",
+            "auth_endpoint": format!("{}/authorize", app.provider.uri()),
+            "token_endpoint": format!("{}/token", app.provider.uri())}),
+        )
+        .await
+        .unwrap();
+    let stored = app
+        .store
+        .get(ACCOUNT_TYPES_DB, &sealed_type)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stored["client_secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("enc:v1:k1:"),
+        "{stored}"
+    );
+    for secret in ["the-client-secret", "curl-secret"] {
+        Mock::given(path("/token"))
+            .and(body_string_contains(format!("client_secret={secret}")))
+            .and(body_string_contains("grant_type=authorization_code"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({"access_token": "at", "refresh_token": format!("rt-{secret}")}),
+            ))
+            .mount(&app.provider)
+            .await;
+        Mock::given(path("/token"))
+            .and(body_string_contains(format!("client_secret={secret}")))
+            .and(body_string_contains(format!("refresh_token=rt-{secret}")))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"access_token": "refreshed"})),
+            )
+            .mount(&app.provider)
+            .await;
+    }
+    let account = flow(&app, &inst, &sealed_type).await;
+    let curl_account = flow(&app, &inst, &curl_type).await;
+    let doc = app.account(&inst, &account).await;
+    let rt = doc["oauth"]["refresh_token"].as_str().unwrap();
+    assert!(
+        rt.starts_with("enc:v1:k1:") && !rt.contains("rt-the"),
+        "{rt}"
+    );
+
+    // Rotate with the CLI: key 2 first, key 1 still there to open what it sealed.
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_oauth-broker"));
+    cmd.args(["keys", "rotate"])
+        .env("BROKER__ENCRYPTION_KEYS", format!("{k2},{k1}"))
+        .env("BROKER__ENCRYPT_REFRESH_TOKENS", "true")
+        .env("BROKER__DATA_DIR", app._dir.path())
+        .env(
+            "BROKER__COUCHDB__DB_PREFIX",
+            &app.settings.couchdb.db_prefix,
+        )
+        .env(
+            "BROKER__COUCHDB__URL",
+            app.settings.couchdb.url.clone().unwrap_or_default(),
+        );
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A broker that knows only key 2 runs every flow and refresh.
+    let mut settings = app.settings.clone();
+    settings.encryption_keys = Some(k2.clone());
+    let rotated = spawn_with_settings(
+        settings,
+        app._dir.clone(),
+        wiremock::MockServer::start().await,
+    )
+    .await;
+    let token = rotated.api_token(&inst).await;
+    for (t, id) in [(&sealed_type, &account), (&curl_type, &curl_account)] {
+        let resp = rotated.refresh(t, id, Some(&token)).await;
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+        flow(&rotated, &inst, t).await;
+    }
+    let mut docs: Vec<Value> = rotated.accounts(&inst).await;
+    for id in [&sealed_type, &curl_type] {
+        docs.push(
+            rotated
+                .store
+                .get(ACCOUNT_TYPES_DB, id)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert_eq!(docs.len(), 6);
+    for d in &docs {
+        assert!(
+            !d.to_string().contains("enc:v1:k1:"),
+            "still under key 1: {d}"
+        );
+    }
+    for id in [&sealed_type, &curl_type] {
+        let d = rotated
+            .store
+            .get(ACCOUNT_TYPES_DB, id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            d["client_secret"]
+                .as_str()
+                .unwrap()
+                .starts_with("enc:v1:k2:"),
+            "{d}"
+        );
+    }
+}
+
+async fn a_secret_sealed_with_an_unknown_key_names_the_field(b: Backend) {
+    let k1 = key("k1", 1);
+    let app = spawn_app_with(b, move |s| s.encryption_keys = Some(k1)).await;
+    let inst = app.new_instance(None).await;
+    let t = unique("lost");
+    let foreign = oauth_broker::domain::sealed::Keyring::parse(&key("k9", 9)).unwrap();
+    let sealed = foreign
+        .seal("x", &format!("account_type/{t}/client_secret"))
+        .unwrap();
+    app.store
+        .put(
+            ACCOUNT_TYPES_DB,
+            &json!({"_id": t, "grant_mode": "authorization_code", "client_id": "c",
+            "client_secret": sealed, "auth_endpoint": "https://p.example/a"}),
+        )
+        .await
+        .unwrap();
+    let code = app.session_code(&inst).await;
+    let resp = app.start_raw(&t, &format!("session_code={code}")).await;
+    assert_eq!(resp.status(), 500);
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("client_secret") && body.contains("k9"),
+        "{body}"
+    );
+}
+
+both_stores!(
+    secrets_rotate_from_key_1_to_key_2_and_everything_keeps_working,
+    a_secret_sealed_with_an_unknown_key_names_the_field,
+);
