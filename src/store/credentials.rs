@@ -43,6 +43,14 @@ impl Credentials {
         let Some(doc) = self.store.get(SESSION_CODES_DB, &id).await? else {
             return Ok(None);
         };
+        let fresh = doc
+            .get("expires_at")
+            .and_then(Value::as_i64)
+            .is_some_and(|t| now < t);
+        if !fresh {
+            // Left for the sweeper: refusing a request changes nothing.
+            return Ok(None);
+        }
         match self
             .store
             .delete(SESSION_CODES_DB, &id, rev_of(&doc).unwrap_or_default())
@@ -53,11 +61,26 @@ impl Credentials {
             Err(StoreError::Conflict) => return Ok(None),
             Err(e) => return Err(e),
         }
-        let fresh = doc
-            .get("expires_at")
-            .and_then(Value::as_i64)
-            .is_some_and(|t| now < t);
-        Ok(fresh.then(|| instance_of(&doc)).flatten())
+        Ok(instance_of(&doc))
+    }
+
+    /// Revokes an API token; `false` when it was not known.
+    pub async fn revoke_api_token(&self, presented: &str) -> Result<bool, StoreError> {
+        if presented.is_empty() || presented.len() > 128 {
+            return Ok(false);
+        }
+        let id = Credential::from_presented(presented).hashed();
+        let Some(doc) = self.store.get(API_TOKENS_DB, &id).await? else {
+            return Ok(false);
+        };
+        match self
+            .store
+            .delete(API_TOKENS_DB, &id, rev_of(&doc).unwrap_or_default())
+            .await
+        {
+            Ok(()) | Err(StoreError::Conflict) => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     /// A new API token for an instance; only its hash is stored.

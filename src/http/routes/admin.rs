@@ -5,6 +5,7 @@ use crate::domain::account_type::redacted;
 use crate::domain::Domain;
 use crate::http::auth::require_admin;
 use crate::http::error::{Api, AppError};
+use crate::http::read_body;
 use crate::store::instances::AddError;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -51,10 +52,11 @@ pub async fn get_account_type(
 pub async fn put_account_type(
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: web::Payload,
     broker: web::Data<Broker>,
 ) -> Result<HttpResponse, Api> {
     require_admin(&req, &broker)?;
+    let body = read_body(body).await?;
     let id = type_id(path.into_inner());
     let mut doc: Value = serde_json::from_slice(&body).map_err(|e| AppError::BadRequest {
         code: "invalid_json",
@@ -124,10 +126,11 @@ pub async fn list_instances(
 /// Adds an instance, prefix computed as cozy-stack does.
 pub async fn add_instance(
     req: HttpRequest,
-    body: web::Bytes,
+    body: web::Payload,
     broker: web::Data<Broker>,
 ) -> Result<HttpResponse, Api> {
     require_admin(&req, &broker)?;
+    let body = read_body(body).await?;
     let new: NewInstance = serde_json::from_slice(&body).map_err(|e| AppError::BadRequest {
         code: "invalid_json",
         detail: format!("expected {{\"domain\": .., \"context\": ..}}: {e}"),
@@ -189,4 +192,30 @@ pub async fn issue_api_token(
     let token = broker.credentials.issue_api_token(&domain, now()).await?;
     tracing::info!(instance = %domain, "API token issued");
     Ok(HttpResponse::Created().json(json!({"token": token.expose()})))
+}
+
+/// Body of `POST /admin/tokens/revoke`.
+#[derive(Debug, Deserialize)]
+pub struct RevokeToken {
+    token: String,
+}
+
+/// Revokes an instance API token.
+pub async fn revoke_api_token(
+    req: HttpRequest,
+    body: web::Payload,
+    broker: web::Data<Broker>,
+) -> Result<HttpResponse, Api> {
+    require_admin(&req, &broker)?;
+    let body = read_body(body).await?;
+    let revoke: RevokeToken = serde_json::from_slice(&body).map_err(|e| AppError::BadRequest {
+        code: "invalid_json",
+        detail: format!("expected {{\"token\": ..}}: {e}"),
+    })?;
+    if broker.credentials.revoke_api_token(&revoke.token).await? {
+        tracing::info!("API token revoked");
+        Ok(HttpResponse::Ok().json(json!({"ok": true})))
+    } else {
+        Err(AppError::NotFound("token").into())
+    }
 }
