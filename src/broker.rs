@@ -85,9 +85,11 @@ impl Broker {
     pub fn new(settings: &Settings, store: SharedStore) -> Result<Broker, BuildError> {
         let public_url = Url::parse(settings.public_url.trim_end_matches('/'))
             .map_err(|e| BuildError::Setting(format!("public_url: {e}")))?;
-        let provider =
-            ProviderClient::new(Duration::from_secs(settings.provider_timeout_secs.max(1)))
-                .map_err(|e| BuildError::Setting(format!("provider client: {e}")))?;
+        let provider = ProviderClient::new(
+            Duration::from_secs(settings.provider_connect_timeout_secs.max(1)),
+            Duration::from_secs(settings.provider_timeout_secs.max(1)),
+        )
+        .map_err(|e| BuildError::Setting(format!("provider client: {e}")))?;
         let keyring = Arc::new(
             Keyring::parse(settings.encryption_keys.as_deref().unwrap_or(""))
                 .map_err(|e| BuildError::Setting(format!("encryption_keys: {e}")))?,

@@ -24,6 +24,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Total time allowed to a token endpoint, in seconds.
     pub provider_timeout_secs: u64,
+    /// Time allowed to connect to a token endpoint, in seconds.
+    pub provider_connect_timeout_secs: u64,
     /// Lifetime of a flow state, in seconds (15 minutes).
     pub flow_ttl_secs: u64,
     /// Lifetime of a session code, in seconds (10 minutes).
@@ -111,6 +113,7 @@ impl Settings {
             .set_default("subdomains", "nested")?
             .set_default("log_format", "text")?
             .set_default("provider_timeout_secs", 15)?
+            .set_default("provider_connect_timeout_secs", 5)?
             .set_default("flow_ttl_secs", 900)?
             .set_default("session_code_ttl_secs", 600)?
             .set_default("flow_binding", false)?

@@ -67,11 +67,11 @@ pub struct ProviderClient {
 }
 
 impl ProviderClient {
-    /// A client whose requests give up after `timeout`.
-    pub fn new(timeout: Duration) -> Result<ProviderClient, reqwest::Error> {
+    /// A client that gives up connecting after `connect` and a whole request after `total`.
+    pub fn new(connect: Duration, total: Duration) -> Result<ProviderClient, reqwest::Error> {
         let http = reqwest::Client::builder()
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .timeout(timeout)
+            .connect_timeout(connect.min(total))
+            .timeout(total)
             // A token endpoint that redirects would take the credentials elsewhere.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("oauth-broker/", env!("CARGO_PKG_VERSION")))

@@ -101,6 +101,12 @@ async fn start_without_credentials_is_refused_with_a_page(b: Backend) {
     let t = app.code_type(json!({})).await;
     let resp = app.start_raw(&t, "state=x").await;
     assert_eq!(resp.status(), 403);
+    assert_eq!(resp.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert!(resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .starts_with("default-src 'none'"));
     assert!(resp.headers()["content-type"]
         .to_str()
         .unwrap()
