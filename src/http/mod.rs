@@ -82,6 +82,18 @@ pub async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, error::A
     Ok(body.freeze())
 }
 
+/// Reads a JSON body into `T`; `expected` tells the caller what shape was wanted.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    payload: web::Payload,
+    expected: &str,
+) -> Result<T, error::AppError> {
+    let body = read_body(payload).await?;
+    serde_json::from_slice(&body).map_err(|e| error::AppError::BadRequest {
+        code: "invalid_json",
+        detail: format!("expected {expected}: {e}"),
+    })
+}
+
 /// Headers on every answer: nothing cached, no referrer leaked, nothing run.
 pub fn security_headers() -> middleware::DefaultHeaders {
     middleware::DefaultHeaders::new()

@@ -5,7 +5,7 @@ use crate::domain::account_type::redacted;
 use crate::domain::Domain;
 use crate::http::auth::require_admin;
 use crate::http::error::{Api, AppError};
-use crate::http::read_body;
+use crate::http::read_json;
 use crate::store::instances::AddError;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -56,12 +56,8 @@ pub async fn put_account_type(
     broker: web::Data<Broker>,
 ) -> Result<HttpResponse, Api> {
     require_admin(&req, &broker)?;
-    let body = read_body(body).await?;
     let id = type_id(path.into_inner());
-    let mut doc: Value = serde_json::from_slice(&body).map_err(|e| AppError::BadRequest {
-        code: "invalid_json",
-        detail: format!("the body is not JSON: {e}"),
-    })?;
+    let mut doc: Value = read_json(body, "an account type document").await?;
     let obj = doc.as_object_mut().ok_or_else(|| AppError::BadRequest {
         code: "invalid_json",
         detail: "the body must be a JSON object".into(),
@@ -130,11 +126,7 @@ pub async fn add_instance(
     broker: web::Data<Broker>,
 ) -> Result<HttpResponse, Api> {
     require_admin(&req, &broker)?;
-    let body = read_body(body).await?;
-    let new: NewInstance = serde_json::from_slice(&body).map_err(|e| AppError::BadRequest {
-        code: "invalid_json",
-        detail: format!("expected {{\"domain\": .., \"context\": ..}}: {e}"),
-    })?;
+    let new: NewInstance = read_json(body, r#"{"domain": .., "context": ..}"#).await?;
     let domain = Domain::parse(&new.domain).map_err(|detail| AppError::BadRequest {
         code: "invalid_domain",
         detail,
@@ -207,11 +199,7 @@ pub async fn revoke_api_token(
     broker: web::Data<Broker>,
 ) -> Result<HttpResponse, Api> {
     require_admin(&req, &broker)?;
-    let body = read_body(body).await?;
-    let revoke: RevokeToken = serde_json::from_slice(&body).map_err(|e| AppError::BadRequest {
-        code: "invalid_json",
-        detail: format!("expected {{\"token\": ..}}: {e}"),
-    })?;
+    let revoke: RevokeToken = read_json(body, r#"{"token": ..}"#).await?;
     if broker.credentials.revoke_api_token(&revoke.token).await? {
         tracing::info!("API token revoked");
         Ok(HttpResponse::Ok().json(json!({"ok": true})))
