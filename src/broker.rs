@@ -2,9 +2,11 @@
 
 use crate::config::Settings;
 use crate::domain::sealed::Keyring;
+use crate::domain::secret::random_hex;
 use crate::domain::Subdomains;
 use crate::http::rate_limit::RateLimits;
 use crate::oauth::ProviderClient;
+use crate::refresh::LocalLocks;
 use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
 use crate::store::couch::CouchStore;
@@ -12,6 +14,7 @@ use crate::store::credentials::Credentials;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::flow_states::FlowStates;
 use crate::store::instances::Instances;
+use crate::store::leases::Leases;
 use crate::store::{SharedStore, StoreError, BROKER_DBS};
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +50,14 @@ pub struct Broker {
     pub flow_binding: bool,
     /// Per-client request budgets.
     pub rate_limits: RateLimits,
+    /// Cross-process refresh leases.
+    pub leases: Leases,
+    /// In-process single flight of refreshes.
+    pub refresh_locks: LocalLocks,
+    /// This process's name as a lease owner.
+    pub process_id: String,
+    /// How long a refresh lease lasts: longer than any provider call can take.
+    pub lease_ttl: Duration,
 }
 
 /// Why the broker could not be built.
@@ -104,6 +115,10 @@ impl Broker {
             instances: Instances::new(store.clone()),
             flows: FlowStates::new(store.clone()),
             credentials: Credentials::new(store.clone()),
+            leases: Leases::new(store.clone()),
+            refresh_locks: LocalLocks::default(),
+            process_id: random_hex(8),
+            lease_ttl: Duration::from_secs(2 * settings.provider_timeout_secs.max(1) + 5),
             accounts: Accounts::new(store.clone(), keyring, settings.encrypt_refresh_tokens),
             store,
             provider,

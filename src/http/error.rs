@@ -114,6 +114,7 @@ impl From<RefreshError> for AppError {
             RefreshError::InvalidToken => AppError::RefreshInvalidToken,
             RefreshError::Provider(p) => AppError::Provider(p),
             RefreshError::Store(s) => AppError::Store(s),
+            RefreshError::Busy => AppError::Conflict(e.to_string()),
             RefreshError::Sealed(e) => {
                 AppError::KeyUnavailable(format!("the stored refresh token cannot be opened: {e}"))
             }

@@ -1,14 +1,24 @@
-//! Refreshing an account's tokens: the path the refresh route takes.
+//! Refreshing an account's tokens: the one path the refresh route (and, later, the
+//! background refresher) takes. Concurrent callers make one provider call: callers in
+//! this process queue on a local lock, processes compete for a lease in the store, and
+//! everyone who waited re-reads the account and returns the tokens the winner stored.
 
 use crate::broker::Broker;
 use crate::domain::account;
-use crate::domain::account_type::service_id_of;
+use crate::domain::account_type::{service_id_of, AccountType};
 use crate::domain::sealed::SealError;
 use crate::domain::Instance;
 use crate::oauth::{token_request, ProviderError};
 use crate::store::account_types::LookupError;
+use crate::store::leases::Lease;
 use crate::store::StoreError;
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+/// How often a caller waiting for another process's lease looks again.
+const LEASE_POLL: Duration = Duration::from_millis(100);
 
 /// Why an account was not refreshed.
 #[derive(Debug, thiserror::Error)]
@@ -31,9 +41,31 @@ pub enum RefreshError {
     /// The stored refresh token cannot be opened with the configured keys.
     #[error("the stored refresh token cannot be opened: {0}")]
     Sealed(SealError),
+    /// Another process holds the account's lease for longer than a refresh can take.
+    #[error("another broker process is refreshing this account; try again")]
+    Busy,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// One async lock per account being refreshed in this process.
+#[derive(Default)]
+pub struct LocalLocks {
+    locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl LocalLocks {
+    fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.locks.lock().expect("lock map");
+        if let Some(lock) = map.get(key).and_then(Weak::upgrade) {
+            return lock;
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(key.to_owned(), Arc::downgrade(&lock));
+        lock
+    }
 }
 
 /// Refreshes account `id` of `inst` and returns the saved document.
@@ -42,17 +74,17 @@ pub async fn refresh_account(
     inst: &Instance,
     id: &str,
 ) -> Result<Value, RefreshError> {
-    let doc = broker
+    let seen = broker
         .accounts
         .get(inst, id)
         .await?
         .ok_or(RefreshError::AccountNotFound)?;
-    if !doc.get("oauth").is_some_and(Value::is_object) {
+    if !seen.get("oauth").is_some_and(Value::is_object) {
         return Err(RefreshError::NotRefreshable(
             "this account has no OAuth tokens",
         ));
     }
-    let type_id = doc
+    let type_id = seen
         .get("account_type")
         .and_then(Value::as_str)
         .unwrap_or_default();
@@ -60,48 +92,144 @@ pub async fn refresh_account(
         .account_types
         .lookup(service_id_of(type_id), inst.context.as_deref())
         .await?;
-
     if at.token_endpoint.is_none() {
-        // The konnector exchanges and refreshes by itself: hand it the client, as cozy-stack does.
-        let client_id = at.client_id.as_ref().map(|c| c.as_str().to_owned());
-        let client_secret = at.client_secret.as_ref().map(|c| c.secret().clone());
-        return Ok(broker
-            .accounts
-            .update_with(inst, doc, |d| {
-                if let Some(oauth) = d.get_mut("oauth").and_then(Value::as_object_mut) {
-                    if let Some(id) = &client_id {
-                        oauth.insert("client_id".into(), id.clone().into());
-                    }
-                    if let Some(secret) = &client_secret {
-                        oauth.insert("client_secret".into(), secret.clone().into());
-                    }
-                }
-            })
-            .await?);
+        return hand_client_to_konnector(broker, inst, seen, &at).await;
     }
 
+    let key = format!("{}/{id}", inst.domain);
+    let local = broker.refresh_locks.lock_for(&key);
+    let _queued = local.lock().await;
+    let lease = match take_lease(broker, inst, id, &key, &seen).await? {
+        Taken::Lease(lease) => lease,
+        Taken::RefreshedMeanwhile(doc) => return Ok(doc),
+    };
+    let outcome = refresh_with_lease(broker, inst, id, &seen, &at).await;
+    broker.leases.release(lease).await;
+    outcome
+}
+
+enum Taken {
+    Lease(Lease),
+    RefreshedMeanwhile(Value),
+}
+
+/// Waits for the account's lease, unless someone refreshes the account meanwhile.
+async fn take_lease(
+    broker: &Broker,
+    inst: &Instance,
+    id: &str,
+    key: &str,
+    seen: &Value,
+) -> Result<Taken, RefreshError> {
+    let ttl_ms = broker.lease_ttl.as_millis() as i64;
+    let give_up = tokio::time::Instant::now() + broker.lease_ttl + broker.lease_ttl / 2;
+    loop {
+        if let Some(doc) = refreshed_since(broker, inst, id, seen).await? {
+            return Ok(Taken::RefreshedMeanwhile(doc));
+        }
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        if let Some(lease) = broker
+            .leases
+            .try_acquire(key, &broker.process_id, now_ms, ttl_ms)
+            .await?
+        {
+            return Ok(Taken::Lease(lease));
+        }
+        if tokio::time::Instant::now() >= give_up {
+            return Err(RefreshError::Busy);
+        }
+        tokio::time::sleep(LEASE_POLL).await;
+    }
+}
+
+/// The account, if another caller stored new tokens since `seen` was read.
+async fn refreshed_since(
+    broker: &Broker,
+    inst: &Instance,
+    id: &str,
+    seen: &Value,
+) -> Result<Option<Value>, RefreshError> {
+    let now = broker
+        .accounts
+        .get(inst, id)
+        .await?
+        .ok_or(RefreshError::AccountNotFound)?;
+    let token = |d: &Value| d.pointer("/oauth/access_token").cloned();
+    let changed = now.get("_rev") != seen.get("_rev") && token(&now) != token(seen);
+    Ok(changed.then_some(now))
+}
+
+/// The provider call and the write, under the lease.
+async fn refresh_with_lease(
+    broker: &Broker,
+    inst: &Instance,
+    id: &str,
+    seen: &Value,
+    at: &AccountType,
+) -> Result<Value, RefreshError> {
+    // Re-read under the lease: the refresh token to use is the stored one now.
+    if let Some(doc) = refreshed_since(broker, inst, id, seen).await? {
+        return Ok(doc);
+    }
+    let current = broker
+        .accounts
+        .get(inst, id)
+        .await?
+        .ok_or(RefreshError::AccountNotFound)?;
     let refresh_token = broker
         .accounts
-        .refresh_token(&doc)
+        .refresh_token(&current)
         .map_err(RefreshError::Sealed)?
         .map(oauth2::RefreshToken::new)
         .ok_or(RefreshError::NotRefreshable(
             "this account has no refresh token; reconnect it",
         ))?;
     let request =
-        token_request::refresh(&at, &refresh_token).expect("token endpoint checked above");
-    let grant = broker.provider.request_token(&request).await.map_err(|e| {
-        tracing::warn!(account_type = at.service_id(), error = %e, "refresh failed at the provider");
-        if e.is_invalid_token() {
-            RefreshError::InvalidToken
-        } else {
-            RefreshError::Provider(e)
+        token_request::refresh(at, &refresh_token).expect("token endpoint checked by the caller");
+    let grant = match broker.provider.request_token(&request).await {
+        Ok(grant) => grant,
+        Err(e) => {
+            tracing::warn!(account_type = at.service_id(), error = %e, "refresh failed at the provider");
+            if !e.is_invalid_token() {
+                return Err(RefreshError::Provider(e));
+            }
+            // Another process may have rotated the token just before us.
+            return match refreshed_since(broker, inst, id, seen).await? {
+                Some(doc) => Ok(doc),
+                None => Err(RefreshError::InvalidToken),
+            };
         }
-    })?;
+    };
+    // Stored before anyone is answered: a rotated refresh token must not be lost.
     let saved = broker
         .accounts
-        .update_with(inst, doc, |d| account::apply_refresh(d, &grant))
+        .update_with(inst, current, |d| account::apply_refresh(d, &grant))
         .await?;
     tracing::info!(account_type = at.service_id(), "account refreshed");
     Ok(saved)
+}
+
+/// For types without token endpoint the konnector refreshes by itself: hand it the
+/// client, as cozy-stack does.
+async fn hand_client_to_konnector(
+    broker: &Broker,
+    inst: &Instance,
+    doc: Value,
+    at: &AccountType,
+) -> Result<Value, RefreshError> {
+    let client_id = at.client_id.as_ref().map(|c| c.as_str().to_owned());
+    let client_secret = at.client_secret.as_ref().map(|c| c.secret().clone());
+    Ok(broker
+        .accounts
+        .update_with(inst, doc, |d| {
+            if let Some(oauth) = d.get_mut("oauth").and_then(Value::as_object_mut) {
+                if let Some(id) = &client_id {
+                    oauth.insert("client_id".into(), id.clone().into());
+                }
+                if let Some(secret) = &client_secret {
+                    oauth.insert("client_secret".into(), secret.clone().into());
+                }
+            }
+        })
+        .await?)
 }

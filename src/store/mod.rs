@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod embedded;
 pub mod flow_states;
 pub mod instances;
+pub mod leases;
 pub mod selector;
 
 use async_trait::async_trait;
@@ -28,13 +29,17 @@ pub const SESSION_CODES_DB: &str = "broker/session_codes";
 /// Instance API tokens, stored hashed.
 pub const API_TOKENS_DB: &str = "broker/api_tokens";
 
+/// Refresh leases: one refresher per account across processes.
+pub const REFRESH_LEASES_DB: &str = "broker/refresh_leases";
+
 /// Every database the broker creates at start-up.
-pub const BROKER_DBS: [&str; 5] = [
+pub const BROKER_DBS: [&str; 6] = [
     ACCOUNT_TYPES_DB,
     INSTANCES_DB,
     FLOW_STATES_DB,
     SESSION_CODES_DB,
     API_TOKENS_DB,
+    REFRESH_LEASES_DB,
 ];
 
 /// A failed store operation.

@@ -318,3 +318,74 @@ async fn refresh_with_the_store_down_is_503() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["errors"][0]["code"], "store_unavailable");
 }
+
+async fn concurrent_refreshes_on_two_brokers_make_one_provider_call(b: Backend) {
+    let a = spawn_app(b).await;
+    let mut settings = a.settings.clone();
+    settings.listen = "127.0.0.1:0".into();
+    let other = spawn_with_settings(
+        settings,
+        a._dir.clone(),
+        wiremock::MockServer::start().await,
+    )
+    .await;
+    let inst = a.new_instance(None).await;
+    let token = a.api_token(&inst).await;
+    let t = a.code_type(json!({})).await;
+    let id = a
+        .seed_account(
+            &inst,
+            json!({"account_type": t, "name": "",
+            "oauth": {"access_token": "at-1", "refresh_token": "rt-1"}}),
+        )
+        .await;
+    // A provider that rotates refresh tokens and refuses a reused one.
+    Mock::given(path("/token"))
+        .and(wiremock::matchers::body_string_contains(
+            "refresh_token=rt-1",
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(
+                    json!({"access_token": "at-2", "refresh_token": "rt-2", "expires_in": 3600}),
+                )
+                .set_delay(Duration::from_millis(300)),
+        )
+        .up_to_n_times(1)
+        .expect(1)
+        .with_priority(1)
+        .mount(&a.provider)
+        .await;
+    Mock::given(path("/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})))
+        .expect(0)
+        .with_priority(2)
+        .mount(&a.provider)
+        .await;
+    let calls = (0..50).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &other };
+        app.refresh(&t, &id, Some(&token))
+    });
+    let answers = futures::future::join_all(calls).await;
+    for resp in answers {
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["data"]["attributes"]["oauth"]["access_token"], "at-2");
+    }
+    let stored = a.account(&inst, &id).await;
+    assert_eq!(stored["oauth"]["refresh_token"], "rt-2");
+    // Every lease was released.
+    let leases = a
+        .store
+        .all_docs(oauth_broker::store::REFRESH_LEASES_DB)
+        .await
+        .unwrap();
+    assert!(
+        leases
+            .iter()
+            .all(|l| !l["_id"].as_str().unwrap().ends_with(&id)),
+        "{leases:?}"
+    );
+}
+
+both_stores!(concurrent_refreshes_on_two_brokers_make_one_provider_call);

@@ -1,0 +1,70 @@
+//! Refresh leases in `broker/refresh_leases`: one holder per account across every
+//! broker process, taken and released with CouchDB revisions.
+
+use super::{rev_of, SharedStore, StoreError, REFRESH_LEASES_DB};
+use serde_json::{json, Value};
+
+/// A lease this process holds.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    id: String,
+    rev: String,
+}
+
+/// Takes and releases leases.
+#[derive(Clone)]
+pub struct Leases {
+    store: SharedStore,
+}
+
+impl Leases {
+    /// Leases over the store.
+    pub fn new(store: SharedStore) -> Leases {
+        Leases { store }
+    }
+
+    /// Takes the lease on `key` for `owner` until `now_ms + ttl_ms`, unless another owner
+    /// holds an unexpired one. A lost race (409) means someone else got it.
+    pub async fn try_acquire(
+        &self,
+        key: &str,
+        owner: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<Option<Lease>, StoreError> {
+        let mut doc = json!({"_id": key, "owner": owner, "expires_at_ms": now_ms + ttl_ms});
+        if let Some(held) = self.store.get(REFRESH_LEASES_DB, key).await? {
+            let until = held
+                .get("expires_at_ms")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if until > now_ms {
+                return Ok(None);
+            }
+            // Expired: its holder died or hung; take it over at its revision.
+            doc["_rev"] = rev_of(&held).unwrap_or_default().into();
+        }
+        match self.store.put(REFRESH_LEASES_DB, &doc).await {
+            Ok(rev) => Ok(Some(Lease {
+                id: key.to_owned(),
+                rev,
+            })),
+            Err(StoreError::Conflict) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Releases a lease; one already taken over by another process is left to it.
+    pub async fn release(&self, lease: Lease) {
+        match self
+            .store
+            .delete(REFRESH_LEASES_DB, &lease.id, &lease.rev)
+            .await
+        {
+            Ok(()) | Err(StoreError::Conflict) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release a refresh lease; it will expire")
+            }
+        }
+    }
+}
