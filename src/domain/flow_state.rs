@@ -32,6 +32,9 @@ pub struct FlowState {
     /// SHA-256 of the browser-binding cookie set at start, when flow binding is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding: Option<String>,
+    /// The account a reconnection updates in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
 }
 
 impl std::fmt::Debug for FlowState {
@@ -134,6 +137,7 @@ mod tests {
             used: false,
             pkce_verifier: Some("verifier-secret".into()),
             binding: None,
+            account_id: None,
         }
     }
 

@@ -748,3 +748,72 @@ both_stores!(
     flow_binding_needs_the_cookie_set_at_start,
     flow_binding_is_off_by_default
 );
+
+async fn reconnect_updates_the_same_account_in_place(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    let id = app
+        .seed_account(
+            &inst,
+            json!({"account_type": t, "name": "", "label": "kept",
+            "oauth": {"access_token": "old", "refresh_token": "dead"}}),
+        )
+        .await;
+    Mock::given(path("/token"))
+        .respond_with(token_reply())
+        .expect(1)
+        .mount(&app.provider)
+        .await;
+    let code = app.session_code(&inst).await;
+    let resp = app
+        .http
+        .get(format!(
+            "{}/accounts/{t}/{id}/reconnect?state=client-state&session_code={code}",
+            app.address
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let state = TestApp::state_in(&location(&resp));
+    let loc = location(&app.redirect(&t, &[("code", "C"), ("state", &state)]).await);
+    assert_eq!(
+        loc,
+        format!(
+            "https://home.{}/?account={id}&state=client-state",
+            inst.domain
+        )
+    );
+    let doc = app.account(&inst, &id).await;
+    assert_eq!(doc["oauth"]["access_token"], "the-access-token");
+    assert_eq!(doc["oauth"]["refresh_token"], "the-refresh-token");
+    assert_eq!(doc["label"], "kept");
+    assert_eq!(app.accounts(&inst).await.len(), 1);
+}
+
+async fn reconnect_of_an_unknown_or_foreign_account_is_404(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    let other_type = app.code_type(json!({})).await;
+    let foreign = app
+        .seed_account(&inst, json!({"account_type": other_type, "name": ""}))
+        .await;
+    let token = app.api_token(&inst).await;
+    for id in ["nope", foreign.as_str()] {
+        let resp = app
+            .http
+            .get(format!("{}/accounts/{t}/{id}/reconnect", app.address))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404, "{id}");
+    }
+}
+
+both_stores!(
+    reconnect_updates_the_same_account_in_place,
+    reconnect_of_an_unknown_or_foreign_account_is_404,
+);

@@ -185,19 +185,25 @@ async fn complete(
     };
     if let Some(cid) = connection_id {
         account::record_connection_id(&mut doc, cid);
-        let existing = broker
+    }
+    // The account this authorization renews: the one reconnected, or the one of the
+    // same provider connection.
+    let existing = match (&flow.account_id, connection_id) {
+        (Some(id), _) => broker.accounts.get(inst, id).await.map_err(store_failed)?,
+        (None, Some(cid)) => broker
             .accounts
             .find_by_connection_id(inst, service_id, cid)
             .await
+            .map_err(store_failed)?,
+        (None, None) => None,
+    };
+    if let Some(existing) = existing {
+        let saved = broker
+            .accounts
+            .update_with(inst, existing, |d| account::merge_authorization(d, &doc))
+            .await
             .map_err(store_failed)?;
-        if let Some(existing) = existing {
-            let saved = broker
-                .accounts
-                .update_with(inst, existing, |d| account::merge_authorization(d, &doc))
-                .await
-                .map_err(store_failed)?;
-            return Ok(id_of(&saved).unwrap_or_default().to_owned());
-        }
+        return Ok(id_of(&saved).unwrap_or_default().to_owned());
     }
     broker
         .accounts

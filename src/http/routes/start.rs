@@ -1,6 +1,8 @@
-//! `GET /accounts/{type}/start`: the Home app sends the browser here to begin a flow.
+//! `GET /accounts/{type}/start` (the Home app sends the browser here to begin a flow) and
+//! `GET /accounts/{type}/{id}/reconnect` (the same, for an account that exists).
 
 use crate::broker::{now, Broker};
+use crate::domain::account_type::service_id_of;
 use crate::domain::secret::{random_hex, sha256_hex};
 use crate::domain::{FlowState, Slug};
 use crate::http::auth::instance_for_start;
@@ -19,8 +21,26 @@ pub async fn start(
     path: web::Path<String>,
     broker: web::Data<Broker>,
 ) -> Result<HttpResponse, Page> {
-    broker.rate_limits.check(Group::Start, &req)?;
-    let service_id = path.into_inner();
+    begin(&req, &path.into_inner(), None, &broker).await
+}
+
+/// Runs a new authorization whose tokens replace those of account `{id}` (same id).
+pub async fn reconnect(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    broker: web::Data<Broker>,
+) -> Result<HttpResponse, Page> {
+    let (service_id, account_id) = path.into_inner();
+    begin(&req, &service_id, Some(account_id), &broker).await
+}
+
+async fn begin(
+    req: &HttpRequest,
+    service_id: &str,
+    account_id: Option<String>,
+    broker: &Broker,
+) -> Result<HttpResponse, Page> {
+    broker.rate_limits.check(Group::Start, req)?;
     let q = Query::parse(req.query_string())?;
     // Cheap checks first: a bad request must not burn the session code.
     let slug = Slug::parse(q.bounded("slug", 64)?).map_err(|detail| AppError::BadRequest {
@@ -32,7 +52,7 @@ pub async fn start(
     let scope = q.bounded("scope", 4096)?.to_owned();
     let session_code = q.one("session_code")?;
 
-    let domain = instance_for_start(&req, session_code, &broker).await?;
+    let domain = instance_for_start(req, session_code, broker).await?;
     let inst = broker
         .instances
         .get(&domain)
@@ -40,10 +60,24 @@ pub async fn start(
         .ok_or_else(|| AppError::UnknownInstance(domain.to_string()))?;
     let at = broker
         .account_types
-        .lookup(&service_id, inst.context.as_deref())
+        .lookup(service_id, inst.context.as_deref())
         .await?;
     if !at.grant_mode.is_some_and(|m| m.has_authorization_step()) {
         return Err(AppError::NoAuthorizationStep(at.id.clone()).into());
+    }
+    if let Some(id) = &account_id {
+        let account = broker
+            .accounts
+            .get(&inst, id)
+            .await?
+            .ok_or(AppError::NotFound("account"))?;
+        let its_type = account
+            .get("account_type")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        if service_id_of(its_type) != at.service_id() {
+            return Err(AppError::NotFound("account of this type").into());
+        }
     }
     let redirect_uri = at.redirect_uri.as_ref().map_or_else(
         || broker.default_redirect_uri(at.service_id()),
@@ -63,6 +97,7 @@ pub async fn start(
         used: false,
         pkce_verifier: pkce.as_ref().map(|(_, v)| v.secret().clone()),
         binding: binding.as_deref().map(sha256_hex),
+        account_id,
     };
     let state = broker.flows.begin(&flow).await?;
     let url = authorization_url(
