@@ -15,7 +15,8 @@ use crate::store::embedded::EmbeddedStore;
 use crate::store::flow_states::FlowStates;
 use crate::store::instances::Instances;
 use crate::store::leases::Leases;
-use crate::store::{SharedStore, StoreError, BROKER_DBS};
+use crate::store::schedule::Schedule;
+use crate::store::{SharedStore, StoreError, ACCOUNT_TYPES_DB, BROKER_DBS, REFRESH_SCHEDULE_DB};
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
@@ -52,12 +53,18 @@ pub struct Broker {
     pub rate_limits: RateLimits,
     /// Cross-process refresh leases.
     pub leases: Leases,
+    /// When each account is next refreshed.
+    pub schedule: Schedule,
     /// In-process single flight of refreshes.
     pub refresh_locks: LocalLocks,
     /// This process's name as a lease owner.
     pub process_id: String,
     /// How long a refresh lease lasts: longer than any provider call can take.
     pub lease_ttl: Duration,
+    /// Default refresh margin before expiry, in seconds.
+    pub refresh_margin_secs: i64,
+    /// Default longest time between refreshes, in seconds.
+    pub refresh_idle_secs: i64,
 }
 
 /// Why the broker could not be built.
@@ -88,6 +95,9 @@ pub async fn ensure_databases(store: &SharedStore) -> Result<(), StoreError> {
     for db in BROKER_DBS {
         store.ensure_db(db).await?;
     }
+    // cozy-stack's index for secret lookups by konnector slug, and the refresher's.
+    store.ensure_index(ACCOUNT_TYPES_DB, "slug").await?;
+    store.ensure_index(REFRESH_SCHEDULE_DB, "due_at").await?;
     Ok(())
 }
 
@@ -116,9 +126,15 @@ impl Broker {
             flows: FlowStates::new(store.clone()),
             credentials: Credentials::new(store.clone()),
             leases: Leases::new(store.clone()),
+            schedule: Schedule::new(store.clone()),
             refresh_locks: LocalLocks::default(),
             process_id: random_hex(8),
-            lease_ttl: Duration::from_secs(2 * settings.provider_timeout_secs.max(1) + 5),
+            lease_ttl: Duration::from_secs(match settings.refresh.lease_secs {
+                0 => 2 * settings.provider_timeout_secs.max(1) + 5,
+                s => s,
+            }),
+            refresh_margin_secs: settings.refresh.margin_secs as i64,
+            refresh_idle_secs: settings.refresh.idle_secs.max(60) as i64,
             accounts: Accounts::new(store.clone(), keyring, settings.encrypt_refresh_tokens),
             store,
             provider,

@@ -39,6 +39,23 @@ pub struct Settings {
     pub encryption_keys: Option<String>,
     /// Also seal the refresh tokens stored in accounts (konnectors read only access tokens).
     pub encrypt_refresh_tokens: bool,
+    /// The background refresher.
+    pub refresh: RefreshSettings,
+}
+
+/// Background refresher settings.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RefreshSettings {
+    /// Run the background refresher in this process.
+    pub enabled: bool,
+    /// How often it looks for due accounts, in seconds.
+    pub interval_secs: u64,
+    /// Default time before expiry at which a token is refreshed (account types may override).
+    pub margin_secs: u64,
+    /// Default longest time between refreshes, also used when the expiry is unknown.
+    pub idle_secs: u64,
+    /// How long a refresh lease lasts; 0 means twice the provider timeout plus 5 s.
+    pub lease_secs: u64,
 }
 
 /// Rate limit settings.
@@ -121,6 +138,11 @@ impl Settings {
             .set_default("rate_limit.burst", 30)?
             .set_default("rate_limit.trust_forwarded_for", false)?
             .set_default("encrypt_refresh_tokens", false)?
+            .set_default("refresh.enabled", true)?
+            .set_default("refresh.interval_secs", 30)?
+            .set_default("refresh.margin_secs", 600)?
+            .set_default("refresh.idle_secs", 86_400)?
+            .set_default("refresh.lease_secs", 0)?
             .set_default("couchdb.timeout_secs", 10)?
             .set_default("couchdb.db_prefix", "")?;
         if let Some(path) = file {

@@ -37,6 +37,12 @@ impl Application {
         ensure_databases(&store).await?;
         let broker = Arc::new(Broker::new(settings, store)?);
         broker.account_types.spawn_watcher();
+        if settings.refresh.enabled {
+            crate::refresh::background::spawn(
+                broker.clone(),
+                Duration::from_secs(settings.refresh.interval_secs.max(1)),
+            );
+        }
         spawn_sweeper(broker.clone());
 
         let listener = TcpListener::bind(&settings.listen)

@@ -125,6 +125,9 @@ pub fn merge_authorization(existing: &mut Value, fresh: &Value) {
     if let Some(results) = fresh.get("oauth_callback_results") {
         existing["oauth_callback_results"] = results.clone();
     }
+    if let Some(obj) = existing.as_object_mut() {
+        obj.remove(RECONNECT_NEEDED);
+    }
 }
 
 /// Records the redirect's `connection_id`, so a later flow for the same connection
@@ -223,5 +226,57 @@ mod tests {
     fn debug_of_a_grant_hides_tokens() {
         let s = format!("{:?}", grant());
         assert!(!s.contains("AT") && !s.contains("RT"), "{s}");
+    }
+}
+
+/// The account's `oauth.expires_at`; `None` when unknown (Go's zero time) or unparsable.
+pub fn expires_at_of(doc: &Value) -> Option<DateTime<Utc>> {
+    let raw = doc.pointer("/oauth/expires_at")?.as_str()?;
+    let t = DateTime::parse_from_rfc3339(raw).ok()?.with_timezone(&Utc);
+    (t.timestamp() > 0).then_some(t)
+}
+
+/// When an account is next refreshed (unix seconds): `margin` before its token expires,
+/// and no later than `every` from now (the idle period, used too when the expiry is
+/// unknown). `None` when it has no refresh token to refresh with.
+pub fn next_refresh(doc: &Value, margin: i64, every: i64, now: i64) -> Option<i64> {
+    refresh_token_of(doc)?;
+    let idle = now + every;
+    Some(match expires_at_of(doc) {
+        Some(exp) => (exp.timestamp() - margin).min(idle),
+        None => idle,
+    })
+}
+
+/// Marks an account whose refresh token the provider refused: its user must reconnect.
+pub fn mark_reconnect_needed(doc: &mut Value, error: &str, at: DateTime<Utc>) {
+    if let Some(obj) = doc.as_object_mut() {
+        obj.insert(
+            RECONNECT_NEEDED.into(),
+            json!({"since": at.to_rfc3339_opts(SecondsFormat::Secs, true), "error": error}),
+        );
+    }
+}
+
+/// Top-level account field set while the user must reconnect the account.
+pub const RECONNECT_NEEDED: &str = "reconnect_needed";
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::*;
+
+    #[test]
+    fn next_refresh_is_a_margin_before_expiry_or_the_idle_period() {
+        let now = 1_000_000;
+        let exp = DateTime::from_timestamp(now + 3600, 0)
+            .unwrap()
+            .to_rfc3339();
+        let doc = json!({"oauth": {"refresh_token": "r", "expires_at": exp}});
+        assert_eq!(next_refresh(&doc, 600, 86_400, now), Some(now + 3000));
+        assert_eq!(next_refresh(&doc, 600, 60, now), Some(now + 60));
+        let unknown = json!({"oauth": {"refresh_token": "r", "expires_at": UNKNOWN_EXPIRY}});
+        assert_eq!(next_refresh(&unknown, 600, 86_400, now), Some(now + 86_400));
+        let no_rt = json!({"oauth": {"access_token": "a", "expires_at": exp}});
+        assert_eq!(next_refresh(&no_rt, 600, 86_400, now), None);
     }
 }

@@ -51,6 +51,11 @@ pub struct AccountType {
     pub skip_state_on_token: bool,
     /// Use PKCE (S256): a challenge on the authorization URL, the verifier at the exchange.
     pub pkce: bool,
+    /// Refresh this long before the access token expires (`refresh_margin_secs`).
+    pub refresh_margin_secs: Option<u64>,
+    /// Refresh at least this often when the expiry is unknown (`refresh_every_secs`), so
+    /// idle refresh tokens do not expire.
+    pub refresh_every_secs: Option<u64>,
     /// Konnector slug (secret injection; not used by the flow).
     pub slug: Option<String>,
 }
@@ -118,6 +123,8 @@ impl AccountType {
             skip_redirect_uri_on_authorize: bool_field(obj, "skip_redirect_uri_on_authorize")?,
             skip_state_on_token: bool_field(obj, "skip_state_on_token")?,
             pkce: bool_field(obj, "pkce")?,
+            refresh_margin_secs: seconds_field(obj, "refresh_margin_secs")?,
+            refresh_every_secs: seconds_field(obj, "refresh_every_secs")?,
             slug: string_field(obj, "slug")?.filter(|s| !s.is_empty()),
             id,
         };
@@ -212,6 +219,19 @@ fn string_field(obj: &Map<String, Value>, field: &str) -> Result<Option<String>,
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(AccountTypeError::new(field, "must be a string")),
+    }
+}
+
+fn seconds_field(obj: &Map<String, Value>, field: &str) -> Result<Option<u64>, AccountTypeError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .filter(|s| *s <= 366 * 24 * 3600)
+            .map(Some)
+            .ok_or_else(|| {
+                AccountTypeError::new(field, "must be a whole number of seconds, at most a year")
+            }),
     }
 }
 

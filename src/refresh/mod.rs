@@ -1,9 +1,9 @@
-//! Refreshing an account's tokens: the one path the refresh route (and, later, the
-//! background refresher) takes. Concurrent callers make one provider call: callers in
+//! Refreshing an account's tokens: the one path the refresh route and the background
+//! refresher take. Concurrent callers make one provider call: callers in
 //! this process queue on a local lock, processes compete for a lease in the store, and
 //! everyone who waited re-reads the account and returns the tokens the winner stored.
 
-use crate::broker::Broker;
+use crate::broker::{now, Broker};
 use crate::domain::account;
 use crate::domain::account_type::{service_id_of, AccountType};
 use crate::domain::sealed::SealError;
@@ -16,6 +16,8 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+
+pub mod background;
 
 /// How often a caller waiting for another process's lease looks again.
 const LEASE_POLL: Duration = Duration::from_millis(100);
@@ -68,11 +70,30 @@ impl LocalLocks {
     }
 }
 
+/// Whether a refresh happens whatever the expiry, or only when the account is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A konnector asked: refresh now.
+    Always,
+    /// The background refresher: refresh only if still due once the lease is held.
+    IfDue,
+}
+
 /// Refreshes account `id` of `inst` and returns the saved document.
 pub async fn refresh_account(
     broker: &Broker,
     inst: &Instance,
     id: &str,
+) -> Result<Value, RefreshError> {
+    refresh(broker, inst, id, Mode::Always).await
+}
+
+/// Refreshes an account in `mode`; see [`refresh_account`].
+pub async fn refresh(
+    broker: &Broker,
+    inst: &Instance,
+    id: &str,
+    mode: Mode,
 ) -> Result<Value, RefreshError> {
     let seen = broker
         .accounts
@@ -103,9 +124,61 @@ pub async fn refresh_account(
         Taken::Lease(lease) => lease,
         Taken::RefreshedMeanwhile(doc) => return Ok(doc),
     };
-    let outcome = refresh_with_lease(broker, inst, id, &seen, &at).await;
+    let outcome = refresh_with_lease(broker, inst, id, &seen, &at, mode).await;
     broker.leases.release(lease).await;
+    match &outcome {
+        Ok(doc) => reschedule(broker, inst, id, doc, &at).await,
+        Err(RefreshError::InvalidToken) => give_up_until_reconnected(broker, inst, id).await,
+        Err(_) => {}
+    }
     outcome
+}
+
+/// Permanent failure: the user must reconnect; no refresh is planned until then.
+async fn give_up_until_reconnected(broker: &Broker, inst: &Instance, id: &str) {
+    if let Ok(Some(doc)) = broker.accounts.get(inst, id).await {
+        let now = chrono::Utc::now();
+        let marked = broker
+            .accounts
+            .update_with(inst, doc, |d| {
+                account::mark_reconnect_needed(d, "invalid_grant", now)
+            })
+            .await;
+        if let Err(e) = marked {
+            tracing::warn!(error = %e, "could not mark the account as needing reconnection");
+        }
+    }
+    if let Err(e) = broker.schedule.clear(&inst.domain, id).await {
+        tracing::warn!(error = %e, "could not clear the refresh schedule");
+    }
+}
+
+/// The refresh margin and idle period of a type, in seconds.
+fn timing(broker: &Broker, at: &AccountType) -> (i64, i64) {
+    let margin = at
+        .refresh_margin_secs
+        .map_or(broker.refresh_margin_secs, |s| s as i64);
+    let every = at
+        .refresh_every_secs
+        .map_or(broker.refresh_idle_secs, |s| s as i64);
+    (margin, every)
+}
+
+/// Plans the next refresh of an account just written, or forgets it when it has nothing
+/// to refresh with. A failure is logged: the account itself is safe.
+pub async fn reschedule(broker: &Broker, inst: &Instance, id: &str, doc: &Value, at: &AccountType) {
+    let (margin, every) = timing(broker, at);
+    let due = at
+        .token_endpoint
+        .as_ref()
+        .and_then(|_| account::next_refresh(doc, margin, every, now()));
+    let result = match due {
+        Some(due_at) => broker.schedule.set(&inst.domain, id, due_at, 0).await,
+        None => broker.schedule.clear(&inst.domain, id).await,
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not plan the next refresh");
+    }
 }
 
 enum Taken {
@@ -166,6 +239,7 @@ async fn refresh_with_lease(
     id: &str,
     seen: &Value,
     at: &AccountType,
+    mode: Mode,
 ) -> Result<Value, RefreshError> {
     // Re-read under the lease: the refresh token to use is the stored one now.
     if let Some(doc) = refreshed_since(broker, inst, id, seen).await? {
@@ -176,6 +250,13 @@ async fn refresh_with_lease(
         .get(inst, id)
         .await?
         .ok_or(RefreshError::AccountNotFound)?;
+    if mode == Mode::IfDue {
+        // Another process may have refreshed it after the schedule was read.
+        let (margin, every) = timing(broker, at);
+        if account::next_refresh(&current, margin, every, now()).is_some_and(|due| due > now()) {
+            return Ok(current);
+        }
+    }
     let refresh_token = broker
         .accounts
         .refresh_token(&current)

@@ -117,6 +117,25 @@ impl Store for CouchStore {
         }
     }
 
+    async fn ensure_index(&self, db: &str, field: &str) -> Result<(), StoreError> {
+        let body = serde_json::json!({"index": {"fields": [field]}, "ddoc": format!("by-{field}"), "name": format!("by-{field}")});
+        let resp = self
+            .client
+            .req(Method::POST, &format!("{}/_index", self.path(db)), None)
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(transport)?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "creating index by-{field}: HTTP {}",
+                resp.status().as_u16()
+            )))
+        }
+    }
+
     async fn get(&self, db: &str, id: &str) -> Result<Option<Value>, StoreError> {
         match self.db(db).get_raw(id).await {
             Ok(doc) => Ok(Some(doc)),

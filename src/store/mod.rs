@@ -9,6 +9,7 @@ pub mod embedded;
 pub mod flow_states;
 pub mod instances;
 pub mod leases;
+pub mod schedule;
 pub mod selector;
 
 use async_trait::async_trait;
@@ -32,14 +33,18 @@ pub const API_TOKENS_DB: &str = "broker/api_tokens";
 /// Refresh leases: one refresher per account across processes.
 pub const REFRESH_LEASES_DB: &str = "broker/refresh_leases";
 
+/// When each kept-fresh account is next refreshed.
+pub const REFRESH_SCHEDULE_DB: &str = "broker/refresh_schedule";
+
 /// Every database the broker creates at start-up.
-pub const BROKER_DBS: [&str; 6] = [
+pub const BROKER_DBS: [&str; 7] = [
     ACCOUNT_TYPES_DB,
     INSTANCES_DB,
     FLOW_STATES_DB,
     SESSION_CODES_DB,
     API_TOKENS_DB,
     REFRESH_LEASES_DB,
+    REFRESH_SCHEDULE_DB,
 ];
 
 /// A failed store operation.
@@ -102,6 +107,10 @@ pub trait Store: Send + Sync + 'static {
         selector: &Selector,
         limit: usize,
     ) -> Result<Vec<Value>, StoreError>;
+    /// Creates a Mango index on `field` when the store needs one (CouchDB); a no-op elsewhere.
+    async fn ensure_index(&self, _db: &str, _field: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Changes after `since`, waiting up to `wait` for one to happen.
     async fn changes(&self, db: &str, since: &Value, wait: Duration)
         -> Result<Changes, StoreError>;

@@ -69,8 +69,9 @@ struct Case {
     body: Option<String>,
     status: u16,
     code: &'static str,
-    /// A document this case may legitimately change (the state a provider refusal spends).
-    may_change: Option<String>,
+    /// A document this case may legitimately change, and what it must then contain (the
+    /// state a provider refusal spends; the mark on an account whose token died).
+    may_change: Option<(String, &'static str)>,
 }
 
 fn case(
@@ -108,7 +109,14 @@ impl Case {
         self
     }
     fn spends(mut self, state: &str) -> Case {
-        self.may_change = Some(format!("{FLOW_STATES_DB}/{}", sha256_hex(state)));
+        self.may_change = Some((
+            format!("{FLOW_STATES_DB}/{}", sha256_hex(state)),
+            "\"used\":true",
+        ));
+        self
+    }
+    fn marks(mut self, db: String, account: &str) -> Case {
+        self.may_change = Some((format!("{db}/{account}"), "\"reconnect_needed\""));
         self
     }
 }
@@ -312,7 +320,8 @@ async fn every_route_refuses_bad_input_and_changes_nothing(b: Backend) {
         case("refresh of an unknown account", post.clone(), refresh("nope"), 404, "not_found").bearer(&token),
         case("refresh of a design document", post.clone(), refresh("_design"), 404, "not_found").bearer(&token),
         case("refresh without a refresh token", post.clone(), refresh(&no_rt), 400, "not_refreshable").bearer(&token),
-        case("refresh with a dead refresh token", post.clone(), refresh(&dead), 401, "oauth_refresh_invalid_token").bearer(&token),
+        case("refresh with a dead refresh token", post.clone(), refresh(&dead), 401, "oauth_refresh_invalid_token").bearer(&token)
+        .marks(inst.accounts_db(), &dead),
         case("refresh with a provider answering HTML", post.clone(), refresh(&garbage), 502, "provider_error").bearer(&token),
         case("refresh with a slow provider", post.clone(), refresh(&slow), 504, "provider_timeout").bearer(&token),
         // admin
@@ -358,12 +367,8 @@ async fn every_route_refuses_bad_input_and_changes_nothing(b: Backend) {
         assert_eq!(resp.status().as_u16(), c.status, "{}", c.name);
         assert_eq!(error_code(resp).await, c.code, "{}", c.name);
         let mut after = snapshot(&app, &instances).await;
-        if let Some(key) = &c.may_change {
-            assert!(
-                after[key].contains("\"used\":true"),
-                "{}: the state is spent",
-                c.name
-            );
+        if let Some((key, mark)) = &c.may_change {
+            assert!(after[key].contains(mark), "{}: {key} has {mark}", c.name);
             after.insert(key.clone(), before[key].clone());
         }
         assert_eq!(before, after, "{}: the store changed", c.name);

@@ -1,6 +1,7 @@
 //! `spawn_app()` and friends: a real broker on 127.0.0.1:0, providers played by
 //! wiremock, the store played by pouchdb-server (CouchDB) or the embedded store.
 
+use oauth_broker::broker::Broker;
 use oauth_broker::config::Settings;
 use oauth_broker::domain::secret::random_hex;
 use oauth_broker::domain::{Domain, Instance};
@@ -55,6 +56,7 @@ pub struct TestApp {
     pub provider: MockServer,
     pub http: reqwest::Client,
     pub store: SharedStore,
+    pub broker: Arc<Broker>,
     pub settings: Settings,
     pub _dir: Arc<tempfile::TempDir>,
 }
@@ -69,6 +71,9 @@ pub fn test_settings(backend: Backend, dir: &std::path::Path) -> Settings {
     s.provider_timeout_secs = 2;
     // Tests make many requests from one address; the limit tests turn it back on.
     s.rate_limit.per_minute = 0;
+    // The refresher would act on other tests' accounts in the shared CouchDB; its own
+    // tests turn it on in a database namespace of their own.
+    s.refresh.enabled = false;
     s.couchdb.url = match backend {
         Backend::Couch => Some(couch_url()),
         Backend::Embedded => None,
@@ -117,6 +122,7 @@ pub async fn spawn_with_settings(
             .build()
             .unwrap(),
         store: broker.store.clone(),
+        broker,
 
         settings,
         _dir: dir,
@@ -252,6 +258,22 @@ impl TestApp {
         let resp = self
             .start_raw(account_type, &format!("state=client-state&nonce=1700000000000&slug=home&scope=the%20world&session_code={code}"))
             .await;
+        assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
+        location(&resp)
+    }
+
+    /// Reconnects account `id` as the Home app does and returns the provider URL.
+    pub async fn reconnect_flow(&self, inst: &Instance, account_type: &str, id: &str) -> String {
+        let code = self.session_code(inst).await;
+        let resp = self
+            .http
+            .get(format!(
+                "{}/accounts/{account_type}/{id}/reconnect?state=client-state&session_code={code}",
+                self.address
+            ))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
         location(&resp)
     }

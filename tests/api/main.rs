@@ -8,5 +8,6 @@ mod health;
 mod keys;
 mod redirect;
 mod refresh;
+mod refresher;
 mod start;
 mod store;

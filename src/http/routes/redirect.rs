@@ -9,6 +9,7 @@ use crate::http::rate_limit::Group;
 use crate::oauth::provider::is_sane_code;
 use crate::oauth::query::encode_sorted;
 use crate::oauth::token_request::{self, CodeExchange};
+use crate::refresh::reschedule;
 use crate::store::{id_of, StoreError};
 use actix_web::cookie::Cookie;
 use actix_web::http::header;
@@ -197,17 +198,24 @@ async fn complete(
             .map_err(store_failed)?,
         (None, None) => None,
     };
-    if let Some(existing) = existing {
-        let saved = broker
-            .accounts
-            .update_with(inst, existing, |d| account::merge_authorization(d, &doc))
-            .await
-            .map_err(store_failed)?;
-        return Ok(id_of(&saved).unwrap_or_default().to_owned());
-    }
-    broker
-        .accounts
-        .create(inst, &doc)
-        .await
-        .map_err(store_failed)
+    let (id, written) = match existing {
+        Some(existing) => {
+            let saved = broker
+                .accounts
+                .update_with(inst, existing, |d| account::merge_authorization(d, &doc))
+                .await
+                .map_err(store_failed)?;
+            (id_of(&saved).unwrap_or_default().to_owned(), saved)
+        }
+        None => (
+            broker
+                .accounts
+                .create(inst, &doc)
+                .await
+                .map_err(store_failed)?,
+            doc,
+        ),
+    };
+    reschedule(broker, inst, &id, &written, &at).await;
+    Ok(id)
 }

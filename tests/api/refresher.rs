@@ -1,0 +1,214 @@
+//! The background refresher: the schedule, the margin, idle refreshes, back-off, and
+//! accounts whose refresh token died.
+
+use crate::both_stores;
+use crate::helpers::*;
+use oauth_broker::domain::Instance;
+use serde_json::{json, Value};
+use std::time::Duration;
+use wiremock::matchers::{body_string_contains, path};
+use wiremock::{Mock, ResponseTemplate};
+
+/// A broker whose refresher runs every second, in a database namespace of its own.
+async fn refreshing_app(b: Backend) -> TestApp {
+    let namespace = format!("{}_", unique("fresh"));
+    spawn_app_with(b, move |s| {
+        s.refresh.enabled = true;
+        s.refresh.interval_secs = 1;
+        s.couchdb.db_prefix = namespace;
+    })
+    .await
+}
+
+/// Completes a flow whose code exchange answers `reply`; returns the account id.
+async fn account_from(app: &TestApp, inst: &Instance, t: &str, code: &str, reply: Value) -> String {
+    Mock::given(path("/token"))
+        .and(body_string_contains(format!("code={code}&")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(reply))
+        .mount(&app.provider)
+        .await;
+    let url = app.start_flow(inst, t).await;
+    let loc = location(
+        &app.redirect(t, &[("code", code), ("state", &TestApp::state_in(&url))])
+            .await,
+    );
+    query_of(&loc)["account"].clone()
+}
+
+async fn planned(app: &TestApp, inst: &Instance, id: &str) -> Option<(i64, u32)> {
+    app.broker.schedule.due_at(&inst.domain, id).await.unwrap()
+}
+
+async fn the_refresher_renews_accounts_within_the_margin_and_only_those(b: Backend) {
+    let app = refreshing_app(b).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    let soon = account_from(
+        &app,
+        &inst,
+        &t,
+        "soon",
+        json!({"access_token": "a1", "refresh_token": "rt-soon", "expires_in": 300}),
+    )
+    .await;
+    let later = account_from(
+        &app,
+        &inst,
+        &t,
+        "later",
+        json!({"access_token": "b1", "refresh_token": "rt-later", "expires_in": 7200}),
+    )
+    .await;
+    let (due_later, _) = planned(&app, &inst, &later).await.unwrap();
+    let now = chrono::Utc::now().timestamp();
+    assert!(
+        (now + 7200 - 600 - 5..=now + 7200 - 600 + 5).contains(&due_later),
+        "margin of 10 minutes"
+    );
+    Mock::given(path("/token"))
+        .and(body_string_contains("refresh_token=rt-soon"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "a2", "expires_in": 3600})),
+        )
+        .expect(1)
+        .mount(&app.provider)
+        .await;
+    let mut waited = 0;
+    while app.account(&inst, &soon).await["oauth"]["access_token"] != "a2" {
+        assert!(waited < 50, "not refreshed in 5 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    let doc = app.account(&inst, &soon).await;
+    assert_eq!(
+        doc["oauth"]["refresh_token"], "rt-soon",
+        "kept: the reply had none"
+    );
+    assert_eq!(
+        app.account(&inst, &later).await["oauth"]["access_token"],
+        "b1"
+    );
+    let (next, attempts) = planned(&app, &inst, &soon).await.unwrap();
+    assert!(next > chrono::Utc::now().timestamp() + 2000 && attempts == 0);
+    // Another pass does not refresh it again (the provider mock expects one call).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
+async fn an_account_without_expiry_is_planned_at_the_idle_period(b: Backend) {
+    let app = refreshing_app(b).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({"refresh_every_secs": 3600})).await;
+    let id = account_from(
+        &app,
+        &inst,
+        &t,
+        "c",
+        json!({"access_token": "a", "refresh_token": "r"}),
+    )
+    .await;
+    let (due, _) = planned(&app, &inst, &id).await.unwrap();
+    let now = chrono::Utc::now().timestamp();
+    assert!((now + 3595..=now + 3605).contains(&due), "{due} vs {now}");
+    // Without a refresh token there is nothing to plan.
+    let none = account_from(&app, &inst, &t, "n", json!({"access_token": "a"})).await;
+    assert_eq!(planned(&app, &inst, &none).await, None);
+}
+
+async fn a_provider_outage_backs_off(b: Backend) {
+    let app = refreshing_app(b).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    let id = account_from(
+        &app,
+        &inst,
+        &t,
+        "c",
+        json!({"access_token": "a", "refresh_token": "r", "expires_in": 60}),
+    )
+    .await;
+    Mock::given(path("/token"))
+        .and(body_string_contains("grant_type=refresh_token"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&app.provider)
+        .await;
+    let mut waited = 0;
+    loop {
+        if let Some((due, attempts)) = planned(&app, &inst, &id).await {
+            if attempts == 1 {
+                let wait = due - chrono::Utc::now().timestamp();
+                assert!(
+                    (20..=37).contains(&wait),
+                    "back-off of about 30 s, got {wait}"
+                );
+                break;
+            }
+        }
+        assert!(waited < 50, "no back-off recorded in 5 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert_eq!(app.account(&inst, &id).await["oauth"]["access_token"], "a");
+}
+
+async fn a_dead_refresh_token_marks_the_account_until_it_is_reconnected(b: Backend) {
+    let app = refreshing_app(b).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    let id = account_from(
+        &app,
+        &inst,
+        &t,
+        "c",
+        json!({"access_token": "a", "refresh_token": "dead", "expires_in": 60}),
+    )
+    .await;
+    Mock::given(path("/token"))
+        .and(body_string_contains("refresh_token=dead"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})))
+        .expect(1)
+        .mount(&app.provider)
+        .await;
+    let mut waited = 0;
+    while app
+        .account(&inst, &id)
+        .await
+        .get("reconnect_needed")
+        .is_none()
+    {
+        assert!(waited < 50, "not marked in 5 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    let mark = app.account(&inst, &id).await["reconnect_needed"].clone();
+    assert_eq!(mark["error"], "invalid_grant");
+    assert_eq!(planned(&app, &inst, &id).await, None, "no more attempts");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Reconnecting clears the mark and plans refreshes again.
+    Mock::given(path("/token"))
+        .and(body_string_contains("code=again&"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": "b", "refresh_token": "alive", "expires_in": 3600}),
+        ))
+        .mount(&app.provider)
+        .await;
+    let url = app.reconnect_flow(&inst, &t, &id).await;
+    let loc = location(
+        &app.redirect(
+            &t,
+            &[("code", "again"), ("state", &TestApp::state_in(&url))],
+        )
+        .await,
+    );
+    assert!(loc.contains(&format!("account={id}")), "{loc}");
+    let doc = app.account(&inst, &id).await;
+    assert!(doc.get("reconnect_needed").is_none());
+    assert!(planned(&app, &inst, &id).await.is_some());
+}
+
+both_stores!(
+    the_refresher_renews_accounts_within_the_margin_and_only_those,
+    an_account_without_expiry_is_planned_at_the_idle_period,
+    a_provider_outage_backs_off,
+    a_dead_refresh_token_marks_the_account_until_it_is_reconnected,
+);
