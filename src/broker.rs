@@ -17,6 +17,7 @@ use crate::store::instances::Instances;
 use crate::store::leases::Leases;
 use crate::store::schedule::Schedule;
 use crate::store::{SharedStore, StoreError, ACCOUNT_TYPES_DB, BROKER_DBS, REFRESH_SCHEDULE_DB};
+use crate::webhooks::Webhooks;
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
@@ -65,6 +66,8 @@ pub struct Broker {
     pub refresh_margin_secs: i64,
     /// Default longest time between refreshes, in seconds.
     pub refresh_idle_secs: i64,
+    /// Account event notifications.
+    pub webhooks: Webhooks,
 }
 
 /// Why the broker could not be built.
@@ -120,6 +123,12 @@ impl Broker {
                 "encrypt_refresh_tokens needs encryption_keys".into(),
             ));
         }
+        let webhook_url = match settings.webhooks.url.as_deref().filter(|u| !u.is_empty()) {
+            Some(u) => {
+                Some(Url::parse(u).map_err(|e| BuildError::Setting(format!("webhooks.url: {e}")))?)
+            }
+            None => None,
+        };
         Ok(Broker {
             account_types: AccountTypes::new(store.clone(), keyring.clone()),
             instances: Instances::new(store.clone()),
@@ -135,6 +144,11 @@ impl Broker {
             }),
             refresh_margin_secs: settings.refresh.margin_secs as i64,
             refresh_idle_secs: settings.refresh.idle_secs.max(60) as i64,
+            webhooks: Webhooks::new(
+                webhook_url,
+                &settings.webhooks.secret,
+                Duration::from_millis(settings.webhooks.retry_base_ms),
+            ),
             accounts: Accounts::new(store.clone(), keyring, settings.encrypt_refresh_tokens),
             store,
             provider,

@@ -41,6 +41,19 @@ pub struct Settings {
     pub encrypt_refresh_tokens: bool,
     /// The background refresher.
     pub refresh: RefreshSettings,
+    /// Where account events are sent.
+    pub webhooks: WebhookSettings,
+}
+
+/// Webhook settings.
+#[derive(Clone, Deserialize)]
+pub struct WebhookSettings {
+    /// Endpoint receiving `account.created`, `refresh.failed`, `account.reconnected`.
+    pub url: Option<String>,
+    /// HMAC-SHA256 key of the `X-Broker-Signature` header.
+    pub secret: String,
+    /// First retry delay in milliseconds; doubles on each attempt.
+    pub retry_base_ms: u64,
 }
 
 /// Background refresher settings.
@@ -143,6 +156,8 @@ impl Settings {
             .set_default("refresh.margin_secs", 600)?
             .set_default("refresh.idle_secs", 86_400)?
             .set_default("refresh.lease_secs", 0)?
+            .set_default("webhooks.secret", "")?
+            .set_default("webhooks.retry_base_ms", 1000)?
             .set_default("couchdb.timeout_secs", 10)?
             .set_default("couchdb.db_prefix", "")?;
         if let Some(path) = file {

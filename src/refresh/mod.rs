@@ -12,6 +12,7 @@ use crate::oauth::{token_request, ProviderError};
 use crate::store::account_types::LookupError;
 use crate::store::leases::Lease;
 use crate::store::StoreError;
+use crate::webhooks::{Event, Kind};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -128,14 +129,23 @@ pub async fn refresh(
     broker.leases.release(lease).await;
     match &outcome {
         Ok(doc) => reschedule(broker, inst, id, doc, &at).await,
-        Err(RefreshError::InvalidToken) => give_up_until_reconnected(broker, inst, id).await,
+        Err(RefreshError::InvalidToken) => {
+            give_up_until_reconnected(broker, inst, id, at.service_id()).await
+        }
         Err(_) => {}
     }
     outcome
 }
 
 /// Permanent failure: the user must reconnect; no refresh is planned until then.
-async fn give_up_until_reconnected(broker: &Broker, inst: &Instance, id: &str) {
+async fn give_up_until_reconnected(broker: &Broker, inst: &Instance, id: &str, service_id: &str) {
+    broker.webhooks.emit(Event {
+        kind: Kind::RefreshFailed,
+        instance: inst.domain.to_string(),
+        account_id: id.to_owned(),
+        account_type: service_id.to_owned(),
+        error: Some("invalid_grant".into()),
+    });
     if let Ok(Some(doc)) = broker.accounts.get(inst, id).await {
         let now = chrono::Utc::now();
         let marked = broker

@@ -11,3 +11,4 @@ mod refresh;
 mod refresher;
 mod start;
 mod store;
+mod webhooks;

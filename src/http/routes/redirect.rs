@@ -11,6 +11,7 @@ use crate::oauth::query::encode_sorted;
 use crate::oauth::token_request::{self, CodeExchange};
 use crate::refresh::reschedule;
 use crate::store::{id_of, StoreError};
+use crate::webhooks::{Event, Kind};
 use actix_web::cookie::Cookie;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -198,6 +199,12 @@ async fn complete(
             .map_err(store_failed)?,
         (None, None) => None,
     };
+    let event = match &existing {
+        None => Some(Kind::AccountCreated),
+        Some(_) if flow.account_id.is_some() => Some(Kind::AccountReconnected),
+        Some(e) if e.get(account::RECONNECT_NEEDED).is_some() => Some(Kind::AccountReconnected),
+        Some(_) => None,
+    };
     let (id, written) = match existing {
         Some(existing) => {
             let saved = broker
@@ -217,5 +224,14 @@ async fn complete(
         ),
     };
     reschedule(broker, inst, &id, &written, &at).await;
+    if let Some(kind) = event {
+        broker.webhooks.emit(Event {
+            kind,
+            instance: inst.domain.to_string(),
+            account_id: id.clone(),
+            account_type: service_id.to_owned(),
+            error: None,
+        });
+    }
     Ok(id)
 }

@@ -1,0 +1,115 @@
+//! Webhooks: signed, retried, for account creation, dead refresh tokens and reconnection.
+
+use crate::both_stores;
+use crate::helpers::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// The events the hook received, in order, each checked against its signature.
+async fn events(hook: &MockServer) -> Vec<Value> {
+    let mut out = Vec::new();
+    for r in hook.received_requests().await.unwrap() {
+        let sig = r
+            .headers
+            .get("x-broker-signature")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            sig,
+            format!("sha256={}", oauth_broker::webhooks::sign(b"whsec", &r.body)),
+            "signed"
+        );
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            r.headers.get("x-broker-event").unwrap().to_str().unwrap(),
+            body["event"]
+        );
+        out.push(body);
+    }
+    out
+}
+
+async fn wait_for(hook: &MockServer, n: usize) -> Vec<Value> {
+    for _ in 0..50 {
+        let got = events(hook).await;
+        if got.len() >= n {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "fewer than {n} webhook deliveries: {:?}",
+        events(hook).await
+    );
+}
+
+async fn account_events_are_signed_retried_and_delivered(b: Backend) {
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&hook)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .with_priority(2)
+        .mount(&hook)
+        .await;
+    let url = format!("{}/hook", hook.uri());
+    let app = spawn_app_with(b, move |s| {
+        s.webhooks.url = Some(url);
+        s.webhooks.secret = "whsec".into();
+        s.webhooks.retry_base_ms = 50;
+    })
+    .await;
+    let inst = app.new_instance(None).await;
+    let token = app.api_token(&inst).await;
+    let t = app.code_type(json!({})).await;
+    Mock::given(path("/token"))
+        .and(body_string_contains("grant_type=authorization_code"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "a", "refresh_token": "dead"})),
+        )
+        .mount(&app.provider)
+        .await;
+    Mock::given(path("/token"))
+        .and(body_string_contains("refresh_token=dead"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})))
+        .mount(&app.provider)
+        .await;
+    let url = app.start_flow(&inst, &t).await;
+    let loc = location(
+        &app.redirect(&t, &[("code", "c"), ("state", &TestApp::state_in(&url))])
+            .await,
+    );
+    let id = query_of(&loc)["account"].clone();
+    let got = wait_for(&hook, 2).await;
+    assert_eq!(
+        got[0], got[1],
+        "the refused delivery was retried with the same body"
+    );
+    assert_eq!(got[1]["event"], "account.created");
+    assert_eq!(got[1]["account_id"], id.as_str());
+    assert_eq!(got[1]["account_type"], t.as_str());
+    assert_eq!(got[1]["instance"], inst.domain.as_str());
+
+    assert_eq!(app.refresh(&t, &id, Some(&token)).await.status(), 401);
+    let got = wait_for(&hook, 3).await;
+    assert_eq!(got[2]["event"], "refresh.failed");
+    assert_eq!(got[2]["error"], "invalid_grant");
+
+    let url = app.reconnect_flow(&inst, &t, &id).await;
+    app.redirect(&t, &[("code", "c"), ("state", &TestApp::state_in(&url))])
+        .await;
+    let got = wait_for(&hook, 4).await;
+    assert_eq!(got[3]["event"], "account.reconnected");
+    assert_eq!(got[3]["account_id"], id.as_str());
+}
+
+both_stores!(account_events_are_signed_retried_and_delivered);
