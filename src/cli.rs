@@ -34,9 +34,24 @@ pub enum Command {
     /// Manage instances.
     #[command(subcommand)]
     Instances(InstancesCmd),
+    /// Manage konnector accounts.
+    #[command(subcommand)]
+    Accounts(AccountsCmd),
     /// Manage the keys that seal secrets at rest.
     #[command(subcommand)]
     Keys(KeysCmd),
+}
+
+/// `accounts` sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum AccountsCmd {
+    /// Revoke an account's tokens at the provider (RFC 7009) and delete it.
+    Rm {
+        /// Instance domain.
+        domain: String,
+        /// Account id.
+        id: String,
+    },
 }
 
 /// `keys` sub-commands.
@@ -129,6 +144,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             crate::domain::sealed::Keyring::parse(&spec).map_err(anyhow::Error::msg)?;
             println!("{spec}");
+            Ok(())
+        }
+        Command::Accounts(AccountsCmd::Rm { domain, id }) => {
+            let broker = broker(&settings).await?;
+            let d = Domain::parse(&domain).map_err(anyhow::Error::msg)?;
+            let inst = broker
+                .instances
+                .get(&d)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no instance `{d}`"))?;
+            let revoked = crate::refresh::revoke::revoke_and_delete(&broker, &inst, &id)
+                .await
+                .map_err(|e| anyhow::anyhow!("account `{id}`: {e}"))?;
+            println!(
+                "deleted `{id}`{}",
+                if revoked { " (tokens revoked)" } else { "" }
+            );
             Ok(())
         }
         Command::Keys(KeysCmd::Rotate) => rotate_keys(&broker(&settings).await?).await,

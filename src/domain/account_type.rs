@@ -39,6 +39,8 @@ pub struct AccountType {
     pub auth_endpoint: Option<Url>,
     /// Token URL; absent means the konnector exchanges the code itself.
     pub token_endpoint: Option<Url>,
+    /// RFC 7009 revocation URL, called when an account is deleted.
+    pub revocation_endpoint: Option<Url>,
     /// Client authentication at the token endpoint.
     pub token_mode: TokenMode,
     /// Registered redirect URI; absent means the broker's default.
@@ -117,6 +119,7 @@ impl AccountType {
                 .map(ClientSecret::new),
             auth_endpoint: url_field(obj, "auth_endpoint")?,
             token_endpoint: url_field(obj, "token_endpoint")?,
+            revocation_endpoint: url_field(obj, "revocation_endpoint")?,
             token_mode,
             redirect_uri: url_field(obj, "redirect_uri")?,
             extras,

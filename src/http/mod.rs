@@ -25,6 +25,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(routes::redirect::redirect),
         )
         .route(
+            "/accounts/{type}/{id}",
+            web::delete().to(routes::accounts::delete),
+        )
+        .route(
             "/accounts/{type}/{id}/reconnect",
             web::get().to(routes::start::reconnect),
         )

@@ -79,8 +79,26 @@ impl ProviderClient {
         Ok(ProviderClient { http })
     }
 
-    /// Sends a token request and parses the reply into tokens.
-    pub async fn request_token(&self, req: &TokenRequest) -> Result<TokenGrant, ProviderError> {
+    /// Sends an RFC 7009 revocation; any 2xx means revoked (RFC 7009 §2.2).
+    pub async fn revoke(&self, req: &TokenRequest) -> Result<(), ProviderError> {
+        let resp = self.send(req).await?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            let body = resp.bytes().await.unwrap_or_default();
+            match token_reply::parse_members(None, &body)
+                .ok()
+                .as_ref()
+                .and_then(token_reply::oauth_error)
+            {
+                Some(error) => Err(ProviderError::OAuth { status, error }),
+                None => Err(ProviderError::Garbage { status }),
+            }
+        }
+    }
+
+    async fn send(&self, req: &TokenRequest) -> Result<reqwest::Response, ProviderError> {
         let method = match req.method {
             Method::Get => reqwest::Method::GET,
             Method::Post => reqwest::Method::POST,
@@ -92,7 +110,12 @@ impl ProviderClient {
         if let Some(body) = &req.body {
             builder = builder.body(body.clone());
         }
-        let mut resp = builder.send().await.map_err(classify)?;
+        builder.send().await.map_err(classify)
+    }
+
+    /// Sends a token request and parses the reply into tokens.
+    pub async fn request_token(&self, req: &TokenRequest) -> Result<TokenGrant, ProviderError> {
+        let mut resp = self.send(req).await?;
         let status = resp.status().as_u16();
         let content_type = resp
             .headers()

@@ -81,8 +81,32 @@ pub fn refresh(at: &AccountType, refresh_token: &oauth2::RefreshToken) -> Option
     build(at, params)
 }
 
-fn build(at: &AccountType, mut params: Vec<(&'static str, String)>) -> Option<TokenRequest> {
-    let endpoint = at.token_endpoint.clone()?;
+/// The RFC 7009 revocation request; `None` when the type has no revocation endpoint.
+pub fn revocation(at: &AccountType, token: &str, hint: &'static str) -> Option<TokenRequest> {
+    let params = vec![
+        ("token", token.to_owned()),
+        ("token_type_hint", hint.to_owned()),
+    ];
+    let endpoint = at.revocation_endpoint.clone()?;
+    // RFC 7009 is a form POST: `get` and `json` modes apply to token endpoints only.
+    let mode = if at.token_mode == TokenMode::Basic {
+        TokenMode::Basic
+    } else {
+        TokenMode::Form
+    };
+    build_for(at, endpoint, mode, params)
+}
+
+fn build(at: &AccountType, params: Vec<(&'static str, String)>) -> Option<TokenRequest> {
+    build_for(at, at.token_endpoint.clone()?, at.token_mode, params)
+}
+
+fn build_for(
+    at: &AccountType,
+    endpoint: Url,
+    mode: TokenMode,
+    mut params: Vec<(&'static str, String)>,
+) -> Option<TokenRequest> {
     let client_id = at
         .client_id
         .as_ref()
@@ -94,7 +118,7 @@ fn build(at: &AccountType, mut params: Vec<(&'static str, String)>) -> Option<To
         .map(|c| c.secret().clone())
         .unwrap_or_default();
     let mut headers = vec![("Accept", "application/json".to_owned())];
-    if at.token_mode == TokenMode::Basic {
+    if mode == TokenMode::Basic {
         // RFC 6749 §2.3.1: form-encode each part before base64 (cozy-stack does not; see README).
         let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
         let pair = format!("{}:{}", enc(&client_id), enc(&client_secret));
@@ -104,7 +128,7 @@ fn build(at: &AccountType, mut params: Vec<(&'static str, String)>) -> Option<To
         params.push(("client_id", client_id));
         params.push(("client_secret", client_secret));
     }
-    let req = match at.token_mode {
+    let req = match mode {
         TokenMode::Form | TokenMode::Basic => {
             headers.push((
                 "Content-Type",
@@ -235,6 +259,18 @@ mod tests {
         assert!(!String::from_utf8(exchange(&t).body.unwrap())
             .unwrap()
             .contains("state="));
+    }
+
+    #[test]
+    fn revocation_is_a_form_post_with_a_hint() {
+        let mut t = at("get");
+        t.revocation_endpoint = Some(Url::parse("https://p.example/revoke").unwrap());
+        let r = revocation(&t, "R", "refresh_token").unwrap();
+        assert_eq!(r.method, Method::Post);
+        assert_eq!(
+            String::from_utf8(r.body.unwrap()).unwrap(),
+            "client_id=id%3Ax&client_secret=s%26cr+t&token=R&token_type_hint=refresh_token"
+        );
     }
 
     #[test]

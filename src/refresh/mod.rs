@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 pub mod background;
+pub mod revoke;
 
 /// How often a caller waiting for another process's lease looks again.
 const LEASE_POLL: Duration = Duration::from_millis(100);

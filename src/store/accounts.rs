@@ -106,6 +106,14 @@ impl Accounts {
         }
     }
 
+    /// Deletes an account at the revision read.
+    pub async fn delete(&self, inst: &Instance, doc: &Value) -> Result<(), StoreError> {
+        let id = doc.get("_id").and_then(Value::as_str).unwrap_or_default();
+        self.store
+            .delete(&inst.accounts_db(), id, rev_of(doc).unwrap_or_default())
+            .await
+    }
+
     /// Creates an account, creating the database if needed. The id is drawn here (32 hex,
     /// like CouchDB's) so that a write whose answer was lost can be retried without
     /// creating a second account: the tokens in it cannot be obtained again.

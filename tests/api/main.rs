@@ -9,6 +9,7 @@ mod keys;
 mod redirect;
 mod refresh;
 mod refresher;
+mod revoke;
 mod start;
 mod store;
 mod webhooks;

@@ -1,5 +1,6 @@
 //! Route handlers, one module per route family.
 
+pub mod accounts;
 pub mod admin;
 pub mod health;
 pub mod redirect;
