@@ -238,9 +238,18 @@ pub fn expires_at_of(doc: &Value) -> Option<DateTime<Utc>> {
 
 /// When an account is next refreshed (unix seconds): `margin` before its token expires,
 /// and no later than `every` from now (the idle period, used too when the expiry is
-/// unknown). `None` when it has no refresh token to refresh with.
-pub fn next_refresh(doc: &Value, margin: i64, every: i64, now: i64) -> Option<i64> {
-    refresh_token_of(doc)?;
+/// unknown). `None` when it has no refresh token to refresh with, unless `renewable`
+/// (client credentials need none).
+pub fn next_refresh(
+    doc: &Value,
+    margin: i64,
+    every: i64,
+    now: i64,
+    renewable: bool,
+) -> Option<i64> {
+    if !renewable {
+        refresh_token_of(doc)?;
+    }
     let idle = now + every;
     Some(match expires_at_of(doc) {
         Some(exp) => (exp.timestamp() - margin).min(idle),
@@ -272,11 +281,18 @@ mod schedule_tests {
             .unwrap()
             .to_rfc3339();
         let doc = json!({"oauth": {"refresh_token": "r", "expires_at": exp}});
-        assert_eq!(next_refresh(&doc, 600, 86_400, now), Some(now + 3000));
-        assert_eq!(next_refresh(&doc, 600, 60, now), Some(now + 60));
+        assert_eq!(
+            next_refresh(&doc, 600, 86_400, now, false),
+            Some(now + 3000)
+        );
+        assert_eq!(next_refresh(&doc, 600, 60, now, false), Some(now + 60));
         let unknown = json!({"oauth": {"refresh_token": "r", "expires_at": UNKNOWN_EXPIRY}});
-        assert_eq!(next_refresh(&unknown, 600, 86_400, now), Some(now + 86_400));
+        assert_eq!(
+            next_refresh(&unknown, 600, 86_400, now, false),
+            Some(now + 86_400)
+        );
         let no_rt = json!({"oauth": {"access_token": "a", "expires_at": exp}});
-        assert_eq!(next_refresh(&no_rt, 600, 86_400, now), None);
+        assert_eq!(next_refresh(&no_rt, 600, 86_400, now, false), None);
+        assert!(next_refresh(&no_rt, 600, 86_400, now, true).is_some());
     }
 }

@@ -58,6 +58,8 @@ pub struct AccountType {
     /// Refresh at least this often when the expiry is unknown (`refresh_every_secs`), so
     /// idle refresh tokens do not expire.
     pub refresh_every_secs: Option<u64>,
+    /// Scope requested by `client_credentials` token requests.
+    pub scope: Option<String>,
     /// Konnector slug (secret injection; not used by the flow).
     pub slug: Option<String>,
 }
@@ -129,6 +131,7 @@ impl AccountType {
             refresh_margin_secs: seconds_field(obj, "refresh_margin_secs")?,
             refresh_every_secs: seconds_field(obj, "refresh_every_secs")?,
             slug: string_field(obj, "slug")?.filter(|s| !s.is_empty()),
+            scope: string_field(obj, "scope")?.filter(|s| !s.is_empty()),
             id,
         };
         at.check_grant_mode_needs()?;
@@ -149,6 +152,12 @@ impl AccountType {
             return Err(AccountTypeError::new(
                 "client_id",
                 format!("is required with grant_mode `{mode}`"),
+            ));
+        }
+        if mode == GrantMode::ClientCredentials && self.token_endpoint.is_none() {
+            return Err(AccountTypeError::new(
+                "token_endpoint",
+                "is required with grant_mode `client_credentials`",
             ));
         }
         if self.token_mode == TokenMode::Basic

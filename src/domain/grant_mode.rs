@@ -15,12 +15,14 @@ pub enum GrantMode {
     TokenRedirectUrl,
     /// No OAuth at all: a static secret handed to the konnector.
     Secret,
+    /// Client credentials: the broker gets tokens with the type's own credentials.
+    ClientCredentials,
 }
 
 impl GrantMode {
     /// Every accepted spelling, for error messages.
     pub const ACCEPTED: &'static str =
-        "authorization_code, authorization_code+secret, token, token_redirect_url, secret";
+        "authorization_code, authorization_code+secret, token, token_redirect_url, secret, client_credentials";
 
     /// Parses the document value; `None` for empty (a refresh-only type).
     pub fn parse(raw: &str) -> Result<Option<GrantMode>, String> {
@@ -31,6 +33,7 @@ impl GrantMode {
             "token" => GrantMode::Token,
             "token_redirect_url" => GrantMode::TokenRedirectUrl,
             "secret" => GrantMode::Secret,
+            "client_credentials" => GrantMode::ClientCredentials,
             "bi_webauth" | "bi_webauth+secret" | "bi_webview" | "bi_webview+secret" => {
                 return Err(format!(
                     "`{raw}` is a Budget Insight banking mode, which this broker does not run; \
@@ -54,12 +57,13 @@ impl GrantMode {
             GrantMode::Token => "token",
             GrantMode::TokenRedirectUrl => "token_redirect_url",
             GrantMode::Secret => "secret",
+            GrantMode::ClientCredentials => "client_credentials",
         }
     }
 
     /// Whether the user goes through a provider authorization page.
     pub fn has_authorization_step(self) -> bool {
-        !matches!(self, GrantMode::Secret)
+        !matches!(self, GrantMode::Secret | GrantMode::ClientCredentials)
     }
 
     /// Whether the flow ends with a code that the token endpoint exchanges.
@@ -77,6 +81,7 @@ impl GrantMode {
             GrantMode::AuthorizationCode
                 | GrantMode::AuthorizationCodeWithSecret
                 | GrantMode::Token
+                | GrantMode::ClientCredentials
         )
     }
 }

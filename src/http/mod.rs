@@ -24,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/accounts/{type}/redirect",
             web::get().to(routes::redirect::redirect),
         )
+        .route("/accounts/{type}", web::post().to(routes::accounts::create))
         .route(
             "/accounts/{type}/{id}",
             web::delete().to(routes::accounts::delete),

@@ -51,7 +51,7 @@ pub fn authorization_url(at: &AccountType, p: &AuthorizeParams<'_>) -> Option<Ur
             back.query_pairs_mut().append_pair("state", p.state);
             add("redirect_url", back.as_str());
         }
-        GrantMode::Secret => return None,
+        GrantMode::Secret | GrantMode::ClientCredentials => return None,
     }
     add("state", p.state);
     if let Some(challenge) = p.code_challenge {

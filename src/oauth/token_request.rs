@@ -81,6 +81,15 @@ pub fn refresh(at: &AccountType, refresh_token: &oauth2::RefreshToken) -> Option
     build(at, params)
 }
 
+/// A client credentials token request; `None` when the type has no token endpoint.
+pub fn client_credentials(at: &AccountType) -> Option<TokenRequest> {
+    let mut params = vec![("grant_type", "client_credentials".to_owned())];
+    if let Some(scope) = &at.scope {
+        params.push(("scope", scope.clone()));
+    }
+    build(at, params)
+}
+
 /// The RFC 7009 revocation request; `None` when the type has no revocation endpoint.
 pub fn revocation(at: &AccountType, token: &str, hint: &'static str) -> Option<TokenRequest> {
     let params = vec![

@@ -7,7 +7,7 @@ use crate::broker::{now, Broker};
 use crate::domain::account;
 use crate::domain::account_type::{service_id_of, AccountType};
 use crate::domain::sealed::SealError;
-use crate::domain::Instance;
+use crate::domain::{GrantMode, Instance};
 use crate::oauth::{token_request, ProviderError};
 use crate::store::account_types::LookupError;
 use crate::store::leases::Lease;
@@ -164,6 +164,11 @@ async fn give_up_until_reconnected(broker: &Broker, inst: &Instance, id: &str, s
     }
 }
 
+/// Client credentials accounts get new tokens from the type's own credentials.
+fn renews_without_refresh_token(at: &AccountType) -> bool {
+    at.grant_mode == Some(GrantMode::ClientCredentials)
+}
+
 /// The refresh margin and idle period of a type, in seconds.
 fn timing(broker: &Broker, at: &AccountType) -> (i64, i64) {
     let margin = at
@@ -179,10 +184,9 @@ fn timing(broker: &Broker, at: &AccountType) -> (i64, i64) {
 /// to refresh with. A failure is logged: the account itself is safe.
 pub async fn reschedule(broker: &Broker, inst: &Instance, id: &str, doc: &Value, at: &AccountType) {
     let (margin, every) = timing(broker, at);
-    let due = at
-        .token_endpoint
-        .as_ref()
-        .and_then(|_| account::next_refresh(doc, margin, every, now()));
+    let due = at.token_endpoint.as_ref().and_then(|_| {
+        account::next_refresh(doc, margin, every, now(), renews_without_refresh_token(at))
+    });
     let result = match due {
         Some(due_at) => broker.schedule.set(&inst.domain, id, due_at, 0).await,
         None => broker.schedule.clear(&inst.domain, id).await,
@@ -264,20 +268,27 @@ async fn refresh_with_lease(
     if mode == Mode::IfDue {
         // Another process may have refreshed it after the schedule was read.
         let (margin, every) = timing(broker, at);
-        if account::next_refresh(&current, margin, every, now()).is_some_and(|due| due > now()) {
+        let renewable = renews_without_refresh_token(at);
+        if account::next_refresh(&current, margin, every, now(), renewable)
+            .is_some_and(|due| due > now())
+        {
             return Ok(current);
         }
     }
-    let refresh_token = broker
-        .accounts
-        .refresh_token(&current)
-        .map_err(RefreshError::Sealed)?
-        .map(oauth2::RefreshToken::new)
-        .ok_or(RefreshError::NotRefreshable(
-            "this account has no refresh token; reconnect it",
-        ))?;
-    let request =
-        token_request::refresh(at, &refresh_token).expect("token endpoint checked by the caller");
+    let request = if renews_without_refresh_token(at) {
+        token_request::client_credentials(at)
+    } else {
+        let refresh_token = broker
+            .accounts
+            .refresh_token(&current)
+            .map_err(RefreshError::Sealed)?
+            .map(oauth2::RefreshToken::new)
+            .ok_or(RefreshError::NotRefreshable(
+                "this account has no refresh token; reconnect it",
+            ))?;
+        token_request::refresh(at, &refresh_token)
+    }
+    .expect("token endpoint checked by the caller");
     let grant = match broker.provider.request_token(&request).await {
         Ok(grant) => grant,
         Err(e) => {

@@ -4,6 +4,7 @@ mod helpers;
 
 mod admin;
 mod bad_input;
+mod client_credentials;
 mod health;
 mod keys;
 mod redirect;
