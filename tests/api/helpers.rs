@@ -408,3 +408,56 @@ impl CouchRelay {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A broker running as its own OS process, killed when dropped.
+pub struct BrokerProcess {
+    pub address: String,
+    pub child: std::process::Child,
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the `oauth-broker` binary on `settings` (store, namespace, timeouts), on a free port.
+pub async fn spawn_process(settings: &Settings, lease_secs: u64) -> BrokerProcess {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_oauth-broker"))
+        .env("BROKER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("BROKER__PUBLIC_URL", &settings.public_url)
+        .env("BROKER__ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("BROKER__DATA_DIR", &settings.data_dir)
+        .env(
+            "BROKER__COUCHDB__URL",
+            settings.couchdb.url.clone().unwrap_or_default(),
+        )
+        .env("BROKER__COUCHDB__DB_PREFIX", &settings.couchdb.db_prefix)
+        .env(
+            "BROKER__PROVIDER_TIMEOUT_SECS",
+            settings.provider_timeout_secs.to_string(),
+        )
+        .env("BROKER__RATE_LIMIT__PER_MINUTE", "0")
+        .env("BROKER__REFRESH__ENABLED", "false")
+        .env("BROKER__REFRESH__LEASE_SECS", lease_secs.to_string())
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("the broker binary starts");
+    let address = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if let Ok(r) = http.get(format!("{address}/readyz")).send().await {
+            if r.status() == 200 {
+                return BrokerProcess { address, child };
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the broker process did not become ready");
+}

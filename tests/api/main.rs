@@ -7,6 +7,7 @@ mod bad_input;
 mod client_credentials;
 mod health;
 mod keys;
+mod processes;
 mod redirect;
 mod refresh;
 mod refresher;

@@ -1,0 +1,154 @@
+//! Two broker processes on one store: one provider call for many concurrent refreshes,
+//! and a process killed mid-refresh loses nothing.
+
+use crate::both_stores;
+use crate::helpers::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use wiremock::matchers::{body_string_contains, path};
+use wiremock::{Mock, ResponseTemplate};
+
+/// A test app (for setup and reading the store) and two broker processes on its store.
+async fn two_processes(b: Backend, lease_secs: u64) -> (TestApp, BrokerProcess, BrokerProcess) {
+    let namespace = format!("{}_", unique("proc"));
+    let app = spawn_app_with(b, move |s| s.couchdb.db_prefix = namespace).await;
+    let one = spawn_process(&app.settings, lease_secs).await;
+    let two = spawn_process(&app.settings, lease_secs).await;
+    (app, one, two)
+}
+
+async fn refresh_on(
+    http: &reqwest::Client,
+    address: &str,
+    t: &str,
+    id: &str,
+    token: &str,
+) -> reqwest::Response {
+    http.post(format!("{address}/accounts/{t}/{id}/refresh"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn fifty_refreshes_over_two_processes_make_one_provider_call(b: Backend) {
+    let (app, one, two) = two_processes(b, 0).await;
+    let inst = app.new_instance(None).await;
+    let token = app.api_token(&inst).await;
+    let t = app.code_type(json!({})).await;
+    let id = app
+        .seed_account(&inst, json!({"account_type": t, "name": "", "oauth": {"access_token": "at-1", "refresh_token": "rt-1"}}))
+        .await;
+    // Rotates refresh tokens and refuses a reused one.
+    Mock::given(path("/token"))
+        .and(body_string_contains("refresh_token=rt-1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(
+                    json!({"access_token": "at-2", "refresh_token": "rt-2", "expires_in": 3600}),
+                )
+                .set_delay(Duration::from_millis(300)),
+        )
+        .up_to_n_times(1)
+        .expect(1)
+        .with_priority(1)
+        .mount(&app.provider)
+        .await;
+    Mock::given(path("/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})))
+        .expect(0)
+        .with_priority(2)
+        .mount(&app.provider)
+        .await;
+    let calls = (0..50).map(|i| {
+        let address = if i % 2 == 0 {
+            &one.address
+        } else {
+            &two.address
+        };
+        refresh_on(&app.http, address, &t, &id, &token)
+    });
+    for resp in futures::future::join_all(calls).await {
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["data"]["attributes"]["oauth"]["access_token"], "at-2");
+    }
+    assert_eq!(
+        app.account(&inst, &id).await["oauth"]["refresh_token"],
+        "rt-2"
+    );
+}
+
+async fn a_process_killed_mid_refresh_is_taken_over_after_its_lease(b: Backend) {
+    let (app, mut one, two) = two_processes(b, 3).await;
+    let inst = app.new_instance(None).await;
+    let token = app.api_token(&inst).await;
+    let t = app.code_type(json!({})).await;
+    let id = app
+        .seed_account(&inst, json!({"account_type": t, "name": "", "oauth": {"access_token": "at-1", "refresh_token": "rt-1"}}))
+        .await;
+    // The first request hangs at the provider; the process making it dies meanwhile.
+    Mock::given(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "never"}))
+                .set_delay(Duration::from_secs(10)),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.provider)
+        .await;
+    Mock::given(path("/token"))
+        .and(body_string_contains("refresh_token=rt-1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "at-3", "refresh_token": "rt-3"})),
+        )
+        .expect(1)
+        .with_priority(2)
+        .mount(&app.provider)
+        .await;
+    let doomed = tokio::spawn({
+        let (http, address, t, id, token) = (
+            app.http.clone(),
+            one.address.clone(),
+            t.clone(),
+            id.clone(),
+            token.clone(),
+        );
+        async move {
+            http.post(format!("{address}/accounts/{t}/{id}/refresh"))
+                .bearer_auth(token)
+                .send()
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        app.provider.received_requests().await.unwrap().len(),
+        1,
+        "the first process is at the provider"
+    );
+    one.child.kill().unwrap(); // SIGKILL: no chance to release its lease
+    let _ = one.child.wait();
+    assert!(doomed.await.unwrap().is_err());
+    let started = Instant::now();
+    let resp = refresh_on(&app.http, &two.address, &t, &id, &token).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["data"]["attributes"]["oauth"]["access_token"], "at-3");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "waited for the dead process's lease"
+    );
+    let stored = app.account(&inst, &id).await;
+    assert_eq!(
+        stored["oauth"]["refresh_token"], "rt-3",
+        "the refresh token is the one the provider issued last"
+    );
+}
+
+both_stores!(
+    fifty_refreshes_over_two_processes_make_one_provider_call,
+    a_process_killed_mid_refresh_is_taken_over_after_its_lease,
+);
