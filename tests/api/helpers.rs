@@ -449,12 +449,16 @@ pub async fn spawn_process(settings: &Settings, lease_secs: u64) -> BrokerProces
         .env("RUST_LOG", "warn")
         .spawn()
         .expect("the broker binary starts");
-    let address = format!("http://127.0.0.1:{port}");
+    // Owned at once, so a failed start still kills the process.
+    let process = BrokerProcess {
+        address: format!("http://127.0.0.1:{port}"),
+        child,
+    };
     let http = reqwest::Client::new();
     for _ in 0..100 {
-        if let Ok(r) = http.get(format!("{address}/readyz")).send().await {
+        if let Ok(r) = http.get(format!("{}/readyz", process.address)).send().await {
             if r.status() == 200 {
-                return BrokerProcess { address, child };
+                return process;
             }
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
