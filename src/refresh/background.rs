@@ -3,9 +3,11 @@
 
 use super::{refresh, Mode, RefreshError};
 use crate::broker::{now, Broker};
+use crate::domain::{Domain, Instance};
 use crate::store::schedule::Due;
 use futures::StreamExt;
 use rand::Rng;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,31 +38,40 @@ pub async fn run_once(broker: &Broker) -> usize {
         }
     };
     let n = due.len();
+    // One instance read per instance of the batch, not per account.
+    let mut instances: HashMap<Domain, Option<Instance>> = HashMap::new();
+    for entry in &due {
+        if instances.contains_key(&entry.instance) {
+            continue;
+        }
+        match broker.instances.get(&entry.instance).await {
+            Ok(inst) => {
+                instances.insert(entry.instance.clone(), inst);
+            }
+            Err(e) => tracing::warn!(error = %e, "refresher could not read an instance"),
+        }
+    }
+    let instances = &instances;
     futures::stream::iter(due)
-        .for_each_concurrent(
-            CONCURRENCY,
-            |entry| async move { handle(broker, entry).await },
-        )
+        .for_each_concurrent(CONCURRENCY, |entry| async move {
+            match instances.get(&entry.instance) {
+                Some(Some(inst)) => handle(broker, entry, inst).await,
+                // The instance is gone: nothing to keep fresh.
+                Some(None) => {
+                    let _ = broker
+                        .schedule
+                        .clear(&entry.instance, &entry.account_id)
+                        .await;
+                }
+                None => {}
+            }
+        })
         .await;
     n
 }
 
-async fn handle(broker: &Broker, entry: Due) {
-    let inst = match broker.instances.get(&entry.instance).await {
-        Ok(Some(i)) => i,
-        Ok(None) => {
-            let _ = broker
-                .schedule
-                .clear(&entry.instance, &entry.account_id)
-                .await;
-            return;
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "refresher could not read an instance");
-            return;
-        }
-    };
-    match refresh(broker, &inst, &entry.account_id, Mode::IfDue).await {
+async fn handle(broker: &Broker, entry: Due, inst: &Instance) {
+    match refresh(broker, inst, &entry.account_id, Mode::IfDue).await {
         Ok(_) => {}
         Err(RefreshError::InvalidToken) => {
             tracing::info!(instance = %inst.domain, "refresh token refused: the account waits for its user to reconnect");

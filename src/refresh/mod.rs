@@ -212,9 +212,6 @@ async fn take_lease(
     let ttl_ms = broker.lease_ttl.as_millis() as i64;
     let give_up = tokio::time::Instant::now() + broker.lease_ttl + broker.lease_ttl / 2;
     loop {
-        if let Some(doc) = refreshed_since(broker, inst, id, seen).await? {
-            return Ok(Taken::RefreshedMeanwhile(doc));
-        }
         let now_ms = chrono::Utc::now().timestamp_millis();
         if let Some(lease) = broker
             .leases
@@ -222,6 +219,10 @@ async fn take_lease(
             .await?
         {
             return Ok(Taken::Lease(lease));
+        }
+        // Held elsewhere: its holder may finish the refresh for us.
+        if let Some(doc) = refreshed_since(broker, inst, id, seen).await? {
+            return Ok(Taken::RefreshedMeanwhile(doc));
         }
         if tokio::time::Instant::now() >= give_up {
             return Err(RefreshError::Busy);
@@ -242,9 +243,13 @@ async fn refreshed_since(
         .get(inst, id)
         .await?
         .ok_or(RefreshError::AccountNotFound)?;
+    Ok(changed_since(&now, seen).then_some(now))
+}
+
+/// Whether `now` holds tokens stored after `seen` was read.
+fn changed_since(now: &Value, seen: &Value) -> bool {
     let token = |d: &Value| d.pointer("/oauth/access_token").cloned();
-    let changed = now.get("_rev") != seen.get("_rev") && token(&now) != token(seen);
-    Ok(changed.then_some(now))
+    now.get("_rev") != seen.get("_rev") && token(now) != token(seen)
 }
 
 /// The provider call and the write, under the lease.
@@ -257,14 +262,14 @@ async fn refresh_with_lease(
     mode: Mode,
 ) -> Result<Value, RefreshError> {
     // Re-read under the lease: the refresh token to use is the stored one now.
-    if let Some(doc) = refreshed_since(broker, inst, id, seen).await? {
-        return Ok(doc);
-    }
     let current = broker
         .accounts
         .get(inst, id)
         .await?
         .ok_or(RefreshError::AccountNotFound)?;
+    if changed_since(&current, seen) {
+        return Ok(current);
+    }
     if mode == Mode::IfDue {
         // Another process may have refreshed it after the schedule was read.
         let (margin, every) = timing(broker, at);

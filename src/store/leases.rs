@@ -33,17 +33,29 @@ impl Leases {
         ttl_ms: i64,
     ) -> Result<Option<Lease>, StoreError> {
         let mut doc = json!({"_id": key, "owner": owner, "expires_at_ms": now_ms + ttl_ms});
-        if let Some(held) = self.store.get(REFRESH_LEASES_DB, key).await? {
-            let until = held
-                .get("expires_at_ms")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            if until > now_ms {
-                return Ok(None);
+        // Usually nobody holds it: one write takes it.
+        match self.store.put(REFRESH_LEASES_DB, &doc).await {
+            Ok(rev) => {
+                return Ok(Some(Lease {
+                    id: key.to_owned(),
+                    rev,
+                }))
             }
-            // Expired: its holder died or hung; take it over at its revision.
-            doc["_rev"] = rev_of(&held).unwrap_or_default().into();
+            Err(StoreError::Conflict) => {}
+            Err(e) => return Err(e),
         }
+        let Some(held) = self.store.get(REFRESH_LEASES_DB, key).await? else {
+            return Ok(None); // released meanwhile: the next attempt takes it
+        };
+        let until = held
+            .get("expires_at_ms")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if until > now_ms {
+            return Ok(None);
+        }
+        // Expired: its holder died or hung; take it over at its revision.
+        doc["_rev"] = rev_of(&held).unwrap_or_default().into();
         match self.store.put(REFRESH_LEASES_DB, &doc).await {
             Ok(rev) => Ok(Some(Lease {
                 id: key.to_owned(),

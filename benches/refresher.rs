@@ -1,0 +1,158 @@
+//! Throughput of the background refresher: N due accounts (10,000 under `cargo bench`,
+//! 50 as a smoke run under `cargo test`) refreshed against a provider on loopback.
+//! Reports accounts per second and store round-trips per refresh.
+//!
+//! `cargo bench --bench refresher` (embedded store); `BENCH_STORE=couch` with
+//! `BROKER_TEST_COUCHDB_URL` set runs it on CouchDB; `BENCH_ACCOUNTS=N` changes N.
+
+#[path = "../tests/api/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use async_trait::async_trait;
+use oauth_broker::broker::{ensure_databases, open_store, Broker};
+use oauth_broker::domain::Domain;
+use oauth_broker::refresh::background::run_once;
+use oauth_broker::store::{Changes, Selector, SharedStore, Store, StoreError};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wiremock::matchers::path;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// A store that counts the requests made to the one it wraps.
+struct Counting {
+    inner: SharedStore,
+    calls: AtomicU64,
+}
+
+impl Counting {
+    fn tick(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl Store for Counting {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.tick();
+        self.inner.ping().await
+    }
+    async fn ensure_db(&self, db: &str) -> Result<(), StoreError> {
+        self.tick();
+        self.inner.ensure_db(db).await
+    }
+    async fn ensure_index(&self, db: &str, field: &str) -> Result<(), StoreError> {
+        self.tick();
+        self.inner.ensure_index(db, field).await
+    }
+    async fn get(&self, db: &str, id: &str) -> Result<Option<Value>, StoreError> {
+        self.tick();
+        self.inner.get(db, id).await
+    }
+    async fn put(&self, db: &str, doc: &Value) -> Result<String, StoreError> {
+        self.tick();
+        self.inner.put(db, doc).await
+    }
+    async fn create(&self, db: &str, doc: &Value) -> Result<(String, String), StoreError> {
+        self.tick();
+        self.inner.create(db, doc).await
+    }
+    async fn delete(&self, db: &str, id: &str, rev: &str) -> Result<(), StoreError> {
+        self.tick();
+        self.inner.delete(db, id, rev).await
+    }
+    async fn all_docs(&self, db: &str) -> Result<Vec<Value>, StoreError> {
+        self.tick();
+        self.inner.all_docs(db).await
+    }
+    async fn find(
+        &self,
+        db: &str,
+        selector: &Selector,
+        limit: usize,
+    ) -> Result<Vec<Value>, StoreError> {
+        self.tick();
+        self.inner.find(db, selector, limit).await
+    }
+    async fn changes(
+        &self,
+        db: &str,
+        since: &Value,
+        wait: Duration,
+    ) -> Result<Changes, StoreError> {
+        self.inner.changes(db, since, wait).await
+    }
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let n: usize = std::env::var("BENCH_ACCOUNTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if full { 10_000 } else { 50 });
+    let couch = std::env::var("BENCH_STORE").as_deref() == Ok("couch");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = if couch { helpers::Backend::Couch } else { helpers::Backend::Embedded };
+        let mut settings = helpers::test_settings(backend, dir.path());
+        settings.couchdb.db_prefix = format!("{}_", helpers::unique("bench"));
+        let counting = Arc::new(Counting { inner: open_store(&settings).unwrap(), calls: AtomicU64::new(0) });
+        let store: SharedStore = counting.clone();
+        ensure_databases(&store).await.unwrap();
+        let broker = Broker::new(&settings, store).unwrap();
+
+        let provider = MockServer::start().await;
+        Mock::given(path("/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "fresh", "expires_in": 3600})))
+            .mount(&provider)
+            .await;
+        let inst = broker.instances.add(Domain::parse("bench.example").unwrap(), None).await.unwrap();
+        broker
+            .account_types
+            .put(json!({"_id": "bench", "grant_mode": "authorization_code", "client_id": "c",
+                "client_secret": "s", "auth_endpoint": format!("{}/a", provider.uri()),
+                "token_endpoint": format!("{}/token", provider.uri())}))
+            .await
+            .unwrap();
+        let mut ids = Vec::with_capacity(n);
+        for i in 0..n {
+            let doc = json!({"account_type": "bench", "name": "", "oauth": {
+                "access_token": "stale", "expires_at": "2020-01-01T00:00:00Z", "refresh_token": format!("rt-{i}")}});
+            let id = broker.accounts.create(&inst, &doc).await.unwrap();
+            broker.schedule.set(&inst.domain, &id, 0, 0).await.unwrap();
+            ids.push(id);
+        }
+
+        counting.calls.store(0, Ordering::Relaxed);
+        let started = Instant::now();
+        let mut handled = 0;
+        loop {
+            let batch = run_once(&broker).await;
+            if batch == 0 {
+                break;
+            }
+            handled += batch;
+        }
+        let elapsed = started.elapsed();
+        let calls = counting.calls.load(Ordering::Relaxed);
+        let provider_calls = provider.received_requests().await.unwrap().len();
+        for id in ids.iter().step_by((n / 10).max(1)) {
+            let doc = broker.accounts.get(&inst, id).await.unwrap().unwrap();
+            assert_eq!(doc["oauth"]["access_token"], "fresh");
+        }
+        assert_eq!(provider_calls, n, "one provider call per account");
+        println!(
+            "refresher: {n} accounts on the {} store in {:.2} s: {:.0} accounts/s, {:.1} store round-trips per refresh ({handled} handled)",
+            if couch { "CouchDB" } else { "embedded" },
+            elapsed.as_secs_f64(),
+            n as f64 / elapsed.as_secs_f64(),
+            calls as f64 / n as f64,
+        );
+    });
+}
