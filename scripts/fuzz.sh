@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs each fuzz target for SECONDS (default 600) on its corpus in fuzz/corpus/.
+# Runs each fuzz target for SECONDS (default 600), starting from the corpus kept in
+# fuzz/corpus/ (read only); what it finds goes to fuzz/target/corpus/.
 # Needs cargo-fuzz (`cargo install cargo-fuzz`); RUSTC_BOOTSTRAP lets the stable
 # toolchain take the sanitizer flags cargo-fuzz passes.
 set -euo pipefail
@@ -11,6 +12,7 @@ export ASAN_OPTIONS=detect_odr_violation=0
 cargo fuzz build -O
 for target in token_reply account_type redirect_query; do
   echo "== $target: ${seconds}s" >&2
-  "fuzz/target/x86_64-unknown-linux-gnu/release/$target" "fuzz/corpus/$target" \
+  mkdir -p "fuzz/target/corpus/$target"
+  "fuzz/target/x86_64-unknown-linux-gnu/release/$target" "fuzz/target/corpus/$target" "fuzz/corpus/$target" \
     -max_total_time="$seconds" -max_len=4096 -print_final_stats=1
 done
