@@ -6,10 +6,17 @@ use oauth_broker::domain::account_type::{redacted, AccountType, REDACTED};
 use oauth_broker::oauth::authorize::{authorization_url, AuthorizeParams};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) else { return };
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
     match AccountType::from_document(&doc) {
         Ok(at) => {
-            let params = AuthorizeParams { scope: "s t", redirect_uri: "https://b.example/r", state: "abc", code_challenge: Some("ch") };
+            let params = AuthorizeParams {
+                scope: "s t",
+                redirect_uri: "https://b.example/r",
+                state: "abc",
+                code_challenge: Some("ch"),
+            };
             if let Some(url) = authorization_url(&at, &params) {
                 assert!(url.as_str().contains("state=abc"));
             }

@@ -7,9 +7,18 @@ use oauth_broker::http::query::Query;
 use oauth_broker::oauth::provider::is_sane_code;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(raw) = std::str::from_utf8(data) else { return };
+    let Ok(raw) = std::str::from_utf8(data) else {
+        return;
+    };
     let Ok(q) = Query::parse(raw) else { return };
-    for key in ["code", "state", "error", "access_token", "connection_id", "connection_deleted"] {
+    for key in [
+        "code",
+        "state",
+        "error",
+        "access_token",
+        "connection_id",
+        "connection_deleted",
+    ] {
         if let Ok(Some(v)) = q.one(key) {
             assert!(!v.is_empty());
             if key == "error" && is_sane_code(v) {

@@ -13,7 +13,9 @@ const CONTENT_TYPES: [Option<&str>; 5] = [
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, body)) = data.split_first() else { return };
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
     let ct = CONTENT_TYPES[usize::from(selector) % CONTENT_TYPES.len()];
     if let Ok(members) = parse_members(ct, body) {
         if let Ok(grant) = grant_from_members(members, chrono::Utc::now()) {
