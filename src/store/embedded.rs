@@ -28,6 +28,55 @@ impl std::fmt::Debug for EmbeddedStore {
     }
 }
 
+/// A selector field path as an SQL string literal: `'$.oauth.query.connection_id'`. Paths
+/// come from code, never from requests; quotes are doubled all the same.
+fn json_path(field: &str) -> String {
+    format!("'$.{}'", field.replace('\'', "''"))
+}
+
+/// The selector as an SQL condition on `body`, with its values as parameters. The path is
+/// written literally so that SQLite can use the expression indexes of `ensure_index`.
+fn sql_condition(selector: &Selector, out: &mut String, params: &mut Vec<rusqlite::types::Value>) {
+    let bind = |v: &Value, params: &mut Vec<rusqlite::types::Value>| -> String {
+        params.push(match v {
+            Value::String(s) => s.clone().into(),
+            Value::Number(n) if n.is_i64() => n.as_i64().unwrap_or_default().into(),
+            Value::Number(n) => n.as_f64().unwrap_or_default().into(),
+            Value::Bool(b) => i64::from(*b).into(),
+            other => other.to_string().into(),
+        });
+        format!("?{}", params.len())
+    };
+    match selector {
+        Selector::Eq(path, v) => {
+            let p = bind(v, params);
+            out.push_str(&format!("json_extract(body, {}) = {p}", json_path(path)));
+        }
+        Selector::Lt(path, n) => {
+            let p = bind(&Value::from(*n), params);
+            out.push_str(&format!("json_extract(body, {}) < {p}", json_path(path)));
+        }
+        Selector::Contains(path, v) => {
+            let p = bind(v, params);
+            out.push_str(&format!(
+                "EXISTS (SELECT 1 FROM json_each(body, {}) WHERE json_each.value = {p})",
+                json_path(path)
+            ));
+        }
+        Selector::And(all) if all.is_empty() => out.push('1'),
+        Selector::And(all) => {
+            for (i, s) in all.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(" AND ");
+                }
+                out.push('(');
+                sql_condition(s, out, params);
+                out.push(')');
+            }
+        }
+    }
+}
+
 fn sql(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("embedded store: {e}"))
 }
@@ -267,11 +316,43 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<Value>, StoreError> {
         let (db, selector) = (db.to_owned(), selector.clone());
         self.run(move |c| {
-            Ok(live_docs(c, &db)?
-                .into_iter()
-                .filter(|d| selector.matches(d))
-                .take(limit)
-                .collect())
+            if !db_exists(c, &db)? {
+                return Err(StoreError::NoDatabase(db));
+            }
+            let mut params: Vec<rusqlite::types::Value> = vec![db.clone().into()];
+            let mut clause = String::new();
+            sql_condition(&selector, &mut clause, &mut params);
+            params.push((limit as i64).into());
+            let query = format!(
+                "SELECT id, rev, body FROM docs WHERE db = ?1 AND deleted = 0 AND ({clause}) LIMIT ?{}",
+                params.len()
+            );
+            let mut stmt = c.prepare_cached(&query).map_err(sql)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                })
+                .map_err(sql)?;
+            let docs: Vec<Value> = rows
+                .map(|r| {
+                    let (id, rev, body) = r.map_err(sql)?;
+                    with_meta(&id, &rev, &body)
+                })
+                .collect::<Result<_, _>>()?;
+            // SQL compares JSON values loosely; the selector has the last word.
+            Ok(docs.into_iter().filter(|d| selector.matches(d)).collect())
+        })
+        .await
+    }
+
+    async fn ensure_index(&self, _db: &str, field: &str) -> Result<(), StoreError> {
+        let path = json_path(field);
+        let name = format!("docs_by_{}", field.replace('.', "_"));
+        self.run(move |c| {
+            c.execute_batch(&format!(
+                "CREATE INDEX IF NOT EXISTS \"{name}\" ON docs (db, json_extract(body, {path}))"
+            ))
+            .map_err(sql)
         })
         .await
     }
@@ -383,6 +464,30 @@ mod tests {
         let ch = s.changes("d", &json!(0), Duration::ZERO).await.unwrap();
         assert_eq!(ch.changes.len(), 1);
         assert!(ch.changes[0].doc.is_none());
+    }
+
+    #[tokio::test]
+    async fn finding_due_documents_uses_the_expression_index() {
+        let (_d, s) = store().await;
+        s.ensure_index("d", "due_at").await.unwrap();
+        for i in 0..50 {
+            s.put("d", &json!({"_id": format!("a{i}"), "due_at": i}))
+                .await
+                .unwrap();
+        }
+        let due = s.find("d", &Selector::Lt("due_at", 10), 100).await.unwrap();
+        assert_eq!(due.len(), 10);
+        let plan: String = s
+            .run(|c| {
+                let mut stmt = c
+                    .prepare("EXPLAIN QUERY PLAN SELECT id FROM docs WHERE db = 'd' AND deleted = 0 AND (json_extract(body, '$.due_at') < 10)")
+                    .map_err(sql)?;
+                let rows = stmt.query_map([], |r| r.get::<_, String>(3)).map_err(sql)?;
+                Ok(rows.filter_map(Result::ok).collect::<Vec<_>>().join(" "))
+            })
+            .await
+            .unwrap();
+        assert!(plan.contains("docs_by_due_at"), "{plan}");
     }
 
     #[tokio::test]
