@@ -202,3 +202,52 @@ fn serve_runs_on_the_embedded_store_with_no_settings() {
         "default data dir ./data"
     );
 }
+
+#[tokio::test]
+async fn accounts_rm_deletes_an_account_of_an_instance() {
+    use oauth_broker::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let domain = format!("{}.example.test", unique("bob"));
+    assert!(broker(dir.path(), false, &["instances", "add", &domain])
+        .status
+        .success());
+    let inst = oauth_broker::domain::Instance::new(
+        oauth_broker::domain::Domain::parse(&domain).unwrap(),
+        None,
+    );
+    let file = dir.path().join("t.json");
+    std::fs::write(
+        &file,
+        json!({"_id": "svc", "grant_mode": "secret"}).to_string(),
+    )
+    .unwrap();
+    assert!(broker(
+        dir.path(),
+        false,
+        &["account-types", "put", file.to_str().unwrap()]
+    )
+    .status
+    .success());
+    let id = {
+        let store = oauth_broker::store::embedded::EmbeddedStore::open(dir.path()).unwrap();
+        store.ensure_db(&inst.accounts_db()).await.unwrap();
+        store
+            .create(
+                &inst.accounts_db(),
+                &json!({"account_type": "svc", "name": ""}),
+            )
+            .await
+            .unwrap()
+            .0
+    };
+    let out = broker(dir.path(), false, &["accounts", "rm", &domain, &id]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&format!("deleted `{id}`")));
+    let again = broker(dir.path(), false, &["accounts", "rm", &domain, &id]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again).contains("account not found"),
+        "{}",
+        text(&again)
+    );
+}
