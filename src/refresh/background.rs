@@ -23,7 +23,8 @@ pub fn spawn(broker: Arc<Broker>, interval: Duration) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            run_once(&broker).await;
+            // A full batch means more are due: go on without waiting for the next tick.
+            while run_once(&broker).await == BATCH {}
         }
     });
 }
