@@ -23,8 +23,13 @@ pub fn spawn(broker: Arc<Broker>, interval: Duration) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            // A full batch means more are due: go on without waiting for the next tick.
-            while run_once(&broker).await == BATCH {}
+            // A full batch means more are due: go on without waiting for the next tick,
+            // within a bound, so entries that keep failing cannot spin the loop.
+            for _ in 0..50 {
+                if run_once(&broker).await < BATCH {
+                    break;
+                }
+            }
         }
     });
 }
