@@ -9,82 +9,13 @@
 #[allow(dead_code)]
 mod helpers;
 
-use async_trait::async_trait;
 use oauth_broker::broker::{ensure_databases, open_store, Broker};
 use oauth_broker::domain::Domain;
 use oauth_broker::refresh::background::run_once;
-use oauth_broker::store::{Changes, Selector, SharedStore, Store, StoreError};
-use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use serde_json::json;
+use std::time::Instant;
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-/// A store that counts the requests made to the one it wraps.
-struct Counting {
-    inner: SharedStore,
-    calls: AtomicU64,
-}
-
-impl Counting {
-    fn tick(&self) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-#[async_trait]
-impl Store for Counting {
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.tick();
-        self.inner.ping().await
-    }
-    async fn ensure_db(&self, db: &str) -> Result<(), StoreError> {
-        self.tick();
-        self.inner.ensure_db(db).await
-    }
-    async fn ensure_index(&self, db: &str, field: &str) -> Result<(), StoreError> {
-        self.tick();
-        self.inner.ensure_index(db, field).await
-    }
-    async fn get(&self, db: &str, id: &str) -> Result<Option<Value>, StoreError> {
-        self.tick();
-        self.inner.get(db, id).await
-    }
-    async fn put(&self, db: &str, doc: &Value) -> Result<String, StoreError> {
-        self.tick();
-        self.inner.put(db, doc).await
-    }
-    async fn create(&self, db: &str, doc: &Value) -> Result<(String, String), StoreError> {
-        self.tick();
-        self.inner.create(db, doc).await
-    }
-    async fn delete(&self, db: &str, id: &str, rev: &str) -> Result<(), StoreError> {
-        self.tick();
-        self.inner.delete(db, id, rev).await
-    }
-    async fn all_docs(&self, db: &str) -> Result<Vec<Value>, StoreError> {
-        self.tick();
-        self.inner.all_docs(db).await
-    }
-    async fn find(
-        &self,
-        db: &str,
-        selector: &Selector,
-        limit: usize,
-    ) -> Result<Vec<Value>, StoreError> {
-        self.tick();
-        self.inner.find(db, selector, limit).await
-    }
-    async fn changes(
-        &self,
-        db: &str,
-        since: &Value,
-        wait: Duration,
-    ) -> Result<Changes, StoreError> {
-        self.inner.changes(db, since, wait).await
-    }
-}
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
@@ -102,8 +33,7 @@ fn main() {
         let backend = if couch { helpers::Backend::Couch } else { helpers::Backend::Embedded };
         let mut settings = helpers::test_settings(backend, dir.path());
         settings.couchdb.db_prefix = format!("{}_", helpers::unique("bench"));
-        let counting = Arc::new(Counting { inner: open_store(&settings).unwrap(), calls: AtomicU64::new(0) });
-        let store: SharedStore = counting.clone();
+        let store = open_store(&settings).unwrap();
         ensure_databases(&store).await.unwrap();
         let broker = Broker::new(&settings, store).unwrap();
 
@@ -129,7 +59,7 @@ fn main() {
             ids.push(id);
         }
 
-        counting.calls.store(0, Ordering::Relaxed);
+        let before = broker.store_stats.requests();
         let started = Instant::now();
         let mut handled = 0;
         loop {
@@ -140,7 +70,7 @@ fn main() {
             handled += batch;
         }
         let elapsed = started.elapsed();
-        let calls = counting.calls.load(Ordering::Relaxed);
+        let calls = broker.store_stats.requests() - before;
         let provider_calls = provider.received_requests().await.unwrap().len();
         for id in ids.iter().step_by((n / 10).max(1)) {
             let doc = broker.accounts.get(&inst, id).await.unwrap().unwrap();

@@ -5,6 +5,7 @@ use crate::domain::sealed::Keyring;
 use crate::domain::secret::random_hex;
 use crate::domain::Subdomains;
 use crate::http::rate_limit::RateLimits;
+use crate::metrics::Metrics;
 use crate::oauth::ProviderClient;
 use crate::refresh::LocalLocks;
 use crate::store::account_types::AccountTypes;
@@ -14,6 +15,7 @@ use crate::store::credentials::Credentials;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::flow_states::FlowStates;
 use crate::store::instances::Instances;
+use crate::store::instrumented::Instrumented;
 use crate::store::leases::Leases;
 use crate::store::schedule::Schedule;
 use crate::store::{SharedStore, StoreError, ACCOUNT_TYPES_DB, BROKER_DBS, REFRESH_SCHEDULE_DB};
@@ -24,8 +26,12 @@ use url::Url;
 
 /// Services and settings every request needs.
 pub struct Broker {
-    /// The document store.
+    /// The document store (instrumented).
     pub store: SharedStore,
+    /// Request counts of the store.
+    pub store_stats: Arc<Instrumented>,
+    /// Prometheus collectors.
+    pub metrics: Metrics,
     /// Cached account types.
     pub account_types: Arc<AccountTypes>,
     /// Instances.
@@ -107,6 +113,9 @@ pub async fn ensure_databases(store: &SharedStore) -> Result<(), StoreError> {
 impl Broker {
     /// Builds the services over an opened store.
     pub fn new(settings: &Settings, store: SharedStore) -> Result<Broker, BuildError> {
+        let metrics = Metrics::new();
+        let store_stats = Arc::new(Instrumented::new(store, metrics.store_seconds.clone()));
+        let store: SharedStore = store_stats.clone();
         let public_url = Url::parse(settings.public_url.trim_end_matches('/'))
             .map_err(|e| BuildError::Setting(format!("public_url: {e}")))?;
         let provider = ProviderClient::new(
@@ -151,6 +160,8 @@ impl Broker {
             ),
             accounts: Accounts::new(store.clone(), keyring, settings.encrypt_refresh_tokens),
             store,
+            store_stats,
+            metrics,
             provider,
             public_url,
             subdomains: settings.subdomains,

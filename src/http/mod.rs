@@ -15,6 +15,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(routes::health::healthz))
+        .route("/metrics", web::get().to(routes::health::metrics))
         .route("/readyz", web::get().to(routes::health::readyz))
         .route(
             "/accounts/{type}/start",

@@ -128,6 +128,15 @@ pub async fn refresh(
     };
     let outcome = refresh_with_lease(broker, inst, id, &seen, &at, mode).await;
     broker.leases.release(lease).await;
+    let label = match &outcome {
+        Ok(_) => "ok",
+        Err(RefreshError::InvalidToken) => "invalid_grant",
+        Err(RefreshError::Provider(_)) => "provider_error",
+        Err(RefreshError::Busy) => "busy",
+        Err(RefreshError::Store(_)) => "store_error",
+        Err(_) => "not_refreshable",
+    };
+    broker.metrics.refreshes.with_label_values(&[label]).inc();
     match &outcome {
         Ok(doc) => reschedule(broker, inst, id, doc, &at).await,
         Err(RefreshError::InvalidToken) => {
@@ -294,7 +303,11 @@ async fn refresh_with_lease(
         token_request::refresh(at, &refresh_token)
     }
     .expect("token endpoint checked by the caller");
-    let grant = match broker.provider.request_token(&request).await {
+    let grant = match broker
+        .metrics
+        .time_provider("refresh", broker.provider.request_token(&request))
+        .await
+    {
         Ok(grant) => grant,
         Err(e) => {
             tracing::warn!(account_type = at.service_id(), error = %e, "refresh failed at the provider");

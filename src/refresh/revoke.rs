@@ -44,8 +44,8 @@ pub async fn revoke_and_delete(
             match token.and_then(|(t, hint)| token_request::revocation(&at, &t, hint)) {
                 Some(request) => {
                     broker
-                        .provider
-                        .revoke(&request)
+                        .metrics
+                        .time_provider("revoke", broker.provider.revoke(&request))
                         .await
                         .map_err(RefreshError::Provider)?;
                     true

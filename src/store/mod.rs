@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod embedded;
 pub mod flow_states;
 pub mod instances;
+pub mod instrumented;
 pub mod leases;
 pub mod schedule;
 pub mod selector;

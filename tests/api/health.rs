@@ -41,3 +41,49 @@ async fn readiness_fails_when_couchdb_is_down_but_liveness_holds() {
         .unwrap();
     assert_eq!(live.status(), 200);
 }
+
+async fn metrics_count_flows_by_type_and_outcome(b: Backend) {
+    use serde_json::json;
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    wiremock::Mock::given(wiremock::matchers::path("/token"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200).set_body_json(json!({"access_token": "a"})),
+        )
+        .mount(&app.provider)
+        .await;
+    let url = app.start_flow(&inst, &t).await;
+    app.redirect(&t, &[("code", "c"), ("state", &TestApp::state_in(&url))])
+        .await;
+    let url = app.start_flow(&inst, &t).await;
+    app.redirect(
+        &t,
+        &[
+            ("error", "access_denied"),
+            ("state", &TestApp::state_in(&url)),
+        ],
+    )
+    .await;
+    app.redirect(&t, &[("state", "forged")]).await;
+    let resp = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    for line in [
+        format!("broker_flows_started_total{{account_type=\"{t}\"}} 2"),
+        format!("broker_flows_completed_total{{account_type=\"{t}\"}} 1"),
+        format!("broker_flows_failed_total{{account_type=\"{t}\",reason=\"access_denied\"}} 1"),
+        "broker_flows_failed_total{account_type=\"-\",reason=\"state_unknown\"} 1".to_owned(),
+        "broker_token_endpoint_seconds_count{kind=\"exchange\"} 1".to_owned(),
+    ] {
+        assert!(text.contains(&line), "missing `{line}` in\n{text}");
+    }
+    assert!(text.contains("broker_store_seconds_count{op=\"put\"}"));
+}
+
+both_stores!(metrics_count_flows_by_type_and_outcome);

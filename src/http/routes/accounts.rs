@@ -61,7 +61,11 @@ pub async fn create(
     }
     let request = token_request::client_credentials(&at)
         .expect("validated: client_credentials types have a token endpoint");
-    let grant = broker.provider.request_token(&request).await.map_err(|e| {
+    let grant = broker
+        .metrics
+        .time_provider("client_credentials", broker.provider.request_token(&request))
+        .await
+        .map_err(|e| {
         tracing::warn!(account_type = at.service_id(), error = %e, "client credentials token refused");
         AppError::Provider(e)
     })?;

@@ -1,4 +1,4 @@
-//! Liveness and readiness.
+//! Liveness, readiness and metrics.
 
 use crate::broker::Broker;
 use actix_web::{web, HttpResponse};
@@ -18,4 +18,11 @@ pub async fn readyz(broker: web::Data<Broker>) -> HttpResponse {
             HttpResponse::ServiceUnavailable().json(json!({"status": "store unavailable"}))
         }
     }
+}
+
+/// Prometheus metrics in the text exposition format.
+pub async fn metrics(broker: web::Data<Broker>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(broker.metrics.render())
 }

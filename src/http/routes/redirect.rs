@@ -67,6 +67,27 @@ pub async fn redirect(
     path: web::Path<String>,
     broker: web::Data<Broker>,
 ) -> Result<HttpResponse, Page> {
+    let outcome = finish(req, path, &broker).await;
+    if let Err(Page(e)) = &outcome {
+        // Before a valid state the type in the path is the caller's word: not a label.
+        failed(&broker, "-", e.status_and_code().1);
+    }
+    outcome
+}
+
+fn failed(broker: &Broker, account_type: &str, reason: &str) {
+    broker
+        .metrics
+        .flows_failed
+        .with_label_values(&[account_type, reason])
+        .inc();
+}
+
+async fn finish(
+    req: HttpRequest,
+    path: web::Path<String>,
+    broker: &Broker,
+) -> Result<HttpResponse, Page> {
     broker.rate_limits.check(Group::Redirect, &req)?;
     let service_id = path.into_inner();
     let q = Query::parse(req.query_string())?;
@@ -110,11 +131,12 @@ pub async fn redirect(
             "server_error"
         };
         tracing::info!(account_type = %service_id, error = code, "provider refused the authorization");
+        failed(broker, &flow.account_type, code);
         return Ok(back.answer(None, Some(code)));
     }
     Ok(
         match complete(
-            &broker,
+            broker,
             &inst,
             &flow,
             state,
@@ -125,9 +147,17 @@ pub async fn redirect(
         {
             Ok(account_id) => {
                 tracing::info!(account_type = %service_id, instance = %inst.domain, "flow completed");
+                broker
+                    .metrics
+                    .flows_completed
+                    .with_label_values(&[flow.account_type.as_str()])
+                    .inc();
                 back.answer(Some(&account_id), None)
             }
-            Err(code) => back.answer(None, Some(&code)),
+            Err(code) => {
+                failed(broker, &flow.account_type, &code);
+                back.answer(None, Some(&code))
+            }
         },
     )
 }
@@ -175,10 +205,14 @@ async fn complete(
         };
         let request =
             token_request::code_exchange(&at, &exchange).expect("token endpoint checked above");
-        let grant = broker.provider.request_token(&request).await.map_err(|e| {
-            tracing::warn!(account_type = service_id, error = %e, "code exchange failed");
-            e.app_error_code()
-        })?;
+        let grant = broker
+            .metrics
+            .time_provider("exchange", broker.provider.request_token(&request))
+            .await
+            .map_err(|e| {
+                tracing::warn!(account_type = service_id, error = %e, "code exchange failed");
+                e.app_error_code()
+            })?;
         account::from_token_grant(service_id, &grant)
     };
     let store_failed = |e: StoreError| {

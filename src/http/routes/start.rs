@@ -111,6 +111,11 @@ async fn begin(
     )
     .ok_or_else(|| AppError::NoAuthorizationStep(at.id.clone()))?;
     tracing::info!(account_type = at.service_id(), instance = %inst.domain, "flow started");
+    broker
+        .metrics
+        .flows_started
+        .with_label_values(&[at.service_id()])
+        .inc();
     let mut answer = HttpResponse::SeeOther();
     answer.insert_header((header::LOCATION, url.as_str()));
     if let Some(secret) = binding {
