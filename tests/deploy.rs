@@ -1,0 +1,135 @@
+//! The deployment files parse and agree with each other and with the broker's settings
+//! (no container engine runs here, so they are checked as documents).
+
+use serde_yaml::Value;
+use std::path::Path;
+
+fn yaml_docs(file: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{file}: {e}")))
+        .collect()
+}
+
+fn kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind}"))
+}
+
+#[test]
+fn kubernetes_runs_two_probed_replicas_with_a_budget_and_an_autoscaler() {
+    let mut docs = Vec::new();
+    for f in [
+        "deployment.yaml",
+        "pdb.yaml",
+        "hpa.yaml",
+        "secret.yaml",
+        "configmap.yaml",
+    ] {
+        docs.extend(yaml_docs(&format!("deploy/k8s/{f}")));
+    }
+    let deploy = kind(&docs, "Deployment");
+    assert!(deploy["spec"]["replicas"].as_u64().unwrap() >= 2);
+    let container = &deploy["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    let refs: Vec<&str> = container["envFrom"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|e| {
+            [
+                e["configMapRef"]["name"].as_str(),
+                e["secretRef"]["name"].as_str(),
+            ]
+        })
+        .flatten()
+        .collect();
+    assert!(refs.contains(&kind(&docs, "Secret")["metadata"]["name"].as_str().unwrap()));
+    assert!(refs.contains(
+        &kind(&docs, "ConfigMap")["metadata"]["name"]
+            .as_str()
+            .unwrap()
+    ));
+    let labels = &deploy["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(
+        kind(&docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+        *labels
+    );
+    let hpa = kind(&docs, "HorizontalPodAutoscaler");
+    assert_eq!(
+        hpa["spec"]["scaleTargetRef"]["name"],
+        deploy["metadata"]["name"]
+    );
+    assert!(hpa["spec"]["minReplicas"].as_u64().unwrap() >= 2);
+    assert_eq!(kind(&docs, "Service")["spec"]["selector"], *labels);
+    // Every setting the manifests give is one the broker reads.
+    for d in [
+        kind(&docs, "ConfigMap")["data"].clone(),
+        kind(&docs, "Secret")["stringData"].clone(),
+    ] {
+        for (k, _) in d.as_mapping().unwrap() {
+            let k = k.as_str().unwrap();
+            assert!(k.starts_with("BROKER__") || k == "RUST_LOG", "{k}");
+        }
+    }
+}
+
+#[test]
+fn compose_runs_couchdb_3_and_two_brokers_behind_a_balancer() {
+    let compose = &yaml_docs("deploy/compose.yaml")[0];
+    let services = compose["services"].as_mapping().unwrap();
+    assert!(compose["services"]["couchdb"]["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("couchdb:3"));
+    let brokers: Vec<&str> = services
+        .iter()
+        .filter(|(_, s)| {
+            s["environment"]["BROKER__COUCHDB__URL"]
+                .as_str()
+                .is_some_and(|u| u.contains("@couchdb:5984"))
+        })
+        .map(|(k, _)| k.as_str().unwrap())
+        .collect();
+    assert_eq!(brokers.len(), 2, "{brokers:?}");
+    let nginx =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx.conf"))
+            .unwrap();
+    for b in &brokers {
+        assert!(
+            nginx.contains(&format!("server {b}:8080")),
+            "{b} behind the balancer"
+        );
+    }
+    assert!(compose["services"]["lb"]["volumes"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("./nginx.conf:"));
+}
+
+#[test]
+fn the_image_is_multi_stage_and_unprivileged() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/Dockerfile"))
+            .unwrap();
+    let stages: Vec<&str> = text.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert!(stages.len() >= 2, "{stages:?}");
+    assert!(
+        !stages.last().unwrap().contains("rust:"),
+        "the runtime stage has no toolchain"
+    );
+    assert!(text.contains("cargo build --release --locked"));
+    let last_stage = text.rsplit("FROM ").next().unwrap();
+    assert!(last_stage
+        .lines()
+        .any(|l| l.starts_with("USER ") && !l.contains("root")));
+    assert!(last_stage.contains("COPY --from=build"));
+    for dir in ["src", "benches", "tests"] {
+        assert!(
+            text.contains(&format!("COPY {dir} ./{dir}")),
+            "{dir} is copied: Cargo.toml names targets in it"
+        );
+    }
+}
