@@ -152,3 +152,107 @@ both_stores!(
     fifty_refreshes_over_two_processes_make_one_provider_call,
     a_process_killed_mid_refresh_is_taken_over_after_its_lease,
 );
+
+async fn flows_survive_a_replica_killed_mid_run(b: Backend) {
+    use futures::StreamExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (app, one, two) = two_processes(b, 0).await;
+    let inst = app.new_instance(None).await;
+    let token = app.api_token(&inst).await;
+    let t = app.code_type(json!({})).await;
+    Mock::given(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(
+                    json!({"access_token": "a", "refresh_token": "r", "expires_in": 3600}),
+                )
+                .set_delay(Duration::from_millis(20)),
+        )
+        .mount(&app.provider)
+        .await;
+    let addresses = [one.address.clone(), two.address.clone()];
+    let doomed = Arc::new(std::sync::Mutex::new(one));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let killer = {
+        let (doomed, finished) = (doomed.clone(), finished.clone());
+        tokio::spawn(async move {
+            while finished.load(Ordering::SeqCst) < 100 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let mut p = doomed.lock().unwrap();
+            p.child.kill().unwrap(); // SIGKILL, mid-run
+            let _ = p.child.wait();
+        })
+    };
+    // Each flow starts on one replica and comes back on the other. An error names the
+    // replica it came from.
+    let outcomes: Vec<Result<String, (String, String)>> = futures::stream::iter(0..200)
+        .map(|i| {
+            let (http, token, t, finished) =
+                (app.http.clone(), token.clone(), t.clone(), finished.clone());
+            let (start_on, back_on) = (addresses[i % 2].clone(), addresses[(i + 1) % 2].clone());
+            async move {
+                let outcome = async {
+                    let resp = http
+                        .get(format!("{start_on}/accounts/{t}/start?state=s{i}"))
+                        .bearer_auth(&token)
+                        .send()
+                        .await
+                        .map_err(|e| (start_on.clone(), e.to_string()))?;
+                    let state = TestApp::state_in(&location(&resp));
+                    let done = http
+                        .get(format!(
+                            "{back_on}/accounts/{t}/redirect?code=c&state={state}"
+                        ))
+                        .send()
+                        .await
+                        .map_err(|e| (back_on.clone(), e.to_string()))?;
+                    Ok(location(&done))
+                }
+                .await;
+                finished.fetch_add(1, Ordering::SeqCst);
+                outcome
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    killer.await.unwrap();
+    let mut completed = 0;
+    for outcome in &outcomes {
+        match outcome {
+            Ok(loc) => {
+                assert!(
+                    loc.contains("account="),
+                    "every flow that reached a live replica completed: {loc}"
+                );
+                completed += 1;
+            }
+            Err((replica, e)) => {
+                assert_eq!(replica, &addresses[0], "only the killed replica fails: {e}")
+            }
+        }
+    }
+    assert!(completed >= 100, "{completed} of 200 completed");
+    let survivor_redirects = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(survivor_redirects, completed);
+    // Every completed flow has its account; a redirect in flight on the killed replica may
+    // have written one whose answer never left (at most one per concurrent flow).
+    let stored: Vec<String> = app
+        .accounts(&inst)
+        .await
+        .iter()
+        .map(|d| d["_id"].as_str().unwrap().to_owned())
+        .collect();
+    for loc in outcomes.iter().flatten() {
+        assert!(stored.contains(&query_of(loc)["account"]), "{loc}");
+    }
+    assert!(
+        stored.len() <= completed + 16,
+        "{} accounts, {completed} flows",
+        stored.len()
+    );
+}
+
+both_stores!(flows_survive_a_replica_killed_mid_run);
