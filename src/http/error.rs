@@ -272,16 +272,20 @@ pub fn jsonapi_error(status: StatusCode, code: &str, detail: &str) -> HttpRespon
 
 /// The small HTML page shown to people.
 pub fn render_page(title: &str, message: &str, hint: &str, code: &str) -> String {
+    let request = super::request_log::current_request_id()
+        .map(|id| format!(" · request {}", escape_html(&id)))
+        .unwrap_or_default();
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
          <meta name=\"viewport\" content=\"width=device-width\">\
          <style>body{{font-family:sans-serif;max-width:36em;margin:3em auto;padding:0 1em;color:#222}}\
          code{{color:#666}}</style></head><body><h1>{t}</h1><p>{m}</p><p>{h}</p>\
-         <p><code>error: {c}</code></p></body></html>",
+         <p><code>error: {c}{r}</code></p></body></html>",
         t = escape_html(title),
         m = escape_html(message),
         h = escape_html(hint),
         c = escape_html(code),
+        r = request,
     )
 }
 

@@ -8,6 +8,15 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument;
 
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being served, for error pages.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
 /// Logs the request and tags the answer with `X-Request-Id`.
 pub async fn log_request(
     req: ServiceRequest,
@@ -18,7 +27,9 @@ pub async fn log_request(
     let method = req.method().clone();
     let path = req.path().to_owned();
     let started = std::time::Instant::now();
-    let mut res = next.call(req).instrument(span.clone()).await?;
+    let mut res = REQUEST_ID
+        .scope(request_id.clone(), next.call(req).instrument(span.clone()))
+        .await?;
     let status = res.status().as_u16();
     span.in_scope(|| {
         tracing::info!(%method, path = %path, status, elapsed_ms = started.elapsed().as_millis() as u64, "handled");

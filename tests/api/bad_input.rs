@@ -56,7 +56,7 @@ async fn error_code(resp: reqwest::Response) -> String {
     }
     body.split("error: ")
         .nth(1)
-        .and_then(|r| r.split('<').next())
+        .and_then(|r| r.split(['<', ' ']).next())
         .unwrap_or("(none)")
         .to_owned()
 }

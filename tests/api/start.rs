@@ -111,7 +111,13 @@ async fn start_without_credentials_is_refused_with_a_page(b: Backend) {
         .to_str()
         .unwrap()
         .starts_with("text/html"));
-    assert!(resp.text().await.unwrap().contains("session code"));
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("session code"));
+    assert!(
+        page.contains(&format!("request {request_id}")),
+        "the page names the request: {page}"
+    );
 }
 
 async fn start_with_a_used_session_code_is_refused(b: Backend) {
