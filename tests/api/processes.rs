@@ -256,3 +256,55 @@ async fn flows_survive_a_replica_killed_mid_run(b: Backend) {
 }
 
 both_stores!(flows_survive_a_replica_killed_mid_run);
+
+async fn sigterm_lets_an_in_flight_flow_finish(b: Backend) {
+    let namespace = format!("{}_", unique("term"));
+    let app = spawn_app_with(b, move |s| s.couchdb.db_prefix = namespace).await;
+    let mut broker = spawn_process(&app.settings, 0).await;
+    let inst = app.new_instance(None).await;
+    let token = app.api_token(&inst).await;
+    let t = app.code_type(json!({})).await;
+    Mock::given(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "a"}))
+                .set_delay(Duration::from_millis(1500)),
+        )
+        .mount(&app.provider)
+        .await;
+    let resp = app
+        .http
+        .get(format!("{}/accounts/{t}/start", broker.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let state = TestApp::state_in(&location(&resp));
+    let in_flight = tokio::spawn({
+        let (http, url) = (
+            app.http.clone(),
+            format!(
+                "{}/accounts/{t}/redirect?code=c&state={state}",
+                broker.address
+            ),
+        );
+        async move { http.get(url).send().await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = broker.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let done = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight redirect is answered");
+    assert!(location(&done).contains("account="));
+    let status = broker.child.wait().unwrap();
+    assert!(status.success(), "the broker exits cleanly: {status}");
+    assert_eq!(app.accounts(&inst).await.len(), 1);
+}
+
+both_stores!(sigterm_lets_an_in_flight_flow_finish);
