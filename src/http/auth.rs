@@ -4,7 +4,7 @@ use super::error::AppError;
 use super::rate_limit::Group;
 use crate::broker::{now, Broker};
 use crate::domain::secret::sha256_hex;
-use crate::domain::Domain;
+use crate::domain::{Domain, Instance};
 use actix_web::http::header;
 use actix_web::HttpRequest;
 use subtle::ConstantTimeEq;
@@ -47,6 +47,16 @@ pub async fn instance_from_token(req: &HttpRequest, broker: &Broker) -> Result<D
     broker
         .credentials
         .instance_for_api_token(token)
+        .await?
+        .ok_or(AppError::BadCredentials)
+}
+
+/// The instance (loaded) an API token acts for.
+pub async fn token_instance(req: &HttpRequest, broker: &Broker) -> Result<Instance, AppError> {
+    let domain = instance_from_token(req, broker).await?;
+    broker
+        .instances
+        .get(&domain)
         .await?
         .ok_or(AppError::BadCredentials)
 }

@@ -3,7 +3,7 @@
 
 use crate::broker::Broker;
 use crate::domain::{account, GrantMode};
-use crate::http::auth::instance_from_token;
+use crate::http::auth::token_instance;
 use crate::http::error::{Api, AppError};
 use crate::http::routes::refresh::jsonapi_account;
 use crate::oauth::token_request;
@@ -21,12 +21,7 @@ pub async fn delete(
     broker: web::Data<Broker>,
 ) -> Result<HttpResponse, Api> {
     let (_, account_id) = path.into_inner();
-    let domain = instance_from_token(&req, &broker).await?;
-    let inst = broker
-        .instances
-        .get(&domain)
-        .await?
-        .ok_or(AppError::BadCredentials)?;
+    let inst = token_instance(&req, &broker).await?;
     let revoked = revoke_and_delete(&broker, &inst, &account_id).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "id": account_id, "revoked": revoked})))
 }
@@ -39,12 +34,7 @@ pub async fn create(
     broker: web::Data<Broker>,
 ) -> Result<HttpResponse, Api> {
     let service_id = path.into_inner();
-    let domain = instance_from_token(&req, &broker).await?;
-    let inst = broker
-        .instances
-        .get(&domain)
-        .await?
-        .ok_or(AppError::BadCredentials)?;
+    let inst = token_instance(&req, &broker).await?;
     let at = broker
         .account_types
         .lookup(&service_id, inst.context.as_deref())

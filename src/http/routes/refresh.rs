@@ -1,8 +1,8 @@
 //! `POST /accounts/{type}/{id}/refresh`: konnectors get fresh tokens.
 
 use crate::broker::Broker;
-use crate::http::auth::instance_from_token;
-use crate::http::error::{Api, AppError};
+use crate::http::auth::token_instance;
+use crate::http::error::Api;
 use crate::refresh::refresh_account;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -17,12 +17,7 @@ pub async fn refresh(
     // The `{type}` segment is ignored, as in cozy-stack: the account names its type.
     let (_, account_id) = path.into_inner();
     // Permission before existence: an unauthenticated caller learns nothing about accounts.
-    let domain = instance_from_token(&req, &broker).await?;
-    let inst = broker
-        .instances
-        .get(&domain)
-        .await?
-        .ok_or(AppError::BadCredentials)?;
+    let inst = token_instance(&req, &broker).await?;
     let saved = refresh_account(&broker, &inst, &account_id).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "application/vnd.api+json"))
