@@ -465,3 +465,30 @@ pub async fn spawn_process(settings: &Settings, lease_secs: u64) -> BrokerProces
     }
     panic!("the broker process did not become ready");
 }
+
+/// A provider that rotates refresh tokens: `rt-1` gives `at-2`/`rt-2` once (after 300 ms),
+/// and any reuse is refused with `invalid_grant` (expected never to happen).
+pub async fn rotating_provider(server: &MockServer) {
+    use wiremock::matchers::{body_string_contains, path};
+    use wiremock::{Mock, ResponseTemplate};
+    Mock::given(path("/token"))
+        .and(body_string_contains("refresh_token=rt-1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"access_token": "at-2", "refresh_token": "rt-2", "expires_in": 3600}))
+                .set_delay(std::time::Duration::from_millis(300)),
+        )
+        .up_to_n_times(1)
+        .expect(1)
+        .with_priority(1)
+        .mount(server)
+        .await;
+    Mock::given(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(400).set_body_json(serde_json::json!({"error": "invalid_grant"})),
+        )
+        .expect(0)
+        .with_priority(2)
+        .mount(server)
+        .await;
+}

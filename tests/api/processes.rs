@@ -39,27 +39,7 @@ async fn fifty_refreshes_over_two_processes_make_one_provider_call(b: Backend) {
     let id = app
         .seed_account(&inst, json!({"account_type": t, "name": "", "oauth": {"access_token": "at-1", "refresh_token": "rt-1"}}))
         .await;
-    // Rotates refresh tokens and refuses a reused one.
-    Mock::given(path("/token"))
-        .and(body_string_contains("refresh_token=rt-1"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(
-                    json!({"access_token": "at-2", "refresh_token": "rt-2", "expires_in": 3600}),
-                )
-                .set_delay(Duration::from_millis(300)),
-        )
-        .up_to_n_times(1)
-        .expect(1)
-        .with_priority(1)
-        .mount(&app.provider)
-        .await;
-    Mock::given(path("/token"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})))
-        .expect(0)
-        .with_priority(2)
-        .mount(&app.provider)
-        .await;
+    rotating_provider(&app.provider).await;
     let calls = (0..50).map(|i| {
         let address = if i % 2 == 0 {
             &one.address

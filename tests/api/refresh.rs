@@ -339,29 +339,7 @@ async fn concurrent_refreshes_on_two_brokers_make_one_provider_call(b: Backend) 
             "oauth": {"access_token": "at-1", "refresh_token": "rt-1"}}),
         )
         .await;
-    // A provider that rotates refresh tokens and refuses a reused one.
-    Mock::given(path("/token"))
-        .and(wiremock::matchers::body_string_contains(
-            "refresh_token=rt-1",
-        ))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(
-                    json!({"access_token": "at-2", "refresh_token": "rt-2", "expires_in": 3600}),
-                )
-                .set_delay(Duration::from_millis(300)),
-        )
-        .up_to_n_times(1)
-        .expect(1)
-        .with_priority(1)
-        .mount(&a.provider)
-        .await;
-    Mock::given(path("/token"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})))
-        .expect(0)
-        .with_priority(2)
-        .mount(&a.provider)
-        .await;
+    rotating_provider(&a.provider).await;
     let calls = (0..50).map(|i| {
         let app = if i % 2 == 0 { &a } else { &other };
         app.refresh(&t, &id, Some(&token))
