@@ -78,6 +78,18 @@ fn map_err(db: &str, e: CouchError) -> StoreError {
     }
 }
 
+/// Ok for a 2xx answer, else the store is unavailable for `what`.
+fn succeeded(resp: &reqwest::Response, what: &str) -> Result<(), StoreError> {
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(StoreError::Unavailable(format!(
+            "{what}: CouchDB answered HTTP {}",
+            resp.status().as_u16()
+        )))
+    }
+}
+
 fn transport(e: reqwest::Error) -> StoreError {
     StoreError::Unavailable(format!("CouchDB request failed: {}", e.without_url()))
 }
@@ -92,14 +104,7 @@ impl Store for CouchStore {
             .send()
             .await
             .map_err(transport)?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable(format!(
-                "CouchDB answered HTTP {}",
-                resp.status().as_u16()
-            )))
-        }
+        succeeded(&resp, "ping")
     }
 
     async fn ensure_db(&self, db: &str) -> Result<(), StoreError> {
@@ -126,14 +131,7 @@ impl Store for CouchStore {
             .send()
             .await
             .map_err(transport)?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable(format!(
-                "creating index by-{field}: HTTP {}",
-                resp.status().as_u16()
-            )))
-        }
+        succeeded(&resp, &format!("creating index by-{field}"))
     }
 
     async fn get(&self, db: &str, id: &str) -> Result<Option<Value>, StoreError> {
