@@ -18,7 +18,9 @@ use crate::store::instances::Instances;
 use crate::store::instrumented::Instrumented;
 use crate::store::leases::Leases;
 use crate::store::schedule::Schedule;
-use crate::store::{SharedStore, StoreError, ACCOUNT_TYPES_DB, BROKER_DBS, REFRESH_SCHEDULE_DB};
+use crate::store::{
+    SharedStore, StoreError, ACCOUNT_TYPES_DB, BROKER_DBS, INSTANCES_DB, REFRESH_SCHEDULE_DB,
+};
 use crate::webhooks::Webhooks;
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,6 +109,8 @@ pub async fn ensure_databases(store: &SharedStore) -> Result<(), StoreError> {
     // cozy-stack's index for secret lookups by konnector slug, and the refresher's.
     store.ensure_index(ACCOUNT_TYPES_DB, "slug").await?;
     store.ensure_index(REFRESH_SCHEDULE_DB, "due_at").await?;
+    // cozy-stack's instance documents are found by `domain`, not by id.
+    store.ensure_index(INSTANCES_DB, "domain").await?;
     Ok(())
 }
 
