@@ -114,9 +114,9 @@ impl Accounts {
             .await
     }
 
-    /// Creates an account, creating the database if needed. The id is drawn here (32 hex,
-    /// like CouchDB's) so that a write whose answer was lost can be retried without
-    /// creating a second account: the tokens in it cannot be obtained again.
+    /// Creates an account, creating the database if needed (cozy-stack's `createDocOrDB`).
+    /// The id is drawn here (32 hex, like CouchDB's) so that a write whose answer was lost
+    /// can be retried without creating a second account: its tokens cannot be had again.
     pub async fn create(&self, inst: &Instance, doc: &Value) -> Result<String, StoreError> {
         let id = random_hex(16);
         let mut doc = doc.clone();

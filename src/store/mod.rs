@@ -135,21 +135,6 @@ pub async fn put_creating_db(
     }
 }
 
-/// `create`, creating the database first when it is missing (cozy-stack's `createDocOrDB`).
-pub async fn create_creating_db(
-    store: &dyn Store,
-    db: &str,
-    doc: &Value,
-) -> Result<(String, String), StoreError> {
-    match store.create(db, doc).await {
-        Err(StoreError::NoDatabase(_)) => {
-            store.ensure_db(db).await?;
-            store.create(db, doc).await
-        }
-        other => other,
-    }
-}
-
 /// Deletes up to 500 documents of `db` whose `expires_at` (unix seconds) is before
 /// `before`; returns how many went.
 pub async fn sweep_expired(store: &dyn Store, db: &str, before: i64) -> Result<usize, StoreError> {

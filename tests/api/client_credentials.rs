@@ -104,3 +104,42 @@ both_stores!(
     a_client_credentials_account_is_created_and_renewed,
     only_client_credentials_types_create_accounts_this_way,
 );
+
+async fn a_client_credentials_provider_down_or_refusing_creates_nothing(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let token = app.api_token(&inst).await;
+    let down = app
+        .code_type(json!({"grant_mode": "client_credentials", "token_endpoint": "http://127.0.0.1:9/token"}))
+        .await;
+    let resp = app
+        .http
+        .post(format!("{}/accounts/{down}", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    let refused = app
+        .code_type(json!({"grant_mode": "client_credentials"}))
+        .await;
+    Mock::given(path("/token"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client"})))
+        .mount(&app.provider)
+        .await;
+    let resp = app
+        .http
+        .post(format!("{}/accounts/{refused}", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["errors"][0]["code"],
+        "provider_error"
+    );
+    assert!(app.accounts(&inst).await.is_empty());
+}
+
+both_stores!(a_client_credentials_provider_down_or_refusing_creates_nothing);

@@ -194,3 +194,35 @@ both_stores!(
     secrets_rotate_from_key_1_to_key_2_and_everything_keeps_working,
     a_secret_sealed_with_an_unknown_key_names_the_field,
 );
+
+async fn a_refresh_token_sealed_with_an_unknown_key_is_a_clear_error(b: Backend) {
+    let k1 = key("k1", 1);
+    let app = spawn_app_with(b, move |s| s.encryption_keys = Some(k1)).await;
+    let inst = app.new_instance(None).await;
+    let token = app.api_token(&inst).await;
+    let t = app.code_type(json!({})).await;
+    let id = app
+        .seed_account(
+            &inst,
+            json!({"account_type": t, "name": "", "oauth": {"access_token": "a"}}),
+        )
+        .await;
+    let foreign = oauth_broker::domain::sealed::Keyring::parse(&key("k9", 9)).unwrap();
+    let sealed = foreign
+        .seal("rt", &format!("account/{id}/refresh_token"))
+        .unwrap();
+    let mut doc = app.account(&inst, &id).await;
+    doc["oauth"]["refresh_token"] = sealed.into();
+    app.store.put(&inst.accounts_db(), &doc).await.unwrap();
+    let resp = app.refresh(&t, &id, Some(&token)).await;
+    assert_eq!(resp.status(), 500);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "key_unavailable");
+    assert!(body["errors"][0]["detail"].as_str().unwrap().contains("k9"));
+    assert!(
+        app.provider.received_requests().await.unwrap().is_empty(),
+        "nothing sent to the provider"
+    );
+}
+
+both_stores!(a_refresh_token_sealed_with_an_unknown_key_is_a_clear_error);
