@@ -55,7 +55,7 @@ fn main() {
             let doc = json!({"account_type": "bench", "name": "", "oauth": {
                 "access_token": "stale", "expires_at": "2020-01-01T00:00:00Z", "refresh_token": format!("rt-{i}")}});
             let id = broker.accounts.create(&inst, &doc).await.unwrap();
-            broker.schedule.set(&inst.domain, &id, 0, 0).await.unwrap();
+            broker.schedule.set(&inst.domain, &id, 0, 0, true).await.unwrap();
             ids.push(id);
         }
 

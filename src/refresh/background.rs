@@ -88,7 +88,13 @@ async fn handle(broker: &Broker, entry: Due, inst: &Instance) {
             tracing::warn!(error = %e, attempts, retry_in_secs = wait, "refresh failed; backing off");
             if let Err(e) = broker
                 .schedule
-                .set(&inst.domain, &entry.account_id, now() + wait, attempts)
+                .set(
+                    &inst.domain,
+                    &entry.account_id,
+                    now() + wait,
+                    attempts,
+                    false,
+                )
                 .await
             {
                 tracing::warn!(error = %e, "could not record the back-off");

@@ -138,7 +138,7 @@ pub async fn refresh(
     };
     broker.metrics.refreshes.with_label_values(&[label]).inc();
     match &outcome {
-        Ok(doc) => reschedule(broker, inst, id, doc, &at).await,
+        Ok(doc) => reschedule(broker, inst, id, doc, &at, false).await,
         Err(RefreshError::InvalidToken) => {
             give_up_until_reconnected(broker, inst, id, at.service_id()).await
         }
@@ -189,15 +189,25 @@ fn timing(broker: &Broker, at: &AccountType) -> (i64, i64) {
     (margin, every)
 }
 
-/// Plans the next refresh of an account just written, or forgets it when it has nothing
-/// to refresh with. A failure is logged: the account itself is safe.
-pub async fn reschedule(broker: &Broker, inst: &Instance, id: &str, doc: &Value, at: &AccountType) {
+/// Plans the next refresh of an account just written (`new` when just created), or
+/// forgets it when it has nothing to refresh with. A failure is logged: the account itself
+/// is safe.
+pub async fn reschedule(
+    broker: &Broker,
+    inst: &Instance,
+    id: &str,
+    doc: &Value,
+    at: &AccountType,
+    new: bool,
+) {
     let (margin, every) = timing(broker, at);
     let due = at.token_endpoint.as_ref().and_then(|_| {
         account::next_refresh(doc, margin, every, now(), renews_without_refresh_token(at))
     });
     let result = match due {
-        Some(due_at) => broker.schedule.set(&inst.domain, id, due_at, 0).await,
+        Some(due_at) => broker.schedule.set(&inst.domain, id, due_at, 0, new).await,
+        // A new account has no plan to forget.
+        None if new => Ok(()),
         None => broker.schedule.clear(&inst.domain, id).await,
     };
     if let Err(e) = result {

@@ -34,16 +34,24 @@ impl Schedule {
     }
 
     /// Plans the next refresh of an account at `due_at` (unix seconds), after `attempts` failures.
+    /// `new` says the account was just created: its plan is written without a read first.
     pub async fn set(
         &self,
         instance: &Domain,
         account_id: &str,
         due_at: i64,
         attempts: u32,
+        new: bool,
     ) -> Result<(), StoreError> {
         let id = key(instance, account_id);
         let mut doc = json!({"_id": id, "instance": instance.as_str(), "account_id": account_id,
                              "due_at": due_at, "attempts": attempts});
+        if new {
+            match self.store.put(REFRESH_SCHEDULE_DB, &doc).await {
+                Err(StoreError::Conflict) => {}
+                other => return other.map(|_| ()),
+            }
+        }
         for _ in 0..3 {
             match self.store.get(REFRESH_SCHEDULE_DB, &id).await? {
                 Some(old) => doc["_rev"] = rev_of(&old).unwrap_or_default().into(),

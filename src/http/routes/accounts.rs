@@ -61,7 +61,7 @@ pub async fn create(
     })?;
     let doc = account::from_token_grant(at.service_id(), &grant);
     let id = broker.accounts.create(&inst, &doc).await?;
-    reschedule(&broker, &inst, &id, &doc, &at).await;
+    reschedule(&broker, &inst, &id, &doc, &at, true).await;
     broker.webhooks.emit(Event {
         kind: Kind::AccountCreated,
         instance: inst.domain.to_string(),

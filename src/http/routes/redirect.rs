@@ -239,6 +239,7 @@ async fn complete(
         Some(e) if e.get(account::RECONNECT_NEEDED).is_some() => Some(Kind::AccountReconnected),
         Some(_) => None,
     };
+    let created = existing.is_none();
     let (id, written) = match existing {
         Some(existing) => {
             let saved = broker
@@ -257,7 +258,7 @@ async fn complete(
             doc,
         ),
     };
-    reschedule(broker, inst, &id, &written, &at).await;
+    reschedule(broker, inst, &id, &written, &at, created).await;
     if let Some(kind) = event {
         broker.webhooks.emit(Event {
             kind,
