@@ -2,8 +2,10 @@
 //! CouchDB layout.
 
 pub mod broker;
+pub mod catalogue;
 pub mod cli;
 pub mod config;
+pub mod dev;
 pub mod domain;
 pub mod http;
 pub mod metrics;

@@ -58,8 +58,11 @@ pub struct AccountType {
     /// Refresh at least this often when the expiry is unknown (`refresh_every_secs`), so
     /// idle refresh tokens do not expire.
     pub refresh_every_secs: Option<u64>,
-    /// Scope requested by `client_credentials` token requests.
+    /// Default scope: sent when `start` names none, and by `client_credentials` requests.
     pub scope: Option<String>,
+    /// How this provider separates scopes (`scope_delimiter`); the start scope is
+    /// space-separated, and re-joined with this when it is not a space.
+    pub scope_delimiter: Option<char>,
     /// Konnector slug (secret injection; not used by the flow).
     pub slug: Option<String>,
 }
@@ -132,6 +135,7 @@ impl AccountType {
             refresh_every_secs: seconds_field(obj, "refresh_every_secs")?,
             slug: string_field(obj, "slug")?.filter(|s| !s.is_empty()),
             scope: string_field(obj, "scope")?.filter(|s| !s.is_empty()),
+            scope_delimiter: scope_delimiter_field(obj)?,
             id,
         };
         at.check_grant_mode_needs()?;
@@ -170,6 +174,18 @@ impl AccountType {
             ));
         }
         Ok(())
+    }
+
+    /// `scope` as the provider wants it: space-separated words re-joined with the
+    /// type's delimiter (cozy-stack sends the start scope untouched, so a space keeps that).
+    pub fn provider_scope(&self, scope: &str) -> String {
+        match self.scope_delimiter {
+            Some(d) if d != ' ' => scope
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(&d.to_string()),
+            _ => scope.to_owned(),
+        }
     }
 
     /// The service id used in URLs: the part after the context, `google` for `ctx/google`.
@@ -231,6 +247,20 @@ fn string_field(obj: &Map<String, Value>, field: &str) -> Result<Option<String>,
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(AccountTypeError::new(field, "must be a string")),
+    }
+}
+
+fn scope_delimiter_field(obj: &Map<String, Value>) -> Result<Option<char>, AccountTypeError> {
+    let Some(raw) = string_field(obj, "scope_delimiter")? else {
+        return Ok(None);
+    };
+    let mut chars = raw.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) if " ,;+|".contains(c) => Ok(Some(c)),
+        _ => Err(AccountTypeError::new(
+            "scope_delimiter",
+            "must be one of \" \", \",\", \";\", \"+\", \"|\"",
+        )),
     }
 }
 
@@ -352,6 +382,22 @@ mod tests {
             .unwrap()
             .grant_mode
             .is_none());
+    }
+
+    #[test]
+    fn scope_is_rejoined_with_the_provider_delimiter() {
+        let mut doc = google();
+        doc["scope_delimiter"] = json!(",");
+        let at = AccountType::from_document(&doc).unwrap();
+        assert_eq!(at.provider_scope("a  b c"), "a,b,c");
+        doc["scope_delimiter"] = json!(" ");
+        let at = AccountType::from_document(&doc).unwrap();
+        assert_eq!(at.provider_scope("a  b"), "a  b");
+        doc["scope_delimiter"] = json!("::");
+        assert_eq!(
+            AccountType::from_document(&doc).unwrap_err().field,
+            "scope_delimiter"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod account_type;
+pub mod changes;
 pub mod flow_state;
 pub mod grant_mode;
 pub mod instance;

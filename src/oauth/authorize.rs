@@ -24,8 +24,13 @@ pub fn authorization_url(at: &AccountType, p: &AuthorizeParams<'_>) -> Option<Ur
     let mut pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
     let mut add = |k: &str, v: &str| pairs.push((k.to_owned(), v.to_owned()));
 
-    if !p.scope.is_empty() {
-        add("scope", p.scope);
+    // The start scope, else the type's default one.
+    let scope = match (p.scope, &at.scope) {
+        ("", Some(default)) => default.as_str(),
+        (s, _) => s,
+    };
+    if !scope.is_empty() {
+        add("scope", &at.provider_scope(scope));
     }
     if !at.skip_redirect_uri_on_authorize && mode != GrantMode::TokenRedirectUrl {
         add("redirect_uri", p.redirect_uri);

@@ -85,7 +85,7 @@ pub fn refresh(at: &AccountType, refresh_token: &oauth2::RefreshToken) -> Option
 pub fn client_credentials(at: &AccountType) -> Option<TokenRequest> {
     let mut params = vec![("grant_type", "client_credentials".to_owned())];
     if let Some(scope) = &at.scope {
-        params.push(("scope", scope.clone()));
+        params.push(("scope", at.provider_scope(scope)));
     }
     build(at, params)
 }

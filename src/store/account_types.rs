@@ -83,6 +83,16 @@ impl AccountTypes {
         Ok(plain)
     }
 
+    /// The stored document with its secret opened, to compare a new one against (the
+    /// operator CLI's `diff`); never for display.
+    pub async fn get_opened(&self, id: &str) -> Result<Option<Value>, WriteError> {
+        match self.get_document(id).await {
+            Ok(Some(doc)) => Ok(Some(self.opened(id, &doc)?)),
+            Ok(None) | Err(StoreError::NoDatabase(_)) => Ok(None),
+            Err(e) => Err(WriteError::Store(e)),
+        }
+    }
+
     /// Seals a plaintext `client_secret` with the newest key, when there is one.
     fn seal(&self, id: &str, doc: &mut Value) {
         let plain = doc

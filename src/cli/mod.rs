@@ -1,15 +1,19 @@
-//! Command line: run the server, and operate the store directly.
+//! Command line: run the server, operate the store directly, and the developer mode.
+
+pub mod account_types;
+pub mod dev;
+pub mod source;
 
 use crate::broker::{ensure_databases, now, open_store, Broker};
 use crate::config::Settings;
-use crate::domain::account_type::{redacted, AccountType};
 use crate::domain::Domain;
 use crate::startup::Application;
 use crate::store::instances::AddError;
+pub use account_types::AccountTypesCmd;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use serde_json::Value;
-use std::path::{Path, PathBuf};
+pub use dev::DevCmd;
+use std::path::PathBuf;
 
 /// OAuth broker for cozy konnectors.
 #[derive(Debug, Parser)]
@@ -40,6 +44,9 @@ pub enum Command {
     /// Manage the keys that seal secrets at rest.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Konnector developer mode: a token in konnector-dev-config.json, no CouchDB needed.
+    #[command(subcommand)]
+    Dev(DevCmd),
 }
 
 /// `accounts` sub-commands.
@@ -64,33 +71,6 @@ pub enum KeysCmd {
     },
     /// Re-seal every client secret (and sealed refresh token) with the newest key.
     Rotate,
-}
-
-/// `account-types` sub-commands.
-#[derive(Debug, Subcommand)]
-pub enum AccountTypesCmd {
-    /// Validate and store the account type in FILE.
-    Put {
-        /// JSON document with an `_id`.
-        file: PathBuf,
-    },
-    /// Show one account type, secrets redacted.
-    Get {
-        /// Document id (`google` or `context/google`).
-        id: String,
-    },
-    /// List account types.
-    List,
-    /// Delete an account type.
-    Rm {
-        /// Document id.
-        id: String,
-    },
-    /// Check FILE without storing it.
-    Validate {
-        /// JSON document.
-        file: PathBuf,
-    },
 }
 
 /// `instances` sub-commands.
@@ -128,13 +108,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped().await?;
             Ok(())
         }
-        Command::AccountTypes(AccountTypesCmd::Validate { file }) => {
-            let doc = read_json(&file)?;
-            let at = AccountType::from_document(&doc)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            println!("{}: valid account type `{}`", file.display(), at.id);
-            Ok(())
-        }
+        Command::Dev(cmd) => dev::run(cmd).await,
+        Command::AccountTypes(cmd) => match account_types::run_offline(&cmd) {
+            Some(done) => done,
+            None => account_types::run(&broker(&settings).await?, cmd).await,
+        },
         Command::Keys(KeysCmd::Generate { id }) => {
             let mut key = [0u8; 32];
             rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
@@ -164,7 +142,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(KeysCmd::Rotate) => rotate_keys(&broker(&settings).await?).await,
-        Command::AccountTypes(cmd) => account_types(&broker(&settings).await?, cmd).await,
         Command::Instances(cmd) => instances(&broker(&settings).await?, &settings, cmd).await,
     }
 }
@@ -173,47 +150,6 @@ async fn broker(settings: &Settings) -> anyhow::Result<Broker> {
     let store = open_store(settings)?;
     ensure_databases(&store).await?;
     Ok(Broker::new(settings, store)?)
-}
-
-fn read_json(file: &Path) -> anyhow::Result<Value> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))
-}
-
-async fn account_types(broker: &Broker, cmd: AccountTypesCmd) -> anyhow::Result<()> {
-    match cmd {
-        AccountTypesCmd::Put { file } => {
-            let doc = read_json(&file)?;
-            let (at, rev) = broker
-                .account_types
-                .put(doc)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            println!("stored `{}` (rev {rev})", at.id);
-        }
-        AccountTypesCmd::Get { id } => match broker.account_types.get_document(&id).await? {
-            Some(doc) => println!("{}", serde_json::to_string_pretty(&redacted(&doc))?),
-            None => bail!("no account type `{id}`"),
-        },
-        AccountTypesCmd::List => {
-            for doc in broker.account_types.list_documents().await? {
-                let id = doc.get("_id").and_then(Value::as_str).unwrap_or("?");
-                match AccountType::from_document(&doc) {
-                    Ok(at) => println!("{id}\t{}", at.grant_mode.map_or("(none)", |m| m.as_str())),
-                    Err(e) => println!("{id}\tINVALID: {e}"),
-                }
-            }
-        }
-        AccountTypesCmd::Rm { id } => {
-            if !broker.account_types.delete(&id).await? {
-                bail!("no account type `{id}`");
-            }
-            println!("deleted `{id}`");
-        }
-        AccountTypesCmd::Validate { .. } => unreachable!("handled without a store"),
-    }
-    Ok(())
 }
 
 async fn instances(broker: &Broker, settings: &Settings, cmd: InstancesCmd) -> anyhow::Result<()> {

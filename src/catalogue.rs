@@ -1,0 +1,541 @@
+//! Provider templates (`account_types/*.json`): account types without credentials.
+//!
+//! A template is an account-type document plus a `template` member (display name and the
+//! parameters its `[name]` placeholders take). The catalogue is built into the binary, so
+//! an operator needs nothing but the binary; `--catalogue DIR` reads another one.
+
+use crate::domain::account_type::{AccountType, AccountTypeError};
+use include_dir::{include_dir, Dir};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+static BUILTIN: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/account_types");
+
+/// Why a template or its instantiation is refused; names the template and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// No such template in the catalogue.
+    #[error(
+        "no template `{0}` in the catalogue (`oauth-broker account-types templates` lists them)"
+    )]
+    Unknown(String),
+    /// The file is not JSON, or not an object.
+    #[error("{file}: {reason}")]
+    Malformed {
+        /// Template file name.
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A field of the template, or of the document built from it, is wrong.
+    #[error("{file}: {source}")]
+    Field {
+        /// Template file name.
+        file: String,
+        /// The field and what is wrong with it.
+        source: AccountTypeError,
+    },
+    /// A catalogue folder could not be read.
+    #[error("reading {0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+/// What a `[name]` placeholder may hold; checked so a value cannot move the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    /// One DNS label: a tenant or region.
+    Label,
+    /// A host name, optionally with a port.
+    Host,
+    /// A host and a path (a Keycloak realm).
+    HostPath,
+}
+
+impl ParamKind {
+    fn parse(raw: &str) -> Option<ParamKind> {
+        match raw {
+            "label" => Some(ParamKind::Label),
+            "host" => Some(ParamKind::Host),
+            "host_path" => Some(ParamKind::HostPath),
+            _ => None,
+        }
+    }
+
+    fn accepts(self, value: &str) -> bool {
+        let label = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 63
+                && !s.starts_with('-')
+                && !s.ends_with('-')
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        let host = |s: &str| {
+            let (name, port) = match s.rsplit_once(':') {
+                Some((n, p)) => (n, Some(p)),
+                None => (s, None),
+            };
+            name.len() <= 253
+                && name.split('.').all(label)
+                && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0))
+        };
+        match self {
+            ParamKind::Label => label(value),
+            ParamKind::Host => host(value),
+            ParamKind::HostPath => {
+                let (h, path) = value.split_once('/').unwrap_or((value, ""));
+                host(h)
+                    && path.split('/').all(|seg| {
+                        !seg.is_empty()
+                            && seg != "."
+                            && seg != ".."
+                            && seg
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+                    })
+                    || (host(h) && path.is_empty())
+            }
+        }
+    }
+}
+
+/// One parameter of a template.
+#[derive(Debug, Clone)]
+pub struct Param {
+    /// What values it accepts.
+    pub kind: ParamKind,
+    /// What to put there, for the operator.
+    pub description: String,
+}
+
+/// A parsed template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    /// Template name (the file stem, and the default document id).
+    pub name: String,
+    /// Provider name for people.
+    pub display_name: String,
+    /// Placeholders and what they take.
+    pub params: BTreeMap<String, Param>,
+    doc: Map<String, Value>,
+}
+
+/// What turns a template into a storable account type.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// Document id; the template name when absent (`ctx/google` overloads for a context).
+    pub id: Option<String>,
+    /// OAuth client id.
+    pub client_id: Option<String>,
+    /// OAuth client secret.
+    pub client_secret: Option<String>,
+    /// Values of the template's placeholders.
+    pub params: BTreeMap<String, String>,
+    /// Registered redirect URI, when not the broker's default.
+    pub redirect_uri: Option<String>,
+}
+
+impl Template {
+    /// Parses a template file's text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Template, TemplateError> {
+        let malformed = |reason: String| TemplateError::Malformed {
+            file: file.to_owned(),
+            reason,
+        };
+        let field = |f: &str, r: &str| TemplateError::Field {
+            file: file.to_owned(),
+            source: AccountTypeError {
+                field: f.to_owned(),
+                reason: r.to_owned(),
+            },
+        };
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| malformed(format!("not JSON: {e}")))?;
+        let Value::Object(mut doc) = value else {
+            return Err(malformed("must be a JSON object".into()));
+        };
+        let name = match doc.get("_id") {
+            Some(Value::String(s)) => s.clone(),
+            _ => return Err(field("_id", "is required, a string")),
+        };
+        let stem = Path::new(file)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or(file);
+        if name != stem {
+            return Err(field("_id", &format!("must be the file name, `{stem}`")));
+        }
+        for secret in ["client_id", "client_secret"] {
+            if doc.get(secret).is_some_and(|v| !v.is_null()) {
+                return Err(field(
+                    secret,
+                    "a template carries no credentials; they are given when it is stored",
+                ));
+            }
+        }
+        let meta = match doc.remove("template") {
+            Some(Value::Object(m)) => m,
+            Some(_) => return Err(field("template", "must be an object")),
+            None => Map::new(),
+        };
+        let display_name = match meta.get("name") {
+            None => name.clone(),
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err(field("template.name", "must be a string")),
+        };
+        let mut params = BTreeMap::new();
+        match meta.get("parameters") {
+            None => {}
+            Some(Value::Object(ps)) => {
+                for (p, spec) in ps {
+                    let kind = spec
+                        .get("kind")
+                        .and_then(Value::as_str)
+                        .and_then(ParamKind::parse)
+                        .ok_or_else(|| {
+                            field(
+                                &format!("template.parameters.{p}.kind"),
+                                "must be `label`, `host` or `host_path`",
+                            )
+                        })?;
+                    let description = spec
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    params.insert(p.clone(), Param { kind, description });
+                }
+            }
+            Some(_) => return Err(field("template.parameters", "must be an object")),
+        }
+        let used = placeholders(&Value::Object(doc.clone()));
+        for p in &used {
+            if !params.contains_key(p) {
+                return Err(field(
+                    "template.parameters",
+                    &format!("placeholder `[{p}]` is used but not declared"),
+                ));
+            }
+        }
+        if let Some(p) = params.keys().find(|p| !used.contains(*p)) {
+            return Err(field(
+                &format!("template.parameters.{p}"),
+                "is declared but no endpoint uses it",
+            ));
+        }
+        let t = Template {
+            name,
+            display_name,
+            params,
+            doc,
+        };
+        // Every template must make a valid account type once filled in.
+        let sample = Inputs {
+            client_id: Some("client-id".into()),
+            client_secret: Some("client-secret".into()),
+            params: t
+                .params
+                .iter()
+                .map(|(k, p)| {
+                    let v = match p.kind {
+                        ParamKind::HostPath => "tenant.example/realms/r",
+                        ParamKind::Host => "tenant.example",
+                        ParamKind::Label => "tenant",
+                    };
+                    (k.clone(), v.to_owned())
+                })
+                .collect(),
+            ..Inputs::default()
+        };
+        t.instantiate(file, sample)?;
+        Ok(t)
+    }
+
+    /// The account-type document this template makes with `inputs`, validated.
+    pub fn instantiate(&self, file: &str, inputs: Inputs) -> Result<Value, TemplateError> {
+        let field = |f: String, r: String| TemplateError::Field {
+            file: file.to_owned(),
+            source: AccountTypeError {
+                field: f,
+                reason: r,
+            },
+        };
+        for (k, v) in &inputs.params {
+            let Some(p) = self.params.get(k) else {
+                return Err(field(
+                    format!("--param {k}"),
+                    format!(
+                        "template `{}` takes no such parameter ({})",
+                        self.name,
+                        self.param_list()
+                    ),
+                ));
+            };
+            if !p.kind.accepts(v) {
+                return Err(field(
+                    format!("--param {k}"),
+                    format!("`{v}` is not a valid {:?} ({})", p.kind, p.description),
+                ));
+            }
+        }
+        if let Some(missing) = self.params.keys().find(|k| !inputs.params.contains_key(*k)) {
+            let p = &self.params[missing];
+            return Err(field(
+                format!("--param {missing}"),
+                format!("is required: {}", p.description),
+            ));
+        }
+        let mut doc = self.doc.clone();
+        for v in doc.values_mut() {
+            substitute(v, &inputs.params);
+        }
+        if let Some(id) = inputs.id {
+            doc.insert("_id".into(), Value::String(id));
+        }
+        for (k, v) in [
+            ("client_id", inputs.client_id),
+            ("client_secret", inputs.client_secret),
+            ("redirect_uri", inputs.redirect_uri),
+        ] {
+            if let Some(v) = v {
+                doc.insert(k.into(), Value::String(v));
+            }
+        }
+        let doc = Value::Object(doc);
+        AccountType::from_document(&doc).map_err(|source| TemplateError::Field {
+            file: file.to_owned(),
+            source,
+        })?;
+        Ok(doc)
+    }
+
+    fn param_list(&self) -> String {
+        if self.params.is_empty() {
+            "it takes none".into()
+        } else {
+            self.params
+                .keys()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    }
+}
+
+fn placeholders(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut walk = |s: &str| {
+        let mut rest = s;
+        while let Some(start) = rest.find('[') {
+            let Some(len) = rest[start + 1..].find(']') else {
+                break;
+            };
+            let name = &rest[start + 1..start + 1 + len];
+            if !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                && !out.iter().any(|o| o == name)
+            {
+                out.push(name.to_owned());
+            }
+            rest = &rest[start + 1 + len..];
+        }
+    };
+    fn strings<'a>(v: &'a Value, f: &mut dyn FnMut(&'a str)) {
+        match v {
+            Value::String(s) => f(s),
+            Value::Object(m) => m.values().for_each(|v| strings(v, f)),
+            Value::Array(a) => a.iter().for_each(|v| strings(v, f)),
+            _ => {}
+        }
+    }
+    strings(v, &mut walk);
+    out
+}
+
+fn substitute(v: &mut Value, params: &BTreeMap<String, String>) {
+    match v {
+        Value::String(s) => {
+            for (k, val) in params {
+                *s = s.replace(&format!("[{k}]"), val);
+            }
+        }
+        Value::Object(m) => m.values_mut().for_each(|v| substitute(v, params)),
+        Value::Array(a) => a.iter_mut().for_each(|v| substitute(v, params)),
+        _ => {}
+    }
+}
+
+/// A set of templates, by name.
+#[derive(Debug, Clone)]
+pub struct Catalogue {
+    templates: BTreeMap<String, (String, Template)>,
+}
+
+impl Catalogue {
+    /// The catalogue built into the binary.
+    pub fn builtin() -> Result<Catalogue, TemplateError> {
+        let files = BUILTIN
+            .files()
+            .filter(|f| f.path().extension().is_some_and(|e| e == "json"))
+            .map(|f| {
+                (
+                    f.path().display().to_string(),
+                    f.contents_utf8().unwrap_or_default().to_owned(),
+                )
+            });
+        Catalogue::from_files(files)
+    }
+
+    /// Reads every `*.json` template in `dir`.
+    pub fn from_dir(dir: &Path) -> Result<Catalogue, TemplateError> {
+        let io = |e| TemplateError::Io(dir.display().to_string(), e);
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| TemplateError::Io(path.display().to_string(), e))?;
+                files.push((path.display().to_string(), text));
+            }
+        }
+        Catalogue::from_files(files)
+    }
+
+    fn from_files(
+        files: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Catalogue, TemplateError> {
+        let mut templates = BTreeMap::new();
+        for (file, text) in files {
+            let t = Template::parse(&file, &text)?;
+            templates.insert(t.name.clone(), (file, t));
+        }
+        Ok(Catalogue { templates })
+    }
+
+    /// The template called `name`, with the file it came from.
+    pub fn get(&self, name: &str) -> Result<(&str, &Template), TemplateError> {
+        self.templates
+            .get(name)
+            .map(|(f, t)| (f.as_str(), t))
+            .ok_or_else(|| TemplateError::Unknown(name.to_owned()))
+    }
+
+    /// Every template, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Template> {
+        self.templates.values().map(|(_, t)| t)
+    }
+
+    /// How many templates there are.
+    pub fn len(&self) -> usize {
+        self.templates.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.templates.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zendesk() -> Template {
+        Catalogue::builtin()
+            .unwrap()
+            .get("zendesk")
+            .unwrap()
+            .1
+            .clone()
+    }
+
+    #[test]
+    fn the_builtin_catalogue_has_at_least_sixty_valid_templates() {
+        let c = Catalogue::builtin().unwrap();
+        assert!(c.len() >= 60, "{}", c.len());
+    }
+
+    #[test]
+    fn a_parameter_fills_every_endpoint() {
+        let doc = zendesk()
+            .instantiate(
+                "zendesk.json",
+                Inputs {
+                    client_id: Some("c".into()),
+                    params: [("subdomain".into(), "acme".into())].into(),
+                    ..Inputs::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            doc["token_endpoint"],
+            "https://acme.zendesk.com/oauth/tokens"
+        );
+        assert_eq!(
+            doc["revocation_endpoint"],
+            "https://acme.zendesk.com/oauth/tokens/revoke"
+        );
+        assert!(doc.get("template").is_none());
+    }
+
+    #[test]
+    fn a_parameter_that_would_move_the_endpoint_is_refused() {
+        for bad in ["evil.example/x", "a@b", "acme.zendesk.com#", "", "-a"] {
+            let err = zendesk()
+                .instantiate(
+                    "zendesk.json",
+                    Inputs {
+                        client_id: Some("c".into()),
+                        params: [("subdomain".into(), bad.into())].into(),
+                        ..Inputs::default()
+                    },
+                )
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("--param subdomain"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_parameter_is_named() {
+        let err = zendesk()
+            .instantiate("zendesk.json", Inputs::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("--param subdomain"), "{err}");
+    }
+
+    #[test]
+    fn host_path_accepts_a_realm_and_refuses_dot_segments() {
+        assert!(ParamKind::HostPath.accepts("sso.example.org/realms/main"));
+        assert!(ParamKind::HostPath.accepts("sso.example.org:8443"));
+        assert!(!ParamKind::HostPath.accepts("sso.example.org/../x"));
+        assert!(!ParamKind::HostPath.accepts("sso.example.org/a?b"));
+    }
+
+    #[test]
+    fn a_template_with_credentials_is_refused() {
+        let err = Template::parse(
+            "x.json",
+            r#"{"_id": "x", "grant_mode": "authorization_code", "client_id": "leak",
+                "auth_endpoint": "https://p.example/a"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("x.json: field `client_id`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_undeclared_placeholder_is_refused() {
+        let err = Template::parse(
+            "x.json",
+            r#"{"_id": "x", "grant_mode": "authorization_code",
+                "auth_endpoint": "https://[tenant].p.example/a"}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("[tenant]"), "{err}");
+    }
+}

@@ -1,0 +1,235 @@
+//! `account-types`: templates, put, diff, import, get, list, rm.
+
+use super::source::{self, SourceArgs};
+use crate::broker::Broker;
+use crate::domain::account_type::{redacted, AccountType};
+use crate::domain::changes::changes;
+use anyhow::{bail, Context};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// `account-types` sub-commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum AccountTypesCmd {
+    /// List the provider templates of the catalogue.
+    Templates {
+        /// Read templates from this folder instead of the built-in catalogue.
+        #[arg(long)]
+        catalogue: Option<PathBuf>,
+    },
+    /// Store an account type from a JSON file or a template:
+    /// `put google --client-id ID --client-secret-file FILE`.
+    Put(SourceArgs),
+    /// Show what `put` would change in the stored account type (secrets masked).
+    Diff {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Exit with status 1 when there are changes.
+        #[arg(long)]
+        exit_code: bool,
+    },
+    /// Store every `*.json` account type of DIR; all are checked before any is stored.
+    Import {
+        /// Folder of account-type documents.
+        dir: PathBuf,
+    },
+    /// Show one account type, secrets redacted.
+    Get {
+        /// Document id (`google` or `context/google`).
+        id: String,
+    },
+    /// List account types.
+    List,
+    /// Delete an account type.
+    Rm {
+        /// Document id.
+        id: String,
+    },
+    /// Check a JSON file or a template without storing it.
+    Validate(SourceArgs),
+}
+
+/// Runs the commands that need no store; `None` for the others.
+pub fn run_offline(cmd: &AccountTypesCmd) -> Option<anyhow::Result<()>> {
+    match cmd {
+        AccountTypesCmd::Templates { catalogue } => Some(templates(catalogue.as_deref())),
+        AccountTypesCmd::Validate(args) => Some(source::build(args).map(|b| {
+            let id = b.doc.get("_id").and_then(Value::as_str).unwrap_or("?");
+            println!("{}: valid account type `{id}`", b.label);
+        })),
+        _ => None,
+    }
+}
+
+fn templates(dir: Option<&Path>) -> anyhow::Result<()> {
+    let cat = source::catalogue(dir)?;
+    for t in cat.iter() {
+        let params: Vec<String> = t.params.keys().map(|k| format!("--param {k}=..")).collect();
+        println!("{}\t{}\t{}", t.name, t.display_name, params.join(" "));
+    }
+    eprintln!("{} templates", cat.len());
+    Ok(())
+}
+
+/// Runs the commands that act on the store.
+pub async fn run(broker: &Broker, cmd: AccountTypesCmd) -> anyhow::Result<()> {
+    match cmd {
+        AccountTypesCmd::Put(args) => {
+            let built = source::build(&args)?;
+            let (at, rev) = broker
+                .account_types
+                .put(built.doc)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: {e}", built.label))?;
+            println!("stored `{}` (rev {rev})", at.id);
+        }
+        AccountTypesCmd::Diff { source, exit_code } => {
+            let built = source::build(&source)?;
+            let id = id_of(&built.doc);
+            let stored = broker
+                .account_types
+                .get_opened(&id)
+                .await
+                .map_err(|e| anyhow::anyhow!("stored `{id}`: {e}"))?;
+            let found = changes(stored.as_ref(), &built.doc);
+            if stored.is_none() {
+                println!("`{id}` is not stored yet; put would create it:");
+            }
+            if found.is_empty() {
+                println!("no changes to `{id}`");
+            }
+            for c in &found {
+                println!("{c}");
+            }
+            if exit_code && !found.is_empty() {
+                std::process::exit(1);
+            }
+        }
+        AccountTypesCmd::Import { dir } => import(broker, &dir).await?,
+        AccountTypesCmd::Get { id } => match broker.account_types.get_document(&id).await? {
+            Some(doc) => println!("{}", serde_json::to_string_pretty(&redacted(&doc))?),
+            None => bail!("no account type `{id}`"),
+        },
+        AccountTypesCmd::List => {
+            for doc in broker.account_types.list_documents().await? {
+                let id = doc.get("_id").and_then(Value::as_str).unwrap_or("?");
+                match AccountType::from_document(&doc) {
+                    Ok(at) => println!("{id}\t{}", at.grant_mode.map_or("(none)", |m| m.as_str())),
+                    Err(e) => println!("{id}\tINVALID: {e}"),
+                }
+            }
+        }
+        AccountTypesCmd::Rm { id } => {
+            if !broker.account_types.delete(&id).await? {
+                bail!("no account type `{id}`");
+            }
+            println!("deleted `{id}`");
+        }
+        AccountTypesCmd::Templates { .. } | AccountTypesCmd::Validate(_) => {
+            unreachable!("handled without a store")
+        }
+    }
+    Ok(())
+}
+
+fn id_of(doc: &Value) -> String {
+    doc.get("_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Checks every file first: one bad document stores nothing, and each is named.
+async fn import(broker: &Broker, dir: &Path) -> anyhow::Result<()> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("{}: no *.json account types", dir.display());
+    }
+    let mut docs = Vec::new();
+    let mut invalid = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for f in &files {
+        let checked = std::fs::read_to_string(f)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| format!("not JSON: {e}")))
+            .and_then(|d| {
+                AccountType::from_document(&d)
+                    .map(|_| d)
+                    .map_err(|e| e.to_string())
+            });
+        match checked {
+            Ok(d) => {
+                let id = id_of(&d);
+                if let Some(other) = seen.insert(id.clone(), f.clone()) {
+                    invalid.push(format!(
+                        "{}: field `_id`: `{id}` is also the id of {}",
+                        f.display(),
+                        other.display()
+                    ));
+                }
+                docs.push((f, d));
+            }
+            Err(e) => invalid.push(format!("{}: {e}", f.display())),
+        }
+    }
+    if !invalid.is_empty() {
+        for e in &invalid {
+            eprintln!("{e}");
+        }
+        bail!(
+            "{} of {} file(s) invalid; nothing was imported",
+            invalid.len(),
+            files.len()
+        );
+    }
+
+    let bar = indicatif::ProgressBar::new(docs.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .expect("static template"),
+    );
+    let (mut created, mut updated, mut unchanged) = (0, 0, 0);
+    let mut failed = Vec::new();
+    for (f, doc) in docs {
+        let id = id_of(&doc);
+        bar.set_message(id.clone());
+        let outcome = async {
+            let stored = broker.account_types.get_opened(&id).await?;
+            if stored.is_some() && changes(stored.as_ref(), &doc).is_empty() {
+                return Ok("unchanged");
+            }
+            broker.account_types.put(doc).await?;
+            Ok::<_, crate::store::account_types::WriteError>(if stored.is_some() {
+                "updated"
+            } else {
+                "created"
+            })
+        }
+        .await;
+        match outcome {
+            Ok("created") => created += 1,
+            Ok("updated") => updated += 1,
+            Ok(_) => unchanged += 1,
+            Err(e) => failed.push(format!("{}: {e}", f.display())),
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    println!(
+        "imported {} file(s): {created} created, {updated} updated, {unchanged} unchanged, {} failed",
+        files.len(),
+        failed.len()
+    );
+    for e in &failed {
+        eprintln!("{e}");
+    }
+    if !failed.is_empty() {
+        bail!("{} account type(s) not stored", failed.len());
+    }
+    Ok(())
+}
