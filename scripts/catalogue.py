@@ -142,7 +142,45 @@ PARAMETERS = {
     "zendesk": {"subdomain": ("label", "Zendesk subdomain, as in <name>.zendesk.com")},
 }
 
+README_HEAD = """# Provider catalogue
+
+<!-- written by scripts/catalogue.py: edit CURATED there and run it again -->
+
+{count} OAuth 2 providers as account-type templates: the shape of cozy-stack's
+`io.cozy.account_types` documents, without credentials. The catalogue is built into the
+binary; `--catalogue DIR` reads another folder.
+
+```sh
+oauth-broker account-types templates                      # list them
+oauth-broker account-types put google --client-id ID --client-secret-file ~/secrets/google
+oauth-broker account-types put zendesk --param subdomain=acme --client-id ID --client-secret-file F
+oauth-broker account-types diff google --client-id ID --client-secret-file F   # what put would change
+oauth-broker dev login google --client-id ID --client-secret-file F           # a konnector developer's token
+```
+
+A template is an account type plus a `template` member: the provider's name, and the
+parameters its `[name]` placeholders take (`label`: one DNS label such as a tenant; `host`:
+a host name; `host_path`: a host and a path such as a Keycloak realm). Values are checked
+so that a parameter cannot move an endpoint to another host. `scope` is the scope asked for
+when `start` names none; `scope_delimiter` is how the provider separates scopes (the start
+scope is space-separated and is re-joined with it).
+
+Every file is parsed and validated by the tests (`catalogue::tests`, `tests/cli.rs`).
+
+## Licence of the endpoints
+
+`auth_endpoint`, `token_endpoint` and `scope_delimiter` come from Grant's provider list
+(`config/oauth.json` of https://github.com/simov/grant), MIT licence, Copyright (c)
+2014-present Simeon Velichkov; the full notice is in [`LICENSE-grant`](LICENSE-grant).
+`token_mode`, `extras`, `pkce`, `revocation_endpoint` and `scope` are ours.
+
+"""
+
 PLACEHOLDER = re.compile(r"\[([a-z_]+)\]")
+
+
+def delimiter(d):
+    return "space" if d == " " else f"`{d}`"
 
 
 def template(name, grant):
@@ -191,11 +229,11 @@ def main():
         params = ", ".join(f"`{p}`" for p in doc["template"].get("parameters", {})) or ""
         rows.append(
             f"| `{name}` | {doc['template']['name']} | `{doc['token_mode']}` | "
-            f"{'yes' if doc['pkce'] else 'no'} | `{doc['scope_delimiter']}` | "
+            f"{'yes' if doc['pkce'] else 'no'} | {delimiter(doc['scope_delimiter'])} | "
             f"{', '.join(f'{k}={v}' for k, v in doc.get('extras', {}).items())} | {params} |"
         )
-    with open(os.path.join(OUT, "catalogue.md"), "w") as f:
-        f.write(f"<!-- written by scripts/catalogue.py; {len(rows)} templates -->\n")
+    with open(os.path.join(OUT, "README.md"), "w") as f:
+        f.write(README_HEAD.format(count=len(rows)))
         f.write("| template | provider | token_mode | PKCE | scope delimiter | extras | parameters |\n")
         f.write("|---|---|---|---|---|---|---|\n")
         f.write("\n".join(rows) + "\n")

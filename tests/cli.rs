@@ -251,3 +251,291 @@ async fn accounts_rm_deletes_an_account_of_an_instance() {
         text(&again)
     );
 }
+
+fn secret_file(dir: &Path, value: &str) -> String {
+    let f = dir.join("client-secret");
+    std::fs::write(&f, format!("{value}\n")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    f.display().to_string()
+}
+
+#[test]
+fn templates_lists_the_whole_catalogue() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = broker(dir.path(), false, &["account-types", "templates"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert!(listed >= 60, "{listed}");
+    assert!(text(&out).contains("zendesk\tZendesk\t--param subdomain=.."));
+}
+
+/// put from a template, then diff, on one store.
+fn put_and_diff_from_a_template(couch: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let id = format!("{}/zendesk", unique("ctx"));
+    let secret = secret_file(dir.path(), "first-secret-value");
+    let put = broker(
+        dir.path(),
+        couch,
+        &[
+            "account-types",
+            "put",
+            "zendesk",
+            "--id",
+            &id,
+            "--param",
+            "subdomain=acme",
+            "--client-id",
+            "cid",
+            "--client-secret-file",
+            &secret,
+        ],
+    );
+    assert!(put.status.success(), "{}", text(&put));
+    assert!(!text(&put).contains("first-secret-value"));
+
+    let get = text(&broker(dir.path(), couch, &["account-types", "get", &id]));
+    assert!(
+        get.contains("https://acme.zendesk.com/oauth/tokens"),
+        "{get}"
+    );
+    assert!(
+        get.contains("[redacted]") && !get.contains("first-secret-value"),
+        "{get}"
+    );
+    assert!(!get.contains("\"template\""), "{get}");
+
+    let same = broker(
+        dir.path(),
+        couch,
+        &[
+            "account-types",
+            "diff",
+            "zendesk",
+            "--id",
+            &id,
+            "--param",
+            "subdomain=acme",
+            "--client-id",
+            "cid",
+            "--client-secret-file",
+            &secret,
+            "--exit-code",
+        ],
+    );
+    assert!(same.status.success(), "{}", text(&same));
+    assert!(text(&same).contains("no changes"), "{}", text(&same));
+
+    let secret2 = secret_file(dir.path(), "second-secret-value");
+    let diff = broker(
+        dir.path(),
+        couch,
+        &[
+            "account-types",
+            "diff",
+            "zendesk",
+            "--id",
+            &id,
+            "--param",
+            "subdomain=other",
+            "--client-id",
+            "cid",
+            "--client-secret-file",
+            &secret2,
+            "--exit-code",
+        ],
+    );
+    assert_eq!(diff.status.code(), Some(1), "{}", text(&diff));
+    let shown = text(&diff);
+    assert!(
+        shown.contains("~ token_endpoint: \"https://acme.zendesk.com/oauth/tokens\" -> \"https://other.zendesk.com/oauth/tokens\""),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("~ client_secret: \"[redacted]\" -> \"[changed]\""),
+        "{shown}"
+    );
+    assert!(!shown.contains("secret-value"), "{shown}");
+    // diff stored nothing.
+    let get = text(&broker(dir.path(), couch, &["account-types", "get", &id]));
+    assert!(get.contains("acme.zendesk.com"), "{get}");
+}
+
+#[test]
+fn put_and_diff_from_a_template_on_the_embedded_store() {
+    put_and_diff_from_a_template(false)
+}
+
+#[test]
+fn put_and_diff_from_a_template_on_couchdb() {
+    put_and_diff_from_a_template(true)
+}
+
+/// A bad template, or a parameter that would move an endpoint, names the file and the
+/// field and stores nothing.
+fn bad_template_stores_nothing(couch: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = dir.path().join("catalogue");
+    std::fs::create_dir(&cat).unwrap();
+    let name = unique("acme");
+    std::fs::write(
+        cat.join(format!("{name}.json")),
+        json!({"_id": name, "grant_mode": "authorization_code",
+               "auth_endpoint": "https://acme.example/auth", "token_endpoint": "https://acme.example/token",
+               "token_mode": "sometimes"})
+        .to_string(),
+    )
+    .unwrap();
+    let secret = secret_file(dir.path(), "s3cr3t-value");
+    let out = broker(
+        dir.path(),
+        couch,
+        &[
+            "account-types",
+            "put",
+            &name,
+            "--catalogue",
+            cat.to_str().unwrap(),
+            "--client-id",
+            "cid",
+            "--client-secret-file",
+            &secret,
+        ],
+    );
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(
+        t.contains(&format!("{name}.json")) && t.contains("field `token_mode`"),
+        "{t}"
+    );
+    assert!(!broker(dir.path(), couch, &["account-types", "get", &name])
+        .status
+        .success());
+
+    let id = format!("{}/zendesk", unique("ctx"));
+    let out = broker(
+        dir.path(),
+        couch,
+        &[
+            "account-types",
+            "put",
+            "zendesk",
+            "--id",
+            &id,
+            "--param",
+            "subdomain=evil.example/x",
+            "--client-id",
+            "cid",
+            "--client-secret-file",
+            &secret,
+        ],
+    );
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(
+        t.contains("zendesk.json") && t.contains("--param subdomain"),
+        "{t}"
+    );
+    assert!(!broker(dir.path(), couch, &["account-types", "get", &id])
+        .status
+        .success());
+}
+
+#[test]
+fn bad_template_names_file_and_field_and_stores_nothing_on_the_embedded_store() {
+    bad_template_stores_nothing(false)
+}
+
+#[test]
+fn bad_template_names_file_and_field_and_stores_nothing_on_couchdb() {
+    bad_template_stores_nothing(true)
+}
+
+fn write_doc(dir: &Path, file: &str, doc: serde_json::Value) {
+    std::fs::write(dir.join(file), serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+}
+
+fn doc(id: &str, secret: &str) -> serde_json::Value {
+    json!({"_id": id, "grant_mode": "authorization_code", "client_id": "cid",
+           "client_secret": secret, "auth_endpoint": "https://p.example/auth",
+           "token_endpoint": "https://p.example/token"})
+}
+
+fn import_a_folder(couch: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("types");
+    std::fs::create_dir(&src).unwrap();
+    let ids: Vec<String> = (0..3).map(|i| unique(&format!("imp{i}-"))).collect();
+    for (i, id) in ids.iter().enumerate() {
+        write_doc(&src, &format!("{i}.json"), doc(id, "import-secret-value"));
+    }
+    let import = |d: &Path| {
+        broker(
+            dir.path(),
+            couch,
+            &["account-types", "import", d.to_str().unwrap()],
+        )
+    };
+
+    let out = import(&src);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("3 created, 0 updated, 0 unchanged, 0 failed"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("import-secret-value"));
+
+    let out = import(&src);
+    assert!(
+        text(&out).contains("0 created, 0 updated, 3 unchanged"),
+        "{}",
+        text(&out)
+    );
+
+    let mut changed = doc(&ids[1], "import-secret-value");
+    changed["token_mode"] = json!("basic");
+    write_doc(&src, "1.json", changed);
+    let out = import(&src);
+    assert!(
+        text(&out).contains("0 created, 1 updated, 2 unchanged"),
+        "{}",
+        text(&out)
+    );
+
+    // One bad file: named with its field, and nothing at all is stored.
+    let bad = dir.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    let fresh = unique("fresh");
+    write_doc(&bad, "a-good.json", doc(&fresh, "x"));
+    let mut broken = doc(&unique("broken"), "x");
+    broken["extras"] = json!({"display": 1});
+    write_doc(&bad, "b-broken.json", broken);
+    let out = import(&bad);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(
+        t.contains("b-broken.json") && t.contains("extras.display"),
+        "{t}"
+    );
+    assert!(t.contains("nothing was imported"), "{t}");
+    assert!(
+        !broker(dir.path(), couch, &["account-types", "get", &fresh])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn import_creates_updates_and_skips_unchanged_on_the_embedded_store() {
+    import_a_folder(false)
+}
+
+#[test]
+fn import_creates_updates_and_skips_unchanged_on_couchdb() {
+    import_a_folder(true)
+}
