@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: installs pouchdb-server (npm) into .tools/ if missing, starts it
-# in memory on a free loopback port, runs `cargo test`, and stops it.
+# Runs every test: installs pouchdb-server and cozy-konnector-libs (npm) into .tools/ if
+# missing, starts pouchdb-server in memory on a free loopback port, runs `cargo test`,
+# and stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -15,6 +16,18 @@ if [ ! -x "$tools/node_modules/.bin/pouchdb-server" ]; then
   echo "installing pouchdb-server 4.2.0 (about two minutes)" >&2
   npm install --prefix "$tools" --no-audit --no-fund --loglevel=error pouchdb-server@4.2.0 >&2
 fi
+
+# cozy-konnector-libs for the standalone konnector test (tests/dev.rs). Its git-hosted
+# dependency `geco` is pinned to the npm release, and peer dependencies (React Native
+# modules hosted on GitHub) are left out: this machine reaches only the npm registry.
+konnector="$tools/konnector"
+if ! cmp -s tests/konnector/package.json "$konnector/package.json" || [ ! -d "$konnector/node_modules/cozy-konnector-libs" ]; then
+  echo "installing cozy-konnector-libs 5.13.0 (about half a minute)" >&2
+  mkdir -p "$konnector"
+  cp tests/konnector/package.json "$konnector/package.json"
+  npm install --prefix "$konnector" --no-audit --no-fund --loglevel=error --legacy-peer-deps >&2
+fi
+export BROKER_TEST_KONNECTOR_LIBS="$konnector/node_modules"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # pouchdb-server writes its config and log into the working directory.
