@@ -513,7 +513,10 @@ module.exports = new BaseKonnector(async function start(fields) {
         .current_dir(&ws.konnector)
         .env("NODE_PATH", &libs)
         .env("NODE_ENV", "standalone")
-        .env("COZY_FIELDS", r#"{"account": "standalone-account", "folder_to_save": "."}"#)
+        .env(
+            "COZY_FIELDS",
+            r#"{"account": "standalone-account", "folder_to_save": "."}"#,
+        )
         .env("COZY_URL", "http://cozy.localhost:8080")
         .output()
         .unwrap();
