@@ -1,5 +1,6 @@
 //! Account types: a provider's OAuth client, as stored in `secrets/io-cozy-account_types`.
 
+use super::provider_url::{ProviderPattern, ProviderUrl, PLACEHOLDER};
 use super::{GrantMode, TokenMode};
 use oauth2::{ClientId, ClientSecret};
 use serde_json::{Map, Value};
@@ -65,7 +66,32 @@ pub struct AccountType {
     pub scope_delimiter: Option<char>,
     /// Konnector slug (secret injection; not used by the flow).
     pub slug: Option<String>,
+    /// OpenID user info URL, read after the exchange to name the account.
+    pub userinfo_endpoint: Option<Url>,
+    /// RFC 7662 introspection URL, asked by `GET /accounts/{type}/{id}/status`.
+    pub introspection_endpoint: Option<Url>,
+    /// RFC 7591 registration URL: the broker registers itself instead of a fixed client.
+    pub registration_endpoint: Option<Url>,
+    /// Client metadata sent when registering (`client_name`, `software_id`, ...).
+    pub client_metadata: Map<String, Value>,
+    /// Origins `provider_url` may take, for types whose endpoints start with it.
+    pub provider_url_patterns: Vec<ProviderPattern>,
+    /// Endpoint fields written with `{provider_url}`, as written.
+    templated: Vec<(&'static str, String)>,
 }
+
+/// Endpoint fields; any may start with `{provider_url}`.
+const ENDPOINTS: [&str; 6] = [
+    "auth_endpoint",
+    "token_endpoint",
+    "revocation_endpoint",
+    "userinfo_endpoint",
+    "introspection_endpoint",
+    "registration_endpoint",
+];
+
+/// What `{provider_url}` stands for while a per-account type is only being validated.
+const PLACEHOLDER_ORIGIN: &str = "https://provider-url.invalid";
 
 /// Fields whose values an admin read replaces with [`REDACTED`].
 pub const SECRET_FIELDS: [&str; 3] = ["client_secret", "secret", "fcm_credentials"];
@@ -114,7 +140,37 @@ impl AccountType {
             }
         };
 
+        let mut templated = Vec::new();
+        for field in ENDPOINTS {
+            if let Some(raw) = string_field(obj, field)? {
+                if raw.contains(PLACEHOLDER) {
+                    if !raw.starts_with(PLACEHOLDER) || raw.matches(PLACEHOLDER).count() > 1 {
+                        return Err(AccountTypeError::new(
+                            field,
+                            "`{provider_url}` may only begin the URL, once",
+                        ));
+                    }
+                    templated.push((field, raw));
+                }
+            }
+        }
+        let endpoint = |field: &str| url_field(obj, field);
         let at = AccountType {
+            userinfo_endpoint: endpoint("userinfo_endpoint")?,
+            introspection_endpoint: endpoint("introspection_endpoint")?,
+            registration_endpoint: endpoint("registration_endpoint")?,
+            client_metadata: match obj.get("client_metadata") {
+                None | Some(Value::Null) => Map::new(),
+                Some(Value::Object(m)) => m.clone(),
+                Some(_) => {
+                    return Err(AccountTypeError::new(
+                        "client_metadata",
+                        "must be an object of RFC 7591 client metadata",
+                    ))
+                }
+            },
+            provider_url_patterns: provider_patterns(obj)?,
+            templated,
             grant_mode,
             client_id: string_field(obj, "client_id")?
                 .filter(|s| !s.is_empty())
@@ -139,7 +195,74 @@ impl AccountType {
             id,
         };
         at.check_grant_mode_needs()?;
+        at.check_registration_and_provider()?;
         Ok(at)
+    }
+
+    fn check_registration_and_provider(&self) -> Result<(), AccountTypeError> {
+        if self.registration_endpoint.is_some() && self.client_id.is_some() {
+            return Err(AccountTypeError::new(
+                "client_id",
+                "give either a client_id or a registration_endpoint, not both",
+            ));
+        }
+        if !self.client_metadata.is_empty() && self.registration_endpoint.is_none() {
+            return Err(AccountTypeError::new(
+                "client_metadata",
+                "is only used with a registration_endpoint",
+            ));
+        }
+        if let Some(v) = self.client_metadata.get("redirect_uris") {
+            let ok = v
+                .as_array()
+                .is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_string));
+            if !ok {
+                return Err(AccountTypeError::new(
+                    "client_metadata.redirect_uris",
+                    "must be a non-empty array of URLs",
+                ));
+            }
+        }
+        match (self.templated.is_empty(), self.provider_url_patterns.is_empty()) {
+            (false, true) => Err(AccountTypeError::new(
+                "provider_url_pattern",
+                "is required when an endpoint uses `{provider_url}`: the origins users may connect to, e.g. https://*.mycozy.cloud",
+            )),
+            (true, false) => Err(AccountTypeError::new(
+                "provider_url_pattern",
+                "is only used when an endpoint begins with `{provider_url}`",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// True when each account names its own provider (`{provider_url}` endpoints).
+    pub fn per_account(&self) -> bool {
+        !self.templated.is_empty()
+    }
+
+    /// This type with its `{provider_url}` endpoints pointing at `provider`.
+    pub fn with_provider(&self, provider: &ProviderUrl) -> AccountType {
+        let mut at = self.clone();
+        for (field, raw) in &self.templated {
+            let url = Url::parse(&raw.replacen(PLACEHOLDER, provider.as_str(), 1)).ok();
+            match *field {
+                "auth_endpoint" => at.auth_endpoint = url,
+                "token_endpoint" => at.token_endpoint = url,
+                "revocation_endpoint" => at.revocation_endpoint = url,
+                "userinfo_endpoint" => at.userinfo_endpoint = url,
+                "introspection_endpoint" => at.introspection_endpoint = url,
+                "registration_endpoint" => at.registration_endpoint = url,
+                _ => unreachable!("only ENDPOINTS are templated"),
+            }
+        }
+        at.templated.clear();
+        at
+    }
+
+    /// Whether the type names no fixed client and registers one (RFC 7591).
+    pub fn registers(&self) -> bool {
+        self.registration_endpoint.is_some()
     }
 
     fn check_grant_mode_needs(&self) -> Result<(), AccountTypeError> {
@@ -152,7 +275,8 @@ impl AccountType {
                 format!("is required with grant_mode `{mode}`"),
             ));
         }
-        if mode.needs_client_id() && self.client_id.is_none() {
+        if mode.needs_client_id() && self.client_id.is_none() && self.registration_endpoint.is_none()
+        {
             return Err(AccountTypeError::new(
                 "client_id",
                 format!("is required with grant_mode `{mode}`"),
@@ -166,6 +290,7 @@ impl AccountType {
         }
         if self.token_mode == TokenMode::Basic
             && self.token_endpoint.is_some()
+            && self.registration_endpoint.is_none()
             && (self.client_id.is_none() || self.client_secret.is_none())
         {
             return Err(AccountTypeError::new(
@@ -285,9 +410,38 @@ fn bool_field(obj: &Map<String, Value>, field: &str) -> Result<bool, AccountType
     }
 }
 
+fn provider_patterns(obj: &Map<String, Value>) -> Result<Vec<ProviderPattern>, AccountTypeError> {
+    const FIELD: &str = "provider_url_pattern";
+    let raws: Vec<&str> = match obj.get(FIELD) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::String(s)) => vec![s],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| AccountTypeError::new(FIELD, "must be a string or an array of strings"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(AccountTypeError::new(
+                FIELD,
+                "must be a string or an array of strings",
+            ))
+        }
+    };
+    raws.into_iter()
+        .map(|r| ProviderPattern::parse(r).map_err(|e| AccountTypeError::new(FIELD, format!("`{r}` {e}"))))
+        .collect()
+}
+
 fn url_field(obj: &Map<String, Value>, field: &str) -> Result<Option<Url>, AccountTypeError> {
     let Some(raw) = string_field(obj, field)?.filter(|s| !s.is_empty()) else {
         return Ok(None);
+    };
+    let raw = if ENDPOINTS.contains(&field) {
+        raw.replacen(PLACEHOLDER, PLACEHOLDER_ORIGIN, 1)
+    } else {
+        raw
     };
     let url =
         Url::parse(&raw).map_err(|e| AccountTypeError::new(field, format!("is not a URL: {e}")))?;
@@ -397,6 +551,61 @@ mod tests {
         assert_eq!(
             AccountType::from_document(&doc).unwrap_err().field,
             "scope_delimiter"
+        );
+    }
+
+    fn cozy_to_cozy() -> Value {
+        json!({"_id": "cozy", "grant_mode": "authorization_code",
+               "auth_endpoint": "{provider_url}/auth/authorize",
+               "token_endpoint": "{provider_url}/auth/access_token",
+               "registration_endpoint": "{provider_url}/auth/register",
+               "provider_url_pattern": ["https://*.mycozy.cloud"],
+               "client_metadata": {"client_name": "Broker", "software_id": "github.com/oauth-broker"}})
+    }
+
+    #[test]
+    fn a_per_account_registering_type_parses_and_points_at_its_provider() {
+        let at = AccountType::from_document(&cozy_to_cozy()).unwrap();
+        assert!(at.per_account() && at.registers());
+        let p = ProviderUrl::parse("https://alice.mycozy.cloud", &at.provider_url_patterns, false)
+            .unwrap();
+        let mine = at.with_provider(&p);
+        assert_eq!(
+            mine.token_endpoint.as_ref().unwrap().as_str(),
+            "https://alice.mycozy.cloud/auth/access_token"
+        );
+        assert!(!mine.per_account());
+    }
+
+    #[test]
+    fn provider_url_needs_a_pattern_and_may_only_begin_an_endpoint() {
+        let mut doc = cozy_to_cozy();
+        doc.as_object_mut().unwrap().remove("provider_url_pattern");
+        assert_eq!(
+            AccountType::from_document(&doc).unwrap_err().field,
+            "provider_url_pattern"
+        );
+        let mut doc = cozy_to_cozy();
+        doc["token_endpoint"] = json!("https://x.example/?to={provider_url}");
+        assert_eq!(
+            AccountType::from_document(&doc).unwrap_err().field,
+            "token_endpoint"
+        );
+        let mut doc = cozy_to_cozy();
+        doc["provider_url_pattern"] = json!("http://*.mycozy.cloud");
+        assert_eq!(
+            AccountType::from_document(&doc).unwrap_err().field,
+            "provider_url_pattern"
+        );
+    }
+
+    #[test]
+    fn a_fixed_client_and_a_registration_endpoint_are_exclusive() {
+        let mut doc = cozy_to_cozy();
+        doc["client_id"] = json!("fixed");
+        assert_eq!(
+            AccountType::from_document(&doc).unwrap_err().field,
+            "client_id"
         );
     }
 

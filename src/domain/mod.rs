@@ -6,6 +6,7 @@ pub mod changes;
 pub mod flow_state;
 pub mod grant_mode;
 pub mod instance;
+pub mod provider_url;
 pub mod sealed;
 pub mod secret;
 pub mod slug;
