@@ -25,6 +25,7 @@ fn pure(c: &mut Criterion) {
         redirect_uri: "https://b.example/accounts/google/redirect",
         state: "0123456789abcdef",
         code_challenge: None,
+        login_hint: "",
     };
     c.bench_function("authorization_url", |b| {
         b.iter(|| authorization_url(&at, &params))

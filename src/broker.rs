@@ -1,13 +1,16 @@
 //! The broker's services, built once from settings and shared by handlers and tasks.
 
 use crate::config::Settings;
+use crate::domain::provider_url::ProviderUrl;
 use crate::domain::sealed::Keyring;
 use crate::domain::secret::random_hex;
+use crate::domain::AccountType;
 use crate::domain::Subdomains;
 use crate::http::rate_limit::RateLimits;
 use crate::metrics::Metrics;
 use crate::oauth::ProviderClient;
 use crate::refresh::LocalLocks;
+use crate::registration::{registration_id, RegistrationError, Registrations};
 use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
 use crate::store::couch::CouchStore;
@@ -76,6 +79,24 @@ pub struct Broker {
     pub refresh_idle_secs: i64,
     /// Account event notifications.
     pub webhooks: Webhooks,
+    /// Clients registered with providers (RFC 7591).
+    pub registrations: Registrations,
+    /// Development only: loopback http `provider_url`s are accepted.
+    pub insecure_provider_urls: bool,
+}
+
+/// Why the client of an account type cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A per-account type used without a provider.
+    #[error("account type `{0}` connects to a server of the user's choice: give provider_url")]
+    NoProvider(String),
+    /// A provider given for a type that has a fixed one.
+    #[error("account type `{0}` has a fixed provider and takes no provider_url")]
+    FixedProvider(String),
+    /// Registration failed.
+    #[error(transparent)]
+    Registration(#[from] RegistrationError),
 }
 
 /// Why the broker could not be built.
@@ -162,7 +183,13 @@ impl Broker {
                 &settings.webhooks.secret,
                 Duration::from_millis(settings.webhooks.retry_base_ms),
             ),
-            accounts: Accounts::new(store.clone(), keyring, settings.encrypt_refresh_tokens),
+            accounts: Accounts::new(
+                store.clone(),
+                keyring.clone(),
+                settings.encrypt_refresh_tokens,
+            ),
+            registrations: Registrations::new(store.clone(), keyring, provider.clone()),
+            insecure_provider_urls: settings.allow_insecure_provider_urls,
             store,
             store_stats,
             metrics,
@@ -179,6 +206,68 @@ impl Broker {
                 settings.rate_limit.trust_forwarded_for,
             ),
         })
+    }
+
+    /// The redirect URI flows of `at` use.
+    pub fn redirect_uri_of(&self, at: &AccountType) -> String {
+        at.redirect_uri.as_ref().map_or_else(
+            || self.default_redirect_uri(at.service_id()),
+            |u| u.to_string(),
+        )
+    }
+
+    /// `at` as a flow or an account uses it: pointed at its provider when it is a
+    /// per-account type, and with its registered client when it registers one.
+    pub async fn client_type(
+        &self,
+        at: &AccountType,
+        provider: Option<&ProviderUrl>,
+    ) -> Result<AccountType, ClientError> {
+        let at = match (at.per_account(), provider) {
+            (true, Some(p)) => at.with_provider(p),
+            (true, None) => return Err(ClientError::NoProvider(at.service_id().to_owned())),
+            (false, Some(_)) => return Err(ClientError::FixedProvider(at.service_id().to_owned())),
+            (false, None) => at.clone(),
+        };
+        if !at.registers() {
+            return Ok(at);
+        }
+        let id = registration_id(&at.id, provider);
+        let client = self
+            .registrations
+            .client_for(&at, &id, provider, &self.redirect_uri_of(&at), now())
+            .await?;
+        Ok(client.apply(&at))
+    }
+
+    /// Sends a registered client's metadata again, rotating its secret on request; the
+    /// account type it was registered for gives the metadata.
+    pub async fn update_registration(
+        &self,
+        id: &str,
+        reset_secret: bool,
+    ) -> Result<serde_json::Value, RegistrationError> {
+        let stored = self.registrations.get(id).await?;
+        let type_id = stored
+            .get("account_type")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        let context = type_id.split_once('/').map(|(c, _)| c);
+        let at = self
+            .account_types
+            .lookup(crate::domain::account_type::service_id_of(type_id), context)
+            .await?;
+        let provider = stored
+            .get("provider_url")
+            .and_then(serde_json::Value::as_str)
+            .and_then(ProviderUrl::from_stored);
+        let at = match &provider {
+            Some(p) if at.per_account() => at.with_provider(p),
+            _ => (*at).clone(),
+        };
+        self.registrations
+            .update(id, &at, &self.redirect_uri_of(&at), reset_secret, now())
+            .await
     }
 
     /// The default redirect URI of a service: `{public_url}/accounts/{service}/redirect`.

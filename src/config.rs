@@ -33,6 +33,9 @@ pub struct Settings {
     /// Bind each flow to the browser that started it with a cookie (start and redirect
     /// must then be served on the same host).
     pub flow_binding: bool,
+    /// Development only: accept `http://localhost:PORT` and `http://127.0.0.1:PORT` as a
+    /// start's `provider_url`, whatever the account type's patterns.
+    pub allow_insecure_provider_urls: bool,
     /// Per-client limits on start, redirect and the admin API.
     pub rate_limit: RateLimitSettings,
     /// Keys sealing secrets at rest, `id:base64-of-32-bytes`, comma-separated, newest first.
@@ -147,6 +150,7 @@ impl Settings {
             .set_default("flow_ttl_secs", 900)?
             .set_default("session_code_ttl_secs", 600)?
             .set_default("flow_binding", false)?
+            .set_default("allow_insecure_provider_urls", false)?
             .set_default("rate_limit.per_minute", 120)?
             .set_default("rate_limit.burst", 30)?
             .set_default("rate_limit.trust_forwarded_for", false)?

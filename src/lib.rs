@@ -11,6 +11,7 @@ pub mod http;
 pub mod metrics;
 pub mod oauth;
 pub mod refresh;
+pub mod registration;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
                 redirect_uri: "https://b.example/r",
                 state: "abc",
                 code_challenge: Some("ch"),
+                login_hint: "someone@example.org",
             };
             if let Some(url) = authorization_url(&at, &params) {
                 assert!(url.as_str().contains("state=abc"));

@@ -22,6 +22,9 @@ pub enum DevCmd {
         /// Scope to ask for; the template's default when absent.
         #[arg(long, default_value = "")]
         scope: String,
+        /// Account to suggest on the provider's login page (OpenID `login_hint`).
+        #[arg(long, default_value = "")]
+        login_hint: String,
         /// Seconds to wait for the browser to come back.
         #[arg(long, default_value_t = 300)]
         wait_secs: u64,
@@ -66,6 +69,7 @@ pub async fn run(cmd: DevCmd) -> anyhow::Result<()> {
             source,
             common,
             scope,
+            login_hint,
             wait_secs,
             no_browser,
         } => {
@@ -82,6 +86,7 @@ pub async fn run(cmd: DevCmd) -> anyhow::Result<()> {
             let opts = LoginOptions {
                 redirect_uri: redirect,
                 scope,
+                login_hint,
                 timeout: Duration::from_secs(wait_secs),
                 open_browser: !no_browser,
                 provider_timeout: Duration::from_secs(common.provider_timeout_secs),

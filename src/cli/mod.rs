@@ -47,6 +47,39 @@ pub enum Command {
     /// Konnector developer mode: a token in konnector-dev-config.json, no CouchDB needed.
     #[command(subcommand)]
     Dev(DevCmd),
+    /// Manage the clients the broker registered with providers (RFC 7591/7592).
+    #[command(subcommand, name = "registered-clients")]
+    RegisteredClients(RegisteredClientsCmd),
+}
+
+/// `registered-clients` sub-commands; ids are `TYPE` or `TYPE@PROVIDER-HOST`.
+#[derive(Debug, Subcommand)]
+pub enum RegisteredClientsCmd {
+    /// List registered clients, secrets redacted.
+    List,
+    /// Show one registered client, secrets redacted.
+    Get {
+        /// Registration id.
+        id: String,
+        /// Ask the provider (RFC 7592 read) instead of showing the stored copy.
+        #[arg(long)]
+        remote: bool,
+    },
+    /// Send the account type's client metadata to the provider again (RFC 7592 update).
+    Update {
+        /// Registration id.
+        id: String,
+    },
+    /// Ask the provider for a new client secret.
+    ResetSecret {
+        /// Registration id.
+        id: String,
+    },
+    /// Delete the client at the provider (RFC 7592) and here.
+    Unregister {
+        /// Registration id.
+        id: String,
+    },
 }
 
 /// `accounts` sub-commands.
@@ -142,6 +175,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Keys(KeysCmd::Rotate) => rotate_keys(&broker(&settings).await?).await,
+        Command::RegisteredClients(cmd) => registered_clients(&broker(&settings).await?, cmd).await,
         Command::Instances(cmd) => instances(&broker(&settings).await?, &settings, cmd).await,
     }
 }
@@ -223,6 +257,51 @@ async fn rotate_keys(broker: &Broker) -> anyhow::Result<()> {
     }
     if !failed.is_empty() {
         bail!("{} account type(s) could not be re-sealed", failed.len());
+    }
+    Ok(())
+}
+
+async fn registered_clients(broker: &Broker, cmd: RegisteredClientsCmd) -> anyhow::Result<()> {
+    let show = |v: &serde_json::Value| -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(v)?);
+        Ok(())
+    };
+    match cmd {
+        RegisteredClientsCmd::List => {
+            for c in broker.registrations.list().await? {
+                let field = |k: &str| {
+                    c.get(k)
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                println!(
+                    "{}\t{}\t{}",
+                    field("_id"),
+                    field("client_id"),
+                    field("provider_url")
+                );
+            }
+        }
+        RegisteredClientsCmd::Get { id, remote } => {
+            let doc = if remote {
+                broker.registrations.read_at_provider(&id).await?
+            } else {
+                broker.registrations.get(&id).await?
+            };
+            show(&doc)?;
+        }
+        RegisteredClientsCmd::Update { id } => {
+            show(&broker.update_registration(&id, false).await?)?
+        }
+        RegisteredClientsCmd::ResetSecret { id } => {
+            show(&broker.update_registration(&id, true).await?)?;
+            eprintln!("new client secret stored for `{id}`");
+        }
+        RegisteredClientsCmd::Unregister { id } => {
+            broker.registrations.unregister(&id).await?;
+            println!("unregistered `{id}`");
+        }
     }
     Ok(())
 }

@@ -65,6 +65,8 @@ pub struct LoginOptions {
     pub redirect_uri: Url,
     /// Scope asked for; the type's default when empty.
     pub scope: String,
+    /// Account to suggest to the provider (OpenID `login_hint`); none when empty.
+    pub login_hint: String,
     /// How long to wait for the redirect.
     pub timeout: Duration,
     /// Try to open a browser.
@@ -184,6 +186,7 @@ pub async fn login(
             redirect_uri: redirect.as_str(),
             state: &state,
             code_challenge: pkce.as_ref().map(|(c, _)| c.as_str()),
+            login_hint: &opts.login_hint,
         },
     )
     .ok_or(DevError::Unusable(at.id.clone(), "it has no auth_endpoint"))?;

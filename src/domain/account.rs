@@ -152,6 +152,68 @@ fn oauth_mut(doc: &mut Value) -> &mut Map<String, Value> {
     oauth.as_object_mut().expect("made an object above")
 }
 
+/// The provider a per-account type's account was connected to (`oauth.provider_url`).
+pub fn provider_url_of(doc: &Value) -> Option<super::provider_url::ProviderUrl> {
+    doc.pointer("/oauth/provider_url")
+        .and_then(Value::as_str)
+        .and_then(super::provider_url::ProviderUrl::from_stored)
+}
+
+/// Records the provider of a per-account type's account, where konnectors read it
+/// (`fields.provider_url`, since cozy-konnector-libs merges `oauth` into fields).
+pub fn record_provider_url(doc: &mut Value, provider: &str) {
+    oauth_mut(doc).insert("provider_url".into(), provider.into());
+}
+
+/// Who the account belongs to, from the provider's user info: `auth.login` and `name`,
+/// which the Home app shows to tell accounts apart.
+pub fn apply_identity(doc: &mut Value, identity: &Identity) {
+    if !doc.is_object() {
+        *doc = json!({});
+    }
+    let obj = doc.as_object_mut().expect("made an object above");
+    if let Some(login) = &identity.login {
+        let auth = obj.entry("auth").or_insert_with(|| json!({}));
+        if !auth.is_object() {
+            *auth = json!({});
+        }
+        auth.as_object_mut()
+            .expect("made an object above")
+            .insert("login".into(), login.clone().into());
+    }
+    if let Some(name) = &identity.name {
+        obj.insert("name".into(), name.clone().into());
+    }
+}
+
+/// What user info tells of the account's owner.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// `email`, else `preferred_username`, else `login`, else `sub`.
+    pub login: Option<String>,
+    /// `name`, else the login.
+    pub name: Option<String>,
+}
+
+impl Identity {
+    /// Reads OpenID Connect user info (and GitHub-style `login`); values are bounded.
+    pub fn from_userinfo(info: &Map<String, Value>) -> Identity {
+        let text = |k: &str| {
+            info.get(k)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control))
+                .map(str::to_owned)
+        };
+        let login = text("email")
+            .or_else(|| text("preferred_username"))
+            .or_else(|| text("login"))
+            .or_else(|| text("sub"));
+        let name = text("name").or_else(|| login.clone());
+        Identity { login, name }
+    }
+}
+
 /// The stored refresh token of an account, if any.
 pub fn refresh_token_of(doc: &Value) -> Option<&str> {
     doc.pointer("/oauth/refresh_token")

@@ -275,7 +275,9 @@ impl AccountType {
                 format!("is required with grant_mode `{mode}`"),
             ));
         }
-        if mode.needs_client_id() && self.client_id.is_none() && self.registration_endpoint.is_none()
+        if mode.needs_client_id()
+            && self.client_id.is_none()
+            && self.registration_endpoint.is_none()
         {
             return Err(AccountTypeError::new(
                 "client_id",
@@ -418,8 +420,9 @@ fn provider_patterns(obj: &Map<String, Value>) -> Result<Vec<ProviderPattern>, A
         Some(Value::Array(a)) => a
             .iter()
             .map(|v| {
-                v.as_str()
-                    .ok_or_else(|| AccountTypeError::new(FIELD, "must be a string or an array of strings"))
+                v.as_str().ok_or_else(|| {
+                    AccountTypeError::new(FIELD, "must be a string or an array of strings")
+                })
             })
             .collect::<Result<_, _>>()?,
         Some(_) => {
@@ -430,7 +433,10 @@ fn provider_patterns(obj: &Map<String, Value>) -> Result<Vec<ProviderPattern>, A
         }
     };
     raws.into_iter()
-        .map(|r| ProviderPattern::parse(r).map_err(|e| AccountTypeError::new(FIELD, format!("`{r}` {e}"))))
+        .map(|r| {
+            ProviderPattern::parse(r)
+                .map_err(|e| AccountTypeError::new(FIELD, format!("`{r}` {e}")))
+        })
         .collect()
 }
 
@@ -567,8 +573,12 @@ mod tests {
     fn a_per_account_registering_type_parses_and_points_at_its_provider() {
         let at = AccountType::from_document(&cozy_to_cozy()).unwrap();
         assert!(at.per_account() && at.registers());
-        let p = ProviderUrl::parse("https://alice.mycozy.cloud", &at.provider_url_patterns, false)
-            .unwrap();
+        let p = ProviderUrl::parse(
+            "https://alice.mycozy.cloud",
+            &at.provider_url_patterns,
+            false,
+        )
+        .unwrap();
         let mine = at.with_provider(&p);
         assert_eq!(
             mine.token_endpoint.as_ref().unwrap().as_str(),

@@ -35,6 +35,9 @@ pub struct FlowState {
     /// The account a reconnection updates in place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
+    /// The provider origin of a per-account type, checked at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_url: Option<String>,
 }
 
 impl std::fmt::Debug for FlowState {
@@ -138,6 +141,7 @@ mod tests {
             pkce_verifier: Some("verifier-secret".into()),
             binding: None,
             account_id: None,
+            provider_url: None,
         }
     }
 

@@ -183,14 +183,23 @@ mod tests {
     fn each_unsafe_url_gets_its_own_reason() {
         let cases = [
             ("http://alice.mycozy.cloud", ProviderUrlError::NotHttps),
-            ("https://bob:pw@alice.mycozy.cloud", ProviderUrlError::UserInfo),
+            (
+                "https://bob:pw@alice.mycozy.cloud",
+                ProviderUrlError::UserInfo,
+            ),
             ("https://bob@alice.mycozy.cloud", ProviderUrlError::UserInfo),
             ("https://127.0.0.1", ProviderUrlError::IpLiteral),
             ("https://[::1]", ProviderUrlError::IpLiteral),
             ("https://2130706433", ProviderUrlError::IpLiteral),
             ("https://0x7f.1", ProviderUrlError::IpLiteral),
-            ("https://alice.mycozy.cloud/x", ProviderUrlError::NotAnOrigin),
-            ("https://alice.mycozy.cloud?x=1", ProviderUrlError::NotAnOrigin),
+            (
+                "https://alice.mycozy.cloud/x",
+                ProviderUrlError::NotAnOrigin,
+            ),
+            (
+                "https://alice.mycozy.cloud?x=1",
+                ProviderUrlError::NotAnOrigin,
+            ),
             ("not a url", ProviderUrlError::Malformed),
         ];
         for (raw, want) in cases {
@@ -231,7 +240,13 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_refused() {
-        for bad in ["http://x.example", "https://*", "https://1.2.3.4", "https://a.example/p", "https://*.com."] {
+        for bad in [
+            "http://x.example",
+            "https://*",
+            "https://1.2.3.4",
+            "https://a.example/p",
+            "https://*.com.",
+        ] {
             assert!(ProviderPattern::parse(bad).is_err(), "{bad}");
         }
     }

@@ -1,9 +1,12 @@
 //! Every failure a request can meet, and its one HTTP rendering: an HTML page for
 //! browser routes ([`Page`]), a JSON:API error for API routes ([`Api`]).
 
+use crate::broker::ClientError;
+use crate::domain::provider_url::ProviderUrlError;
 use crate::domain::{AccountTypeError, StateRejection};
 use crate::oauth::ProviderError;
 use crate::refresh::RefreshError;
+use crate::registration::RegistrationError;
 use crate::store::account_types::{LookupError, WriteError};
 use crate::store::flow_states::ConsumeError;
 use crate::store::StoreError;
@@ -84,6 +87,18 @@ pub enum AppError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The `provider_url` of a start is refused.
+    #[error(transparent)]
+    ProviderUrl(#[from] ProviderUrlError),
+    /// The client of an account type (its provider, its registration) cannot be had.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+impl From<RegistrationError> for AppError {
+    fn from(e: RegistrationError) -> Self {
+        AppError::Client(ClientError::Registration(e))
+    }
 }
 
 impl From<ConsumeError> for AppError {
@@ -115,6 +130,7 @@ impl From<RefreshError> for AppError {
             RefreshError::Provider(p) => AppError::Provider(p),
             RefreshError::Store(s) => AppError::Store(s),
             RefreshError::Busy => AppError::Conflict(e.to_string()),
+            RefreshError::Client(c) => AppError::Client(c),
             RefreshError::Sealed(e) => {
                 AppError::KeyUnavailable(format!("the stored refresh token cannot be opened: {e}"))
             }
@@ -161,6 +177,32 @@ impl AppError {
             KeyUnavailable(_) => (StatusCode::INTERNAL_SERVER_ERROR, "key_unavailable"),
             Provider(ProviderError::Timeout) => (StatusCode::GATEWAY_TIMEOUT, "provider_timeout"),
             Provider(_) => (StatusCode::BAD_GATEWAY, "provider_error"),
+            ProviderUrl(_) | Client(ClientError::NoProvider(_) | ClientError::FixedProvider(_)) => {
+                (StatusCode::BAD_REQUEST, "invalid_provider_url")
+            }
+            Client(ClientError::Registration(r)) => match r {
+                RegistrationError::Provider(ProviderError::Timeout) => {
+                    (StatusCode::GATEWAY_TIMEOUT, "provider_timeout")
+                }
+                RegistrationError::Provider(_) | RegistrationError::NoClientId => {
+                    (StatusCode::BAD_GATEWAY, "registration_failed")
+                }
+                RegistrationError::NotRegistered(_) => (StatusCode::NOT_FOUND, "not_registered"),
+                RegistrationError::NotManageable(_) => (StatusCode::CONFLICT, "not_manageable"),
+                RegistrationError::Sealed(..) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "key_unavailable")
+                }
+                RegistrationError::Store(_)
+                | RegistrationError::AccountType(LookupError::Store(_)) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+                }
+                RegistrationError::AccountType(LookupError::NotFound(_)) => {
+                    (StatusCode::NOT_FOUND, "unknown_account_type")
+                }
+                RegistrationError::AccountType(LookupError::Invalid { .. }) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "invalid_account_type")
+                }
+            },
         }
     }
 

@@ -38,6 +38,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/accounts/{type}/{id}/refresh",
             web::post().to(routes::refresh::refresh),
         )
+        .route(
+            "/accounts/{type}/{id}/status",
+            web::get().to(routes::status::status),
+        )
         .service(
             web::scope("/admin")
                 .route(
@@ -55,6 +59,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(
                     "/account_types/{id:.+}",
                     web::delete().to(routes::admin::delete_account_type),
+                )
+                .route(
+                    "/registered_clients",
+                    web::get().to(routes::admin::list_registered_clients),
+                )
+                .route(
+                    "/registered_clients/{id:.+}",
+                    web::get().to(routes::admin::get_registered_client),
+                )
+                .route(
+                    "/registered_clients/{id:.+}",
+                    web::put().to(routes::admin::update_registered_client),
+                )
+                .route(
+                    "/registered_clients/{id:.+}",
+                    web::delete().to(routes::admin::unregister_client),
                 )
                 .route("/instances", web::get().to(routes::admin::list_instances))
                 .route("/instances", web::post().to(routes::admin::add_instance))

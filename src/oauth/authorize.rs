@@ -15,6 +15,8 @@ pub struct AuthorizeParams<'a> {
     pub state: &'a str,
     /// PKCE S256 challenge, when the type uses PKCE.
     pub code_challenge: Option<&'a str>,
+    /// OpenID `login_hint` from the start request; sent when non-empty.
+    pub login_hint: &'a str,
 }
 
 /// Builds the provider URL the browser is sent to; `None` for grant modes without one.
@@ -59,6 +61,9 @@ pub fn authorization_url(at: &AccountType, p: &AuthorizeParams<'_>) -> Option<Ur
         GrantMode::Secret | GrantMode::ClientCredentials => return None,
     }
     add("state", p.state);
+    if !p.login_hint.is_empty() {
+        add("login_hint", p.login_hint);
+    }
     if let Some(challenge) = p.code_challenge {
         add("code_challenge", challenge);
         add("code_challenge_method", "S256");
@@ -90,6 +95,7 @@ mod tests {
             redirect_uri: "https://b.example/accounts/svc/redirect",
             state: "S",
             code_challenge: None,
+            login_hint: "",
         }
     }
 

@@ -98,6 +98,67 @@ impl ProviderClient {
         }
     }
 
+    /// Sends a JSON API request (registration, user info, introspection replies) and
+    /// reads a bounded JSON object back; a non-2xx answer is an OAuth error or garbage.
+    pub async fn json(
+        &self,
+        method: reqwest::Method,
+        url: &url::Url,
+        bearer: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(u16, serde_json::Map<String, serde_json::Value>), ProviderError> {
+        let mut builder = self
+            .http
+            .request(method, url.clone())
+            .header("Accept", "application/json");
+        if let Some(token) = bearer {
+            builder = builder.bearer_auth(token);
+        }
+        if let Some(b) = body {
+            builder = builder.json(b);
+        }
+        let resp = builder.send().await.map_err(classify)?;
+        self.read_json(resp).await
+    }
+
+    /// Sends a prepared form request (introspection) and reads a JSON object back.
+    pub async fn form_json(
+        &self,
+        req: &TokenRequest,
+    ) -> Result<(u16, serde_json::Map<String, serde_json::Value>), ProviderError> {
+        let resp = self.send(req).await?;
+        self.read_json(resp).await
+    }
+
+    async fn read_json(
+        &self,
+        mut resp: reqwest::Response,
+    ) -> Result<(u16, serde_json::Map<String, serde_json::Value>), ProviderError> {
+        let status = resp.status().as_u16();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_REPLY_BYTES {
+                return Err(ProviderError::Garbage { status });
+            }
+        }
+        if status == 204 && body.is_empty() {
+            return Ok((status, serde_json::Map::new()));
+        }
+        let members = match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::Object(m)) => Some(m),
+            _ => None,
+        };
+        match (members, (200..300).contains(&status)) {
+            (Some(m), true) => Ok((status, m)),
+            (Some(m), false) => match token_reply::oauth_error(&m) {
+                Some(error) => Err(ProviderError::OAuth { status, error }),
+                None => Err(ProviderError::Garbage { status }),
+            },
+            (None, _) => Err(ProviderError::Garbage { status }),
+        }
+    }
+
     async fn send(&self, req: &TokenRequest) -> Result<reqwest::Response, ProviderError> {
         let method = match req.method {
             Method::Get => reqwest::Method::GET,

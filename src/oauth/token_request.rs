@@ -106,6 +106,22 @@ pub fn revocation(at: &AccountType, token: &str, hint: &'static str) -> Option<T
     build_for(at, endpoint, mode, params)
 }
 
+/// The RFC 7662 introspection request; `None` when the type has no introspection endpoint.
+pub fn introspection(at: &AccountType, token: &str) -> Option<TokenRequest> {
+    let params = vec![
+        ("token", token.to_owned()),
+        ("token_type_hint", "access_token".to_owned()),
+    ];
+    let endpoint = at.introspection_endpoint.clone()?;
+    // RFC 7662 is a form POST authenticated like the token endpoint.
+    let mode = if at.token_mode == TokenMode::Basic {
+        TokenMode::Basic
+    } else {
+        TokenMode::Form
+    };
+    build_for(at, endpoint, mode, params)
+}
+
 fn build(at: &AccountType, params: Vec<(&'static str, String)>) -> Option<TokenRequest> {
     build_for(at, at.token_endpoint.clone()?, at.token_mode, params)
 }

@@ -51,6 +51,9 @@ pub enum RefreshError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The account's client (provider, registration) cannot be had.
+    #[error(transparent)]
+    Client(#[from] crate::broker::ClientError),
 }
 
 /// One async lock per account being refreshed in this process.
@@ -115,6 +118,8 @@ pub async fn refresh(
         .account_types
         .lookup(service_id_of(type_id), inst.context.as_deref())
         .await?;
+    let provider = account::provider_url_of(&seen);
+    let at = broker.client_type(&at, provider.as_ref()).await?;
     if at.token_endpoint.is_none() {
         return hand_client_to_konnector(broker, inst, seen, &at).await;
     }

@@ -29,6 +29,8 @@ pub async fn revoke_and_delete(
         .await
     {
         Ok(at) => {
+            let provider = crate::domain::account::provider_url_of(&doc);
+            let at = broker.client_type(&at, provider.as_ref()).await?;
             let refresh = broker
                 .accounts
                 .refresh_token(&doc)

@@ -37,8 +37,11 @@ pub const REFRESH_LEASES_DB: &str = "broker/refresh_leases";
 /// When each kept-fresh account is next refreshed.
 pub const REFRESH_SCHEDULE_DB: &str = "broker/refresh_schedule";
 
+/// Clients the broker registered itself (RFC 7591), in cozy's `io.cozy.oauth.clients` shape.
+pub const REGISTERED_CLIENTS_DB: &str = "broker/registered_clients";
+
 /// Every database the broker creates at start-up.
-pub const BROKER_DBS: [&str; 7] = [
+pub const BROKER_DBS: [&str; 8] = [
     ACCOUNT_TYPES_DB,
     INSTANCES_DB,
     FLOW_STATES_DB,
@@ -46,6 +49,7 @@ pub const BROKER_DBS: [&str; 7] = [
     API_TOKENS_DB,
     REFRESH_LEASES_DB,
     REFRESH_SCHEDULE_DB,
+    REGISTERED_CLIENTS_DB,
 ];
 
 /// A failed store operation.

@@ -207,3 +207,81 @@ pub async fn revoke_api_token(
         Err(AppError::NotFound("token").into())
     }
 }
+
+/// Every client the broker registered with a provider, secrets redacted.
+pub async fn list_registered_clients(
+    req: HttpRequest,
+    broker: web::Data<Broker>,
+) -> Result<HttpResponse, Api> {
+    require_admin(&req, &broker)?;
+    let clients = broker.registrations.list().await?;
+    Ok(HttpResponse::Ok().json(json!({"registered_clients": clients})))
+}
+
+/// What `GET /admin/registered_clients/{id}` reads: the stored registration, or with
+/// `?remote=true` what the provider says now (RFC 7592 read).
+#[derive(Deserialize)]
+pub struct ReadQuery {
+    #[serde(default)]
+    remote: bool,
+}
+
+/// One registered client, secrets redacted.
+pub async fn get_registered_client(
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<ReadQuery>,
+    broker: web::Data<Broker>,
+) -> Result<HttpResponse, Api> {
+    require_admin(&req, &broker)?;
+    let id = type_id(path.into_inner());
+    let doc = if query.remote {
+        broker.registrations.read_at_provider(&id).await?
+    } else {
+        broker.registrations.get(&id).await?
+    };
+    Ok(HttpResponse::Ok().json(doc))
+}
+
+/// Body of `PUT /admin/registered_clients/{id}`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBody {
+    #[serde(default)]
+    reset_secret: bool,
+}
+
+/// Sends the client's metadata again (RFC 7592 update); `{"reset_secret": true}` also
+/// asks for a new secret.
+pub async fn update_registered_client(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Payload,
+    broker: web::Data<Broker>,
+) -> Result<HttpResponse, Api> {
+    require_admin(&req, &broker)?;
+    let id = type_id(path.into_inner());
+    let raw = crate::http::read_body(body).await?;
+    let update: UpdateBody = if raw.is_empty() {
+        UpdateBody::default()
+    } else {
+        serde_json::from_slice(&raw).map_err(|e| AppError::BadRequest {
+            code: "invalid_body",
+            detail: format!("expected {{\"reset_secret\": true|false}}: {e}"),
+        })?
+    };
+    let doc = broker.update_registration(&id, update.reset_secret).await?;
+    Ok(HttpResponse::Ok().json(doc))
+}
+
+/// Deletes the client at the provider (RFC 7592) and here.
+pub async fn unregister_client(
+    req: HttpRequest,
+    path: web::Path<String>,
+    broker: web::Data<Broker>,
+) -> Result<HttpResponse, Api> {
+    require_admin(&req, &broker)?;
+    let id = type_id(path.into_inner());
+    broker.registrations.unregister(&id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -6,3 +6,4 @@ pub mod health;
 pub mod redirect;
 pub mod refresh;
 pub mod start;
+pub mod status;

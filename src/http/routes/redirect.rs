@@ -2,6 +2,7 @@
 
 use crate::broker::{now, Broker};
 use crate::domain::account;
+use crate::domain::provider_url::ProviderUrl;
 use crate::domain::{FlowState, Instance};
 use crate::http::error::{AppError, Page};
 use crate::http::query::Query;
@@ -15,6 +16,7 @@ use crate::webhooks::{Event, Kind};
 use actix_web::cookie::Cookie;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::Value;
 
 /// Where the flow ends: the app of the flow's instance, told the outcome in its query.
 struct AppReturn {
@@ -180,6 +182,17 @@ async fn complete(
             tracing::error!(account_type = service_id, error = %e, "account type unusable at redirect");
             "server_error".to_owned()
         })?;
+    let provider = flow
+        .provider_url
+        .as_deref()
+        .and_then(ProviderUrl::from_stored);
+    let at = broker
+        .client_type(&at, provider.as_ref())
+        .await
+        .map_err(|e| {
+            tracing::error!(account_type = service_id, error = %e, "no client at redirect");
+            "server_error".to_owned()
+        })?;
     let access_token = q.one("access_token").ok().flatten();
     let mut doc = if let Some(token) = access_token {
         account::from_redirect_token(service_id, token)
@@ -215,6 +228,20 @@ async fn complete(
             })?;
         account::from_token_grant(service_id, &grant)
     };
+    if let Some(p) = &provider {
+        account::record_provider_url(&mut doc, p.as_str());
+    }
+    // Who connected, so the Home app can tell accounts apart; tokens matter more, so a
+    // failure here is only logged.
+    let identity = match (&at.userinfo_endpoint, doc.pointer("/oauth/access_token")) {
+        (Some(endpoint), Some(Value::String(token))) => {
+            userinfo(broker, service_id, endpoint, token).await
+        }
+        _ => None,
+    };
+    if let Some(who) = &identity {
+        account::apply_identity(&mut doc, who);
+    }
     let store_failed = |e: StoreError| {
         tracing::error!(account_type = service_id, error = %e, "account write failed");
         "server_error".to_owned()
@@ -244,7 +271,12 @@ async fn complete(
         Some(existing) => {
             let saved = broker
                 .accounts
-                .update_with(inst, existing, |d| account::merge_authorization(d, &doc))
+                .update_with(inst, existing, |d| {
+                    account::merge_authorization(d, &doc);
+                    if let Some(who) = &identity {
+                        account::apply_identity(d, who);
+                    }
+                })
                 .await
                 .map_err(store_failed)?;
             (id_of(&saved).unwrap_or_default().to_owned(), saved)
@@ -269,4 +301,23 @@ async fn complete(
         });
     }
     Ok(id)
+}
+
+/// Reads the provider's user info with the new access token.
+async fn userinfo(
+    broker: &Broker,
+    service_id: &str,
+    endpoint: &url::Url,
+    token: &str,
+) -> Option<account::Identity> {
+    let call = broker
+        .provider
+        .json(reqwest::Method::GET, endpoint, Some(token), None);
+    match broker.metrics.time_provider("userinfo", call).await {
+        Ok((_, info)) => Some(account::Identity::from_userinfo(&info)),
+        Err(e) => {
+            tracing::warn!(account_type = service_id, error = %e, "user info unavailable");
+            None
+        }
+    }
 }

@@ -1,8 +1,10 @@
 //! `GET /accounts/{type}/start` (the Home app sends the browser here to begin a flow) and
 //! `GET /accounts/{type}/{id}/reconnect` (the same, for an account that exists).
 
-use crate::broker::{now, Broker};
+use crate::broker::{now, Broker, ClientError};
+use crate::domain::account;
 use crate::domain::account_type::service_id_of;
+use crate::domain::provider_url::ProviderUrl;
 use crate::domain::secret::{random_hex, sha256_hex};
 use crate::domain::{FlowState, Slug};
 use crate::http::auth::instance_for_start;
@@ -50,6 +52,15 @@ async fn begin(
     let client_state = q.bounded("state", 1024)?.to_owned();
     let nonce = q.bounded("nonce", 256)?.to_owned();
     let scope = q.bounded("scope", 4096)?.to_owned();
+    let login_hint = q.bounded("login_hint", 256)?.to_owned();
+    if login_hint.chars().any(char::is_control) {
+        return Err(AppError::BadRequest {
+            code: "invalid_login_hint",
+            detail: "login_hint must not contain control characters".into(),
+        }
+        .into());
+    }
+    let provider_url = q.bounded("provider_url", 2048)?.to_owned();
     let session_code = q.one("session_code")?;
 
     let domain = instance_for_start(req, session_code, broker).await?;
@@ -65,12 +76,25 @@ async fn begin(
     if !at.grant_mode.is_some_and(|m| m.has_authorization_step()) {
         return Err(AppError::NoAuthorizationStep(at.id.clone()).into());
     }
+    let mut provider = match (provider_url.as_str(), at.per_account()) {
+        ("", _) => None,
+        (_, false) => return Err(ClientError::FixedProvider(at.service_id().to_owned()).into()),
+        (raw, true) => Some(ProviderUrl::parse(
+            raw,
+            &at.provider_url_patterns,
+            broker.insecure_provider_urls,
+        )?),
+    };
     if let Some(id) = &account_id {
         let account = broker
             .accounts
             .get(&inst, id)
             .await?
             .ok_or(AppError::NotFound("account"))?;
+        // A reconnection goes back to the account's own provider.
+        if let Some(own) = account::provider_url_of(&account) {
+            provider = Some(own);
+        }
         let its_type = account
             .get("account_type")
             .and_then(serde_json::Value::as_str)
@@ -79,10 +103,9 @@ async fn begin(
             return Err(AppError::NotFound("account of this type").into());
         }
     }
-    let redirect_uri = at.redirect_uri.as_ref().map_or_else(
-        || broker.default_redirect_uri(at.service_id()),
-        |u| u.to_string(),
-    );
+    // Registers with the provider first when the type has no fixed client.
+    let at = broker.client_type(&at, provider.as_ref()).await?;
+    let redirect_uri = broker.redirect_uri_of(&at);
 
     let pkce = at.pkce.then(oauth2::PkceCodeChallenge::new_random_sha256);
     let binding = broker.flow_binding.then(|| random_hex(16));
@@ -98,6 +121,7 @@ async fn begin(
         pkce_verifier: pkce.as_ref().map(|(_, v)| v.secret().clone()),
         binding: binding.as_deref().map(sha256_hex),
         account_id,
+        provider_url: provider.as_ref().map(|p| p.as_str().to_owned()),
     };
     let state = broker.flows.begin(&flow).await?;
     let url = authorization_url(
@@ -107,6 +131,7 @@ async fn begin(
             redirect_uri: &redirect_uri,
             state: &state,
             code_challenge: pkce.as_ref().map(|(c, _)| c.as_str()),
+            login_hint: &login_hint,
         },
     )
     .ok_or_else(|| AppError::NoAuthorizationStep(at.id.clone()))?;
