@@ -11,6 +11,7 @@ mod processes;
 mod redirect;
 mod refresh;
 mod refresher;
+mod registration;
 mod revoke;
 mod start;
 mod store;
