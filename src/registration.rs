@@ -25,7 +25,7 @@ pub const SECRET_MEMBERS: [&str; 2] = ["client_secret", "registration_access_tok
 pub enum RegistrationError {
     /// The provider failed or refused.
     #[error("client registration at the provider failed: {0}")]
-    Provider(#[from] ProviderError),
+    Provider(ProviderError),
     /// The provider's answer has no `client_id`.
     #[error("the provider's registration answer has no client_id")]
     NoClientId,
@@ -44,6 +44,14 @@ pub enum RegistrationError {
     /// The account type the client was registered for is gone or broken.
     #[error(transparent)]
     AccountType(#[from] crate::store::account_types::LookupError),
+}
+
+// Not `#[from]`: the message already says the provider's error, and a source would
+// print it twice in `{:#}` chains.
+impl From<ProviderError> for RegistrationError {
+    fn from(e: ProviderError) -> Self {
+        RegistrationError::Provider(e)
+    }
 }
 
 /// A registered client, ready for token requests; `Debug` hides its secrets.

@@ -539,3 +539,98 @@ fn import_creates_updates_and_skips_unchanged_on_the_embedded_store() {
 fn import_creates_updates_and_skips_unchanged_on_couchdb() {
     import_a_folder(true)
 }
+
+#[path = "common/registering_provider.rs"]
+mod registering_provider;
+
+/// `registered-clients register/get/update/reset-secret/list/unregister` on one store.
+async fn registered_clients_round_trip(couch: bool) {
+    let server = wiremock::MockServer::start().await;
+    let provider = registering_provider::RegisteringProvider::mount(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = unique("reg");
+    let file = dir.path().join("reg.json");
+    std::fs::write(
+        &file,
+        json!({"_id": id, "grant_mode": "authorization_code",
+               "auth_endpoint": format!("{}/auth/authorize", server.uri()),
+               "token_endpoint": format!("{}/auth/access_token", server.uri()),
+               "registration_endpoint": format!("{}/auth/register", server.uri()),
+               "client_metadata": {"client_name": "CLI test", "software_id": "oauth-broker-tests"}})
+        .to_string(),
+    )
+    .unwrap();
+    // The played provider, like real ones, accepts only https redirect URIs.
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_oauth-broker"))
+            .args(args)
+            .env("BROKER__DATA_DIR", dir.path())
+            .env(
+                "BROKER__COUCHDB__URL",
+                if couch { couch_url() } else { String::new() },
+            )
+            .env("BROKER__PUBLIC_URL", "https://broker.example")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("binary runs")
+    };
+    assert!(run(&["account-types", "put", file.to_str().unwrap()])
+        .status
+        .success());
+
+    let out = run(&["registered-clients", "register", &id]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("as client client-1"), "{}", text(&out));
+    assert_eq!(provider.with(|s| s.registrations), 1);
+
+    let shown = text(&run(&["registered-clients", "get", &id]));
+    assert!(
+        shown.contains("\"client_id\": \"client-1\"") && shown.contains("[redacted]"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains("secret-1-a") && !shown.contains("rat-1"),
+        "{shown}"
+    );
+    let remote = text(&run(&["registered-clients", "get", &id, "--remote"]));
+    assert!(
+        remote.contains("client-1") && !remote.contains("secret-1-a"),
+        "{remote}"
+    );
+
+    assert!(run(&["registered-clients", "update", &id]).status.success());
+    assert_eq!(provider.with(|s| s.updates), 1);
+    let out = run(&["registered-clients", "reset-secret", &id]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !text(&out).contains("rotated"),
+        "the new secret is not printed"
+    );
+    assert_eq!(
+        provider.with(|s| s.clients["client-1"].secret.clone()),
+        "secret-1-a-rotated"
+    );
+    assert!(text(&run(&["registered-clients", "list"])).contains(&format!("{id}\tclient-1")));
+
+    assert!(run(&["registered-clients", "unregister", &id])
+        .status
+        .success());
+    assert_eq!(provider.with(|s| s.deletions), 1);
+    let gone = run(&["registered-clients", "get", &id]);
+    assert!(!gone.status.success());
+    assert!(
+        text(&gone).contains(&format!("no registered client `{id}`")),
+        "{}",
+        text(&gone)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registered_clients_from_the_cli_on_the_embedded_store() {
+    registered_clients_round_trip(false).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registered_clients_from_the_cli_on_couchdb() {
+    registered_clients_round_trip(true).await
+}

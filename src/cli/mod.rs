@@ -57,6 +57,14 @@ pub enum Command {
 pub enum RegisteredClientsCmd {
     /// List registered clients, secrets redacted.
     List,
+    /// Register now rather than at the first connection (checks the provider accepts us).
+    Register {
+        /// Account type id (`cozy`, or `ctx/cozy`).
+        account_type: String,
+        /// The provider, for a type whose endpoints begin with `{provider_url}`.
+        #[arg(long)]
+        provider_url: Option<String>,
+    },
     /// Show one registered client, secrets redacted.
     Get {
         /// Registration id.
@@ -282,6 +290,43 @@ async fn registered_clients(broker: &Broker, cmd: RegisteredClientsCmd) -> anyho
                     field("provider_url")
                 );
             }
+        }
+        RegisteredClientsCmd::Register {
+            account_type,
+            provider_url,
+        } => {
+            let context = account_type.split_once('/').map(|(c, _)| c);
+            let at = broker
+                .account_types
+                .lookup(
+                    crate::domain::account_type::service_id_of(&account_type),
+                    context,
+                )
+                .await?;
+            if !at.registers() {
+                bail!(
+                    "account type `{account_type}` has a fixed client (no registration_endpoint)"
+                );
+            }
+            let provider = provider_url
+                .map(|raw| {
+                    crate::domain::provider_url::ProviderUrl::parse(
+                        &raw,
+                        &at.provider_url_patterns,
+                        broker.insecure_provider_urls,
+                    )
+                })
+                .transpose()?;
+            let registered = broker.client_type(&at, provider.as_ref()).await?;
+            let id = crate::registration::registration_id(&at.id, provider.as_ref());
+            println!(
+                "registered `{id}` as client {}",
+                registered
+                    .client_id
+                    .as_ref()
+                    .map(|c| c.as_str())
+                    .unwrap_or_default()
+            );
         }
         RegisteredClientsCmd::Get { id, remote } => {
             let doc = if remote {

@@ -38,12 +38,12 @@ pub enum DevError {
     #[error("the provider refused the authorization: {0}")]
     Refused(String),
     /// The provider failed or refused the token request.
-    #[error("token request to {endpoint} failed: {source}{hint}")]
+    #[error("token request to {endpoint} failed: {cause}{hint}")]
     Provider {
         /// Token endpoint, without query.
         endpoint: String,
         /// What went wrong.
-        source: ProviderError,
+        cause: ProviderError,
         /// What to do about it.
         hint: &'static str,
     },
@@ -128,10 +128,10 @@ async fn send(
     provider(timeout)?
         .request_token(&req)
         .await
-        .map_err(|source| DevError::Provider {
+        .map_err(|cause| DevError::Provider {
             endpoint: endpoint.to_string(),
-            hint: hint(&source),
-            source,
+            hint: hint(&cause),
+            cause,
         })
 }
 
