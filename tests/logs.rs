@@ -6,6 +6,9 @@
 #[allow(dead_code)]
 mod helpers;
 
+#[path = "common/registering_provider.rs"]
+mod registering_provider;
+
 use helpers::*;
 use oauth_broker::domain::secret::random_hex;
 use serde_json::json;
@@ -132,6 +135,61 @@ async fn secrets_stay_out_of_the_logs(b: Backend) {
         .await
         .unwrap();
 
+    // Registration: register, exchange, user info, introspection, rotate, unregister.
+    let registering = registering_provider::RegisteringProvider::mount(&app.provider).await;
+    let base = app.provider.uri();
+    let r = format!("reg{}", random_hex(4));
+    app.put_account_type(json!({"_id": r, "grant_mode": "authorization_code",
+        "auth_endpoint": format!("{base}/auth/authorize"), "token_endpoint": format!("{base}/auth/access_token"),
+        "registration_endpoint": format!("{base}/auth/register"), "userinfo_endpoint": format!("{base}/auth/userinfo"),
+        "introspection_endpoint": format!("{base}/auth/introspect"),
+        "client_metadata": {"client_name": "logs", "software_id": "logs"}}))
+    .await;
+    let session_code3 = app.session_code(&inst).await;
+    let url = location(
+        &app.start_raw(&r, &format!("session_code={session_code3}"))
+            .await,
+    );
+    let state3 = TestApp::state_in(&url);
+    let loc = location(
+        &app.redirect(&r, &[("code", "the-code"), ("state", &state3)])
+            .await,
+    );
+    let rid = query_of(&loc)["account"].clone();
+    let status = app
+        .http
+        .get(format!("{}/accounts/{r}/{rid}/status", app.address))
+        .bearer_auth(&api_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 200);
+    let rotate = app
+        .admin(
+            reqwest::Method::PUT,
+            &format!("/admin/registered_clients/{r}"),
+        )
+        .json(&json!({"reset_secret": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotate.status(), 200);
+    let gone = app
+        .admin(
+            reqwest::Method::DELETE,
+            &format!("/admin/registered_clients/{r}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 204);
+    assert_eq!(
+        registering.with(|s| s.deletions),
+        1,
+        "{:?}",
+        registering.with(|s| s.complaints.clone())
+    );
+
     let verifier = verifier.lock().unwrap().clone();
     assert_eq!(verifier.len(), 43, "the provider saw a PKCE verifier");
     let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
@@ -153,6 +211,11 @@ async fn secrets_stay_out_of_the_logs(b: Backend) {
         &api_token,
         &verifier,
         ADMIN_TOKEN,
+        &state3,
+        &session_code3,
+        "secret-1-a",
+        "rat-1",
+        "access-for-client-1",
     ] {
         if let Some(at) = text.find(secret) {
             let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);

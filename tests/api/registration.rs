@@ -505,7 +505,84 @@ async fn login_hint_reaches_the_provider(backend: Backend) {
     assert_eq!(resp.status(), 400);
 }
 
+async fn concurrent_first_starts_end_with_one_sealed_client(backend: Backend) {
+    use base64::Engine;
+    let key = format!(
+        "k1:{}",
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+    );
+    let app = spawn_app_with(backend, move |s| s.encryption_keys = Some(key)).await;
+    let provider = RegisteringProvider::mount(&app.provider).await;
+    let ty = registering_type(&app, json!({})).await;
+    let inst = app.new_instance(None).await;
+    let starts = (0..6).map(|_| start_with(&app, &inst, &ty, ""));
+    let mut client_ids = Vec::new();
+    for resp in futures::future::join_all(starts).await {
+        assert_eq!(resp.status(), 303);
+        client_ids.push(query_of(&location(&resp))["client_id"].clone());
+    }
+    client_ids.dedup();
+    assert_eq!(
+        client_ids.len(),
+        1,
+        "every flow uses the one stored client: {client_ids:?}"
+    );
+    // Registrations that lost the race were deleted at the provider.
+    provider.with(|s| {
+        assert_eq!(s.clients.len(), 1, "{:?}", s.clients.keys());
+        assert_eq!(s.registrations - s.deletions, 1);
+    });
+    let raw = app
+        .store
+        .get("broker/registered_clients", &ty)
+        .await
+        .unwrap()
+        .unwrap();
+    for secret in ["client_secret", "registration_access_token"] {
+        assert!(
+            raw[secret].as_str().unwrap().starts_with("enc:v1:k1:"),
+            "{secret} sealed: {raw}"
+        );
+    }
+    // Sealed at rest, and still usable.
+    let (_, id) = connect(&app, &inst, &ty, "").await;
+    assert!(app.account(&inst, &id).await["oauth"]["access_token"]
+        .as_str()
+        .unwrap()
+        .starts_with("access-for-client-"));
+}
+
+async fn a_slow_registration_endpoint_is_a_timeout(backend: Backend) {
+    let app = spawn_app(backend).await;
+    wiremock::Mock::given(wiremock::matchers::path("/slow/register"))
+        .respond_with(
+            wiremock::ResponseTemplate::new(201)
+                .set_body_json(json!({"client_id": "late"}))
+                .set_delay(std::time::Duration::from_secs(4)),
+        )
+        .mount(&app.provider)
+        .await;
+    let ty = registering_type(
+        &app,
+        json!({"registration_endpoint": format!("{}/slow/register", app.provider.uri())}),
+    )
+    .await;
+    let inst = app.new_instance(None).await;
+    let resp = start_with(&app, &inst, &ty, "").await;
+    assert_eq!(resp.status(), 504);
+    let (status, _) = admin_json(
+        &app,
+        reqwest::Method::GET,
+        &format!("/admin/registered_clients/{ty}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "nothing stored");
+}
+
 both_stores!(
+    concurrent_first_starts_end_with_one_sealed_client,
+    a_slow_registration_endpoint_is_a_timeout,
     first_start_registers_and_later_ones_reuse_the_client,
     update_reset_secret_and_unregister,
     an_expired_client_secret_is_registered_again,
