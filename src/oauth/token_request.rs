@@ -96,14 +96,7 @@ pub fn revocation(at: &AccountType, token: &str, hint: &'static str) -> Option<T
         ("token", token.to_owned()),
         ("token_type_hint", hint.to_owned()),
     ];
-    let endpoint = at.revocation_endpoint.clone()?;
-    // RFC 7009 is a form POST: `get` and `json` modes apply to token endpoints only.
-    let mode = if at.token_mode == TokenMode::Basic {
-        TokenMode::Basic
-    } else {
-        TokenMode::Form
-    };
-    build_for(at, endpoint, mode, params)
+    build_for(at, at.revocation_endpoint.clone()?, form_mode(at), params)
 }
 
 /// The RFC 7662 introspection request; `None` when the type has no introspection endpoint.
@@ -112,14 +105,22 @@ pub fn introspection(at: &AccountType, token: &str) -> Option<TokenRequest> {
         ("token", token.to_owned()),
         ("token_type_hint", "access_token".to_owned()),
     ];
-    let endpoint = at.introspection_endpoint.clone()?;
-    // RFC 7662 is a form POST authenticated like the token endpoint.
-    let mode = if at.token_mode == TokenMode::Basic {
+    build_for(
+        at,
+        at.introspection_endpoint.clone()?,
+        form_mode(at),
+        params,
+    )
+}
+
+/// RFC 7009 and 7662 requests are form POSTs, authenticated like the token endpoint:
+/// `get` and `json` modes apply to token endpoints only.
+fn form_mode(at: &AccountType) -> TokenMode {
+    if at.token_mode == TokenMode::Basic {
         TokenMode::Basic
     } else {
         TokenMode::Form
-    };
-    build_for(at, endpoint, mode, params)
+    }
 }
 
 fn build(at: &AccountType, params: Vec<(&'static str, String)>) -> Option<TokenRequest> {
