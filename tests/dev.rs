@@ -525,3 +525,44 @@ module.exports = new BaseKonnector(async function start(fields) {
     assert!(shown.contains("KONNECTOR-SAW alice Alice"), "{shown}");
     provider.server.verify().await;
 }
+
+#[test]
+fn dev_login_with_a_catalogue_template_sends_its_extras_scope_and_pkce() {
+    let ws = Workspace::new();
+    let mut child = ws
+        .command(&[
+            "dev",
+            "login",
+            "google",
+            "--no-browser",
+            "--redirect-uri",
+            "http://127.0.0.1:0/callback",
+            "--login-hint",
+            "alice@example.org",
+            "--wait-secs",
+            "5",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("a URL").unwrap();
+        if line.starts_with("http") {
+            break line;
+        }
+    };
+    child.kill().unwrap();
+    let _ = child.wait();
+    let parsed = url::Url::parse(&url).unwrap();
+    let q: std::collections::HashMap<String, String> = parsed.query_pairs().into_owned().collect();
+    assert_eq!(parsed.host_str(), Some("accounts.google.com"));
+    assert_eq!(q["client_id"], "dev-client");
+    assert_eq!(q["access_type"], "offline");
+    assert_eq!(q["prompt"], "consent");
+    assert_eq!(q["scope"], "openid email");
+    assert_eq!(q["login_hint"], "alice@example.org");
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert!(q["redirect_uri"].starts_with("http://127.0.0.1:"));
+}
