@@ -220,24 +220,26 @@ impl Broker {
     /// per-account type, and with its registered client when it registers one.
     pub async fn client_type(
         &self,
-        at: &AccountType,
+        at: &Arc<AccountType>,
         provider: Option<&ProviderUrl>,
-    ) -> Result<AccountType, ClientError> {
+    ) -> Result<Arc<AccountType>, ClientError> {
         let at = match (at.per_account(), provider) {
             (true, Some(p)) => at.with_provider(p),
             (true, None) => return Err(ClientError::NoProvider(at.service_id().to_owned())),
             (false, Some(_)) => return Err(ClientError::FixedProvider(at.service_id().to_owned())),
-            (false, None) => at.clone(),
+            // The common case stays a shared pointer: no copy on the hot path.
+            (false, None) if !at.registers() => return Ok(at.clone()),
+            (false, None) => (**at).clone(),
         };
         if !at.registers() {
-            return Ok(at);
+            return Ok(Arc::new(at));
         }
         let id = registration_id(&at.id, provider);
         let client = self
             .registrations
             .client_for(&at, &id, provider, &self.redirect_uri_of(&at), now())
             .await?;
-        Ok(client.apply(&at))
+        Ok(Arc::new(client.apply(&at)))
     }
 
     /// Sends a registered client's metadata again, rotating its secret on request; the
@@ -252,11 +254,7 @@ impl Broker {
             .get("account_type")
             .and_then(serde_json::Value::as_str)
             .unwrap_or_default();
-        let context = type_id.split_once('/').map(|(c, _)| c);
-        let at = self
-            .account_types
-            .lookup(crate::domain::account_type::service_id_of(type_id), context)
-            .await?;
+        let at = self.account_types.lookup_id(type_id).await?;
         let provider = stored
             .get("provider_url")
             .and_then(serde_json::Value::as_str)

@@ -634,3 +634,23 @@ async fn registered_clients_from_the_cli_on_the_embedded_store() {
 async fn registered_clients_from_the_cli_on_couchdb() {
     registered_clients_round_trip(true).await
 }
+
+#[test]
+fn import_with_the_store_down_says_so_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("types");
+    std::fs::create_dir(&src).unwrap();
+    write_doc(&src, "a.json", doc(&unique("down"), "down-secret-value"));
+    let out = Command::new(env!("CARGO_BIN_EXE_oauth-broker"))
+        .args(["account-types", "import", src.to_str().unwrap()])
+        // Nothing listens on the discard port.
+        .env("BROKER__COUCHDB__URL", "http://127.0.0.1:9")
+        .env("BROKER__COUCHDB__TIMEOUT_SECS", "2")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("store unavailable"), "{t}");
+    assert!(!t.contains("down-secret-value"), "{t}");
+}

@@ -295,14 +295,7 @@ async fn registered_clients(broker: &Broker, cmd: RegisteredClientsCmd) -> anyho
             account_type,
             provider_url,
         } => {
-            let context = account_type.split_once('/').map(|(c, _)| c);
-            let at = broker
-                .account_types
-                .lookup(
-                    crate::domain::account_type::service_id_of(&account_type),
-                    context,
-                )
-                .await?;
+            let at = broker.account_types.lookup_id(&account_type).await?;
             if !at.registers() {
                 bail!(
                     "account type `{account_type}` has a fixed client (no registration_endpoint)"

@@ -170,6 +170,13 @@ impl AccountTypes {
         Err(LookupError::NotFound(service_id.to_owned()))
     }
 
+    /// The type stored as `id` (`google` or `ctx/google`), falling back to the service's
+    /// own document as `lookup` does.
+    pub async fn lookup_id(&self, id: &str) -> Result<Arc<AccountType>, LookupError> {
+        let context = id.split_once('/').map(|(c, _)| c);
+        self.lookup(account_type::service_id_of(id), context).await
+    }
+
     fn cached(&self, id: &str) -> Option<Entry> {
         self.cache.read().expect("cache lock").get(id).cloned()
     }
