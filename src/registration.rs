@@ -10,6 +10,7 @@ use crate::domain::provider_url::ProviderUrl;
 use crate::domain::sealed::{Keyring, SealError};
 use crate::domain::{AccountType, TokenMode};
 use crate::oauth::{ProviderClient, ProviderError};
+use crate::refresh::LocalLocks;
 use crate::store::{put_creating_db, rev_of, SharedStore, StoreError, REGISTERED_CLIENTS_DB};
 use oauth2::{ClientId, ClientSecret};
 use reqwest::Method;
@@ -120,6 +121,9 @@ pub struct Registrations {
     store: SharedStore,
     keyring: Arc<Keyring>,
     provider: ProviderClient,
+    /// One registration, update or deletion at a time per id in this process, so a
+    /// provider's answers are stored in the order it gave them.
+    locks: LocalLocks,
 }
 
 impl Registrations {
@@ -129,6 +133,7 @@ impl Registrations {
             store,
             keyring,
             provider,
+            locks: LocalLocks::default(),
         }
     }
 
@@ -146,6 +151,15 @@ impl Registrations {
         redirect_uri: &str,
         now: i64,
     ) -> Result<RegisteredClient, RegistrationError> {
+        if let Some((_, client)) = self.load(id).await? {
+            if !client.expired(now) {
+                return Ok(client);
+            }
+        }
+        // Flows starting together in this process register once: the first one in
+        // registers, the others find its client.
+        let lock = self.locks.lock_for(id);
+        let _one_at_a_time = lock.lock().await;
         let stored = self.load(id).await?;
         if let Some((_, client)) = &stored {
             if !client.expired(now) {
@@ -331,6 +345,8 @@ impl Registrations {
         reset_secret: bool,
         now: i64,
     ) -> Result<Value, RegistrationError> {
+        let lock = self.locks.lock_for(id);
+        let _one_at_a_time = lock.lock().await;
         let (stored, c) = self
             .load(id)
             .await?
@@ -373,14 +389,16 @@ impl Registrations {
         if let Some(rev) = rev_of(&stored) {
             doc["_rev"] = rev.into();
         }
-        put_creating_db(self.store.as_ref(), REGISTERED_CLIENTS_DB, &doc).await?;
+        self.put_over(&mut doc).await?;
         Ok(redacted(&doc))
     }
 
     /// Deletes the client at the provider (RFC 7592 delete), then here. A provider that no
     /// longer knows the client (401, 403, 404) counts as done.
     pub async fn unregister(&self, id: &str) -> Result<(), RegistrationError> {
-        let (stored, c) = self
+        let lock = self.locks.lock_for(id);
+        let _one_at_a_time = lock.lock().await;
+        let (_, c) = self
             .load(id)
             .await?
             .ok_or_else(|| RegistrationError::NotRegistered(id.to_owned()))?;
@@ -397,9 +415,46 @@ impl Registrations {
             }
             Err(e) => return Err(e),
         }
-        let rev = rev_of(&stored).unwrap_or_default().to_owned();
-        self.store.delete(REGISTERED_CLIENTS_DB, id, &rev).await?;
-        Ok(())
+        // Another process may have written it meanwhile: delete whatever revision is there.
+        for _ in 0..3 {
+            let Some(current) = self.store.get(REGISTERED_CLIENTS_DB, id).await? else {
+                return Ok(());
+            };
+            let rev = rev_of(&current).unwrap_or_default().to_owned();
+            match self.store.delete(REGISTERED_CLIENTS_DB, id, &rev).await {
+                Err(StoreError::Conflict) => continue,
+                other => return Ok(other?),
+            }
+        }
+        Err(StoreError::Conflict.into())
+    }
+
+    /// Stores the provider's newest answer over whatever revision another process wrote
+    /// meanwhile: the provider has already acted, so losing its answer would lose a secret.
+    async fn put_over(&self, doc: &mut Value) -> Result<(), RegistrationError> {
+        let id = doc["_id"].as_str().unwrap_or_default().to_owned();
+        for _ in 0..3 {
+            match put_creating_db(self.store.as_ref(), REGISTERED_CLIENTS_DB, doc).await {
+                Ok(rev) => {
+                    doc["_rev"] = rev.into();
+                    return Ok(());
+                }
+                Err(StoreError::Conflict) => {
+                    let current = self.store.get(REGISTERED_CLIENTS_DB, &id).await?;
+                    match (current.as_ref().and_then(rev_of), doc.as_object_mut()) {
+                        (Some(rev), Some(o)) => {
+                            o.insert("_rev".into(), rev.into());
+                        }
+                        (None, Some(o)) => {
+                            o.remove("_rev");
+                        }
+                        _ => {}
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict.into())
     }
 
     async fn delete_at_provider(&self, c: &RegisteredClient) -> Result<(), RegistrationError> {

@@ -63,7 +63,8 @@ pub struct LocalLocks {
 }
 
 impl LocalLocks {
-    fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    /// The lock of `key`, shared by every holder while one exists.
+    pub fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.locks.lock().expect("lock map");
         if let Some(lock) = map.get(key).and_then(Weak::upgrade) {
             return lock;

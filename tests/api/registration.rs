@@ -580,7 +580,42 @@ async fn a_slow_registration_endpoint_is_a_timeout(backend: Backend) {
     assert_eq!(status, 404, "nothing stored");
 }
 
+async fn concurrent_updates_all_land_and_keep_the_newest_secret(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let provider = RegisteringProvider::mount(&app.provider).await;
+    let ty = registering_type(&app, json!({})).await;
+    let inst = app.new_instance(None).await;
+    connect(&app, &inst, &ty, "").await;
+    let path = format!("/admin/registered_clients/{ty}");
+    let updates = (0..5).map(|_| admin_json(&app, reqwest::Method::PUT, &path, None));
+    for (status, body) in futures::future::join_all(updates).await {
+        assert_eq!(
+            status, 200,
+            "a write conflict is re-applied, not a failure: {body}"
+        );
+    }
+    assert_eq!(provider.with(|s| s.updates), 5);
+    // A rotation racing a plain update: the stored secret is the provider's newest.
+    let rotate = admin_json(
+        &app,
+        reqwest::Method::PUT,
+        &path,
+        Some(json!({"reset_secret": true})),
+    );
+    let plain = admin_json(&app, reqwest::Method::PUT, &path, None);
+    let (a, b) = futures::future::join(rotate, plain).await;
+    assert_eq!((a.0, b.0), (200, 200), "{} {}", a.1, b.1);
+    let (_, id) = connect(&app, &inst, &ty, "").await;
+    assert_eq!(
+        app.account(&inst, &id).await["oauth"]["access_token"],
+        "access-for-client-1",
+        "{:?}",
+        provider.with(|s| s.complaints.clone())
+    );
+}
+
 both_stores!(
+    concurrent_updates_all_land_and_keep_the_newest_secret,
     concurrent_first_starts_end_with_one_sealed_client,
     a_slow_registration_endpoint_is_a_timeout,
     first_start_registers_and_later_ones_reuse_the_client,
@@ -593,3 +628,37 @@ both_stores!(
     status_introspects_the_token_or_answers_from_the_store,
     login_hint_reaches_the_provider,
 );
+
+#[tokio::test]
+async fn store_down_answers_503_and_the_provider_is_not_asked() {
+    let relay = crate::helpers::CouchRelay::start().await;
+    let app = crate::helpers::spawn_relayed_app(&relay).await;
+    let provider = RegisteringProvider::mount(&app.provider).await;
+    let ty = registering_type(&app, json!({})).await;
+    let inst = app.new_instance(None).await;
+    let (_, id) = connect(&app, &inst, &ty, "").await;
+    let token = app.api_token(&inst).await;
+    relay.set_down(true).await;
+    let path = format!("/admin/registered_clients/{ty}");
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let (status, body) = admin_json(&app, method.clone(), &path, None).await;
+        assert_eq!(status, 503, "{method}: {body}");
+        assert_eq!(body["errors"][0]["code"], "store_unavailable");
+    }
+    let status = app
+        .http
+        .get(format!("{}/accounts/{ty}/{id}/status", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 503);
+    assert_eq!(provider.with(|s| (s.updates, s.deletions)), (0, 0));
+    relay.set_down(false).await;
+    let (status, body) = admin_json(&app, reqwest::Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{body}");
+}
