@@ -1,9 +1,9 @@
 //! Throughput of the broker's hot paths, against a broker on the embedded store and a
 //! provider played by wiremock, all on loopback. Run: `cargo bench --bench flow`.
 
-#[path = "../tests/api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::helpers;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use helpers::*;

@@ -5,14 +5,19 @@
 //! `cargo bench --bench refresher` (embedded store); `BENCH_STORE=couch` with
 //! `BROKER_TEST_COUCHDB_URL` set runs it on CouchDB; `BENCH_ACCOUNTS=N` changes N.
 
-#[path = "../tests/api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::helpers;
 
-use oauth_broker::broker::{ensure_databases, open_store, Broker};
+use oauth_broker::app::Services;
+use oauth_broker::domain::sealed::Keyring;
 use oauth_broker::domain::Domain;
-use oauth_broker::refresh::background::run_once;
+use oauth_broker::store::account_types::AccountTypes;
+use oauth_broker::store::accounts::Accounts;
+use oauth_broker::store::instances::Instances;
+use oauth_broker::store::schedule::Schedule;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Instant;
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -33,18 +38,19 @@ fn main() {
         let backend = if couch { helpers::Backend::Couch } else { helpers::Backend::Embedded };
         let mut settings = helpers::test_settings(backend, dir.path());
         settings.couchdb.db_prefix = format!("{}_", helpers::unique("bench"));
-        let store = open_store(&settings).unwrap();
-        ensure_databases(&store).await.unwrap();
-        let broker = Broker::new(&settings, store).unwrap();
+        let services = Services::open(&settings).await.unwrap();
+        let store = services.store();
+        let keys = Arc::new(Keyring::parse("").unwrap());
+        let accounts = Accounts::new(store.clone(), keys.clone(), false);
+        let schedule = Schedule::new(store.clone());
 
         let provider = MockServer::start().await;
         Mock::given(path("/token"))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "fresh", "expires_in": 3600})))
             .mount(&provider)
             .await;
-        let inst = broker.instances.add(Domain::parse("bench.example").unwrap(), None).await.unwrap();
-        broker
-            .account_types
+        let inst = Instances::new(store.clone()).add(Domain::parse("bench.example").unwrap(), None).await.unwrap();
+        AccountTypes::new(store.clone(), keys)
             .put(json!({"_id": "bench", "grant_mode": "authorization_code", "client_id": "c",
                 "client_secret": "s", "auth_endpoint": format!("{}/a", provider.uri()),
                 "token_endpoint": format!("{}/token", provider.uri())}))
@@ -54,26 +60,26 @@ fn main() {
         for i in 0..n {
             let doc = json!({"account_type": "bench", "name": "", "oauth": {
                 "access_token": "stale", "expires_at": "2020-01-01T00:00:00Z", "refresh_token": format!("rt-{i}")}});
-            let id = broker.accounts.create(&inst, &doc).await.unwrap();
-            broker.schedule.set(&inst.domain, &id, 0, 0, true).await.unwrap();
+            let id = accounts.create(&inst, &doc).await.unwrap();
+            schedule.set(&inst.domain, &id, 0, 0, true).await.unwrap();
             ids.push(id);
         }
 
-        let before = broker.store_stats.requests();
+        let before = services.store_requests();
         let started = Instant::now();
         let mut handled = 0;
         loop {
-            let batch = run_once(&broker).await;
+            let batch = services.refresh_due_once().await;
             if batch == 0 {
                 break;
             }
             handled += batch;
         }
         let elapsed = started.elapsed();
-        let calls = broker.store_stats.requests() - before;
+        let calls = services.store_requests() - before;
         let provider_calls = provider.received_requests().await.unwrap().len();
         for id in ids.iter().step_by((n / 10).max(1)) {
-            let doc = broker.accounts.get(&inst, id).await.unwrap().unwrap();
+            let doc = accounts.get(&inst, id).await.unwrap().unwrap();
             assert_eq!(doc["oauth"]["access_token"], "fresh");
         }
         assert_eq!(provider_calls, n, "one provider call per account");

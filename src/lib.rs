@@ -1,18 +1,23 @@
 //! oauth-broker: OAuth for cozy konnectors, compatible with cozy-stack's clients and
 //! CouchDB layout.
+//!
+//! Layers, inner to outer (ARCHITECTURE.md; `tests/layering.rs` keeps them so):
+//! `domain` ← `oauth`, `store`, `catalogue`, `config`, `metrics`, `webhooks` ← `app` ←
+//! `http`, `tasks`, `cli`, `dev`, `startup`.
 
-pub mod broker;
-pub mod catalogue;
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod app;
+mod catalogue;
 pub mod cli;
 pub mod config;
-pub mod dev;
+mod dev;
 pub mod domain;
 pub mod http;
-pub mod metrics;
+mod metrics;
 pub mod oauth;
-pub mod refresh;
-pub mod registration;
 pub mod startup;
 pub mod store;
-pub mod telemetry;
+mod tasks;
+mod telemetry;
 pub mod webhooks;

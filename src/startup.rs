@@ -1,9 +1,12 @@
-//! Building and running the HTTP server from settings.
+//! Wiring: the store, the services, the background tasks and the HTTP server, started in
+//! that order and stopped in the reverse one.
 
-use crate::broker::{ensure_databases, now, open_store, Broker};
+use crate::app::{open_store, Services};
 use crate::config::{redact_url, Settings};
+use crate::domain::Clock;
 use crate::http;
-use crate::store::{sweep_expired, FLOW_STATES_DB, SESSION_CODES_DB};
+use crate::http::rate_limit::RateLimits;
+use crate::tasks::{TaskSettings, Tasks};
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
@@ -11,59 +14,79 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often expired flow states, session codes and quiet rate-limit entries are purged.
-const SWEEP_EVERY: Duration = Duration::from_secs(600);
-/// How long a used or expired state is kept, so a replay is told apart from a forgery.
-const KEEP_SPENT_STATES_SECS: i64 = 24 * 3600;
+/// How long in-flight requests get to finish once a stop is asked.
+const HTTP_DRAIN_SECS: u64 = 30;
+/// How long background tasks get to finish after HTTP has drained.
+const TASKS_GRACE: Duration = Duration::from_secs(10);
 
-/// A bound, not yet running, broker.
+/// A bound, running broker.
 pub struct Application {
     port: u16,
     server: Server,
-    broker: Arc<Broker>,
+    services: Arc<Services>,
+    tasks: Tasks,
 }
 
 impl Application {
-    /// Opens the store, creates the databases, binds the listener and starts the
-    /// background tasks (account-type changes feed, state sweeper).
+    /// Opens the store, builds the services, starts the background tasks and binds the
+    /// listener, on the system clock.
     pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
+        Self::build_with_clock(settings, Clock::system()).await
+    }
+
+    /// [`Application::build`] on a given clock (tests fix the time).
+    pub async fn build_with_clock(
+        settings: &Settings,
+        clock: Clock,
+    ) -> anyhow::Result<Application> {
         match settings.couchdb_url() {
             Some(url) => tracing::info!(couchdb = %redact_url(url), "using CouchDB"),
             None => {
                 tracing::info!(data_dir = %settings.data_dir.display(), "using the embedded store")
             }
         }
-        let store = open_store(settings)?;
-        ensure_databases(&store).await?;
-        let broker = Arc::new(Broker::new(settings, store)?);
-        broker.account_types.spawn_watcher();
-        if settings.refresh.enabled {
-            crate::refresh::background::spawn(
-                broker.clone(),
-                Duration::from_secs(settings.refresh.interval_secs.max(1)),
-            );
-        }
-        spawn_sweeper(broker.clone());
+        let store = open_store(settings).await?;
+        let (services, outbox) = Services::build(settings, store, clock)?;
+        let services = Arc::new(services);
+        let rate_limits = web::Data::new(RateLimits::new(
+            settings.rate_limit.per_minute,
+            settings.rate_limit.burst,
+            settings.rate_limit.trust_forwarded_for,
+        ));
+        let tasks = Tasks::start(
+            services.clone(),
+            outbox,
+            &TaskSettings {
+                refresher: settings.refresh.enabled,
+                refresh_interval: Duration::from_secs(settings.refresh.interval_secs.max(1)),
+                prune: Some({
+                    let limits = rate_limits.clone();
+                    Arc::new(move || limits.forget_quiet_clients())
+                }),
+            },
+        );
 
         let listener = TcpListener::bind(&settings.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let port = listener.local_addr()?.port();
-        let data = web::Data::from(broker.clone());
+        let data = web::Data::from(services.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(http::security_headers())
                 .wrap(from_fn(http::request_log::log_request))
                 .app_data(data.clone())
+                .app_data(rate_limits.clone())
                 .configure(http::configure)
         })
         .listen(listener)?
-        .shutdown_timeout(30)
+        .shutdown_timeout(HTTP_DRAIN_SECS)
         .run();
         tracing::info!(port, "listening");
         Ok(Application {
             port,
             server,
-            broker,
+            services,
+            tasks,
         })
     }
 
@@ -73,33 +96,16 @@ impl Application {
     }
 
     /// The broker's services, for tests and tools that share the process.
-    pub fn broker(&self) -> Arc<Broker> {
-        self.broker.clone()
+    pub fn services(&self) -> Arc<Services> {
+        self.services.clone()
     }
 
-    /// Serves until the process is asked to stop; in-flight requests get 30 s to finish.
+    /// Serves until the process is asked to stop (SIGTERM, SIGINT): in-flight requests
+    /// get 30 s to finish, then the background tasks are stopped.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        tracing::info!("HTTP drained; stopping background tasks");
+        self.tasks.stop(TASKS_GRACE).await;
+        served
     }
-}
-
-fn spawn_sweeper(broker: Arc<Broker>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(SWEEP_EVERY);
-        loop {
-            tick.tick().await;
-            broker.rate_limits.forget_quiet_clients();
-            let sweeps = [
-                (FLOW_STATES_DB, now() - KEEP_SPENT_STATES_SECS),
-                (SESSION_CODES_DB, now()),
-            ];
-            for (db, before) in sweeps {
-                match sweep_expired(broker.store.as_ref(), db, before).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(db, purged = n, "expired documents purged"),
-                    Err(e) => tracing::warn!(db, error = %e, "sweep failed"),
-                }
-            }
-        }
-    });
 }

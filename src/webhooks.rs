@@ -1,18 +1,23 @@
 //! Webhooks: the broker tells an operator's endpoint when an account is created, when its
 //! refresh fails for good, and when its user reconnects it. Bodies are signed with
-//! HMAC-SHA256 (`X-Broker-Signature: sha256=<hex>`) and delivered with retries.
+//! HMAC-SHA256 (`X-Broker-Signature: sha256=<hex>`). [`Webhooks::emit`] only queues an
+//! event; the delivery task (`tasks::webhooks`) sends it with retries.
 
+use crate::domain::Timestamp;
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// Delivery attempts per event.
 const ATTEMPTS: u32 = 4;
+/// Events waiting for delivery at most; past that new ones are dropped and logged.
+const QUEUE: usize = 10_000;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A flow created a new account.
     AccountCreated,
     /// The provider refused the refresh token: the user must reconnect.
@@ -33,44 +38,80 @@ impl Kind {
 
 /// An event about one account.
 #[derive(Debug, Clone)]
-pub struct Event {
+pub(crate) struct Event {
     /// What happened.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// Instance domain.
-    pub instance: String,
+    pub(crate) instance: String,
     /// Account id.
-    pub account_id: String,
+    pub(crate) account_id: String,
     /// Account type (service id).
-    pub account_type: String,
+    pub(crate) account_type: String,
     /// OAuth error code, for failures.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
+    /// When it happened.
+    pub(crate) at: Timestamp,
 }
 
-/// The configured endpoint, if any.
-pub struct Webhooks {
-    target: Option<(url::Url, Vec<u8>)>,
+/// A signed event body ready to send.
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    event: &'static str,
+    body: String,
+    signature: String,
+}
+
+/// The sending side: queues events for the delivery task.
+#[derive(Clone)]
+pub(crate) struct Webhooks {
+    secret: Vec<u8>,
+    queue: Option<mpsc::Sender<Delivery>>,
+}
+
+/// The receiving side, owned by the delivery task.
+pub(crate) struct Outbox {
+    url: url::Url,
     http: reqwest::Client,
     retry_base: Duration,
+    queue: mpsc::Receiver<Delivery>,
 }
 
 impl Webhooks {
-    /// Webhooks to `url`, signed with `secret`; none without a URL.
-    pub fn new(url: Option<url::Url>, secret: &str, retry_base: Duration) -> Webhooks {
+    /// Webhooks to `url`, signed with `secret`, and the outbox the delivery task drains;
+    /// no outbox without a URL.
+    pub(crate) fn new(
+        url: Option<url::Url>,
+        secret: &str,
+        retry_base: Duration,
+    ) -> Result<(Webhooks, Option<Outbox>), reqwest::Error> {
+        let Some(url) = url else {
+            let off = Webhooks {
+                secret: Vec::new(),
+                queue: None,
+            };
+            return Ok((off, None));
+        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("a plain HTTP client builds");
-        Webhooks {
-            target: url.map(|u| (u, secret.as_bytes().to_vec())),
+            .build()?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let outbox = Outbox {
+            url,
             http,
             retry_base,
-        }
+            queue: rx,
+        };
+        let webhooks = Webhooks {
+            secret: secret.as_bytes().to_vec(),
+            queue: Some(tx),
+        };
+        Ok((webhooks, Some(outbox)))
     }
 
-    /// Sends the event in the background; failures are retried, then logged.
-    pub fn emit(&self, event: Event) {
-        let Some((url, secret)) = self.target.clone() else {
+    /// Queues the event for delivery; never waits.
+    pub(crate) fn emit(&self, event: Event) {
+        let Some(queue) = &self.queue else {
             return;
         };
         let body = json!({
@@ -79,20 +120,41 @@ impl Webhooks {
             "account_id": event.account_id,
             "account_type": event.account_type,
             "error": event.error,
-            "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "at": event.at.to_rfc3339(),
         })
         .to_string();
-        let signature = format!("sha256={}", sign(&secret, body.as_bytes()));
-        let http = self.http.clone();
-        let base = self.retry_base;
-        tokio::spawn(async move {
+        let signature = format!("sha256={}", sign(&self.secret, body.as_bytes()));
+        let delivery = Delivery {
+            event: event.kind.as_str(),
+            body,
+            signature,
+        };
+        if queue.try_send(delivery).is_err() {
+            tracing::error!(
+                event = event.kind.as_str(),
+                "webhook queue full or closed: event dropped"
+            );
+        }
+    }
+}
+
+impl Outbox {
+    /// The next event to deliver; `None` once every sender is gone.
+    pub(crate) async fn next(&mut self) -> Option<Delivery> {
+        self.queue.recv().await
+    }
+
+    /// A sender of one delivery with its retries, to run as its own task.
+    pub(crate) fn sender(&self, d: Delivery) -> impl std::future::Future<Output = ()> + use<> {
+        let (url, http, base) = (self.url.clone(), self.http.clone(), self.retry_base);
+        async move {
             for attempt in 1..=ATTEMPTS {
                 let sent = http
                     .post(url.clone())
                     .header("Content-Type", "application/json")
-                    .header("X-Broker-Event", event.kind.as_str())
-                    .header("X-Broker-Signature", &signature)
-                    .body(body.clone())
+                    .header("X-Broker-Event", d.event)
+                    .header("X-Broker-Signature", &d.signature)
+                    .body(d.body.clone())
                     .send()
                     .await;
                 match sent {
@@ -104,19 +166,21 @@ impl Webhooks {
                         tracing::warn!(error = %e.without_url(), attempt, "webhook not delivered")
                     }
                 }
-                tokio::time::sleep(base * 2u32.pow(attempt - 1)).await;
+                if attempt < ATTEMPTS {
+                    tokio::time::sleep(base * 2u32.pow(attempt - 1)).await;
+                }
             }
-            tracing::error!(
-                event = event.kind.as_str(),
-                "webhook dropped after {ATTEMPTS} attempts"
-            );
-        });
+            tracing::error!(event = d.event, "webhook dropped after {ATTEMPTS} attempts");
+        }
     }
 }
 
 /// Hex HMAC-SHA256 of `body` under `secret`.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    // HMAC takes keys of any length: `new_from_slice` cannot fail for it.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+        return String::new();
+    };
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }

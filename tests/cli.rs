@@ -540,8 +540,8 @@ fn import_creates_updates_and_skips_unchanged_on_couchdb() {
     import_a_folder(true)
 }
 
-#[path = "common/registering_provider.rs"]
-mod registering_provider;
+mod common;
+use common::registering_provider;
 
 /// `registered-clients register/get/update/reset-secret/list/unregister` on one store.
 async fn registered_clients_round_trip(couch: bool) {

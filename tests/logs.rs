@@ -2,12 +2,10 @@
 //! level, on the success path or the failure paths. Its own test binary, because it
 //! installs a process-wide TRACE subscriber that captures every line.
 
-#[path = "api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "common/registering_provider.rs"]
-mod registering_provider;
+mod common;
+use common::{helpers, registering_provider};
 
 use helpers::*;
 use oauth_broker::domain::secret::random_hex;

@@ -1,11 +1,13 @@
 //! `account-types`: templates, put, diff, import, get, list, rm.
 
+use super::out;
 use super::source::{self, SourceArgs};
-use crate::broker::Broker;
-use crate::domain::account_type::{redacted, AccountType};
+use crate::app::Services;
 use crate::domain::changes::changes;
+use crate::domain::AccountType;
 use anyhow::{bail, Context};
 use serde_json::Value;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// `account-types` sub-commands.
@@ -53,80 +55,87 @@ pub enum AccountTypesCmd {
 pub fn run_offline(cmd: &AccountTypesCmd) -> Option<anyhow::Result<()>> {
     match cmd {
         AccountTypesCmd::Templates { catalogue } => Some(templates(catalogue.as_deref())),
-        AccountTypesCmd::Validate(args) => Some(source::build(args).map(|b| {
-            let id = b.doc.get("_id").and_then(Value::as_str).unwrap_or("?");
-            println!("{}: valid account type `{id}`", b.label);
-        })),
+        AccountTypesCmd::Validate(args) => Some(validate(args)),
         _ => None,
     }
+}
+
+fn validate(args: &SourceArgs) -> anyhow::Result<()> {
+    let b = source::build(args)?;
+    let id = b.doc.get("_id").and_then(Value::as_str).unwrap_or("?");
+    out!("{}: valid account type `{id}`", b.label);
+    Ok(())
 }
 
 fn templates(dir: Option<&Path>) -> anyhow::Result<()> {
     let cat = source::catalogue(dir)?;
     for t in cat.iter() {
         let params: Vec<String> = t.params.keys().map(|k| format!("--param {k}=..")).collect();
-        println!("{}\t{}\t{}", t.name, t.display_name, params.join(" "));
+        out!("{}\t{}\t{}", t.name, t.display_name, params.join(" "));
     }
     eprintln!("{} templates", cat.len());
     Ok(())
 }
 
 /// Runs the commands that act on the store.
-pub async fn run(broker: &Broker, cmd: AccountTypesCmd) -> anyhow::Result<()> {
+pub async fn run(s: &Services, cmd: AccountTypesCmd) -> anyhow::Result<()> {
     match cmd {
         AccountTypesCmd::Put(args) => {
             let built = source::build(&args)?;
-            let (at, rev) = broker
-                .account_types
-                .put(built.doc)
+            let (at, rev) = s
+                .admin
+                .put_account_type(built.doc)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}: {e}", built.label))?;
-            println!("stored `{}` (rev {rev})", at.id);
+            out!("stored `{}` (rev {rev})", at.id);
         }
         AccountTypesCmd::Diff { source, exit_code } => {
             let built = source::build(&source)?;
             let id = id_of(&built.doc);
-            let stored = broker
-                .account_types
-                .get_opened(&id)
+            let stored = s
+                .admin
+                .account_type_opened(&id)
                 .await
                 .map_err(|e| anyhow::anyhow!("stored `{id}`: {e}"))?;
             let found = changes(stored.as_ref(), &built.doc);
             if stored.is_none() {
-                println!("`{id}` is not stored yet; put would create it:");
+                out!("`{id}` is not stored yet; put would create it:");
             }
             if found.is_empty() {
-                println!("no changes to `{id}`");
+                out!("no changes to `{id}`");
             }
             for c in &found {
-                println!("{c}");
+                out!("{c}");
             }
             if exit_code && !found.is_empty() {
                 std::process::exit(1);
             }
         }
-        AccountTypesCmd::Import { dir } => import(broker, &dir).await?,
-        AccountTypesCmd::Get { id } => match broker.account_types.get_document(&id).await? {
-            Some(doc) => println!("{}", serde_json::to_string_pretty(&redacted(&doc))?),
-            None => bail!("no account type `{id}`"),
+        AccountTypesCmd::Import { dir } => import(s, &dir).await?,
+        AccountTypesCmd::Get { id } => match s.admin.account_type(&id).await {
+            Ok(doc) => out!("{}", serde_json::to_string_pretty(&doc)?),
+            Err(crate::app::Error::NotFound(_)) => bail!("no account type `{id}`"),
+            Err(e) => return Err(e.into()),
         },
         AccountTypesCmd::List => {
-            for doc in broker.account_types.list_documents().await? {
+            for doc in s.admin.account_types().await? {
                 let id = doc.get("_id").and_then(Value::as_str).unwrap_or("?");
                 match AccountType::from_document(&doc) {
-                    Ok(at) => println!("{id}\t{}", at.grant_mode.map_or("(none)", |m| m.as_str())),
-                    Err(e) => println!("{id}\tINVALID: {e}"),
+                    Ok(at) => out!("{id}\t{}", at.grant_mode.map_or("(none)", |m| m.as_str())),
+                    Err(e) => out!("{id}\tINVALID: {e}"),
                 }
             }
         }
         AccountTypesCmd::Rm { id } => {
-            if !broker.account_types.delete(&id).await? {
-                bail!("no account type `{id}`");
+            match s.admin.delete_account_type(&id).await {
+                Ok(()) => {}
+                Err(crate::app::Error::NotFound(_)) => bail!("no account type `{id}`"),
+                Err(e) => return Err(e.into()),
             }
-            println!("deleted `{id}`");
+            out!("deleted `{id}`");
         }
         AccountTypesCmd::Templates { .. } | AccountTypesCmd::Validate(_) => {
-            unreachable!("handled without a store")
+            bail!("this command needs no store")
         }
     }
     Ok(())
@@ -140,7 +149,7 @@ fn id_of(doc: &Value) -> String {
 }
 
 /// Checks every file first: one bad document stores nothing, and each is named.
-async fn import(broker: &Broker, dir: &Path) -> anyhow::Result<()> {
+async fn import(s: &Services, dir: &Path) -> anyhow::Result<()> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -199,12 +208,12 @@ async fn import(broker: &Broker, dir: &Path) -> anyhow::Result<()> {
         let id = id_of(&doc);
         bar.set_message(id.clone());
         let outcome = async {
-            let stored = broker.account_types.get_opened(&id).await?;
+            let stored = s.admin.account_type_opened(&id).await?;
             if stored.is_some() && changes(stored.as_ref(), &doc).is_empty() {
                 return Ok("unchanged");
             }
-            broker.account_types.put(doc).await?;
-            Ok::<_, crate::store::account_types::WriteError>(if stored.is_some() {
+            s.admin.put_account_type(doc).await?;
+            Ok::<_, crate::app::Error>(if stored.is_some() {
                 "updated"
             } else {
                 "created"
@@ -220,7 +229,7 @@ async fn import(broker: &Broker, dir: &Path) -> anyhow::Result<()> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    println!(
+    out!(
         "imported {} file(s): {created} created, {updated} updated, {unchanged} unchanged, {} failed",
         files.len(),
         failed.len()

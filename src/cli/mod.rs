@@ -4,15 +4,14 @@ pub mod account_types;
 pub mod dev;
 pub mod source;
 
-use crate::broker::{ensure_databases, now, open_store, Broker};
+use crate::app::Services;
 use crate::config::Settings;
-use crate::domain::Domain;
 use crate::startup::Application;
-use crate::store::instances::AddError;
 pub use account_types::AccountTypesCmd;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 pub use dev::DevCmd;
+use std::io::Write;
 use std::path::PathBuf;
 
 /// OAuth broker for cozy konnectors.
@@ -139,6 +138,27 @@ pub enum InstancesCmd {
     },
 }
 
+/// Writes a line to standard output; a closed pipe (`| head`) ends the command quietly.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout(), $($arg)*).map_err($crate::cli::Output)?
+    };
+}
+pub(crate) use out;
+
+/// Standard output could not be written (a closed pipe, a full disk).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write to standard output: {0}")]
+pub struct Output(pub std::io::Error);
+
+impl Output {
+    /// Whether `e` is only a reader that went away (`| head`): not worth an error.
+    pub fn is_closed_pipe(e: &anyhow::Error) -> bool {
+        e.downcast_ref::<Output>()
+            .is_some_and(|o| o.0.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
@@ -152,7 +172,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev(cmd) => dev::run(cmd).await,
         Command::AccountTypes(cmd) => match account_types::run_offline(&cmd) {
             Some(done) => done,
-            None => account_types::run(&broker(&settings).await?, cmd).await,
+            None => account_types::run(&services(&settings).await?, cmd).await,
         },
         Command::Keys(KeysCmd::Generate { id }) => {
             let mut key = [0u8; 32];
@@ -162,53 +182,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key)
             );
             crate::domain::sealed::Keyring::parse(&spec).map_err(anyhow::Error::msg)?;
-            println!("{spec}");
+            out!("{spec}");
             Ok(())
         }
         Command::Accounts(AccountsCmd::Rm { domain, id }) => {
-            let broker = broker(&settings).await?;
-            let d = Domain::parse(&domain).map_err(anyhow::Error::msg)?;
-            let inst = broker
-                .instances
-                .get(&d)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no instance `{d}`"))?;
-            let revoked = crate::refresh::revoke::revoke_and_delete(&broker, &inst, &id)
+            let s = services(&settings).await?;
+            let revoked = s
+                .admin
+                .delete_account(&domain, &id)
                 .await
-                .map_err(|e| anyhow::anyhow!("account `{id}`: {e}"))?;
-            println!(
+                .with_context(|| format!("account `{id}`"))?;
+            out!(
                 "deleted `{id}`{}",
                 if revoked { " (tokens revoked)" } else { "" }
             );
             Ok(())
         }
-        Command::Keys(KeysCmd::Rotate) => rotate_keys(&broker(&settings).await?).await,
-        Command::RegisteredClients(cmd) => registered_clients(&broker(&settings).await?, cmd).await,
-        Command::Instances(cmd) => instances(&broker(&settings).await?, &settings, cmd).await,
+        Command::Keys(KeysCmd::Rotate) => rotate_keys(&services(&settings).await?).await,
+        Command::RegisteredClients(cmd) => {
+            registered_clients(&services(&settings).await?, cmd).await
+        }
+        Command::Instances(cmd) => instances(&services(&settings).await?, cmd).await,
     }
 }
 
-async fn broker(settings: &Settings) -> anyhow::Result<Broker> {
-    let store = open_store(settings)?;
-    ensure_databases(&store).await?;
-    Ok(Broker::new(settings, store)?)
+async fn services(settings: &Settings) -> anyhow::Result<Services> {
+    // Webhooks are the server's to deliver: the command line queues none.
+    Services::open(settings).await
 }
 
-async fn instances(broker: &Broker, settings: &Settings, cmd: InstancesCmd) -> anyhow::Result<()> {
-    let known =
-        |raw: &str| -> anyhow::Result<Domain> { Domain::parse(raw).map_err(anyhow::Error::msg) };
+async fn instances(s: &Services, cmd: InstancesCmd) -> anyhow::Result<()> {
     match cmd {
         InstancesCmd::Add { domain, context } => {
-            let inst = match broker.instances.add(known(&domain)?, context).await {
-                Ok(i) => i,
-                Err(AddError::Exists(d)) => bail!("instance `{d}` already exists"),
-                Err(AddError::Store(e)) => return Err(e.into()),
-            };
-            println!("added `{}` (prefix {})", inst.domain, inst.prefix);
+            let inst = s.admin.add_instance(&domain, context).await?;
+            out!("added `{}` (prefix {})", inst.domain, inst.prefix);
         }
         InstancesCmd::List => {
-            for i in broker.instances.list().await? {
-                println!(
+            for i in s.admin.instances().await? {
+                out!(
                     "{}\t{}\t{}",
                     i.domain,
                     i.prefix,
@@ -217,73 +228,47 @@ async fn instances(broker: &Broker, settings: &Settings, cmd: InstancesCmd) -> a
             }
         }
         InstancesCmd::Token { domain } => {
-            let d = known(&domain)?;
-            if broker.instances.get(&d).await?.is_none() {
-                bail!("no instance `{d}`");
-            }
-            println!(
-                "{}",
-                broker
-                    .credentials
-                    .issue_api_token(&d, now())
-                    .await?
-                    .expose()
-            );
+            out!("{}", s.admin.issue_api_token(&domain).await?.expose());
         }
         InstancesCmd::SessionCode { domain } => {
-            let d = known(&domain)?;
-            if broker.instances.get(&d).await?.is_none() {
-                bail!("no instance `{d}`");
-            }
-            let expires = now() + settings.session_code_ttl_secs as i64;
-            println!(
-                "{}",
-                broker
-                    .credentials
-                    .issue_session_code(&d, expires)
-                    .await?
-                    .expose()
-            );
+            let (code, _) = s.admin.issue_session_code(&domain).await?;
+            out!("{}", code.expose());
         }
     }
     Ok(())
 }
 
-async fn rotate_keys(broker: &Broker) -> anyhow::Result<()> {
-    let (types, failed) = broker
-        .account_types
-        .reseal_all()
-        .await
-        .map_err(|e| anyhow::anyhow!("re-sealing account types: {e}"))?;
-    let mut accounts = 0;
-    for inst in broker.instances.list().await? {
-        accounts += broker.accounts.reseal_all(&inst).await?;
+async fn rotate_keys(s: &Services) -> anyhow::Result<()> {
+    let done = s.admin.rotate_keys().await?;
+    out!(
+        "re-sealed {} account type(s) and {} account(s)",
+        done.account_types,
+        done.accounts
+    );
+    for (what, why) in &done.failed {
+        eprintln!("not re-sealed: {what}: {why}");
     }
-    println!("re-sealed {types} account type(s) and {accounts} account(s)");
-    for (id, why) in &failed {
-        eprintln!("not re-sealed: account type `{id}`: {why}");
-    }
-    if !failed.is_empty() {
-        bail!("{} account type(s) could not be re-sealed", failed.len());
+    if !done.failed.is_empty() {
+        bail!("{} document(s) could not be re-sealed", done.failed.len());
     }
     Ok(())
 }
 
-async fn registered_clients(broker: &Broker, cmd: RegisteredClientsCmd) -> anyhow::Result<()> {
+async fn registered_clients(s: &Services, cmd: RegisteredClientsCmd) -> anyhow::Result<()> {
     let show = |v: &serde_json::Value| -> anyhow::Result<()> {
-        println!("{}", serde_json::to_string_pretty(v)?);
+        out!("{}", serde_json::to_string_pretty(v)?);
         Ok(())
     };
     match cmd {
         RegisteredClientsCmd::List => {
-            for c in broker.registrations.list().await? {
+            for c in s.admin.registered_clients().await? {
                 let field = |k: &str| {
                     c.get(k)
                         .and_then(serde_json::Value::as_str)
                         .unwrap_or("")
                         .to_owned()
                 };
-                println!(
+                out!(
                     "{}\t{}\t{}",
                     field("_id"),
                     field("client_id"),
@@ -295,50 +280,25 @@ async fn registered_clients(broker: &Broker, cmd: RegisteredClientsCmd) -> anyho
             account_type,
             provider_url,
         } => {
-            let at = broker.account_types.lookup_id(&account_type).await?;
-            if !at.registers() {
-                bail!(
-                    "account type `{account_type}` has a fixed client (no registration_endpoint)"
-                );
-            }
-            let provider = provider_url
-                .map(|raw| {
-                    crate::domain::provider_url::ProviderUrl::parse(
-                        &raw,
-                        &at.provider_url_patterns,
-                        broker.insecure_provider_urls,
-                    )
-                })
-                .transpose()?;
-            let registered = broker.client_type(&at, provider.as_ref()).await?;
-            let id = crate::registration::registration_id(&at.id, provider.as_ref());
-            println!(
-                "registered `{id}` as client {}",
-                registered
-                    .client_id
-                    .as_ref()
-                    .map(|c| c.as_str())
-                    .unwrap_or_default()
-            );
+            let (id, client_id) = s
+                .admin
+                .register_client(&account_type, provider_url.as_deref())
+                .await?;
+            out!("registered `{id}` as client {client_id}");
         }
         RegisteredClientsCmd::Get { id, remote } => {
-            let doc = if remote {
-                broker.registrations.read_at_provider(&id).await?
-            } else {
-                broker.registrations.get(&id).await?
-            };
-            show(&doc)?;
+            show(&s.admin.registered_client(&id, remote).await?)?;
         }
         RegisteredClientsCmd::Update { id } => {
-            show(&broker.update_registration(&id, false).await?)?
+            show(&s.admin.update_registered_client(&id, false).await?)?
         }
         RegisteredClientsCmd::ResetSecret { id } => {
-            show(&broker.update_registration(&id, true).await?)?;
+            show(&s.admin.update_registered_client(&id, true).await?)?;
             eprintln!("new client secret stored for `{id}`");
         }
         RegisteredClientsCmd::Unregister { id } => {
-            broker.registrations.unregister(&id).await?;
-            println!("unregistered `{id}`");
+            s.admin.unregister_client(&id).await?;
+            out!("unregistered `{id}`");
         }
     }
     Ok(())

@@ -463,6 +463,16 @@ fn url_field(obj: &Map<String, Value>, field: &str) -> Result<Option<Url>, Accou
     Ok(Some(url))
 }
 
+impl crate::domain::error_kind::Classified for AccountTypeError {
+    fn kind(&self) -> crate::domain::ErrorKind {
+        crate::domain::ErrorKind::Invalid
+    }
+
+    fn code(&self) -> &'static str {
+        "invalid_account_type"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

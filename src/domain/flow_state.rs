@@ -124,6 +124,22 @@ mod slug_serde {
     }
 }
 
+impl crate::domain::error_kind::Classified for StateRejection {
+    fn kind(&self) -> crate::domain::ErrorKind {
+        crate::domain::ErrorKind::Invalid
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            StateRejection::Unknown => "state_unknown",
+            StateRejection::Expired => "state_expired",
+            StateRejection::Replayed => "state_replayed",
+            StateRejection::Mismatch => "state_mismatch",
+            StateRejection::BindingMismatch => "flow_binding_mismatch",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

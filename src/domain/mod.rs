@@ -3,6 +3,7 @@
 pub mod account;
 pub mod account_type;
 pub mod changes;
+pub mod error_kind;
 pub mod flow_state;
 pub mod grant_mode;
 pub mod instance;
@@ -10,11 +11,14 @@ pub mod provider_url;
 pub mod sealed;
 pub mod secret;
 pub mod slug;
+pub mod time;
 pub mod token_mode;
 
 pub use account_type::{AccountType, AccountTypeError};
+pub use error_kind::{Classified, ErrorKind};
 pub use flow_state::{FlowState, StateRejection};
 pub use grant_mode::GrantMode;
 pub use instance::{Domain, Instance, Subdomains};
 pub use slug::Slug;
+pub use time::{Clock, Timestamp};
 pub use token_mode::TokenMode;

@@ -164,6 +164,16 @@ fn origin(url: &Url) -> String {
     url.origin().ascii_serialization()
 }
 
+impl crate::domain::error_kind::Classified for ProviderUrlError {
+    fn kind(&self) -> crate::domain::ErrorKind {
+        crate::domain::ErrorKind::Invalid
+    }
+
+    fn code(&self) -> &'static str {
+        "invalid_provider_url"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

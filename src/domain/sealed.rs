@@ -139,6 +139,16 @@ impl Keyring {
     }
 }
 
+impl crate::domain::error_kind::Classified for SealError {
+    fn kind(&self) -> crate::domain::ErrorKind {
+        crate::domain::ErrorKind::KeyUnavailable
+    }
+
+    fn code(&self) -> &'static str {
+        "key_unavailable"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

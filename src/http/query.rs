@@ -1,6 +1,6 @@
 //! Query strings parsed once, bounded in size, with single-valued parameters enforced.
 
-use super::error::AppError;
+use crate::app::Error;
 
 /// Longest query string accepted.
 pub const MAX_QUERY_BYTES: usize = 8 * 1024;
@@ -13,9 +13,9 @@ pub struct Query {
 
 impl Query {
     /// Parses a raw query string.
-    pub fn parse(raw: &str) -> Result<Query, AppError> {
+    pub fn parse(raw: &str) -> Result<Query, Error> {
         if raw.len() > MAX_QUERY_BYTES {
-            return Err(AppError::TooLarge("the query string is too long"));
+            return Err(Error::TooLarge("the query string is too long"));
         }
         let pairs = url::form_urlencoded::parse(raw.as_bytes())
             .into_owned()
@@ -24,7 +24,7 @@ impl Query {
     }
 
     /// A parameter that may appear once; empty counts as absent.
-    pub fn one(&self, key: &'static str) -> Result<Option<&str>, AppError> {
+    pub fn one(&self, key: &'static str) -> Result<Option<&str>, Error> {
         let mut values = self
             .pairs
             .iter()
@@ -32,7 +32,7 @@ impl Query {
             .map(|(_, v)| v.as_str());
         let first = values.next();
         if values.next().is_some() {
-            return Err(AppError::BadRequest {
+            return Err(Error::BadRequest {
                 code: "duplicate_parameter",
                 detail: format!("parameter `{key}` must appear at most once"),
             });
@@ -42,16 +42,16 @@ impl Query {
 
     /// A single parameter bounded to `max` bytes, without control characters (they have
     /// no business in a state, a scope or an id, and would end up in headers and pages).
-    pub fn bounded(&self, key: &'static str, max: usize) -> Result<&str, AppError> {
+    pub fn bounded(&self, key: &'static str, max: usize) -> Result<&str, Error> {
         let v = self.one(key)?.unwrap_or("");
         if v.len() > max {
-            return Err(AppError::BadRequest {
+            return Err(Error::BadRequest {
                 code: "parameter_too_long",
                 detail: format!("parameter `{key}` is longer than {max} bytes"),
             });
         }
         if v.chars().any(char::is_control) {
-            return Err(AppError::BadRequest {
+            return Err(Error::BadRequest {
                 code: "invalid_parameter",
                 detail: format!("parameter `{key}` contains control characters"),
             });

@@ -1,6 +1,6 @@
 //! Per-client rate limits on the routes a stranger can hammer: start, redirect, admin.
 
-use super::error::AppError;
+use crate::app::Error;
 use actix_web::HttpRequest;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -38,7 +38,7 @@ impl RateLimits {
     }
 
     /// Takes one request from the client's budget, or says when to come back.
-    pub fn check(&self, group: Group, req: &HttpRequest) -> Result<(), AppError> {
+    pub(crate) fn check(&self, group: Group, req: &HttpRequest) -> Result<(), Error> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
@@ -47,17 +47,10 @@ impl RateLimits {
         };
         limiter.check_key(&(group, ip)).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            AppError::RateLimited {
+            Error::RateLimited {
                 retry_after_secs: wait.as_secs().max(1),
             }
         })
-    }
-
-    /// Forgets clients that have been quiet, so the table does not grow for ever.
-    pub fn forget_quiet_clients(&self) {
-        if let Some(l) = &self.limiter {
-            l.retain_recent();
-        }
     }
 
     fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
@@ -73,5 +66,14 @@ impl RateLimits {
             }
         }
         req.peer_addr().map(|a| a.ip())
+    }
+}
+
+impl RateLimits {
+    /// Forgets clients that have been quiet, so the table does not grow for ever.
+    pub(crate) fn forget_quiet_clients(&self) {
+        if let Some(l) = &self.limiter {
+            l.retain_recent();
+        }
     }
 }

@@ -3,6 +3,7 @@
 use super::token_reply::{self, ReplyError};
 use super::token_request::{Method, TokenRequest};
 use crate::domain::account::TokenGrant;
+use crate::domain::error_kind::{Classified, ErrorKind};
 use std::time::Duration;
 
 /// Largest token reply read; a bigger one is garbage.
@@ -214,6 +215,25 @@ fn classify(e: reqwest::Error) -> ProviderError {
         ProviderError::Timeout
     } else {
         ProviderError::Unreachable
+    }
+}
+
+impl Classified for ProviderError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ProviderError::Timeout => ErrorKind::UpstreamTimeout,
+            ProviderError::OAuth { .. } => ErrorKind::Refused,
+            ProviderError::Unreachable
+            | ProviderError::Garbage { .. }
+            | ProviderError::NoAccessToken => ErrorKind::Upstream,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ProviderError::Timeout => "provider_timeout",
+            _ => "provider_error",
+        }
     }
 }
 

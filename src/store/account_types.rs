@@ -2,10 +2,11 @@
 
 use super::{put_creating_db, rev_of, SharedStore, StoreError, ACCOUNT_TYPES_DB};
 use crate::domain::account_type::{self, AccountType, AccountTypeError, REDACTED};
+use crate::domain::error_kind::{Classified, ErrorKind};
 use crate::domain::sealed::{is_sealed, Keyring};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 /// How long one `_changes` request may wait for a change.
@@ -160,7 +161,11 @@ impl AccountTypes {
         }
         ids.push(service_id.to_owned());
         for id in &ids {
-            if let Some(entry) = self.cached(id).or(self.load(id).await?) {
+            let entry = match self.cached(id) {
+                Some(hit) => Some(hit),
+                None => self.load(id).await?,
+            };
+            if let Some(entry) = entry {
                 return entry.map_err(|error| LookupError::Invalid {
                     id: id.clone(),
                     error,
@@ -178,7 +183,11 @@ impl AccountTypes {
     }
 
     fn cached(&self, id: &str) -> Option<Entry> {
-        self.cache.read().expect("cache lock").get(id).cloned()
+        self.cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
     }
 
     /// Reads a document the cache has not seen yet (a write from another process).
@@ -188,15 +197,12 @@ impl AccountTypes {
             Err(StoreError::NoDatabase(_)) => None,
             Err(e) => return Err(e),
         };
-        Ok(doc.map(|d| {
-            self.remember(id, Some(&d))
-                .expect("a document yields an entry")
-        }))
+        Ok(doc.and_then(|d| self.remember(id, Some(&d))))
     }
 
     /// Records a document (or its deletion) in the cache.
     fn remember(&self, id: &str, doc: Option<&Value>) -> Option<Entry> {
-        let mut cache = self.cache.write().expect("cache lock");
+        let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
         match doc {
             None => {
                 cache.remove(id);
@@ -216,34 +222,22 @@ impl AccountTypes {
         }
     }
 
-    /// Follows the `_changes` feed for ever, so a `curl -X PUT` is in force within a second.
-    pub fn spawn_watcher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut since = Value::from(0);
-            loop {
-                match this
-                    .store
-                    .changes(ACCOUNT_TYPES_DB, &since, CHANGES_WAIT)
-                    .await
-                {
-                    Ok(batch) => {
-                        for change in batch
-                            .changes
-                            .iter()
-                            .filter(|c| !c.id.starts_with("_design/"))
-                        {
-                            this.remember(&change.id, change.doc.as_ref());
-                        }
-                        since = batch.last_seq;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "account type changes feed failed; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            }
-        })
+    /// Applies the changes after `since` (waiting a few seconds for one) to the cache and
+    /// returns the sequence to ask from next; the watcher task calls it in a loop, so a
+    /// `curl -X PUT` is in force within a second.
+    pub async fn follow_changes(&self, since: Value) -> Result<Value, StoreError> {
+        let batch = self
+            .store
+            .changes(ACCOUNT_TYPES_DB, &since, CHANGES_WAIT)
+            .await?;
+        for change in batch
+            .changes
+            .iter()
+            .filter(|c| !c.id.starts_with("_design/"))
+        {
+            self.remember(&change.id, change.doc.as_ref());
+        }
+        Ok(batch.last_seq)
     }
 
     /// Validates and stores a document; without `_rev` it replaces the stored one.
@@ -333,4 +327,40 @@ impl AccountTypes {
 /// Associated data of a sealed client secret: the document it belongs to.
 fn secret_aad(id: &str) -> String {
     format!("account_type/{id}/client_secret")
+}
+
+impl Classified for LookupError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            LookupError::NotFound(_) => ErrorKind::NotFound,
+            LookupError::Invalid { .. } => ErrorKind::Misconfigured,
+            LookupError::Store(s) => s.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            LookupError::NotFound(_) => "unknown_account_type",
+            LookupError::Invalid { .. } => "invalid_account_type",
+            LookupError::Store(s) => s.code(),
+        }
+    }
+}
+
+impl Classified for WriteError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            WriteError::Invalid(_) => ErrorKind::Invalid,
+            WriteError::Conflict => ErrorKind::Conflict,
+            WriteError::Store(s) => s.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            WriteError::Invalid(_) => "invalid_account_type",
+            WriteError::Conflict => "conflict",
+            WriteError::Store(s) => s.code(),
+        }
+    }
 }

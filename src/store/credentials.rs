@@ -2,7 +2,7 @@
 
 use super::{rev_of, SharedStore, StoreError, API_TOKENS_DB, SESSION_CODES_DB};
 use crate::domain::secret::Credential;
-use crate::domain::Domain;
+use crate::domain::{Domain, Timestamp};
 use serde_json::{json, Value};
 
 /// Issues and checks the credentials that let a caller act for an instance.
@@ -17,15 +17,15 @@ impl Credentials {
         Credentials { store }
     }
 
-    /// A one-time code for `start`, valid until `expires_at` (unix seconds).
+    /// A one-time code for `start`, valid until `expires_at`.
     pub async fn issue_session_code(
         &self,
         instance: &Domain,
-        expires_at: i64,
+        expires_at: Timestamp,
     ) -> Result<Credential, StoreError> {
         let code = Credential::generate();
-        let doc =
-            json!({"_id": code.hashed(), "instance": instance.as_str(), "expires_at": expires_at});
+        let doc = json!({"_id": code.hashed(), "instance": instance.as_str(),
+                         "expires_at": expires_at.unix_secs()});
         self.store.put(SESSION_CODES_DB, &doc).await?;
         Ok(code)
     }
@@ -34,7 +34,7 @@ impl Credentials {
     pub async fn redeem_session_code(
         &self,
         presented: &str,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Option<Domain>, StoreError> {
         if presented.is_empty() || presented.len() > 128 {
             return Ok(None);
@@ -46,7 +46,7 @@ impl Credentials {
         let fresh = doc
             .get("expires_at")
             .and_then(Value::as_i64)
-            .is_some_and(|t| now < t);
+            .is_some_and(|t| now.unix_secs() < t);
         if !fresh {
             // Left for the sweeper: refusing a request changes nothing.
             return Ok(None);
@@ -87,10 +87,11 @@ impl Credentials {
     pub async fn issue_api_token(
         &self,
         instance: &Domain,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Credential, StoreError> {
         let token = Credential::generate();
-        let doc = json!({"_id": token.hashed(), "instance": instance.as_str(), "created_at": now});
+        let doc = json!({"_id": token.hashed(), "instance": instance.as_str(),
+                         "created_at": now.unix_secs()});
         self.store.put(API_TOKENS_DB, &doc).await?;
         Ok(token)
     }

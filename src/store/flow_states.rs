@@ -1,8 +1,9 @@
 //! Flow states in `broker/flow_states`: single use, expiring, shared by every replica.
 
 use super::{SharedStore, StoreError, FLOW_STATES_DB};
+use crate::domain::error_kind::{Classified, ErrorKind};
 use crate::domain::secret::{random_hex, sha256_hex};
-use crate::domain::{FlowState, StateRejection};
+use crate::domain::{FlowState, StateRejection, Timestamp};
 use serde_json::Value;
 
 /// Why a presented state did not yield a flow.
@@ -47,7 +48,7 @@ impl FlowStates {
         &self,
         presented: &str,
         service_id: &str,
-        now: i64,
+        now: Timestamp,
         cookie: Option<&str>,
     ) -> Result<FlowState, ConsumeError> {
         if presented.len() != STATE_HEX_LEN || !presented.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -61,7 +62,7 @@ impl FlowStates {
             .ok_or(StateRejection::Unknown)?;
         let flow: FlowState =
             serde_json::from_value(strip_meta(&doc)).map_err(|_| StateRejection::Unknown)?;
-        flow.check(service_id, now, cookie)?;
+        flow.check(service_id, now.unix_secs(), cookie)?;
         let mut used = doc.clone();
         used["used"] = true.into();
         match self.store.put(FLOW_STATES_DB, &used).await {
@@ -80,4 +81,20 @@ fn strip_meta(doc: &Value) -> Value {
         o.remove("_rev");
     }
     d
+}
+
+impl Classified for ConsumeError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ConsumeError::Rejected(r) => r.kind(),
+            ConsumeError::Store(s) => s.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ConsumeError::Rejected(r) => r.code(),
+            ConsumeError::Store(s) => s.code(),
+        }
+    }
 }

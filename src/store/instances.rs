@@ -1,6 +1,7 @@
 //! Instances in `global/instances`, in cozy-stack's shape.
 
 use super::{put_creating_db, Selector, SharedStore, StoreError, INSTANCES_DB};
+use crate::domain::error_kind::{Classified, ErrorKind};
 use crate::domain::{Domain, Instance};
 use serde_json::{json, Value};
 
@@ -91,4 +92,20 @@ fn parse(doc: &Value) -> Option<Instance> {
         prefix,
         context,
     })
+}
+
+impl Classified for AddError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AddError::Exists(_) => ErrorKind::Conflict,
+            AddError::Store(s) => s.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            AddError::Exists(_) => "conflict",
+            AddError::Store(s) => s.code(),
+        }
+    }
 }

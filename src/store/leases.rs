@@ -2,7 +2,9 @@
 //! broker process, taken and released with CouchDB revisions.
 
 use super::{rev_of, SharedStore, StoreError, REFRESH_LEASES_DB};
+use crate::domain::Timestamp;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 /// A lease this process holds.
 #[derive(Debug, Clone)]
@@ -23,16 +25,18 @@ impl Leases {
         Leases { store }
     }
 
-    /// Takes the lease on `key` for `owner` until `now_ms + ttl_ms`, unless another owner
+    /// Takes the lease on `key` for `owner` until `now + ttl`, unless another owner
     /// holds an unexpired one. A lost race (409) means someone else got it.
     pub async fn try_acquire(
         &self,
         key: &str,
         owner: &str,
-        now_ms: i64,
-        ttl_ms: i64,
+        now: Timestamp,
+        ttl: Duration,
     ) -> Result<Option<Lease>, StoreError> {
-        let mut doc = json!({"_id": key, "owner": owner, "expires_at_ms": now_ms + ttl_ms});
+        let now_ms = now.unix_millis();
+        let until_ms = now.plus(ttl).unix_millis();
+        let mut doc = json!({"_id": key, "owner": owner, "expires_at_ms": until_ms});
         // Usually nobody holds it: one write takes it.
         match self.store.put(REFRESH_LEASES_DB, &doc).await {
             Ok(rev) => {

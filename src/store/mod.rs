@@ -13,6 +13,8 @@ pub mod leases;
 pub mod schedule;
 pub mod selector;
 
+use crate::domain::error_kind::{Classified, ErrorKind};
+use crate::domain::Timestamp;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::sync::Arc;
@@ -124,6 +126,20 @@ pub trait Store: Send + Sync + 'static {
 /// The store shared by every handler.
 pub type SharedStore = Arc<dyn Store>;
 
+/// Creates the databases the broker uses (and the indexes cozy-stack's lookups and the
+/// refresher rely on).
+pub async fn ensure_databases(store: &SharedStore) -> Result<(), StoreError> {
+    for db in BROKER_DBS {
+        store.ensure_db(db).await?;
+    }
+    // cozy-stack's index for secret lookups by konnector slug, and the refresher's.
+    store.ensure_index(ACCOUNT_TYPES_DB, "slug").await?;
+    store.ensure_index(REFRESH_SCHEDULE_DB, "due_at").await?;
+    // cozy-stack's instance documents are found by `domain`, not by id.
+    store.ensure_index(INSTANCES_DB, "domain").await?;
+    Ok(())
+}
+
 /// `put`, creating the database first when it is missing.
 pub async fn put_creating_db(
     store: &dyn Store,
@@ -141,9 +157,13 @@ pub async fn put_creating_db(
 
 /// Deletes up to 500 documents of `db` whose `expires_at` (unix seconds) is before
 /// `before`; returns how many went.
-pub async fn sweep_expired(store: &dyn Store, db: &str, before: i64) -> Result<usize, StoreError> {
+pub async fn sweep_expired(
+    store: &dyn Store,
+    db: &str,
+    before: Timestamp,
+) -> Result<usize, StoreError> {
     let old = store
-        .find(db, &Selector::Lt("expires_at", before), 500)
+        .find(db, &Selector::Lt("expires_at", before.unix_secs()), 500)
         .await?;
     let mut n = 0;
     for doc in &old {
@@ -165,4 +185,22 @@ pub fn rev_of(doc: &Value) -> Option<&str> {
 /// `_id` of a document read from the store.
 pub fn id_of(doc: &Value) -> Option<&str> {
     doc.get("_id").and_then(Value::as_str)
+}
+
+impl Classified for StoreError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Conflict => ErrorKind::Conflict,
+            StoreError::NoDatabase(_) | StoreError::Unavailable(_) | StoreError::Invalid(_) => {
+                ErrorKind::Unavailable
+            }
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            StoreError::Conflict => "conflict",
+            _ => "store_unavailable",
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! many instances there are.
 
 use super::{rev_of, Selector, SharedStore, StoreError, REFRESH_SCHEDULE_DB};
-use crate::domain::Domain;
+use crate::domain::{Domain, Timestamp};
 use serde_json::{json, Value};
 
 /// An account due for a refresh.
@@ -103,10 +103,14 @@ impl Schedule {
     }
 
     /// Accounts due at `now`, at most `limit`.
-    pub async fn due(&self, now: i64, limit: usize) -> Result<Vec<Due>, StoreError> {
+    pub async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<Due>, StoreError> {
         let docs = self
             .store
-            .find(REFRESH_SCHEDULE_DB, &Selector::Lt("due_at", now + 1), limit)
+            .find(
+                REFRESH_SCHEDULE_DB,
+                &Selector::Lt("due_at", now.unix_secs() + 1),
+                limit,
+            )
             .await?;
         Ok(docs
             .iter()

@@ -35,13 +35,7 @@ async fn a_client_credentials_account_is_created_and_renewed(b: Backend) {
     let doc = app.account(&inst, &id).await;
     assert_eq!(doc["oauth"]["access_token"], "cc-1");
     assert!(doc["oauth"].get("refresh_token").is_none());
-    let (due, _) = app
-        .broker
-        .schedule
-        .due_at(&inst.domain, &id)
-        .await
-        .unwrap()
-        .expect("renewal planned");
+    let (due, _) = app.planned(&inst, &id).await.expect("renewal planned");
     let now = chrono::Utc::now().timestamp();
     assert!((now + 3000 - 5..=now + 3000 + 5).contains(&due));
     // Renewal asks again with the credentials.

@@ -60,7 +60,8 @@ async fn metrics_count_flows_by_type_and_outcome(b: Backend) {
     app.redirect(
         &t,
         &[
-            ("error", "access_denied"),
+            // A sane code the app is told, but not a label: providers choose it.
+            ("error", "provider_chosen_text"),
             ("state", &TestApp::state_in(&url)),
         ],
     )
@@ -77,13 +78,14 @@ async fn metrics_count_flows_by_type_and_outcome(b: Backend) {
     for line in [
         format!("broker_flows_started_total{{account_type=\"{t}\"}} 2"),
         format!("broker_flows_completed_total{{account_type=\"{t}\"}} 1"),
-        format!("broker_flows_failed_total{{account_type=\"{t}\",reason=\"access_denied\"}} 1"),
-        "broker_flows_failed_total{account_type=\"-\",reason=\"state_unknown\"} 1".to_owned(),
+        format!("broker_flows_failed_total{{account_type=\"{t}\",reason=\"refused\"}} 1"),
+        "broker_flows_failed_total{account_type=\"-\",reason=\"invalid\"} 1".to_owned(),
         "broker_token_endpoint_seconds_count{kind=\"exchange\"} 1".to_owned(),
     ] {
         assert!(text.contains(&line), "missing `{line}` in\n{text}");
     }
     assert!(text.contains("broker_store_seconds_count{op=\"put\"}"));
+    assert!(!text.contains("provider_chosen_text"), "{text}");
 }
 
 both_stores!(metrics_count_flows_by_type_and_outcome);

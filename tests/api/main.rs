@@ -1,6 +1,10 @@
 //! Black-box tests of the broker's HTTP API, each run on CouchDB and on the embedded store.
 
-mod helpers;
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../common/mod.rs"]
+mod common;
+use common::helpers;
 
 mod admin;
 mod bad_input;

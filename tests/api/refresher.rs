@@ -36,7 +36,7 @@ async fn account_from(app: &TestApp, inst: &Instance, t: &str, code: &str, reply
 }
 
 async fn planned(app: &TestApp, inst: &Instance, id: &str) -> Option<(i64, u32)> {
-    app.broker.schedule.due_at(&inst.domain, id).await.unwrap()
+    app.planned(inst, id).await
 }
 
 async fn the_refresher_renews_accounts_within_the_margin_and_only_those(b: Backend) {

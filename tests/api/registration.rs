@@ -6,9 +6,7 @@ use crate::helpers::{location, query_of, spawn_app, spawn_app_with, unique, Back
 use oauth_broker::domain::Instance;
 use serde_json::{json, Value};
 
-#[path = "../common/registering_provider.rs"]
-mod registering_provider;
-use registering_provider::RegisteringProvider;
+use crate::common::registering_provider::RegisteringProvider;
 
 /// A type that registers itself with the played provider (a fixed one).
 async fn registering_type(app: &TestApp, extra: Value) -> String {

@@ -2,13 +2,16 @@
 
 use crate::both_stores;
 use crate::helpers::*;
+use oauth_broker::domain::Timestamp;
 use oauth_broker::store::{sweep_expired, Selector, Store, StoreError};
 use serde_json::json;
 use std::time::Duration;
 
 async fn store_for(b: Backend) -> (std::sync::Arc<dyn Store>, tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
-    let store = oauth_broker::broker::open_store(&test_settings(b, dir.path())).unwrap();
+    let store = oauth_broker::app::open_store(&test_settings(b, dir.path()))
+        .await
+        .unwrap();
     let db = format!("test/{}", unique("db"));
     store.ensure_db(&db).await.unwrap();
     store.ensure_db(&db).await.unwrap();
@@ -92,7 +95,12 @@ async fn sweeping_removes_only_what_expired(b: Backend) {
     s.put(&db, &json!({"_id": "new", "expires_at": 10_000}))
         .await
         .unwrap();
-    assert_eq!(sweep_expired(s.as_ref(), &db, 5_000).await.unwrap(), 1);
+    assert_eq!(
+        sweep_expired(s.as_ref(), &db, Timestamp::from_unix_secs(5_000))
+            .await
+            .unwrap(),
+        1
+    );
     assert!(s.get(&db, "old").await.unwrap().is_none());
     assert!(s.get(&db, "new").await.unwrap().is_some());
 }

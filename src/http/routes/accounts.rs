@@ -1,80 +1,98 @@
-//! `POST /accounts/{type}` (client credentials accounts) and `DELETE /accounts/{type}/{id}`
-//! (revoke an account's tokens and delete it).
+//! `POST /accounts/{type}` (client credentials accounts), `DELETE /accounts/{type}/{id}`
+//! (revoke an account's tokens and delete it), `POST /accounts/{type}/{id}/refresh`
+//! (konnectors get fresh tokens) and `GET /accounts/{type}/{id}/status`.
 
-use crate::broker::Broker;
-use crate::domain::{account, GrantMode};
-use crate::http::auth::token_instance;
-use crate::http::error::{Api, AppError};
-use crate::http::routes::refresh::jsonapi_account;
-use crate::oauth::token_request;
-use crate::refresh::reschedule;
-use crate::refresh::revoke::revoke_and_delete;
-use crate::webhooks::{Event, Kind};
+use crate::app::refresh::Mode;
+use crate::app::Services;
+use crate::http::error::Api;
+use crate::http::extractors::InstanceCaller;
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Map, Value};
+
+/// For a `client_credentials` type, obtains a token and stores it as a new account.
+pub(crate) async fn create(
+    InstanceCaller(inst): InstanceCaller,
+    path: web::Path<String>,
+    services: web::Data<Services>,
+) -> Result<HttpResponse, Api> {
+    let saved = services
+        .accounts
+        .create_client_credentials(&inst, &path.into_inner())
+        .await?;
+    Ok(jsonapi(HttpResponse::Created(), &jsonapi_account(&saved)))
+}
 
 /// Revokes the tokens at the provider when it can, then deletes the account.
-pub async fn delete(
-    req: HttpRequest,
+pub(crate) async fn delete(
+    InstanceCaller(inst): InstanceCaller,
     path: web::Path<(String, String)>,
-    broker: web::Data<Broker>,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
     let (_, account_id) = path.into_inner();
-    let inst = token_instance(&req, &broker).await?;
-    let revoked = revoke_and_delete(&broker, &inst, &account_id).await?;
+    let revoked = services
+        .accounts
+        .revoke_and_delete(&inst, &account_id)
+        .await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "id": account_id, "revoked": revoked})))
 }
 
-/// `POST /accounts/{type}`: for a `client_credentials` type, obtains a token with the
-/// type's own credentials and stores it as a new account, kept fresh by the refresher.
-pub async fn create(
-    req: HttpRequest,
-    path: web::Path<String>,
-    broker: web::Data<Broker>,
+/// Refreshes the account and answers it as a JSON:API document, as cozy-stack does.
+pub(crate) async fn refresh(
+    InstanceCaller(inst): InstanceCaller,
+    path: web::Path<(String, String)>,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
-    let service_id = path.into_inner();
-    let inst = token_instance(&req, &broker).await?;
-    let at = broker
-        .account_types
-        .lookup(&service_id, inst.context.as_deref())
+    // The `{type}` segment is ignored, as in cozy-stack: the account names its type.
+    let (_, account_id) = path.into_inner();
+    let saved = services
+        .refreshes
+        .refresh(&inst, &account_id, Mode::Always)
         .await?;
-    if at.grant_mode != Some(GrantMode::ClientCredentials) {
-        return Err(AppError::BadRequest {
-            code: "not_client_credentials",
-            detail: format!(
-                "account type `{}` is not a client_credentials type: use its start route",
-                at.id
-            ),
-        }
-        .into());
-    }
-    let request = token_request::client_credentials(&at)
-        .expect("validated: client_credentials types have a token endpoint");
-    let grant = broker
-        .metrics
-        .time_provider("client_credentials", broker.provider.request_token(&request))
-        .await
-        .map_err(|e| {
-        tracing::warn!(account_type = at.service_id(), error = %e, "client credentials token refused");
-        AppError::Provider(e)
-    })?;
-    let doc = account::from_token_grant(at.service_id(), &grant);
-    let id = broker.accounts.create(&inst, &doc).await?;
-    reschedule(&broker, &inst, &id, &doc, &at, true).await;
-    broker.webhooks.emit(Event {
-        kind: Kind::AccountCreated,
-        instance: inst.domain.to_string(),
-        account_id: id.clone(),
-        account_type: at.service_id().to_owned(),
-        error: None,
-    });
-    let saved = broker
+    Ok(jsonapi(HttpResponse::Ok(), &jsonapi_account(&saved)))
+}
+
+/// Answers `active`, `expires_at` and `scope` of the account's access token.
+pub(crate) async fn status(
+    InstanceCaller(inst): InstanceCaller,
+    path: web::Path<(String, String)>,
+    services: web::Data<Services>,
+) -> Result<HttpResponse, Api> {
+    let (service_id, account_id) = path.into_inner();
+    let s = services
         .accounts
-        .get(&inst, &id)
-        .await?
-        .ok_or(AppError::NotFound("account"))?;
-    Ok(HttpResponse::Created()
+        .status(&inst, &service_id, &account_id)
+        .await?;
+    let mut attributes = Map::new();
+    attributes.insert("active".into(), s.active.into());
+    attributes.insert(
+        "expires_at".into(),
+        s.expires_at.map_or(Value::Null, |t| t.to_rfc3339().into()),
+    );
+    attributes.insert("scope".into(), s.scope.map_or(Value::Null, Value::from));
+    attributes.insert("source".into(), s.source.into());
+    attributes.insert("reconnect_needed".into(), s.reconnect_needed.into());
+    let body = json!({"data": {"type": "io.cozy.accounts.status", "id": account_id,
+                               "attributes": attributes}});
+    Ok(jsonapi(HttpResponse::Ok(), &body))
+}
+
+fn jsonapi(mut builder: actix_web::HttpResponseBuilder, body: &Value) -> HttpResponse {
+    builder
         .insert_header((header::CONTENT_TYPE, "application/vnd.api+json"))
-        .body(jsonapi_account(&saved).to_string()))
+        .body(body.to_string())
+}
+
+/// cozy-stack's JSON:API envelope: the document minus `_id`/`_rev` as attributes.
+fn jsonapi_account(doc: &Value) -> Value {
+    let id = doc.get("_id").cloned().unwrap_or(Value::Null);
+    let rev = doc.get("_rev").cloned().unwrap_or(Value::Null);
+    let mut attributes = doc.clone();
+    if let Some(o) = attributes.as_object_mut() {
+        o.remove("_id");
+        o.remove("_rev");
+    }
+    let link = format!("/data/io.cozy.accounts/{}", id.as_str().unwrap_or_default());
+    json!({"data": {"type": "io.cozy.accounts", "id": id, "attributes": attributes,
+                    "meta": {"rev": rev}, "links": {"self": link}}})
 }

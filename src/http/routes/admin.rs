@@ -1,13 +1,11 @@
-//! `/admin/*`: operators provision account types and instances, and issue credentials.
+//! `/admin/*`: operators provision account types and instances, issue credentials and
+//! manage registered clients. Every handler takes [`AdminCaller`].
 
-use crate::broker::{now, Broker};
-use crate::domain::account_type::redacted;
-use crate::domain::Domain;
-use crate::http::auth::require_admin;
-use crate::http::error::{Api, AppError};
-use crate::http::read_json;
-use crate::store::instances::AddError;
-use actix_web::{web, HttpRequest, HttpResponse};
+use crate::app::{Error, Services};
+use crate::http::error::Api;
+use crate::http::extractors::AdminCaller;
+use crate::http::{read_body, read_json};
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -17,101 +15,83 @@ fn type_id(raw: String) -> String {
 }
 
 /// Every account type, secrets redacted.
-pub async fn list_account_types(
-    req: HttpRequest,
-    broker: web::Data<Broker>,
+pub(crate) async fn list_account_types(
+    _: AdminCaller,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
-    require_admin(&req, &broker)?;
-    let docs: Vec<Value> = broker
-        .account_types
-        .list_documents()
-        .await?
-        .iter()
-        .map(redacted)
-        .collect();
+    let docs = services.admin.account_types().await?;
     Ok(HttpResponse::Ok().json(json!({"account_types": docs})))
 }
 
 /// One account type, secrets redacted.
-pub async fn get_account_type(
-    req: HttpRequest,
+pub(crate) async fn get_account_type(
+    _: AdminCaller,
     path: web::Path<String>,
-    broker: web::Data<Broker>,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
-    require_admin(&req, &broker)?;
-    let id = type_id(path.into_inner());
-    let doc = broker
-        .account_types
-        .get_document(&id)
-        .await?
-        .ok_or(AppError::NotFound("account type"))?;
-    Ok(HttpResponse::Ok().json(redacted(&doc)))
+    let doc = services
+        .admin
+        .account_type(&type_id(path.into_inner()))
+        .await?;
+    Ok(HttpResponse::Ok().json(doc))
 }
 
 /// Validates and stores an account type.
-pub async fn put_account_type(
-    req: HttpRequest,
+pub(crate) async fn put_account_type(
+    _: AdminCaller,
     path: web::Path<String>,
     body: web::Payload,
-    broker: web::Data<Broker>,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
-    require_admin(&req, &broker)?;
     let id = type_id(path.into_inner());
     let mut doc: Value = read_json(body, "an account type document").await?;
-    let obj = doc.as_object_mut().ok_or_else(|| AppError::BadRequest {
+    let obj = doc.as_object_mut().ok_or_else(|| Error::BadRequest {
         code: "invalid_json",
         detail: "the body must be a JSON object".into(),
     })?;
     match obj.get("_id").and_then(Value::as_str) {
         Some(body_id) if body_id != id => {
-            return Err(AppError::BadRequest {
+            return Err(Error::BadRequest {
                 code: "id_mismatch",
                 detail: format!("the body's _id `{body_id}` differs from the URL's `{id}`"),
             }
             .into())
         }
         _ => {
-            obj.insert("_id".into(), id.clone().into());
+            obj.insert("_id".into(), id.into());
         }
     }
-    let (at, rev) = broker.account_types.put(doc).await?;
-    tracing::info!(account_type = %at.id, "account type stored");
+    let (at, rev) = services.admin.put_account_type(doc).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "id": at.id, "rev": rev})))
 }
 
 /// Deletes an account type.
-pub async fn delete_account_type(
-    req: HttpRequest,
+pub(crate) async fn delete_account_type(
+    _: AdminCaller,
     path: web::Path<String>,
-    broker: web::Data<Broker>,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
-    require_admin(&req, &broker)?;
     let id = type_id(path.into_inner());
-    if broker.account_types.delete(&id).await? {
-        tracing::info!(account_type = %id, "account type deleted");
-        Ok(HttpResponse::Ok().json(json!({"ok": true, "id": id})))
-    } else {
-        Err(AppError::NotFound("account type").into())
-    }
+    services.admin.delete_account_type(&id).await?;
+    Ok(HttpResponse::Ok().json(json!({"ok": true, "id": id})))
 }
 
 /// Body of `POST /admin/instances`.
 #[derive(Debug, Deserialize)]
-pub struct NewInstance {
+pub(crate) struct NewInstance {
     domain: String,
     #[serde(default)]
     context: Option<String>,
 }
 
 /// Every instance.
-pub async fn list_instances(
-    req: HttpRequest,
-    broker: web::Data<Broker>,
+pub(crate) async fn list_instances(
+    _: AdminCaller,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
-    require_admin(&req, &broker)?;
-    let list: Vec<Value> = broker
-        .instances
-        .list()
+    let list: Vec<Value> = services
+        .admin
+        .instances()
         .await?
         .iter()
         .map(|i| json!({"domain": i.domain, "prefix": i.prefix, "context": i.context}))
@@ -120,168 +100,132 @@ pub async fn list_instances(
 }
 
 /// Adds an instance, prefix computed as cozy-stack does.
-pub async fn add_instance(
-    req: HttpRequest,
+pub(crate) async fn add_instance(
+    _: AdminCaller,
     body: web::Payload,
-    broker: web::Data<Broker>,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
-    require_admin(&req, &broker)?;
     let new: NewInstance = read_json(body, r#"{"domain": .., "context": ..}"#).await?;
-    let domain = Domain::parse(&new.domain).map_err(|detail| AppError::BadRequest {
-        code: "invalid_domain",
-        detail,
-    })?;
-    let inst = broker
-        .instances
-        .add(domain, new.context)
-        .await
-        .map_err(|e| match e {
-            AddError::Exists(d) => AppError::Conflict(format!("instance `{d}` already exists")),
-            AddError::Store(s) => AppError::Store(s),
-        })?;
-    tracing::info!(instance = %inst.domain, "instance added");
+    let inst = services
+        .admin
+        .add_instance(&new.domain, new.context)
+        .await?;
     Ok(HttpResponse::Created()
         .json(json!({"domain": inst.domain, "prefix": inst.prefix, "context": inst.context})))
 }
 
-async fn known_instance(broker: &Broker, raw: &str) -> Result<Domain, AppError> {
-    let domain = Domain::parse(raw).map_err(|detail| AppError::BadRequest {
-        code: "invalid_domain",
-        detail,
-    })?;
-    broker
-        .instances
-        .get(&domain)
-        .await?
-        .map(|i| i.domain)
-        .ok_or_else(|| AppError::UnknownInstance(domain.to_string()))
-}
-
 /// Issues a one-time session code for `start`.
-pub async fn issue_session_code(
-    req: HttpRequest,
+pub(crate) async fn issue_session_code(
+    _: AdminCaller,
     path: web::Path<String>,
-    broker: web::Data<Broker>,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
-    require_admin(&req, &broker)?;
-    let domain = known_instance(&broker, &path.into_inner()).await?;
-    let ttl = broker.session_code_ttl.as_secs() as i64;
-    let code = broker
-        .credentials
-        .issue_session_code(&domain, now() + ttl)
+    let (code, ttl) = services
+        .admin
+        .issue_session_code(&path.into_inner())
         .await?;
-    Ok(HttpResponse::Created().json(json!({"session_code": code.expose(), "expires_in": ttl})))
+    Ok(HttpResponse::Created()
+        .json(json!({"session_code": code.expose(), "expires_in": ttl.as_secs()})))
 }
 
 /// Issues an instance API token, shown once.
-pub async fn issue_api_token(
-    req: HttpRequest,
+pub(crate) async fn issue_api_token(
+    _: AdminCaller,
     path: web::Path<String>,
-    broker: web::Data<Broker>,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
-    require_admin(&req, &broker)?;
-    let domain = known_instance(&broker, &path.into_inner()).await?;
-    let token = broker.credentials.issue_api_token(&domain, now()).await?;
-    tracing::info!(instance = %domain, "API token issued");
+    let token = services.admin.issue_api_token(&path.into_inner()).await?;
     Ok(HttpResponse::Created().json(json!({"token": token.expose()})))
 }
 
 /// Body of `POST /admin/tokens/revoke`.
 #[derive(Debug, Deserialize)]
-pub struct RevokeToken {
+pub(crate) struct RevokeToken {
     token: String,
 }
 
 /// Revokes an instance API token.
-pub async fn revoke_api_token(
-    req: HttpRequest,
+pub(crate) async fn revoke_api_token(
+    _: AdminCaller,
     body: web::Payload,
-    broker: web::Data<Broker>,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
-    require_admin(&req, &broker)?;
     let revoke: RevokeToken = read_json(body, r#"{"token": ..}"#).await?;
-    if broker.credentials.revoke_api_token(&revoke.token).await? {
-        tracing::info!("API token revoked");
-        Ok(HttpResponse::Ok().json(json!({"ok": true})))
-    } else {
-        Err(AppError::NotFound("token").into())
-    }
+    services.admin.revoke_api_token(&revoke.token).await?;
+    Ok(HttpResponse::Ok().json(json!({"ok": true})))
 }
 
 /// Every client the broker registered with a provider, secrets redacted.
-pub async fn list_registered_clients(
-    req: HttpRequest,
-    broker: web::Data<Broker>,
+pub(crate) async fn list_registered_clients(
+    _: AdminCaller,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
-    require_admin(&req, &broker)?;
-    let clients = broker.registrations.list().await?;
+    let clients = services.admin.registered_clients().await?;
     Ok(HttpResponse::Ok().json(json!({"registered_clients": clients})))
 }
 
 /// What `GET /admin/registered_clients/{id}` reads: the stored registration, or with
 /// `?remote=true` what the provider says now (RFC 7592 read).
 #[derive(Deserialize)]
-pub struct ReadQuery {
+pub(crate) struct ReadQuery {
     #[serde(default)]
     remote: bool,
 }
 
 /// One registered client, secrets redacted.
-pub async fn get_registered_client(
-    req: HttpRequest,
+pub(crate) async fn get_registered_client(
+    _: AdminCaller,
     path: web::Path<String>,
     query: web::Query<ReadQuery>,
-    broker: web::Data<Broker>,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
-    require_admin(&req, &broker)?;
     let id = type_id(path.into_inner());
-    let doc = if query.remote {
-        broker.registrations.read_at_provider(&id).await?
-    } else {
-        broker.registrations.get(&id).await?
-    };
+    let doc = services.admin.registered_client(&id, query.remote).await?;
     Ok(HttpResponse::Ok().json(doc))
 }
 
 /// Body of `PUT /admin/registered_clients/{id}`.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct UpdateBody {
+pub(crate) struct UpdateBody {
     #[serde(default)]
     reset_secret: bool,
 }
 
 /// Sends the client's metadata again (RFC 7592 update); `{"reset_secret": true}` also
 /// asks for a new secret.
-pub async fn update_registered_client(
-    req: HttpRequest,
+pub(crate) async fn update_registered_client(
+    _: AdminCaller,
     path: web::Path<String>,
     body: web::Payload,
-    broker: web::Data<Broker>,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
-    require_admin(&req, &broker)?;
     let id = type_id(path.into_inner());
-    let raw = crate::http::read_body(body).await?;
+    let raw = read_body(body).await?;
     let update: UpdateBody = if raw.is_empty() {
         UpdateBody::default()
     } else {
-        serde_json::from_slice(&raw).map_err(|e| AppError::BadRequest {
+        serde_json::from_slice(&raw).map_err(|e| Error::BadRequest {
             code: "invalid_body",
             detail: format!("expected {{\"reset_secret\": true|false}}: {e}"),
         })?
     };
-    let doc = broker.update_registration(&id, update.reset_secret).await?;
+    let doc = services
+        .admin
+        .update_registered_client(&id, update.reset_secret)
+        .await?;
     Ok(HttpResponse::Ok().json(doc))
 }
 
 /// Deletes the client at the provider (RFC 7592) and here.
-pub async fn unregister_client(
-    req: HttpRequest,
+pub(crate) async fn unregister_client(
+    _: AdminCaller,
     path: web::Path<String>,
-    broker: web::Data<Broker>,
+    services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
-    require_admin(&req, &broker)?;
-    let id = type_id(path.into_inner());
-    broker.registrations.unregister(&id).await?;
+    services
+        .admin
+        .unregister_client(&type_id(path.into_inner()))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,17 +1,17 @@
 //! Liveness, readiness and metrics.
 
-use crate::broker::Broker;
+use crate::app::Services;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 /// The process is up.
-pub async fn healthz() -> HttpResponse {
+pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
 /// The store answers.
-pub async fn readyz(broker: web::Data<Broker>) -> HttpResponse {
-    match broker.store.ping().await {
+pub(crate) async fn readyz(services: web::Data<Services>) -> HttpResponse {
+    match services.store.ping().await {
         Ok(()) => HttpResponse::Ok().json(json!({"status": "ready"})),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
@@ -21,8 +21,8 @@ pub async fn readyz(broker: web::Data<Broker>) -> HttpResponse {
 }
 
 /// Prometheus metrics in the text exposition format.
-pub async fn metrics(broker: web::Data<Broker>) -> HttpResponse {
+pub(crate) async fn metrics(services: web::Data<Services>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(broker.metrics.render())
+        .body(services.metrics.render())
 }

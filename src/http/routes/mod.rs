@@ -1,9 +1,7 @@
-//! Route handlers, one module per route family.
+//! Route handlers, one module per route family: parse, call the application, render.
 
-pub mod accounts;
-pub mod admin;
-pub mod health;
-pub mod redirect;
-pub mod refresh;
-pub mod start;
-pub mod status;
+pub(crate) mod accounts;
+pub(crate) mod admin;
+pub(crate) mod health;
+pub(crate) mod redirect;
+pub(crate) mod start;

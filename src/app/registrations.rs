@@ -6,11 +6,13 @@
 //! `client_secret_expires_at` has passed. Operators read, update, rotate the secret of and
 //! unregister clients through the admin API and the CLI.
 
+use super::keyed_locks::KeyedLocks;
 use crate::domain::provider_url::ProviderUrl;
 use crate::domain::sealed::{Keyring, SealError};
 use crate::domain::{AccountType, TokenMode};
+use crate::domain::{Classified, ErrorKind, Timestamp};
 use crate::oauth::{ProviderClient, ProviderError};
-use crate::refresh::LocalLocks;
+use crate::store::account_types::LookupError;
 use crate::store::{put_creating_db, rev_of, SharedStore, StoreError, REGISTERED_CLIENTS_DB};
 use oauth2::{ClientId, ClientSecret};
 use reqwest::Method;
@@ -44,7 +46,33 @@ pub enum RegistrationError {
     Store(#[from] StoreError),
     /// The account type the client was registered for is gone or broken.
     #[error(transparent)]
-    AccountType(#[from] crate::store::account_types::LookupError),
+    AccountType(#[from] LookupError),
+}
+
+impl Classified for RegistrationError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RegistrationError::Provider(p) => p.kind(),
+            RegistrationError::NoClientId => ErrorKind::Upstream,
+            RegistrationError::NotRegistered(_) => ErrorKind::NotFound,
+            RegistrationError::NotManageable(_) => ErrorKind::Conflict,
+            RegistrationError::Sealed(_, e) => e.kind(),
+            RegistrationError::Store(e) => e.kind(),
+            RegistrationError::AccountType(e) => e.kind(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            RegistrationError::Provider(ProviderError::Timeout) => "provider_timeout",
+            RegistrationError::Provider(_) | RegistrationError::NoClientId => "registration_failed",
+            RegistrationError::NotRegistered(_) => "not_registered",
+            RegistrationError::NotManageable(_) => "not_manageable",
+            RegistrationError::Sealed(_, e) => e.code(),
+            RegistrationError::Store(e) => e.code(),
+            RegistrationError::AccountType(e) => e.code(),
+        }
+    }
 }
 
 // Not `#[from]`: the message already says the provider's error, and a source would
@@ -81,9 +109,9 @@ impl std::fmt::Debug for RegisteredClient {
 }
 
 impl RegisteredClient {
-    /// Whether the secret has expired at `now` (unix seconds).
-    pub fn expired(&self, now: i64) -> bool {
-        self.secret_expires_at != 0 && self.secret_expires_at <= now
+    /// Whether the secret has expired at `now`.
+    pub fn expired(&self, now: Timestamp) -> bool {
+        self.secret_expires_at != 0 && self.secret_expires_at <= now.unix_secs()
     }
 
     /// `at` with this client's credentials.
@@ -123,7 +151,7 @@ pub struct Registrations {
     provider: ProviderClient,
     /// One registration, update or deletion at a time per id in this process, so a
     /// provider's answers are stored in the order it gave them.
-    locks: LocalLocks,
+    locks: KeyedLocks,
 }
 
 impl Registrations {
@@ -133,7 +161,7 @@ impl Registrations {
             store,
             keyring,
             provider,
-            locks: LocalLocks::default(),
+            locks: KeyedLocks::default(),
         }
     }
 
@@ -149,7 +177,7 @@ impl Registrations {
         id: &str,
         provider: Option<&ProviderUrl>,
         redirect_uri: &str,
-        now: i64,
+        now: Timestamp,
     ) -> Result<RegisteredClient, RegistrationError> {
         if let Some((_, client)) = self.load(id).await? {
             if !client.expired(now) {
@@ -170,10 +198,9 @@ impl Registrations {
                 "client secret expired: registering again"
             );
         }
-        let endpoint = at
-            .registration_endpoint
-            .as_ref()
-            .expect("callers check registers()");
+        let Some(endpoint) = at.registration_endpoint.as_ref() else {
+            return Err(RegistrationError::NotRegistered(id.to_owned()));
+        };
         let metadata = metadata_for(at, redirect_uri);
         let (_, answer) = self
             .provider
@@ -208,7 +235,7 @@ impl Registrations {
         provider: Option<&ProviderUrl>,
         endpoint: &Url,
         answer: Map<String, Value>,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Value, RegistrationError> {
         let has_id = answer
             .get("client_id")
@@ -232,7 +259,7 @@ impl Registrations {
             provider.map_or(Value::Null, |p| p.as_str().into()),
         );
         doc.insert("registration_endpoint".into(), endpoint.as_str().into());
-        doc.insert("registered_at".into(), now.into());
+        doc.insert("registered_at".into(), now.unix_secs().into());
         for m in SECRET_MEMBERS {
             let plain = doc.get(m).and_then(Value::as_str).map(str::to_owned);
             if let Some(sealed) = plain.and_then(|p| self.keyring.seal(&p, &Self::aad(id, m))) {
@@ -343,7 +370,7 @@ impl Registrations {
         at: &AccountType,
         redirect_uri: &str,
         reset_secret: bool,
-        now: i64,
+        now: Timestamp,
     ) -> Result<Value, RegistrationError> {
         let lock = self.locks.lock_for(id);
         let _one_at_a_time = lock.lock().await;
@@ -385,7 +412,7 @@ impl Registrations {
         if let Some(first) = stored.get("registered_at") {
             doc["registered_at"] = first.clone();
         }
-        doc["updated_at"] = now.into();
+        doc["updated_at"] = now.unix_secs().into();
         if let Some(rev) = rev_of(&stored) {
             doc["_rev"] = rev.into();
         }

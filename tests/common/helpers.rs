@@ -1,11 +1,12 @@
 //! `spawn_app()` and friends: a real broker on 127.0.0.1:0, providers played by
 //! wiremock, the store played by pouchdb-server (CouchDB) or the embedded store.
 
-use oauth_broker::broker::Broker;
+use oauth_broker::app::Services;
 use oauth_broker::config::Settings;
 use oauth_broker::domain::secret::random_hex;
 use oauth_broker::domain::{Domain, Instance};
 use oauth_broker::startup::Application;
+use oauth_broker::store::schedule::Schedule;
 use oauth_broker::store::SharedStore;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -56,7 +57,7 @@ pub struct TestApp {
     pub provider: MockServer,
     pub http: reqwest::Client,
     pub store: SharedStore,
-    pub broker: Arc<Broker>,
+    pub services: Arc<Services>,
     pub settings: Settings,
     pub _dir: Arc<tempfile::TempDir>,
 }
@@ -112,7 +113,7 @@ pub async fn spawn_with_settings(
 ) -> TestApp {
     let app = Application::build(&settings).await.expect("broker builds");
     let address = format!("http://127.0.0.1:{}", app.port());
-    let broker = app.broker();
+    let services = app.services();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -121,8 +122,8 @@ pub async fn spawn_with_settings(
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
-        store: broker.store.clone(),
-        broker,
+        store: services.store(),
+        services,
 
         settings,
         _dir: dir,
@@ -154,6 +155,14 @@ pub fn location(resp: &reqwest::Response) -> String {
 }
 
 impl TestApp {
+    /// When an account's next refresh is planned, and after how many failures.
+    pub async fn planned(&self, inst: &Instance, id: &str) -> Option<(i64, u32)> {
+        Schedule::new(self.store.clone())
+            .due_at(&inst.domain, id)
+            .await
+            .expect("schedule readable")
+    }
+
     /// An admin request.
     pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http

@@ -1,0 +1,248 @@
+//! Account use cases besides flows and refresh: a client-credentials account created on
+//! request, the status of an account's token, and an account revoked and deleted.
+
+use super::clients::Clients;
+use super::refresh::Refreshes;
+use super::Error;
+use crate::domain::account::{self, RECONNECT_NEEDED};
+use crate::domain::account_type::service_id_of;
+use crate::domain::{AccountType, Classified, Clock, ErrorKind, GrantMode, Instance, Timestamp};
+use crate::metrics::Metrics;
+use crate::oauth::{token_request, ProviderClient, ProviderError};
+use crate::store::account_types::AccountTypes;
+use crate::store::accounts::Accounts;
+use crate::store::schedule::Schedule;
+use crate::webhooks::{Event, Kind, Webhooks};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// What an account's access token is worth now.
+#[derive(Debug)]
+pub(crate) struct TokenStatus {
+    /// Whether the token works.
+    pub(crate) active: bool,
+    /// When it stops working, if known.
+    pub(crate) expires_at: Option<Timestamp>,
+    /// The scope it carries, if known.
+    pub(crate) scope: Option<String>,
+    /// `introspection` (the provider said) or `stored` (from what the broker stored).
+    pub(crate) source: &'static str,
+    /// Whether the account waits for its user to reconnect.
+    pub(crate) reconnect_needed: bool,
+}
+
+/// Account use cases.
+pub(crate) struct AccountActions {
+    pub(crate) accounts: Accounts,
+    pub(crate) account_types: Arc<AccountTypes>,
+    pub(crate) clients: Arc<Clients>,
+    pub(crate) refreshes: Arc<Refreshes>,
+    pub(crate) schedule: Schedule,
+    pub(crate) provider: ProviderClient,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) webhooks: Webhooks,
+    pub(crate) clock: Clock,
+}
+
+impl AccountActions {
+    /// The account `id` of `inst` with its type, resolved to its client, when the account
+    /// is of service `service_id` (any type when `None`).
+    async fn with_client(
+        &self,
+        inst: &Instance,
+        id: &str,
+        service_id: Option<&str>,
+    ) -> Result<(Value, Result<Arc<AccountType>, Error>), Error> {
+        let doc = self
+            .accounts
+            .get(inst, id)
+            .await?
+            .ok_or(Error::NotFound("account"))?;
+        let its_service = service_id_of(
+            doc.get("account_type")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        )
+        .to_owned();
+        if service_id.is_some_and(|s| s != its_service) {
+            return Err(Error::NotFound("account of this type"));
+        }
+        let client = match self
+            .account_types
+            .lookup(&its_service, inst.context.as_deref())
+            .await
+        {
+            Ok(at) => {
+                self.clients
+                    .resolve(&at, account::provider_url_of(&doc).as_ref())
+                    .await
+            }
+            Err(e) => Err(e.into()),
+        };
+        Ok((doc, client))
+    }
+
+    /// For a `client_credentials` type, obtains a token with the type's own credentials
+    /// and stores it as a new account, kept fresh by the refresher. Returns the account.
+    pub(crate) async fn create_client_credentials(
+        &self,
+        inst: &Instance,
+        service_id: &str,
+    ) -> Result<Value, Error> {
+        let at = self
+            .account_types
+            .lookup(service_id, inst.context.as_deref())
+            .await?;
+        let request = token_request::client_credentials(&at)
+            .filter(|_| at.grant_mode == Some(GrantMode::ClientCredentials))
+            .ok_or_else(|| Error::BadRequest {
+                code: "not_client_credentials",
+                detail: format!(
+                    "account type `{}` is not a client_credentials type: use its start route",
+                    at.id
+                ),
+            })?;
+        let grant = self
+            .metrics
+            .time_provider("client_credentials", self.provider.request_token(&request))
+            .await
+            .inspect_err(|e| {
+                tracing::warn!(account_type = at.service_id(), error = %e, "client credentials token refused");
+            })?;
+        let doc = account::from_token_grant(at.service_id(), &grant);
+        let id = self.accounts.create(inst, &doc).await?;
+        self.refreshes.plan(inst, &id, &doc, &at, true).await;
+        self.webhooks.emit(Event {
+            kind: Kind::AccountCreated,
+            instance: inst.domain.to_string(),
+            account_id: id.clone(),
+            account_type: at.service_id().to_owned(),
+            error: None,
+            at: self.clock.now(),
+        });
+        self.accounts
+            .get(inst, &id)
+            .await?
+            .ok_or(Error::NotFound("account"))
+    }
+
+    /// What the account's token is worth: the provider says when the type has an
+    /// introspection endpoint (RFC 7662), else the broker answers from what it stored.
+    pub(crate) async fn status(
+        &self,
+        inst: &Instance,
+        service_id: &str,
+        id: &str,
+    ) -> Result<TokenStatus, Error> {
+        let (doc, at) = self.with_client(inst, id, Some(service_id)).await?;
+        let at = at?;
+        let token = doc
+            .pointer("/oauth/access_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty());
+        let reconnect_needed = doc.get(RECONNECT_NEEDED).is_some();
+        if let Some(request) = token.and_then(|t| token_request::introspection(&at, t)) {
+            let (_, reply) = self
+                .metrics
+                .time_provider("introspect", self.provider.form_json(&request))
+                .await?;
+            let mut status = introspected(&reply).ok_or(ProviderError::Garbage { status: 200 })?;
+            status.reconnect_needed = reconnect_needed;
+            return Ok(status);
+        }
+        let expires_at = account::expires_at_of(&doc);
+        let now = self.clock.now().to_datetime();
+        Ok(TokenStatus {
+            active: token.is_some() && !reconnect_needed && expires_at.is_none_or(|e| e > now),
+            expires_at: expires_at.map(|t| Timestamp::from_unix_millis(t.timestamp_millis())),
+            scope: doc
+                .pointer("/oauth_callback_results/scope")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            source: "stored",
+            reconnect_needed,
+        })
+    }
+
+    /// Revokes the tokens at the provider when it can (RFC 7009), then deletes the account
+    /// and its refresh plan; `true` when the provider was told.
+    pub(crate) async fn revoke_and_delete(&self, inst: &Instance, id: &str) -> Result<bool, Error> {
+        let (doc, at) = self.with_client(inst, id, None).await?;
+        let revoked = match at {
+            Ok(at) => {
+                let refresh = self
+                    .accounts
+                    .refresh_token(&doc)
+                    .map_err(|error| Error::Sealed {
+                        what: "the stored refresh token",
+                        error,
+                    })?;
+                let access = doc
+                    .pointer("/oauth/access_token")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                // Revoking the refresh token ends the grant; without one, the access token.
+                let token = refresh
+                    .map(|t| (t, "refresh_token"))
+                    .or(access.map(|t| (t, "access_token")));
+                match token.and_then(|(t, hint)| token_request::revocation(&at, &t, hint)) {
+                    Some(request) => {
+                        self.metrics
+                            .time_provider("revoke", self.provider.revoke(&request))
+                            .await?;
+                        true
+                    }
+                    None => false,
+                }
+            }
+            // A type that is gone cannot be asked to revoke; the account still goes.
+            Err(Error::AccountType(e)) if e.kind() != ErrorKind::Unavailable => {
+                tracing::warn!(error = %e, "account type unusable; deleting without revocation");
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        self.accounts.delete(inst, &doc).await?;
+        if let Err(e) = self.schedule.clear(&inst.domain, id).await {
+            tracing::warn!(error = %e, "could not clear the refresh schedule");
+        }
+        tracing::info!(instance = %inst.domain, revoked, "account deleted");
+        Ok(revoked)
+    }
+}
+
+/// The RFC 7662 reply's `active`, `exp` and `scope`; `None` without a boolean `active`.
+fn introspected(reply: &Map<String, Value>) -> Option<TokenStatus> {
+    Some(TokenStatus {
+        active: reply.get("active")?.as_bool()?,
+        expires_at: reply
+            .get("exp")
+            .and_then(Value::as_i64)
+            .map(Timestamp::from_unix_secs),
+        scope: reply
+            .get("scope")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        source: "introspection",
+        reconnect_needed: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_introspection_reply_without_a_boolean_active_is_garbage() {
+        let m = |v: Value| v.as_object().cloned().unwrap_or_default();
+        assert!(introspected(&m(json!({"active": "true"}))).is_none());
+        assert!(introspected(&m(json!({"exp": 1}))).is_none());
+        let ok = introspected(&m(
+            json!({"active": true, "exp": 2000000000, "scope": "a b"}),
+        ))
+        .unwrap();
+        assert_eq!(ok.expires_at.unwrap().to_rfc3339(), "2033-05-18T03:33:20Z");
+        assert_eq!(ok.scope.as_deref(), Some("a b"));
+    }
+}

@@ -1,0 +1,238 @@
+//! Operator actions, the same for the admin API and the command line: account types,
+//! instances, credentials, registered clients, key rotation, account removal.
+
+use super::accounts::AccountActions;
+use super::clients::Clients;
+use super::registrations::{registration_id, Registrations};
+use super::Error;
+use crate::domain::account_type::redacted;
+use crate::domain::secret::Credential;
+use crate::domain::{AccountType, Clock, Domain, Instance};
+use crate::store::account_types::AccountTypes;
+use crate::store::accounts::Accounts;
+use crate::store::credentials::Credentials;
+use crate::store::instances::Instances;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What `keys rotate` did.
+#[derive(Debug, Default)]
+pub(crate) struct Rotation {
+    /// Account types re-sealed.
+    pub(crate) account_types: usize,
+    /// Accounts re-sealed.
+    pub(crate) accounts: usize,
+    /// Documents that could not be re-sealed: (what, why).
+    pub(crate) failed: Vec<(String, String)>,
+}
+
+/// Operator actions.
+pub(crate) struct Admin {
+    pub(crate) account_types: Arc<AccountTypes>,
+    pub(crate) instances: Instances,
+    pub(crate) credentials: Credentials,
+    pub(crate) accounts: Accounts,
+    pub(crate) registrations: Arc<Registrations>,
+    pub(crate) clients: Arc<Clients>,
+    pub(crate) account_actions: Arc<AccountActions>,
+    pub(crate) clock: Clock,
+    /// Session code lifetime.
+    pub(crate) session_code_ttl: Duration,
+}
+
+impl Admin {
+    /// Every account type document, secrets redacted.
+    pub(crate) async fn account_types(&self) -> Result<Vec<Value>, Error> {
+        Ok(self
+            .account_types
+            .list_documents()
+            .await?
+            .iter()
+            .map(redacted)
+            .collect())
+    }
+
+    /// One account type document, secrets redacted.
+    pub(crate) async fn account_type(&self, id: &str) -> Result<Value, Error> {
+        self.account_types
+            .get_document(id)
+            .await?
+            .map(|d| redacted(&d))
+            .ok_or(Error::NotFound("account type"))
+    }
+
+    /// The stored document with its secret opened, to compare a new one against (the
+    /// CLI's `diff`); never for display.
+    pub(crate) async fn account_type_opened(&self, id: &str) -> Result<Option<Value>, Error> {
+        Ok(self.account_types.get_opened(id).await?)
+    }
+
+    /// Validates and stores an account type; returns it and its new revision.
+    pub(crate) async fn put_account_type(
+        &self,
+        doc: Value,
+    ) -> Result<(AccountType, String), Error> {
+        let (at, rev) = self.account_types.put(doc).await?;
+        tracing::info!(account_type = %at.id, "account type stored");
+        Ok((at, rev))
+    }
+
+    /// Deletes an account type.
+    pub(crate) async fn delete_account_type(&self, id: &str) -> Result<(), Error> {
+        if self.account_types.delete(id).await? {
+            tracing::info!(account_type = %id, "account type deleted");
+            Ok(())
+        } else {
+            Err(Error::NotFound("account type"))
+        }
+    }
+
+    /// Adds an instance; its prefix is computed as cozy-stack does.
+    pub(crate) async fn add_instance(
+        &self,
+        domain: &str,
+        context: Option<String>,
+    ) -> Result<Instance, Error> {
+        let inst = self.instances.add(parse_domain(domain)?, context).await?;
+        tracing::info!(instance = %inst.domain, "instance added");
+        Ok(inst)
+    }
+
+    /// Every instance.
+    pub(crate) async fn instances(&self) -> Result<Vec<Instance>, Error> {
+        Ok(self.instances.list().await?)
+    }
+
+    /// The instance of a domain, which must exist.
+    pub(crate) async fn instance(&self, raw: &str) -> Result<Instance, Error> {
+        let domain = parse_domain(raw)?;
+        self.instances
+            .get(&domain)
+            .await?
+            .ok_or_else(|| Error::UnknownInstance(domain.to_string()))
+    }
+
+    /// Issues a one-time session code for `start`, and its lifetime.
+    pub(crate) async fn issue_session_code(
+        &self,
+        domain: &str,
+    ) -> Result<(Credential, Duration), Error> {
+        let inst = self.instance(domain).await?;
+        let expires = self.clock.now().plus(self.session_code_ttl);
+        let code = self
+            .credentials
+            .issue_session_code(&inst.domain, expires)
+            .await?;
+        Ok((code, self.session_code_ttl))
+    }
+
+    /// Issues an instance API token (shown once).
+    pub(crate) async fn issue_api_token(&self, domain: &str) -> Result<Credential, Error> {
+        let inst = self.instance(domain).await?;
+        let token = self
+            .credentials
+            .issue_api_token(&inst.domain, self.clock.now())
+            .await?;
+        tracing::info!(instance = %inst.domain, "API token issued");
+        Ok(token)
+    }
+
+    /// Revokes an instance API token.
+    pub(crate) async fn revoke_api_token(&self, token: &str) -> Result<(), Error> {
+        if self.credentials.revoke_api_token(token).await? {
+            tracing::info!("API token revoked");
+            Ok(())
+        } else {
+            Err(Error::NotFound("token"))
+        }
+    }
+
+    /// Every registered client, secrets redacted.
+    pub(crate) async fn registered_clients(&self) -> Result<Vec<Value>, Error> {
+        Ok(self.registrations.list().await?)
+    }
+
+    /// One registered client, secrets redacted: the stored copy, or with `remote` what
+    /// the provider says now (RFC 7592 read).
+    pub(crate) async fn registered_client(&self, id: &str, remote: bool) -> Result<Value, Error> {
+        Ok(if remote {
+            self.registrations.read_at_provider(id).await?
+        } else {
+            self.registrations.get(id).await?
+        })
+    }
+
+    /// Registers now rather than at the first connection; returns the registration id and
+    /// the client id.
+    pub(crate) async fn register_client(
+        &self,
+        account_type: &str,
+        provider_url: Option<&str>,
+    ) -> Result<(String, String), Error> {
+        let at = self.account_types.lookup_id(account_type).await?;
+        if !at.registers() {
+            return Err(Error::BadRequest {
+                code: "not_registering",
+                detail: format!(
+                    "account type `{account_type}` has a fixed client (no registration_endpoint)"
+                ),
+            });
+        }
+        let provider = self
+            .clients
+            .parse_provider_url(&at, provider_url.unwrap_or_default())?;
+        let registered = self.clients.resolve(&at, provider.as_ref()).await?;
+        let id = registration_id(&at.id, provider.as_ref());
+        let client_id = registered
+            .client_id
+            .as_ref()
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default();
+        Ok((id, client_id))
+    }
+
+    /// Sends the client's metadata again (RFC 7592 update), with a new secret on request.
+    pub(crate) async fn update_registered_client(
+        &self,
+        id: &str,
+        reset_secret: bool,
+    ) -> Result<Value, Error> {
+        self.clients.update_registration(id, reset_secret).await
+    }
+
+    /// Deletes the client at the provider (RFC 7592) and here.
+    pub(crate) async fn unregister_client(&self, id: &str) -> Result<(), Error> {
+        Ok(self.registrations.unregister(id).await?)
+    }
+
+    /// Revokes an account's tokens at the provider and deletes it; `true` when revoked.
+    pub(crate) async fn delete_account(&self, domain: &str, id: &str) -> Result<bool, Error> {
+        let inst = self.instance(domain).await?;
+        self.account_actions.revoke_and_delete(&inst, id).await
+    }
+
+    /// Re-seals every client secret (and sealed refresh token) with the newest key.
+    pub(crate) async fn rotate_keys(&self) -> Result<Rotation, Error> {
+        let (account_types, failed) = self.account_types.reseal_all().await?;
+        let mut rotation = Rotation {
+            account_types,
+            failed: failed
+                .into_iter()
+                .map(|(id, why)| (format!("account type `{id}`"), why))
+                .collect(),
+            ..Rotation::default()
+        };
+        for inst in self.instances.list().await? {
+            rotation.accounts += self.accounts.reseal_all(&inst).await?;
+        }
+        Ok(rotation)
+    }
+}
+
+fn parse_domain(raw: &str) -> Result<Domain, Error> {
+    Domain::parse(raw).map_err(|detail| Error::BadRequest {
+        code: "invalid_domain",
+        detail,
+    })
+}

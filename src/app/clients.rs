@@ -1,0 +1,136 @@
+//! Client resolution: an account type as a flow or an account uses it, pointed at its
+//! provider (per-account types) and given its registered client (registering types).
+
+use super::registrations::{registration_id, Registrations};
+use super::Error;
+use crate::domain::provider_url::ProviderUrl;
+use crate::domain::{AccountType, Clock};
+use crate::store::account_types::AccountTypes;
+use std::sync::Arc;
+use url::Url;
+
+/// Resolves the OAuth client of account types.
+pub(crate) struct Clients {
+    account_types: Arc<AccountTypes>,
+    registrations: Arc<Registrations>,
+    public_url: Url,
+    insecure_provider_urls: bool,
+    clock: Clock,
+}
+
+impl Clients {
+    /// Resolution over the stored types and registrations.
+    pub(crate) fn new(
+        account_types: Arc<AccountTypes>,
+        registrations: Arc<Registrations>,
+        public_url: Url,
+        insecure_provider_urls: bool,
+        clock: Clock,
+    ) -> Clients {
+        Clients {
+            account_types,
+            registrations,
+            public_url,
+            insecure_provider_urls,
+            clock,
+        }
+    }
+
+    /// The default redirect URI of a service: `{public_url}/accounts/{service}/redirect`.
+    pub(crate) fn default_redirect_uri(&self, service_id: &str) -> String {
+        format!(
+            "{}/accounts/{service_id}/redirect",
+            self.public_url.as_str().trim_end_matches('/')
+        )
+    }
+
+    /// The redirect URI flows of `at` use.
+    pub(crate) fn redirect_uri_of(&self, at: &AccountType) -> String {
+        at.redirect_uri.as_ref().map_or_else(
+            || self.default_redirect_uri(at.service_id()),
+            |u| u.to_string(),
+        )
+    }
+
+    /// A `provider_url` a caller gave for `at`, checked against the type's patterns.
+    pub(crate) fn parse_provider_url(
+        &self,
+        at: &AccountType,
+        raw: &str,
+    ) -> Result<Option<ProviderUrl>, Error> {
+        match (raw, at.per_account()) {
+            ("", _) => Ok(None),
+            (_, false) => Err(Error::FixedProvider(at.service_id().to_owned())),
+            (raw, true) => Ok(Some(ProviderUrl::parse(
+                raw,
+                &at.provider_url_patterns,
+                self.insecure_provider_urls,
+            )?)),
+        }
+    }
+
+    /// `at` pointed at `provider` when it is a per-account type, and with its registered
+    /// client (registering first if needed) when it registers one.
+    pub(crate) async fn resolve(
+        &self,
+        at: &Arc<AccountType>,
+        provider: Option<&ProviderUrl>,
+    ) -> Result<Arc<AccountType>, Error> {
+        let at = match (at.per_account(), provider) {
+            (true, Some(p)) => at.with_provider(p),
+            (true, None) => return Err(Error::NoProvider(at.service_id().to_owned())),
+            (false, Some(_)) => return Err(Error::FixedProvider(at.service_id().to_owned())),
+            // The common case stays a shared pointer: no copy on the hot path.
+            (false, None) if !at.registers() => return Ok(at.clone()),
+            (false, None) => (**at).clone(),
+        };
+        if !at.registers() {
+            return Ok(Arc::new(at));
+        }
+        let id = registration_id(&at.id, provider);
+        let client = self
+            .registrations
+            .client_for(
+                &at,
+                &id,
+                provider,
+                &self.redirect_uri_of(&at),
+                self.clock.now(),
+            )
+            .await?;
+        Ok(Arc::new(client.apply(&at)))
+    }
+
+    /// Sends a registered client's metadata again, rotating its secret on request; the
+    /// account type it was registered for gives the metadata.
+    pub(crate) async fn update_registration(
+        &self,
+        id: &str,
+        reset_secret: bool,
+    ) -> Result<serde_json::Value, Error> {
+        let stored = self.registrations.get(id).await?;
+        let type_id = stored
+            .get("account_type")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        let at = self.account_types.lookup_id(type_id).await?;
+        let provider = stored
+            .get("provider_url")
+            .and_then(serde_json::Value::as_str)
+            .and_then(ProviderUrl::from_stored);
+        let at = match &provider {
+            Some(p) if at.per_account() => at.with_provider(p),
+            _ => (*at).clone(),
+        };
+        Ok(self
+            .registrations
+            .update(
+                id,
+                &at,
+                &self.redirect_uri_of(&at),
+                reset_secret,
+                self.clock.now(),
+            )
+            .await?)
+    }
+}

@@ -1,0 +1,448 @@
+//! The authorization flow: [`Flows::begin`] stores a state and points the browser at the
+//! provider; [`Flows::complete`] consumes the state, obtains the tokens, writes the
+//! account and says where the browser goes back to.
+
+use super::clients::Clients;
+use super::refresh::Refreshes;
+use super::Error;
+use crate::domain::account::{self, Identity};
+use crate::domain::account_type::service_id_of;
+use crate::domain::secret::{random_hex, sha256_hex};
+use crate::domain::{
+    AccountType, Classified, Clock, ErrorKind, FlowState, Instance, Slug, Subdomains,
+};
+use crate::metrics::Metrics;
+use crate::oauth::authorize::{authorization_url, AuthorizeParams};
+use crate::oauth::provider::is_sane_code;
+use crate::oauth::query::encode_sorted;
+use crate::oauth::token_request::{self, CodeExchange};
+use crate::oauth::ProviderClient;
+use crate::store::account_types::AccountTypes;
+use crate::store::accounts::Accounts;
+use crate::store::flow_states::FlowStates;
+use crate::store::id_of;
+use crate::store::instances::Instances;
+use crate::webhooks::{Event, Kind, Webhooks};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the app asks for when it sends the browser to `start` (already bounded and free
+/// of control characters).
+#[derive(Debug)]
+pub(crate) struct StartParams {
+    /// The account type's service id, from the path.
+    pub(crate) service_id: String,
+    /// The account whose tokens a reconnection renews.
+    pub(crate) account_id: Option<String>,
+    /// The app the browser goes back to.
+    pub(crate) slug: Slug,
+    /// The app's own state, echoed back.
+    pub(crate) client_state: String,
+    /// The app's nonce, sent to `get`-mode token endpoints.
+    pub(crate) nonce: String,
+    /// Scope asked for; the type's default when empty.
+    pub(crate) scope: String,
+    /// OpenID Connect `login_hint`.
+    pub(crate) login_hint: String,
+    /// The provider of a per-account type, as the caller gave it.
+    pub(crate) provider_url: String,
+}
+
+/// Where `start` sends the browser, and the secret that binds the flow to it.
+#[derive(Debug)]
+pub(crate) struct Started {
+    /// The provider's authorization URL.
+    pub(crate) location: String,
+    /// The binding cookie (name, value), when flows are bound to the browser.
+    pub(crate) binding: Option<(String, String)>,
+}
+
+/// What the provider sent the browser back with.
+#[derive(Debug)]
+pub(crate) struct RedirectParams {
+    /// The account type's service id, from the path.
+    pub(crate) service_id: String,
+    /// The state the provider echoes.
+    pub(crate) state: String,
+    /// The provider's `error`, when it refused.
+    pub(crate) error: Option<String>,
+    /// The authorization code.
+    pub(crate) code: Option<String>,
+    /// An access token given directly (implicit-style providers).
+    pub(crate) access_token: Option<String>,
+    /// BI/Budget Insight's connection id.
+    pub(crate) connection_id: Option<String>,
+    /// BI's deleted connection id.
+    pub(crate) connection_deleted: Option<String>,
+    /// The browser's binding cookie for this state.
+    pub(crate) binding_cookie: Option<String>,
+    /// Every query pair, for types without token endpoint (the query is the account).
+    pub(crate) pairs: Vec<(String, String)>,
+}
+
+/// Where the flow ends.
+#[derive(Debug)]
+pub(crate) struct Completed {
+    /// The app of the flow's instance, told the outcome in its query.
+    pub(crate) location: String,
+    /// The binding cookie to remove, if the flow had one.
+    pub(crate) binding_cookie: Option<String>,
+}
+
+/// The flow use cases.
+pub(crate) struct Flows {
+    pub(crate) instances: Instances,
+    pub(crate) account_types: Arc<AccountTypes>,
+    pub(crate) accounts: Accounts,
+    pub(crate) states: FlowStates,
+    pub(crate) clients: Arc<Clients>,
+    pub(crate) refreshes: Arc<Refreshes>,
+    pub(crate) provider: ProviderClient,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) webhooks: Webhooks,
+    pub(crate) clock: Clock,
+    pub(crate) subdomains: Subdomains,
+    /// Flow state lifetime.
+    pub(crate) ttl: Duration,
+    /// Whether flows are bound to the starting browser by a cookie.
+    pub(crate) binding: bool,
+}
+
+impl Flows {
+    /// Stores a flow state for `inst` and says where the browser goes.
+    pub(crate) async fn begin(&self, inst: &Instance, p: StartParams) -> Result<Started, Error> {
+        let at = self
+            .account_types
+            .lookup(&p.service_id, inst.context.as_deref())
+            .await?;
+        if !at.grant_mode.is_some_and(|m| m.has_authorization_step()) {
+            return Err(Error::NoAuthorizationStep(at.id.clone()));
+        }
+        let mut provider = self.clients.parse_provider_url(&at, &p.provider_url)?;
+        if let Some(id) = &p.account_id {
+            let account = self
+                .accounts
+                .get(inst, id)
+                .await?
+                .ok_or(Error::NotFound("account"))?;
+            // A reconnection goes back to the account's own provider.
+            if let Some(own) = account::provider_url_of(&account) {
+                provider = Some(own);
+            }
+            let its_type = account
+                .get("account_type")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if service_id_of(its_type) != at.service_id() {
+                return Err(Error::NotFound("account of this type"));
+            }
+        }
+        // Registers with the provider first when the type has no fixed client.
+        let at = self.clients.resolve(&at, provider.as_ref()).await?;
+        let redirect_uri = self.clients.redirect_uri_of(&at);
+
+        let pkce = at.pkce.then(oauth2::PkceCodeChallenge::new_random_sha256);
+        let binding = self.binding.then(|| random_hex(16));
+        let flow = FlowState {
+            instance: inst.domain.clone(),
+            account_type: at.service_id().to_owned(),
+            client_state: p.client_state,
+            nonce: p.nonce,
+            slug: p.slug,
+            redirect_uri: redirect_uri.clone(),
+            expires_at: self.clock.now().plus(self.ttl).unix_secs(),
+            used: false,
+            pkce_verifier: pkce.as_ref().map(|(_, v)| v.secret().clone()),
+            binding: binding.as_deref().map(sha256_hex),
+            account_id: p.account_id,
+            provider_url: provider.as_ref().map(|p| p.as_str().to_owned()),
+        };
+        let state = self.states.begin(&flow).await?;
+        let url = authorization_url(
+            &at,
+            &AuthorizeParams {
+                scope: &p.scope,
+                redirect_uri: &redirect_uri,
+                state: &state,
+                code_challenge: pkce.as_ref().map(|(c, _)| c.as_str()),
+                login_hint: &p.login_hint,
+            },
+        )
+        .ok_or_else(|| Error::NoAuthorizationStep(at.id.clone()))?;
+        tracing::info!(account_type = at.service_id(), instance = %inst.domain, "flow started");
+        self.metrics
+            .flows_started
+            .with_label_values(&[at.service_id()])
+            .inc();
+        Ok(Started {
+            location: url.to_string(),
+            binding: binding.map(|secret| (FlowState::binding_cookie_name(&state), secret)),
+        })
+    }
+
+    /// Consumes the state and ends the flow. `Err` only before the state was found valid
+    /// (the caller shows a page); after that every failure goes back to the app as
+    /// `?error=`.
+    pub(crate) async fn complete(&self, p: RedirectParams) -> Result<Completed, Error> {
+        let outcome = self.complete_unlabelled(p).await;
+        if let Err(e) = &outcome {
+            // Before a valid state the type in the path is the caller's word: not a label.
+            self.failed("-", e.kind());
+        }
+        outcome
+    }
+
+    /// Counts a redirect refused before its state could be read, and gives the error back.
+    pub(crate) fn refused_before_state(&self, e: Error) -> Error {
+        self.failed("-", e.kind());
+        e
+    }
+
+    fn failed(&self, account_type: &str, kind: ErrorKind) {
+        self.metrics
+            .flows_failed
+            .with_label_values(&[account_type, kind.as_str()])
+            .inc();
+    }
+
+    async fn complete_unlabelled(&self, p: RedirectParams) -> Result<Completed, Error> {
+        let flow = self
+            .states
+            .consume(
+                &p.state,
+                &p.service_id,
+                self.clock.now(),
+                p.binding_cookie.as_deref(),
+            )
+            .await?;
+        let inst = self
+            .instances
+            .get(&flow.instance)
+            .await?
+            .ok_or_else(|| Error::UnknownInstance(flow.instance.to_string()))?;
+        let back = AppReturn {
+            base: format!(
+                "https://{}/",
+                inst.domain.app_host(flow.slug.as_str(), self.subdomains)
+            ),
+            client_state: flow.client_state.clone(),
+            connection_id: p.connection_id.clone(),
+            connection_deleted: p.connection_deleted.clone(),
+        };
+        let binding_cookie = flow
+            .binding
+            .is_some()
+            .then(|| FlowState::binding_cookie_name(&p.state));
+        let done = |location| Completed {
+            location,
+            binding_cookie,
+        };
+        // From here the state was valid: every failure goes back to the app as `?error=`.
+        if let Some(error) = &p.error {
+            let code = if is_sane_code(error) {
+                error
+            } else {
+                "server_error"
+            };
+            tracing::info!(account_type = %flow.account_type, error = code, "provider refused the authorization");
+            self.failed(&flow.account_type, ErrorKind::Refused);
+            return Ok(done(back.location(None, Some(code))));
+        }
+        Ok(match self.write_account(&inst, &flow, &p).await {
+            Ok(account_id) => {
+                tracing::info!(account_type = %flow.account_type, instance = %inst.domain, "flow completed");
+                self.metrics
+                    .flows_completed
+                    .with_label_values(&[flow.account_type.as_str()])
+                    .inc();
+                done(back.location(Some(&account_id), None))
+            }
+            Err(e) => {
+                tracing::warn!(account_type = %flow.account_type, code = e.code(), error = %e, "flow failed after a valid state");
+                self.failed(&flow.account_type, e.kind());
+                done(back.location(None, Some(&e.redirect_code())))
+            }
+        })
+    }
+
+    /// Obtains the tokens, builds and writes the account; returns its id.
+    async fn write_account(
+        &self,
+        inst: &Instance,
+        flow: &FlowState,
+        p: &RedirectParams,
+    ) -> Result<String, Error> {
+        let service_id = flow.account_type.as_str();
+        let at = self
+            .account_types
+            .lookup(service_id, inst.context.as_deref())
+            .await?;
+        let provider = flow
+            .provider_url
+            .as_deref()
+            .and_then(crate::domain::provider_url::ProviderUrl::from_stored);
+        let at = self.clients.resolve(&at, provider.as_ref()).await?;
+        let mut doc = self.tokens(&at, flow, p).await?;
+        if let Some(pu) = &provider {
+            account::record_provider_url(&mut doc, pu.as_str());
+        }
+        // Who connected, so the Home app can tell accounts apart; tokens matter more, so a
+        // failure here is only logged.
+        let identity = match (&at.userinfo_endpoint, doc.pointer("/oauth/access_token")) {
+            (Some(endpoint), Some(Value::String(token))) => {
+                self.userinfo(service_id, endpoint, token).await
+            }
+            _ => None,
+        };
+        if let Some(who) = &identity {
+            account::apply_identity(&mut doc, who);
+        }
+        let connection_id = p.connection_id.as_deref();
+        if let Some(cid) = connection_id {
+            account::record_connection_id(&mut doc, cid);
+        }
+        // The account this authorization renews: the one reconnected, or the one of the
+        // same provider connection.
+        let existing = match (&flow.account_id, connection_id) {
+            (Some(id), _) => self.accounts.get(inst, id).await?,
+            (None, Some(cid)) => {
+                self.accounts
+                    .find_by_connection_id(inst, service_id, cid)
+                    .await?
+            }
+            (None, None) => None,
+        };
+        let event = match &existing {
+            None => Some(Kind::AccountCreated),
+            Some(_) if flow.account_id.is_some() => Some(Kind::AccountReconnected),
+            Some(e) if e.get(account::RECONNECT_NEEDED).is_some() => Some(Kind::AccountReconnected),
+            Some(_) => None,
+        };
+        let created = existing.is_none();
+        let (id, written) = match existing {
+            Some(existing) => {
+                let saved = self
+                    .accounts
+                    .update_with(inst, existing, |d| {
+                        account::merge_authorization(d, &doc);
+                        if let Some(who) = &identity {
+                            account::apply_identity(d, who);
+                        }
+                    })
+                    .await?;
+                (id_of(&saved).unwrap_or_default().to_owned(), saved)
+            }
+            None => (self.accounts.create(inst, &doc).await?, doc),
+        };
+        self.refreshes.plan(inst, &id, &written, &at, created).await;
+        if let Some(kind) = event {
+            self.webhooks.emit(Event {
+                kind,
+                instance: inst.domain.to_string(),
+                account_id: id.clone(),
+                account_type: service_id.to_owned(),
+                error: None,
+                at: self.clock.now(),
+            });
+        }
+        Ok(id)
+    }
+
+    /// The account document the redirect yields: from a token given directly, from the
+    /// query itself (types without token endpoint), or from the code exchange.
+    async fn tokens(
+        &self,
+        at: &AccountType,
+        flow: &FlowState,
+        p: &RedirectParams,
+    ) -> Result<Value, Error> {
+        let service_id = flow.account_type.as_str();
+        if let Some(token) = &p.access_token {
+            return Ok(account::from_redirect_token(service_id, token));
+        }
+        if at.token_endpoint.is_none() {
+            return Ok(account::from_redirect_query(
+                service_id,
+                at.client_id.as_ref().map(|c| c.as_str()),
+                at.client_secret.as_ref().map(|c| c.secret().as_str()),
+                &p.pairs,
+            ));
+        }
+        let Some(code) = &p.code else {
+            return Err(Error::BadRequest {
+                code: "code_missing",
+                detail: "the provider came back without a code".into(),
+            });
+        };
+        let code = oauth2::AuthorizationCode::new(code.clone());
+        let exchange = CodeExchange {
+            code: &code,
+            redirect_uri: &flow.redirect_uri,
+            state: &p.state,
+            nonce: &flow.nonce,
+            code_verifier: flow.pkce_verifier.as_deref(),
+        };
+        let request = token_request::code_exchange(at, &exchange)
+            .ok_or(Error::NoAuthorizationStep(at.id.clone()))?;
+        let grant = self
+            .metrics
+            .time_provider("exchange", self.provider.request_token(&request))
+            .await?;
+        Ok(account::from_token_grant(service_id, &grant))
+    }
+
+    /// Reads the provider's user info with the new access token.
+    async fn userinfo(
+        &self,
+        service_id: &str,
+        endpoint: &url::Url,
+        token: &str,
+    ) -> Option<Identity> {
+        let call = self
+            .provider
+            .json(reqwest::Method::GET, endpoint, Some(token), None);
+        match self.metrics.time_provider("userinfo", call).await {
+            Ok((_, info)) => Some(Identity::from_userinfo(&info)),
+            Err(e) => {
+                tracing::warn!(account_type = service_id, error = %e, "user info unavailable");
+                None
+            }
+        }
+    }
+}
+
+/// Where the flow ends: the app of the flow's instance, told the outcome in its query.
+struct AppReturn {
+    base: String,
+    client_state: String,
+    connection_id: Option<String>,
+    connection_deleted: Option<String>,
+}
+
+impl AppReturn {
+    /// The app's URL with the query keys sorted, as cozy-stack's `redirectToApp`.
+    fn location(&self, account: Option<&str>, error: Option<&str>) -> String {
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        if let Some(a) = account {
+            pairs.push(("account", a));
+        }
+        if let Some(c) = &self.connection_deleted {
+            pairs.push(("connection_deleted", c));
+        }
+        if let Some(c) = &self.connection_id {
+            pairs.push(("connection_id", c));
+        }
+        if let Some(e) = error {
+            pairs.push(("error", e));
+        }
+        if !self.client_state.is_empty() {
+            pairs.push(("state", &self.client_state));
+        }
+        if pairs.is_empty() {
+            self.base.clone()
+        } else {
+            format!("{}?{}", self.base, encode_sorted(&pairs))
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The application layer: use cases, each a struct holding just what it needs, built once
+//! from settings into [`Services`]. No actix types and no HTTP statuses here: failures are
+//! [`Error`]s that know their [`crate::domain::ErrorKind`].
+
+pub(crate) mod accounts;
+pub(crate) mod admin;
+pub(crate) mod callers;
+pub(crate) mod clients;
+mod error;
+pub(crate) mod flows;
+pub(crate) mod keyed_locks;
+pub(crate) mod refresh;
+pub(crate) mod registrations;
+
+pub(crate) use error::Error;
+
+use crate::config::Settings;
+use crate::domain::sealed::Keyring;
+use crate::domain::secret::random_hex;
+use crate::domain::Clock;
+use crate::metrics::Metrics;
+use crate::oauth::ProviderClient;
+use crate::store::account_types::AccountTypes;
+use crate::store::accounts::Accounts;
+use crate::store::couch::CouchStore;
+use crate::store::credentials::Credentials;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::flow_states::FlowStates;
+use crate::store::instances::Instances;
+use crate::store::instrumented::Instrumented;
+use crate::store::leases::Leases;
+use crate::store::schedule::Schedule;
+use crate::store::{SharedStore, StoreError};
+use crate::webhooks::{Outbox, Webhooks};
+use accounts::AccountActions;
+use admin::Admin;
+use callers::{Callers, Secret};
+use clients::Clients;
+use flows::Flows;
+use refresh::{RefreshPolicy, Refreshes};
+use registrations::Registrations;
+use std::sync::Arc;
+use std::time::Duration;
+use url::Url;
+
+/// Why the services could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A setting is wrong.
+    #[error("invalid setting: {0}")]
+    Setting(String),
+    /// The store is unreachable or refused to create a database.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Opens the store the settings select: CouchDB when a URL is set, else the embedded one,
+/// and creates the databases the broker uses.
+pub async fn open_store(settings: &Settings) -> Result<SharedStore, StoreError> {
+    let store: SharedStore = match settings.couchdb_url() {
+        Some(url) => Arc::new(CouchStore::new(
+            url,
+            Duration::from_secs(settings.couchdb.timeout_secs),
+            &settings.couchdb.db_prefix,
+        )?),
+        None => Arc::new(EmbeddedStore::open(&settings.data_dir)?),
+    };
+    crate::store::ensure_databases(&store).await?;
+    Ok(store)
+}
+
+/// Every use case, built once and shared by the HTTP handlers, the command line and the
+/// background tasks.
+pub struct Services {
+    pub(crate) store: SharedStore,
+    pub(crate) store_stats: Arc<Instrumented>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) account_types: Arc<AccountTypes>,
+    pub(crate) flows: Flows,
+    pub(crate) refreshes: Arc<Refreshes>,
+    pub(crate) accounts: Arc<AccountActions>,
+    pub(crate) admin: Admin,
+    pub(crate) callers: Callers,
+    pub(crate) clock: Clock,
+}
+
+impl Services {
+    /// Builds the services over an opened store; the webhook outbox, when webhooks are
+    /// configured, is for the delivery task.
+    pub(crate) fn build(
+        settings: &Settings,
+        store: SharedStore,
+        clock: Clock,
+    ) -> Result<(Services, Option<Outbox>), BuildError> {
+        let setting =
+            |name: &str, e: &dyn std::fmt::Display| BuildError::Setting(format!("{name}: {e}"));
+        let metrics = Arc::new(Metrics::new());
+        let store_stats = Arc::new(Instrumented::new(store, metrics.store_seconds.clone()));
+        let store: SharedStore = store_stats.clone();
+        let public_url = Url::parse(settings.public_url.trim_end_matches('/'))
+            .map_err(|e| setting("public_url", &e))?;
+        let provider = ProviderClient::new(
+            Duration::from_secs(settings.provider_connect_timeout_secs.max(1)),
+            Duration::from_secs(settings.provider_timeout_secs.max(1)),
+        )
+        .map_err(|e| setting("provider client", &e))?;
+        let keyring = Arc::new(
+            Keyring::parse(settings.encryption_keys.as_deref().unwrap_or(""))
+                .map_err(|e| setting("encryption_keys", &e))?,
+        );
+        if settings.encrypt_refresh_tokens && keyring.primary_id().is_none() {
+            return Err(BuildError::Setting(
+                "encrypt_refresh_tokens needs encryption_keys".into(),
+            ));
+        }
+        let webhook_url = match settings.webhooks.url.as_deref().filter(|u| !u.is_empty()) {
+            Some(u) => Some(Url::parse(u).map_err(|e| setting("webhooks.url", &e))?),
+            None => None,
+        };
+        let (webhooks, outbox) = Webhooks::new(
+            webhook_url,
+            &settings.webhooks.secret,
+            Duration::from_millis(settings.webhooks.retry_base_ms),
+        )
+        .map_err(|e| setting("webhooks", &e))?;
+
+        let account_types = AccountTypes::new(store.clone(), keyring.clone());
+        let instances = Instances::new(store.clone());
+        let credentials = Credentials::new(store.clone());
+        let schedule = Schedule::new(store.clone());
+        let accounts = Accounts::new(
+            store.clone(),
+            keyring.clone(),
+            settings.encrypt_refresh_tokens,
+        );
+        let registrations = Arc::new(Registrations::new(store.clone(), keyring, provider.clone()));
+        let clients = Arc::new(Clients::new(
+            account_types.clone(),
+            registrations.clone(),
+            public_url,
+            settings.allow_insecure_provider_urls,
+            clock.clone(),
+        ));
+        let refreshes = Arc::new(Refreshes {
+            accounts: accounts.clone(),
+            account_types: account_types.clone(),
+            clients: clients.clone(),
+            leases: Leases::new(store.clone()),
+            schedule: schedule.clone(),
+            instances: instances.clone(),
+            provider: provider.clone(),
+            metrics: metrics.clone(),
+            webhooks: webhooks.clone(),
+            clock: clock.clone(),
+            policy: RefreshPolicy {
+                margin: Duration::from_secs(settings.refresh.margin_secs),
+                idle: Duration::from_secs(settings.refresh.idle_secs.max(60)),
+                lease_ttl: Duration::from_secs(match settings.refresh.lease_secs {
+                    0 => 2 * settings.provider_timeout_secs.max(1) + 5,
+                    s => s,
+                }),
+            },
+            process_id: random_hex(8),
+            locks: Default::default(),
+        });
+        let account_actions = Arc::new(AccountActions {
+            accounts: accounts.clone(),
+            account_types: account_types.clone(),
+            clients: clients.clone(),
+            refreshes: refreshes.clone(),
+            schedule: schedule.clone(),
+            provider: provider.clone(),
+            metrics: metrics.clone(),
+            webhooks: webhooks.clone(),
+            clock: clock.clone(),
+        });
+        let flows = Flows {
+            instances: instances.clone(),
+            account_types: account_types.clone(),
+            accounts: accounts.clone(),
+            states: FlowStates::new(store.clone()),
+            clients: clients.clone(),
+            refreshes: refreshes.clone(),
+            provider,
+            metrics: metrics.clone(),
+            webhooks,
+            clock: clock.clone(),
+            subdomains: settings.subdomains,
+            ttl: Duration::from_secs(settings.flow_ttl_secs),
+            binding: settings.flow_binding,
+        };
+        let admin = Admin {
+            account_types: account_types.clone(),
+            instances: instances.clone(),
+            credentials: credentials.clone(),
+            accounts,
+            registrations,
+            clients,
+            account_actions: account_actions.clone(),
+            clock: clock.clone(),
+            session_code_ttl: Duration::from_secs(settings.session_code_ttl_secs),
+        };
+        let callers = Callers {
+            credentials,
+            instances: instances.clone(),
+            admin_token: settings.admin_token().map(|t| Secret::new(t.to_owned())),
+            clock: clock.clone(),
+        };
+        let services = Services {
+            store,
+            store_stats,
+            metrics,
+            account_types,
+            flows,
+            refreshes,
+            accounts: account_actions,
+            admin,
+            callers,
+            clock,
+        };
+        Ok((services, outbox))
+    }
+
+    /// Opens the store the settings select and builds the services over it, for tools and
+    /// benchmarks that run no server (no webhooks are delivered).
+    pub async fn open(settings: &Settings) -> anyhow::Result<Services> {
+        let store = open_store(settings).await?;
+        let (services, _outbox) = Services::build(settings, store, Clock::system())?;
+        Ok(services)
+    }
+
+    /// The store, as the services see it (instrumented).
+    pub fn store(&self) -> SharedStore {
+        self.store.clone()
+    }
+
+    /// Store requests made since start-up (benchmarks count round-trips with it).
+    pub fn store_requests(&self) -> u64 {
+        self.store_stats.requests()
+    }
+
+    /// One background-refresher pass now: refreshes what is due; returns how many
+    /// accounts it handled.
+    pub async fn refresh_due_once(&self) -> usize {
+        self.refreshes.refresh_due(&|| false).await
+    }
+}

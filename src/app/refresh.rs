@@ -1,0 +1,513 @@
+//! Refreshing an account's tokens: the one path the refresh route and the background
+//! refresher take, and the refresh plan of every account written. Concurrent callers make
+//! one provider call: callers in this process queue on a keyed lock, processes compete for
+//! a lease in the store, and everyone who waited re-reads the account and returns the
+//! tokens the winner stored.
+
+use super::clients::Clients;
+use super::keyed_locks::KeyedLocks;
+use super::Error;
+use crate::domain::account;
+use crate::domain::account_type::service_id_of;
+use crate::domain::{AccountType, Classified, Clock, Domain, ErrorKind, GrantMode, Instance};
+use crate::metrics::Metrics;
+use crate::oauth::{token_request, ProviderClient};
+use crate::store::account_types::AccountTypes;
+use crate::store::accounts::Accounts;
+use crate::store::instances::Instances;
+use crate::store::leases::{Lease, Leases};
+use crate::store::schedule::Due;
+use crate::store::schedule::Schedule;
+use crate::webhooks::{Event, Kind, Webhooks};
+use futures::StreamExt;
+use rand::Rng;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a caller waiting for another process's lease looks again.
+const LEASE_POLL: Duration = Duration::from_millis(100);
+
+/// When accounts are refreshed, and how long a refresh may hold an account.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RefreshPolicy {
+    /// Default time before expiry at which a token is refreshed.
+    pub(crate) margin: Duration,
+    /// Default longest time between refreshes.
+    pub(crate) idle: Duration,
+    /// How long a lease lasts: longer than any provider call can take.
+    pub(crate) lease_ttl: Duration,
+}
+
+/// Whether a refresh happens whatever the expiry, or only when the account is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// A konnector asked: refresh now.
+    Always,
+    /// The background refresher: refresh only if still due once the lease is held.
+    IfDue,
+}
+
+/// The refresh use case and the refresh plan.
+pub(crate) struct Refreshes {
+    pub(crate) accounts: Accounts,
+    pub(crate) account_types: Arc<AccountTypes>,
+    pub(crate) clients: Arc<Clients>,
+    pub(crate) leases: Leases,
+    pub(crate) schedule: Schedule,
+    pub(crate) instances: Instances,
+    pub(crate) provider: ProviderClient,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) webhooks: Webhooks,
+    pub(crate) clock: Clock,
+    pub(crate) policy: RefreshPolicy,
+    /// This process's name as a lease owner.
+    pub(crate) process_id: String,
+    pub(crate) locks: KeyedLocks,
+}
+
+enum Taken {
+    Lease(Lease),
+    RefreshedMeanwhile(Value),
+}
+
+impl Refreshes {
+    /// Refreshes account `id` of `inst` in `mode` and returns the saved document.
+    pub(crate) async fn refresh(
+        &self,
+        inst: &Instance,
+        id: &str,
+        mode: Mode,
+    ) -> Result<Value, Error> {
+        let outcome = self.refresh_unlabelled(inst, id, mode).await;
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(e) => e.kind().as_str(),
+        };
+        self.metrics.refreshes.with_label_values(&[label]).inc();
+        outcome
+    }
+
+    async fn refresh_unlabelled(
+        &self,
+        inst: &Instance,
+        id: &str,
+        mode: Mode,
+    ) -> Result<Value, Error> {
+        let seen = self
+            .accounts
+            .get(inst, id)
+            .await?
+            .ok_or(Error::NotFound("account"))?;
+        if !seen.get("oauth").is_some_and(Value::is_object) {
+            return Err(Error::NotRefreshable("this account has no OAuth tokens"));
+        }
+        let type_id = seen
+            .get("account_type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let at = self
+            .account_types
+            .lookup(service_id_of(type_id), inst.context.as_deref())
+            .await?;
+        let provider = account::provider_url_of(&seen);
+        let at = self.clients.resolve(&at, provider.as_ref()).await?;
+        if at.token_endpoint.is_none() {
+            return self.hand_client_to_konnector(inst, seen, &at).await;
+        }
+
+        let key = format!("{}/{id}", inst.domain);
+        let local = self.locks.lock_for(&key);
+        let _queued = local.lock().await;
+        let lease = match self.take_lease(inst, id, &key, &seen).await? {
+            Taken::Lease(lease) => lease,
+            Taken::RefreshedMeanwhile(doc) => return Ok(doc),
+        };
+        let outcome = self.refresh_with_lease(inst, id, &seen, &at, mode).await;
+        self.leases.release(lease).await;
+        match &outcome {
+            Ok(doc) => self.plan(inst, id, doc, &at, false).await,
+            Err(Error::RefreshTokenRevoked) => {
+                self.give_up_until_reconnected(inst, id, at.service_id())
+                    .await
+            }
+            Err(_) => {}
+        }
+        outcome
+    }
+
+    /// Permanent failure: the user must reconnect; no refresh is planned until then.
+    async fn give_up_until_reconnected(&self, inst: &Instance, id: &str, service_id: &str) {
+        self.webhooks.emit(Event {
+            kind: Kind::RefreshFailed,
+            instance: inst.domain.to_string(),
+            account_id: id.to_owned(),
+            account_type: service_id.to_owned(),
+            error: Some("invalid_grant".into()),
+            at: self.clock.now(),
+        });
+        if let Ok(Some(doc)) = self.accounts.get(inst, id).await {
+            let now = self.clock.now().to_datetime();
+            let marked = self
+                .accounts
+                .update_with(inst, doc, |d| {
+                    account::mark_reconnect_needed(d, "invalid_grant", now)
+                })
+                .await;
+            if let Err(e) = marked {
+                tracing::warn!(error = %e, "could not mark the account as needing reconnection");
+            }
+        }
+        if let Err(e) = self.schedule.clear(&inst.domain, id).await {
+            tracing::warn!(error = %e, "could not clear the refresh schedule");
+        }
+    }
+
+    /// The refresh margin and idle period of a type, in seconds.
+    fn timing(&self, at: &AccountType) -> (i64, i64) {
+        let margin = at
+            .refresh_margin_secs
+            .map_or(self.policy.margin.as_secs() as i64, |s| s as i64);
+        let every = at
+            .refresh_every_secs
+            .map_or(self.policy.idle.as_secs() as i64, |s| s as i64);
+        (margin, every)
+    }
+
+    /// When `doc` is next due, by the type's timing; `None` when it cannot be refreshed.
+    fn next_due(&self, doc: &Value, at: &AccountType) -> Option<i64> {
+        let (margin, every) = self.timing(at);
+        at.token_endpoint.as_ref().and_then(|_| {
+            account::next_refresh(
+                doc,
+                margin,
+                every,
+                self.clock.now().unix_secs(),
+                renews_without_refresh_token(at),
+            )
+        })
+    }
+
+    /// Plans the next refresh of an account just written (`new` when just created), or
+    /// forgets it when it has nothing to refresh with. A failure is logged: the account
+    /// itself is safe.
+    pub(crate) async fn plan(
+        &self,
+        inst: &Instance,
+        id: &str,
+        doc: &Value,
+        at: &AccountType,
+        new: bool,
+    ) {
+        let result = match self.next_due(doc, at) {
+            Some(due_at) => self.schedule.set(&inst.domain, id, due_at, 0, new).await,
+            // A new account has no plan to forget.
+            None if new => Ok(()),
+            None => self.schedule.clear(&inst.domain, id).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not plan the next refresh");
+        }
+    }
+
+    /// Waits for the account's lease, unless someone refreshes the account meanwhile.
+    async fn take_lease(
+        &self,
+        inst: &Instance,
+        id: &str,
+        key: &str,
+        seen: &Value,
+    ) -> Result<Taken, Error> {
+        let ttl = self.policy.lease_ttl;
+        let give_up = tokio::time::Instant::now() + ttl + ttl / 2;
+        loop {
+            if let Some(lease) = self
+                .leases
+                .try_acquire(key, &self.process_id, self.clock.now(), ttl)
+                .await?
+            {
+                return Ok(Taken::Lease(lease));
+            }
+            // Held elsewhere: its holder may finish the refresh for us.
+            if let Some(doc) = self.refreshed_since(inst, id, seen).await? {
+                return Ok(Taken::RefreshedMeanwhile(doc));
+            }
+            if tokio::time::Instant::now() >= give_up {
+                return Err(Error::Busy);
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+        }
+    }
+
+    /// The account, if another caller stored new tokens since `seen` was read.
+    async fn refreshed_since(
+        &self,
+        inst: &Instance,
+        id: &str,
+        seen: &Value,
+    ) -> Result<Option<Value>, Error> {
+        let now = self
+            .accounts
+            .get(inst, id)
+            .await?
+            .ok_or(Error::NotFound("account"))?;
+        Ok(changed_since(&now, seen).then_some(now))
+    }
+
+    /// The provider call and the write, under the lease.
+    async fn refresh_with_lease(
+        &self,
+        inst: &Instance,
+        id: &str,
+        seen: &Value,
+        at: &AccountType,
+        mode: Mode,
+    ) -> Result<Value, Error> {
+        // Re-read under the lease: the refresh token to use is the stored one now.
+        let current = self
+            .accounts
+            .get(inst, id)
+            .await?
+            .ok_or(Error::NotFound("account"))?;
+        if changed_since(&current, seen) {
+            return Ok(current);
+        }
+        // Another process may have refreshed it after the schedule was read.
+        if mode == Mode::IfDue
+            && self
+                .next_due(&current, at)
+                .is_some_and(|due| due > self.clock.now().unix_secs())
+        {
+            return Ok(current);
+        }
+        let request = if renews_without_refresh_token(at) {
+            token_request::client_credentials(at)
+        } else {
+            let refresh_token = self
+                .accounts
+                .refresh_token(&current)
+                .map_err(|error| Error::Sealed {
+                    what: "the stored refresh token",
+                    error,
+                })?
+                .map(oauth2::RefreshToken::new)
+                .ok_or(Error::NotRefreshable(
+                    "this account has no refresh token; reconnect it",
+                ))?;
+            token_request::refresh(at, &refresh_token)
+        };
+        let request = request.ok_or(Error::NotRefreshable(
+            "this account's type has no token endpoint",
+        ))?;
+        let grant = match self
+            .metrics
+            .time_provider("refresh", self.provider.request_token(&request))
+            .await
+        {
+            Ok(grant) => grant,
+            Err(e) => {
+                tracing::warn!(account_type = at.service_id(), error = %e, "refresh failed at the provider");
+                if !e.is_invalid_token() {
+                    return Err(Error::Provider(e));
+                }
+                // Another process may have rotated the token just before us.
+                return match self.refreshed_since(inst, id, seen).await? {
+                    Some(doc) => Ok(doc),
+                    None => Err(Error::RefreshTokenRevoked),
+                };
+            }
+        };
+        // Stored before anyone is answered: a rotated refresh token must not be lost.
+        let saved = self
+            .accounts
+            .update_with(inst, current, |d| account::apply_refresh(d, &grant))
+            .await?;
+        tracing::info!(account_type = at.service_id(), "account refreshed");
+        Ok(saved)
+    }
+
+    /// For types without token endpoint the konnector refreshes by itself: hand it the
+    /// client, as cozy-stack does.
+    async fn hand_client_to_konnector(
+        &self,
+        inst: &Instance,
+        doc: Value,
+        at: &AccountType,
+    ) -> Result<Value, Error> {
+        let client_id = at.client_id.as_ref().map(|c| c.as_str().to_owned());
+        let client_secret = at.client_secret.as_ref().map(|c| c.secret().clone());
+        Ok(self
+            .accounts
+            .update_with(inst, doc, |d| {
+                if let Some(oauth) = d.get_mut("oauth").and_then(Value::as_object_mut) {
+                    if let Some(id) = &client_id {
+                        oauth.insert("client_id".into(), id.clone().into());
+                    }
+                    if let Some(secret) = &client_secret {
+                        oauth.insert("client_secret".into(), secret.clone().into());
+                    }
+                }
+            })
+            .await?)
+    }
+}
+
+/// Client credentials accounts get new tokens from the type's own credentials.
+fn renews_without_refresh_token(at: &AccountType) -> bool {
+    at.grant_mode == Some(GrantMode::ClientCredentials)
+}
+
+/// Whether `now` holds tokens stored after `seen` was read.
+fn changed_since(now: &Value, seen: &Value) -> bool {
+    let token = |d: &Value| d.pointer("/oauth/access_token").cloned();
+    now.get("_rev") != seen.get("_rev") && token(now) != token(seen)
+}
+
+/// Accounts taken from the schedule per pass.
+pub(crate) const BATCH: usize = 200;
+/// Refreshes running at once in one process.
+const CONCURRENCY: usize = 16;
+
+impl Refreshes {
+    /// One pass of the background refresher: refreshes what is due now, until `stop`
+    /// says so; returns how many accounts were taken from the schedule.
+    pub(crate) async fn refresh_due(&self, stop: &(dyn Fn() -> bool + Sync)) -> usize {
+        let services = self;
+        let now = services.clock.now();
+        let due = match services.schedule.due(now, BATCH).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the refresh schedule");
+                return 0;
+            }
+        };
+        let n = due.len();
+        // One instance read per instance of the batch, not per account.
+        let mut instances: HashMap<Domain, Option<Instance>> = HashMap::new();
+        for entry in &due {
+            if instances.contains_key(&entry.instance) {
+                continue;
+            }
+            match services.instances.get(&entry.instance).await {
+                Ok(inst) => {
+                    instances.insert(entry.instance.clone(), inst);
+                }
+                Err(e) => tracing::warn!(error = %e, "refresher could not read an instance"),
+            }
+        }
+        let instances = &instances;
+        futures::stream::iter(due)
+            .for_each_concurrent(CONCURRENCY, |entry| async move {
+                if stop() {
+                    return;
+                }
+                match instances.get(&entry.instance) {
+                    Some(Some(inst)) => services.handle(entry, inst).await,
+                    // The instance is gone: nothing to keep fresh.
+                    Some(None) => {
+                        let _ = services
+                            .schedule
+                            .clear(&entry.instance, &entry.account_id)
+                            .await;
+                    }
+                    None => {}
+                }
+            })
+            .await;
+        n
+    }
+}
+
+/// What the refresher does after a failure of this kind.
+#[derive(Debug, PartialEq, Eq)]
+enum After {
+    /// The account waits for its user (already marked by the refresh path).
+    AwaitReconnection,
+    /// Nothing will make it work: off the schedule.
+    Drop,
+    /// A passing condition or the operator's to fix: try again later.
+    BackOff,
+}
+
+fn after(kind: ErrorKind) -> After {
+    match kind {
+        ErrorKind::GrantRevoked => After::AwaitReconnection,
+        k if k.is_permanent() => After::Drop,
+        _ => After::BackOff,
+    }
+}
+
+/// Failures of the background refresher.
+impl Refreshes {
+    async fn handle(&self, entry: Due, inst: &Instance) {
+        let services = self;
+        let Err(e) = services.refresh(inst, &entry.account_id, Mode::IfDue).await else {
+            return;
+        };
+        match after(e.kind()) {
+            After::AwaitReconnection => {
+                tracing::info!(instance = %inst.domain, "refresh token refused: the account waits for its user to reconnect");
+            }
+            After::Drop => {
+                tracing::info!(error = %e, "account cannot be kept fresh; removed from the schedule");
+                let _ = services
+                    .schedule
+                    .clear(&inst.domain, &entry.account_id)
+                    .await;
+            }
+            After::BackOff => {
+                let attempts = entry.attempts + 1;
+                let wait = backoff(attempts);
+                tracing::warn!(error = %e, kind = e.kind().as_str(), attempts, retry_in_secs = wait, "refresh failed; backing off");
+                let retry_at = services.clock.now().unix_secs() + wait;
+                if let Err(e) = services
+                    .schedule
+                    .set(&inst.domain, &entry.account_id, retry_at, attempts, false)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not record the back-off");
+                }
+            }
+        }
+    }
+}
+
+/// Seconds before attempt `attempts + 1`: 30 s doubling to at most an hour, ±20 % jitter so
+/// that a provider outage does not end in a thundering herd.
+fn backoff(attempts: u32) -> i64 {
+    let base = (30i64 << attempts.saturating_sub(1).min(7)).min(3600);
+    let jitter = rand::thread_rng().gen_range(-base / 5..=base / 5);
+    (base + jitter).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        for _ in 0..100 {
+            assert!((24..=36).contains(&backoff(1)));
+            assert!((48..=72).contains(&backoff(2)));
+            assert!((2880..=4320).contains(&backoff(20)));
+        }
+    }
+
+    #[test]
+    fn only_permanent_kinds_leave_the_schedule() {
+        assert_eq!(after(ErrorKind::GrantRevoked), After::AwaitReconnection);
+        assert_eq!(after(ErrorKind::NotFound), After::Drop);
+        for kind in [
+            ErrorKind::Unavailable,
+            ErrorKind::Misconfigured,
+            ErrorKind::KeyUnavailable,
+            ErrorKind::Busy,
+            ErrorKind::Upstream,
+            ErrorKind::UpstreamTimeout,
+            ErrorKind::Refused,
+        ] {
+            assert_eq!(after(kind), After::BackOff, "{kind:?}");
+        }
+    }
+}

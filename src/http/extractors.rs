@@ -1,0 +1,147 @@
+//! Who may call, as extractors: a handler that takes [`AdminCaller`] runs only for the
+//! operator, one that takes [`InstanceCaller`] only for a caller acting for an instance,
+//! [`StartCaller`] parses a start request and then spends its session code. Each draws
+//! on its route group's rate limit before it looks at a credential, so a credential
+//! cannot be guessed at speed. `routes_are_guarded` (tests/api/routes.rs) walks every
+//! route and checks it refuses a caller without credentials.
+
+use super::error::{Api, Page};
+use super::query::Query;
+use super::rate_limit::{Group, RateLimits};
+use crate::app::flows::StartParams;
+use crate::app::{Error, Services};
+use crate::domain::{Instance, Slug};
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures::future::LocalBoxFuture;
+
+/// The bearer token of a request, if any.
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+fn services(req: &HttpRequest) -> Result<web::Data<Services>, Error> {
+    req.app_data::<web::Data<Services>>()
+        .cloned()
+        .ok_or(Error::NotFound("services"))
+}
+
+/// Takes one request from the client's budget in `group`.
+fn limit(req: &HttpRequest, group: Group) -> Result<(), Error> {
+    match req.app_data::<web::Data<RateLimits>>() {
+        Some(limits) => limits.check(group, req),
+        None => Ok(()),
+    }
+}
+
+/// The operator, authenticated by the admin token.
+#[derive(Debug)]
+pub(crate) struct AdminCaller;
+
+impl FromRequest for AdminCaller {
+    type Error = Api;
+    type Future = std::future::Ready<Result<Self, Api>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let checked = limit(req, Group::Admin)
+            .and_then(|()| services(req))
+            .and_then(|s| s.callers.admin(bearer(req)));
+        std::future::ready(checked.map(|()| AdminCaller).map_err(Api))
+    }
+}
+
+/// A caller acting for an instance (an instance API token).
+#[derive(Debug)]
+pub(crate) struct InstanceCaller(pub(crate) Instance);
+
+impl FromRequest for InstanceCaller {
+    type Error = Api;
+    type Future = LocalBoxFuture<'static, Result<Self, Api>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let s = services(&req)?;
+            let inst = s.callers.instance_by_token(bearer(&req)).await?;
+            Ok(InstanceCaller(inst))
+        })
+    }
+}
+
+/// A start (or reconnect) request, parsed, and the instance it acts for.
+#[derive(Debug)]
+pub(crate) struct StartCaller {
+    /// The instance the flow is for.
+    pub(crate) instance: Instance,
+    /// What the app asked for.
+    pub(crate) params: StartParams,
+}
+
+impl FromRequest for StartCaller {
+    type Error = Page;
+    type Future = LocalBoxFuture<'static, Result<Self, Page>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            limit(&req, Group::Start)?;
+            let s = services(&req)?;
+            // Cheap checks first: a bad request must not burn the session code.
+            let q = Query::parse(req.query_string())?;
+            let params = start_params(&req, &q)?;
+            let instance = s
+                .callers
+                .instance_for_start(q.one("session_code")?, bearer(&req))
+                .await?;
+            Ok(StartCaller { instance, params })
+        })
+    }
+}
+
+fn start_params(req: &HttpRequest, q: &Query) -> Result<StartParams, Error> {
+    let bad = |code, detail: String| Error::BadRequest { code, detail };
+    let slug = Slug::parse(q.bounded("slug", 64)?).map_err(|d| bad("invalid_slug", d))?;
+    let login_hint = q.bounded("login_hint", 256)?.to_owned();
+    if login_hint.chars().any(char::is_control) {
+        return Err(bad(
+            "invalid_login_hint",
+            "login_hint must not contain control characters".into(),
+        ));
+    }
+    let info = req.match_info();
+    Ok(StartParams {
+        service_id: info.get("type").unwrap_or_default().to_owned(),
+        account_id: info.get("id").map(str::to_owned),
+        slug,
+        client_state: q.bounded("state", 1024)?.to_owned(),
+        nonce: q.bounded("nonce", 256)?.to_owned(),
+        scope: q.bounded("scope", 4096)?.to_owned(),
+        login_hint,
+        provider_url: q.bounded("provider_url", 2048)?.to_owned(),
+    })
+}
+
+/// A browser coming back from a provider: no credential (the state is its proof), but a
+/// rate limit.
+#[derive(Debug)]
+pub(crate) struct RedirectCaller;
+
+impl FromRequest for RedirectCaller {
+    type Error = Page;
+    type Future = std::future::Ready<Result<Self, Page>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(
+            limit(req, Group::Redirect)
+                .map(|()| RedirectCaller)
+                .map_err(Page),
+        )
+    }
+}

@@ -1,0 +1,37 @@
+//! Purges expired flow states and session codes.
+
+use super::{Prune, Shutdown};
+use crate::app::Services;
+use crate::store::{sweep_expired, FLOW_STATES_DB, SESSION_CODES_DB};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often expired flow states and session codes are purged.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+/// How long a used or expired state is kept, so a replay is told apart from a forgery.
+const KEEP_SPENT_STATES: Duration = Duration::from_secs(24 * 3600);
+
+/// Runs until a stop is asked.
+pub(super) async fn run(services: Arc<Services>, prune: Option<Prune>, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        if shutdown.or_stop(tick.tick()).await.is_none() {
+            return;
+        }
+        if let Some(prune) = &prune {
+            prune();
+        }
+        let now = services.clock.now();
+        let sweeps = [
+            (FLOW_STATES_DB, now.minus(KEEP_SPENT_STATES)),
+            (SESSION_CODES_DB, now),
+        ];
+        for (db, before) in sweeps {
+            match sweep_expired(services.store.as_ref(), db, before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(db, purged = n, "expired documents purged"),
+                Err(e) => tracing::warn!(db, error = %e, "sweep failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Test code shared by the test binaries and the benchmarks: `spawn_app()` and friends,
+//! and a played registering provider. Each binary uses part of it.
+#![allow(dead_code)]
+
+pub mod helpers;
+pub mod registering_provider;
