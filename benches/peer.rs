@@ -4,6 +4,8 @@
 //! handler answering the same 303 (the ceiling). Run: `scripts/bench-peer.sh`.
 //! Under `cargo test` (no `--bench`) it does nothing: it needs the npm packages.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use futures::StreamExt;
 use std::collections::HashMap;

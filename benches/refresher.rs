@@ -5,6 +5,8 @@
 //! `cargo bench --bench refresher` (embedded store); `BENCH_STORE=couch` with
 //! `BROKER_TEST_COUCHDB_URL` set runs it on CouchDB; `BENCH_ACCOUNTS=N` changes N.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
 #[path = "../tests/common/mod.rs"]
 mod common;
 use common::helpers;

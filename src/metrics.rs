@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::Instant;
 
 /// The broker's collectors, in their own registry.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     /// Flows started, by account type.
     pub flows_started: IntCounterVec,
@@ -32,7 +32,10 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Fresh collectors.
-    pub fn new() -> Metrics {
+    // Names, labels and buckets are constants: a registration error is a programming
+    // error, caught by `metrics_render` below.
+    #[allow(clippy::expect_used)]
+    pub(crate) fn new() -> Metrics {
         let registry = Registry::new_custom(Some("broker".into()), None).expect("valid prefix");
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
@@ -76,7 +79,7 @@ impl Metrics {
     }
 
     /// Times a token endpoint request of `kind`.
-    pub async fn time_provider<T>(&self, kind: &str, call: impl Future<Output = T>) -> T {
+    pub(crate) async fn time_provider<T>(&self, kind: &str, call: impl Future<Output = T>) -> T {
         let started = Instant::now();
         let out = call.await;
         self.provider_seconds
@@ -86,11 +89,27 @@ impl Metrics {
     }
 
     /// The text exposition format.
-    pub fn render(&self) -> String {
+    // Encoding to memory cannot fail and the text format is UTF-8.
+    #[allow(clippy::expect_used)]
+    pub(crate) fn render(&self) -> String {
         let mut buf = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buf)
             .expect("encoding to memory cannot fail");
         String::from_utf8(buf).expect("the text format is UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render() {
+        let m = Metrics::new();
+        m.refreshes.with_label_values(&["ok"]).inc();
+        assert!(m
+            .render()
+            .contains("broker_refreshes_total{outcome=\"ok\"} 1"));
     }
 }

@@ -1,5 +1,7 @@
 //! The `oauth-broker` command line, run as a process against both stores.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
 use serde_json::json;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -232,13 +234,13 @@ async fn accounts_rm_deletes_an_account_of_an_instance() {
         let store = oauth_broker::store::embedded::EmbeddedStore::open(dir.path()).unwrap();
         store.ensure_db(&inst.accounts_db()).await.unwrap();
         store
-            .create(
+            .put(
                 &inst.accounts_db(),
-                &json!({"account_type": "svc", "name": ""}),
+                &json!({"_id": "cli-account", "account_type": "svc", "name": ""}),
             )
             .await
-            .unwrap()
-            .0
+            .unwrap();
+        "cli-account".to_owned()
     };
     let out = broker(dir.path(), false, &["accounts", "rm", &domain, &id]);
     assert!(out.status.success(), "{}", text(&out));

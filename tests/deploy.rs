@@ -1,6 +1,8 @@
 //! The deployment files parse and agree with each other and with the broker's settings
 //! (no container engine runs here, so they are checked as documents).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
 use serde_yaml::Value;
 use std::path::Path;
 

@@ -1,6 +1,8 @@
 //! `oauth-broker dev login/refresh/token` against a provider played locally, and a real
 //! cozy-konnector-libs konnector in standalone mode reading what `dev login` wrote.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
 use base64::Engine;
 use serde_json::{json, Value};
 use sha2::Digest;

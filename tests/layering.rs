@@ -2,6 +2,8 @@
 //! modules this table allows, `domain` uses nothing else of the crate, and only the
 //! outer layers name actix. Run alone: `cargo test --test layering`.
 
+#![allow(clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! level, on the success path or the failure paths. Its own test binary, because it
 //! installs a process-wide TRACE subscriber that captures every line.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 mod common;
 use common::{helpers, registering_provider};

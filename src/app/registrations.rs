@@ -21,7 +21,7 @@ use std::sync::Arc;
 use url::Url;
 
 /// Secret members of a registered client: sealed at rest, redacted on reads.
-pub const SECRET_MEMBERS: [&str; 2] = ["client_secret", "registration_access_token"];
+pub(crate) const SECRET_MEMBERS: [&str; 2] = ["client_secret", "registration_access_token"];
 
 /// Why a registered client could not be had or managed.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +85,7 @@ impl From<ProviderError> for RegistrationError {
 
 /// A registered client, ready for token requests; `Debug` hides its secrets.
 #[derive(Clone)]
-pub struct RegisteredClient {
+pub(crate) struct RegisteredClient {
     /// Stored document id: `{account type}` or `{account type}@{provider host}`.
     pub id: String,
     /// OAuth client id.
@@ -110,12 +110,12 @@ impl std::fmt::Debug for RegisteredClient {
 
 impl RegisteredClient {
     /// Whether the secret has expired at `now`.
-    pub fn expired(&self, now: Timestamp) -> bool {
+    pub(crate) fn expired(&self, now: Timestamp) -> bool {
         self.secret_expires_at != 0 && self.secret_expires_at <= now.unix_secs()
     }
 
     /// `at` with this client's credentials.
-    pub fn apply(&self, at: &AccountType) -> AccountType {
+    pub(crate) fn apply(&self, at: &AccountType) -> AccountType {
         let mut at = at.clone();
         at.client_id = Some(self.client_id.clone());
         at.client_secret = self.client_secret.clone();
@@ -124,7 +124,7 @@ impl RegisteredClient {
 }
 
 /// The id a registration is stored under.
-pub fn registration_id(account_type_id: &str, provider: Option<&ProviderUrl>) -> String {
+pub(crate) fn registration_id(account_type_id: &str, provider: Option<&ProviderUrl>) -> String {
     match provider {
         Some(p) => format!("{account_type_id}@{}", p.authority()),
         None => account_type_id.to_owned(),
@@ -132,7 +132,7 @@ pub fn registration_id(account_type_id: &str, provider: Option<&ProviderUrl>) ->
 }
 
 /// A copy of a stored registration with its secrets replaced by `[redacted]`.
-pub fn redacted(doc: &Value) -> Value {
+pub(crate) fn redacted(doc: &Value) -> Value {
     let mut out = doc.clone();
     if let Some(obj) = out.as_object_mut() {
         for k in SECRET_MEMBERS {
@@ -145,7 +145,7 @@ pub fn redacted(doc: &Value) -> Value {
 }
 
 /// Registered clients: the store, the keys that seal them, and the provider client.
-pub struct Registrations {
+pub(crate) struct Registrations {
     store: SharedStore,
     keyring: Arc<Keyring>,
     provider: ProviderClient,
@@ -156,7 +156,7 @@ pub struct Registrations {
 
 impl Registrations {
     /// The service over a store.
-    pub fn new(store: SharedStore, keyring: Arc<Keyring>, provider: ProviderClient) -> Self {
+    pub(crate) fn new(store: SharedStore, keyring: Arc<Keyring>, provider: ProviderClient) -> Self {
         Registrations {
             store,
             keyring,
@@ -171,7 +171,7 @@ impl Registrations {
 
     /// The client to use for `at` (already pointed at its provider): the stored one,
     /// or a new registration when there is none or its secret has expired.
-    pub async fn client_for(
+    pub(crate) async fn client_for(
         &self,
         at: &AccountType,
         id: &str,
@@ -324,7 +324,7 @@ impl Registrations {
     }
 
     /// A stored registration, secrets redacted.
-    pub async fn get(&self, id: &str) -> Result<Value, RegistrationError> {
+    pub(crate) async fn get(&self, id: &str) -> Result<Value, RegistrationError> {
         match self.load(id).await? {
             Some((d, _)) => Ok(redacted(&d)),
             None => Err(RegistrationError::NotRegistered(id.to_owned())),
@@ -332,7 +332,7 @@ impl Registrations {
     }
 
     /// Every stored registration, secrets redacted.
-    pub async fn list(&self) -> Result<Vec<Value>, RegistrationError> {
+    pub(crate) async fn list(&self) -> Result<Vec<Value>, RegistrationError> {
         match self.store.all_docs(REGISTERED_CLIENTS_DB).await {
             Ok(docs) => Ok(docs.iter().map(redacted).collect()),
             Err(StoreError::NoDatabase(_)) => Ok(Vec::new()),
@@ -348,7 +348,7 @@ impl Registrations {
     }
 
     /// What the provider says of the client now (RFC 7592 read), secrets redacted.
-    pub async fn read_at_provider(&self, id: &str) -> Result<Value, RegistrationError> {
+    pub(crate) async fn read_at_provider(&self, id: &str) -> Result<Value, RegistrationError> {
         let (_, c) = self
             .load(id)
             .await?
@@ -364,7 +364,7 @@ impl Registrations {
     /// Sends the account type's metadata again (RFC 7592 update); with `reset_secret`,
     /// asks for a new secret the way cozy-stack does (the current one in the body).
     /// Returns the stored registration, redacted.
-    pub async fn update(
+    pub(crate) async fn update(
         &self,
         id: &str,
         at: &AccountType,
@@ -422,7 +422,7 @@ impl Registrations {
 
     /// Deletes the client at the provider (RFC 7592 delete), then here. A provider that no
     /// longer knows the client (401, 403, 404) counts as done.
-    pub async fn unregister(&self, id: &str) -> Result<(), RegistrationError> {
+    pub(crate) async fn unregister(&self, id: &str) -> Result<(), RegistrationError> {
         let lock = self.locks.lock_for(id);
         let _one_at_a_time = lock.lock().await;
         let (_, c) = self
@@ -503,7 +503,7 @@ fn c_member(c: &RegisteredClient, member: &str) -> Option<String> {
 
 /// The metadata registered for `at`: its `client_metadata`, with RFC 7591 defaults for a
 /// code flow client of this broker.
-pub fn metadata_for(at: &AccountType, redirect_uri: &str) -> Map<String, Value> {
+pub(crate) fn metadata_for(at: &AccountType, redirect_uri: &str) -> Map<String, Value> {
     let mut m = at.client_metadata.clone();
     m.entry("redirect_uris")
         .or_insert_with(|| json!([redirect_uri]));

@@ -200,7 +200,7 @@ async fn import(s: &Services, dir: &Path) -> anyhow::Result<()> {
     let bar = indicatif::ProgressBar::new(docs.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
-            .expect("static template"),
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let (mut created, mut updated, mut unchanged) = (0, 0, 0);
     let mut failed = Vec::new();

@@ -9,11 +9,11 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
 /// Member where the broker remembers which account type made the tokens.
-pub const BROKER_MEMBER: &str = "oauth_broker";
+pub(crate) const BROKER_MEMBER: &str = "oauth_broker";
 
 /// Why the dev config cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// Reading or writing failed.
     #[error("{0}: {1}")]
     Io(String, std::io::Error),
@@ -27,14 +27,14 @@ pub enum ConfigError {
 
 /// A loaded dev config, written back whole.
 #[derive(Debug, Clone)]
-pub struct KonnectorConfig {
+pub(crate) struct KonnectorConfig {
     path: PathBuf,
     doc: Map<String, Value>,
 }
 
 impl KonnectorConfig {
     /// Reads `path`; a missing file is an empty config.
-    pub fn load(path: &Path) -> Result<KonnectorConfig, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<KonnectorConfig, ConfigError> {
         let shown = path.display().to_string();
         let doc = match std::fs::read_to_string(path) {
             Ok(text) => match serde_json::from_str::<Value>(&text) {
@@ -58,7 +58,7 @@ impl KonnectorConfig {
     }
 
     /// Where it lives.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -67,25 +67,31 @@ impl KonnectorConfig {
     }
 
     fn fields_mut(&mut self) -> &mut Map<String, Value> {
-        self.doc
+        let fields = self
+            .doc
             .entry("fields")
-            .or_insert_with(|| Value::Object(Map::new()))
-            .as_object_mut()
-            .expect("checked at load")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !fields.is_object() {
+            *fields = Value::Object(Map::new());
+        }
+        match fields {
+            Value::Object(m) => m,
+            _ => unreachable!("made an object above"),
+        }
     }
 
     /// `fields.access_token`.
-    pub fn access_token(&self) -> Option<&str> {
+    pub(crate) fn access_token(&self) -> Option<&str> {
         self.fields()?.get("access_token")?.as_str()
     }
 
     /// `fields.refresh_token`.
-    pub fn refresh_token(&self) -> Option<&str> {
+    pub(crate) fn refresh_token(&self) -> Option<&str> {
         self.fields()?.get("refresh_token")?.as_str()
     }
 
     /// `fields.expires_at`, when it is a date.
-    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+    pub(crate) fn expires_at(&self) -> Option<DateTime<Utc>> {
         let raw = self.fields()?.get("expires_at")?.as_str()?;
         DateTime::parse_from_rfc3339(raw)
             .ok()
@@ -93,7 +99,7 @@ impl KonnectorConfig {
     }
 
     /// What `dev login` recorded of the account type (`oauth_broker`).
-    pub fn origin(&self) -> Result<&Map<String, Value>, ConfigError> {
+    pub(crate) fn origin(&self) -> Result<&Map<String, Value>, ConfigError> {
         self.doc
             .get(BROKER_MEMBER)
             .and_then(Value::as_object)
@@ -106,18 +112,18 @@ impl KonnectorConfig {
     }
 
     /// Records the account type the tokens come from.
-    pub fn set_origin(&mut self, origin: Map<String, Value>) {
+    pub(crate) fn set_origin(&mut self, origin: Map<String, Value>) {
         self.doc.insert(BROKER_MEMBER.into(), Value::Object(origin));
     }
 
     /// Writes tokens from a login: a refresh token the provider did not send is dropped,
     /// since it belonged to an older grant.
-    pub fn set_login(&mut self, grant: &TokenGrant) {
+    pub(crate) fn set_login(&mut self, grant: &TokenGrant) {
         self.set_tokens(grant, false);
     }
 
     /// Writes tokens from a refresh: the stored refresh token stays unless a new one came.
-    pub fn set_refresh(&mut self, grant: &TokenGrant) {
+    pub(crate) fn set_refresh(&mut self, grant: &TokenGrant) {
         self.set_tokens(grant, true);
     }
 
@@ -148,7 +154,7 @@ impl KonnectorConfig {
 
     /// Writes the file atomically (a temporary file renamed over it), readable by its owner
     /// only, since it now holds tokens.
-    pub fn save(&self) -> Result<(), ConfigError> {
+    pub(crate) fn save(&self) -> Result<(), ConfigError> {
         let shown = self.path.display().to_string();
         let io = |e| ConfigError::Io(shown.clone(), e);
         let dir = self
@@ -156,7 +162,8 @@ impl KonnectorConfig {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let mut text = serde_json::to_string_pretty(&self.doc).expect("JSON map serializes");
+        // `{:#}` is serde_json's pretty form, which cannot fail for a value in memory.
+        let mut text = format!("{:#}", Value::Object(self.doc.clone()));
         text.push('\n');
         let tmp = dir.join(format!(
             ".{}.{}.tmp",

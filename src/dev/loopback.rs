@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 /// What the redirect brought.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Caught {
+pub(crate) enum Caught {
     /// An authorization code for this login.
     Code(String),
     /// The provider's `error` (a sanitized code).
@@ -23,7 +23,7 @@ struct Expect {
 /// Serves `path` on `listener` until a redirect carrying `state` arrives or `timeout`
 /// passes (`None`). A redirect with another state is answered 400 and waited past, so a
 /// forged one cannot end the login.
-pub async fn catch(
+pub(crate) async fn catch(
     listener: TcpListener,
     path: &str,
     state: &str,
@@ -103,7 +103,9 @@ async fn callback(req: HttpRequest, expect: web::Data<Expect>) -> HttpResponse {
 }
 
 fn page(status: u16, text: &str) -> HttpResponse {
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("valid status"))
+    let status = actix_web::http::StatusCode::from_u16(status)
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header(("Cache-Control", "no-store"))
         .insert_header(("Referrer-Policy", "no-referrer"))

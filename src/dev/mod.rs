@@ -3,22 +3,22 @@
 //! The same account-type parsing, authorization URL and token requests as the server, run
 //! from the command line against a loopback redirect.
 
-pub mod konnector_config;
-pub mod loopback;
+pub(crate) mod konnector_config;
+pub(crate) mod loopback;
 
 use crate::domain::account::TokenGrant;
 use crate::domain::AccountType;
 use crate::oauth::authorize::{authorization_url, AuthorizeParams};
 use crate::oauth::provider::{ProviderClient, ProviderError};
 use crate::oauth::token_request;
-pub use konnector_config::{ConfigError, KonnectorConfig};
+pub(crate) use konnector_config::{ConfigError, KonnectorConfig};
 use std::net::TcpListener;
 use std::time::Duration;
 use url::Url;
 
 /// Why a dev command failed; each says what to do next.
 #[derive(Debug, thiserror::Error)]
-pub enum DevError {
+pub(crate) enum DevError {
     /// The dev config could not be read or written.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -60,7 +60,7 @@ pub enum DevError {
 
 /// How `login` runs.
 #[derive(Debug, Clone)]
-pub struct LoginOptions {
+pub(crate) struct LoginOptions {
     /// Loopback redirect URI; port 0 picks a free port.
     pub redirect_uri: Url,
     /// Scope asked for; the type's default when empty.
@@ -76,7 +76,7 @@ pub struct LoginOptions {
 }
 
 /// A redirect URI the provider will send the browser back to, on this machine only.
-pub fn loopback_redirect(raw: &str) -> Result<Url, DevError> {
+pub(crate) fn loopback_redirect(raw: &str) -> Result<Url, DevError> {
     let bad = || DevError::NotLoopback(raw.to_owned());
     let url = Url::parse(raw).map_err(|_| bad())?;
     let loopback = match url.host() {
@@ -137,7 +137,7 @@ async fn send(
 
 /// Runs the authorization code flow through a browser and a loopback redirect, and writes
 /// the tokens into `config`; `show` is told the URL to open.
-pub async fn login(
+pub(crate) async fn login(
     at: &AccountType,
     config: &mut KonnectorConfig,
     opts: &LoginOptions,
@@ -175,7 +175,7 @@ pub async fn login(
         .port();
     redirect
         .set_port(Some(port))
-        .expect("http URL takes a port");
+        .map_err(|()| DevError::NotLoopback(redirect.to_string()))?;
 
     let state = crate::domain::secret::random_hex(16);
     let pkce = at.pkce.then(oauth2::PkceCodeChallenge::new_random_sha256);
@@ -220,7 +220,7 @@ pub async fn login(
 }
 
 /// Refreshes the tokens in `config` with its refresh token, and saves them.
-pub async fn refresh(
+pub(crate) async fn refresh(
     at: &AccountType,
     config: &mut KonnectorConfig,
     timeout: Duration,
@@ -237,7 +237,7 @@ pub async fn refresh(
 
 /// True when the access token must be refreshed before use: it expires within
 /// `min_validity`. A token without a known expiry is taken as valid.
-pub fn needs_refresh(config: &KonnectorConfig, min_validity: Duration) -> bool {
+pub(crate) fn needs_refresh(config: &KonnectorConfig, min_validity: Duration) -> bool {
     config.access_token().is_none()
         || config.expires_at().is_some_and(|t| {
             t <= chrono::Utc::now()
@@ -246,7 +246,7 @@ pub fn needs_refresh(config: &KonnectorConfig, min_validity: Duration) -> bool {
 }
 
 /// A valid access token from `config`, refreshing first when `needs_refresh`.
-pub async fn token(
+pub(crate) async fn token(
     at: &AccountType,
     config: &mut KonnectorConfig,
     min_validity: Duration,

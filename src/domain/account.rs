@@ -104,15 +104,6 @@ pub fn apply_refresh(doc: &mut Value, grant: &TokenGrant) {
     }
 }
 
-/// Writes the tokens of a new authorization into an existing account (reconnection,
-/// `connection_id` match), keeping its other fields.
-pub fn apply_new_authorization(doc: &mut Value, grant: &TokenGrant) {
-    apply_refresh(doc, grant);
-    if !grant.callback_results.is_empty() {
-        doc["oauth_callback_results"] = Value::Object(grant.callback_results.clone());
-    }
-}
-
 /// Brings a new authorization's `oauth` members and callback results into an existing
 /// account, keeping its other fields (and its refresh token when the new one has none).
 pub fn merge_authorization(existing: &mut Value, fresh: &Value) {
@@ -141,15 +132,19 @@ pub fn record_connection_id(doc: &mut Value, connection_id: &str) {
 }
 
 fn oauth_mut(doc: &mut Value) -> &mut Map<String, Value> {
-    if !doc.is_object() {
-        *doc = json!({});
+    let obj = object_mut(doc);
+    object_mut(obj.entry("oauth").or_insert_with(|| json!({})))
+}
+
+/// `v` as an object, replacing whatever else it held.
+fn object_mut(v: &mut Value) -> &mut Map<String, Value> {
+    if !v.is_object() {
+        *v = json!({});
     }
-    let obj = doc.as_object_mut().expect("made an object above");
-    let oauth = obj.entry("oauth").or_insert_with(|| json!({}));
-    if !oauth.is_object() {
-        *oauth = json!({});
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("made an object above"),
     }
-    oauth.as_object_mut().expect("made an object above")
 }
 
 /// The provider a per-account type's account was connected to (`oauth.provider_url`).
@@ -168,17 +163,9 @@ pub fn record_provider_url(doc: &mut Value, provider: &str) {
 /// Who the account belongs to, from the provider's user info: `auth.login` and `name`,
 /// which the Home app shows to tell accounts apart.
 pub fn apply_identity(doc: &mut Value, identity: &Identity) {
-    if !doc.is_object() {
-        *doc = json!({});
-    }
-    let obj = doc.as_object_mut().expect("made an object above");
+    let obj = object_mut(doc);
     if let Some(login) = &identity.login {
-        let auth = obj.entry("auth").or_insert_with(|| json!({}));
-        if !auth.is_object() {
-            *auth = json!({});
-        }
-        auth.as_object_mut()
-            .expect("made an object above")
+        object_mut(obj.entry("auth").or_insert_with(|| json!({})))
             .insert("login".into(), login.clone().into());
     }
     if let Some(name) = &identity.name {

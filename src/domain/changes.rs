@@ -53,7 +53,13 @@ fn walk(prefix: &str, old: &Map<String, Value>, new: &Map<String, Value>, out: &
             None => out.push(Change::Added(path.clone(), masked(&path, nv))),
             Some(ov) if ov == nv => {}
             Some(Value::Object(o)) if nv.is_object() => {
-                walk(&format!("{path}."), o, nv.as_object().expect("object"), out)
+                let empty = Map::new();
+                walk(
+                    &format!("{path}."),
+                    o,
+                    nv.as_object().unwrap_or(&empty),
+                    out,
+                )
             }
             Some(ov) => {
                 if prefix.is_empty() && SECRET_FIELDS.contains(&k.as_str()) {

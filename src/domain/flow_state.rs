@@ -114,11 +114,11 @@ mod slug_serde {
     use super::Slug;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(s: &Slug, ser: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(s: &Slug, ser: S) -> Result<S::Ok, S::Error> {
         ser.serialize_str(s.as_str())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Slug, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Slug, D::Error> {
         let raw = String::deserialize(de)?;
         Slug::parse(&raw).map_err(serde::de::Error::custom)
     }

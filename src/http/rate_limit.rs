@@ -9,7 +9,7 @@ use std::num::NonZeroU32;
 
 /// Which budget a request draws on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Group {
+pub(crate) enum Group {
     /// `GET /accounts/{type}/start`
     Start,
     /// `GET /accounts/{type}/redirect`
@@ -19,14 +19,14 @@ pub enum Group {
 }
 
 /// One GCRA bucket per (group, client address), in this process.
-pub struct RateLimits {
+pub(crate) struct RateLimits {
     limiter: Option<DefaultKeyedRateLimiter<(Group, IpAddr)>>,
     trust_forwarded_for: bool,
 }
 
 impl RateLimits {
     /// `per_minute` requests per client and group, with bursts of `burst`; 0 turns limits off.
-    pub fn new(per_minute: u32, burst: u32, trust_forwarded_for: bool) -> RateLimits {
+    pub(crate) fn new(per_minute: u32, burst: u32, trust_forwarded_for: bool) -> RateLimits {
         let limiter = NonZeroU32::new(per_minute).map(|rate| {
             let burst = NonZeroU32::new(burst).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst))

@@ -13,12 +13,12 @@ tokio::task_local! {
 }
 
 /// The id of the request being served, for error pages.
-pub fn current_request_id() -> Option<String> {
+pub(crate) fn current_request_id() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
 /// Logs the request and tags the answer with `X-Request-Id`.
-pub async fn log_request(
+pub(crate) async fn log_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {

@@ -3,6 +3,7 @@
 use super::query::encode_sorted;
 use crate::domain::{AccountType, TokenMode};
 use base64::Engine;
+use serde_json::Value;
 use url::Url;
 
 /// HTTP method of a token request.
@@ -177,7 +178,7 @@ fn build_for(
                 method: Method::Post,
                 url: endpoint,
                 headers,
-                body: Some(serde_json::to_vec(&obj).expect("a map of strings serializes")),
+                body: Some(Value::Object(obj).to_string().into_bytes()),
             }
         }
         TokenMode::Get => {

@@ -151,15 +151,6 @@ impl Store for CouchStore {
             .map_err(|e| map_err(db, e))
     }
 
-    async fn create(&self, db: &str, doc: &Value) -> Result<(String, String), StoreError> {
-        let mut doc = doc.clone();
-        self.db(db)
-            .create(&mut doc)
-            .await
-            .map(|d| (d.id, d.rev))
-            .map_err(|e| map_err(db, e))
-    }
-
     async fn delete(&self, db: &str, id: &str, rev: &str) -> Result<(), StoreError> {
         let doc = serde_json::json!({"_id": id, "_rev": rev});
         match self.db(db).remove(&doc).await {

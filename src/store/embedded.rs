@@ -5,7 +5,7 @@
 //! [`Store::changes`], which polls the sequence column.
 
 use super::{Change, Changes, Selector, Store, StoreError};
-use crate::domain::secret::{random_hex, sha256_hex};
+use crate::domain::secret::sha256_hex;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::{Map, Value};
@@ -289,14 +289,6 @@ impl Store for EmbeddedStore {
             .await
     }
 
-    async fn create(&self, db: &str, doc: &Value) -> Result<(String, String), StoreError> {
-        let Parts { body, .. } = split(doc)?;
-        let id = random_hex(16);
-        let db = db.to_owned();
-        self.run(move |c| write(c, &db, &id, None, Some(&body)).map(|rev| (id, rev)))
-            .await
-    }
-
     async fn delete(&self, db: &str, id: &str, rev: &str) -> Result<(), StoreError> {
         let (db, id, rev) = (db.to_owned(), id.to_owned(), rev.to_owned());
         self.run(move |c| write(c, &db, &id, Some(&rev), None).map(|_| ()))
@@ -448,7 +440,7 @@ mod tests {
     async fn missing_database_is_reported() {
         let (_d, s) = store().await;
         assert_eq!(
-            s.create("nope", &json!({})).await,
+            s.put("nope", &json!({"_id": "a"})).await,
             Err(StoreError::NoDatabase("nope".into()))
         );
     }
@@ -456,11 +448,11 @@ mod tests {
     #[tokio::test]
     async fn deleted_documents_vanish_and_show_in_changes() {
         let (_d, s) = store().await;
-        let (id, rev) = s.create("d", &json!({"x": 1})).await.unwrap();
-        assert_eq!(id.len(), 32);
-        s.delete("d", &id, &rev).await.unwrap();
-        assert_eq!(s.get("d", &id).await.unwrap(), None);
-        assert_eq!(s.delete("d", &id, &rev).await, Err(StoreError::Conflict));
+        let id = "gone";
+        let rev = s.put("d", &json!({"_id": id, "x": 1})).await.unwrap();
+        s.delete("d", id, &rev).await.unwrap();
+        assert_eq!(s.get("d", id).await.unwrap(), None);
+        assert_eq!(s.delete("d", id, &rev).await, Err(StoreError::Conflict));
         let ch = s.changes("d", &json!(0), Duration::ZERO).await.unwrap();
         assert_eq!(ch.changes.len(), 1);
         assert!(ch.changes[0].doc.is_none());

@@ -59,9 +59,6 @@ impl Store for Instrumented {
     async fn put(&self, db: &str, doc: &Value) -> Result<String, StoreError> {
         self.timed("put", self.inner.put(db, doc)).await
     }
-    async fn create(&self, db: &str, doc: &Value) -> Result<(String, String), StoreError> {
-        self.timed("create", self.inner.create(db, doc)).await
-    }
     async fn delete(&self, db: &str, id: &str, rev: &str) -> Result<(), StoreError> {
         self.timed("delete", self.inner.delete(db, id, rev)).await
     }

@@ -101,8 +101,6 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a document that has an `_id`; with a `_rev` it updates that revision.
     /// Returns the new revision.
     async fn put(&self, db: &str, doc: &Value) -> Result<String, StoreError>;
-    /// Creates a document with a store-made id; returns `(id, rev)`.
-    async fn create(&self, db: &str, doc: &Value) -> Result<(String, String), StoreError>;
     /// Deletes a revision of a document.
     async fn delete(&self, db: &str, id: &str, rev: &str) -> Result<(), StoreError>;
     /// Every live document of a database.

@@ -45,7 +45,7 @@ impl Shutdown {
 }
 
 /// What the background tasks are built from.
-pub struct TaskSettings {
+pub(crate) struct TaskSettings {
     /// Run the background refresher.
     pub refresher: bool,
     /// How often the refresher looks for due accounts.
@@ -55,17 +55,17 @@ pub struct TaskSettings {
 }
 
 /// Forgets entries of an in-memory table that nobody used lately.
-pub type Prune = Arc<dyn Fn() + Send + Sync>;
+pub(crate) type Prune = Arc<dyn Fn() + Send + Sync>;
 
 /// The running background tasks.
-pub struct Tasks {
+pub(crate) struct Tasks {
     stop: watch::Sender<bool>,
     running: JoinSet<()>,
 }
 
 impl Tasks {
     /// Starts every background task over the services.
-    pub fn start(
+    pub(crate) fn start(
         services: Arc<Services>,
         outbox: Option<Outbox>,
         settings: &TaskSettings,
@@ -93,7 +93,7 @@ impl Tasks {
     }
 
     /// Asks every task to stop and waits up to `grace` for them; what is left is aborted.
-    pub async fn stop(mut self, grace: Duration) {
+    pub(crate) async fn stop(mut self, grace: Duration) {
         let _ = self.stop.send(true);
         let all_done = async { while self.running.join_next().await.is_some() {} };
         if tokio::time::timeout(grace, all_done).await.is_err() {

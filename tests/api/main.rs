@@ -1,6 +1,6 @@
 //! Black-box tests of the broker's HTTP API, each run on CouchDB and on the embedded store.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -17,6 +17,7 @@ mod refresh;
 mod refresher;
 mod registration;
 mod revoke;
+mod routes;
 mod start;
 mod store;
 mod webhooks;

@@ -288,3 +288,84 @@ async fn sigterm_lets_an_in_flight_flow_finish(b: Backend) {
 }
 
 both_stores!(sigterm_lets_an_in_flight_flow_finish);
+
+async fn sigterm_stops_promptly_and_finishes_the_background_refresh_in_flight(b: Backend) {
+    let namespace = format!("{}_", unique("stop"));
+    let app = spawn_app_with(b, move |s| s.couchdb.db_prefix = namespace).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    Mock::given(path("/token"))
+        .and(body_string_contains("grant_type=authorization_code"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": "old", "refresh_token": "rt-1", "expires_in": 60}),
+        ))
+        .mount(&app.provider)
+        .await;
+    // The provider rotates the refresh token, slowly: the stop comes while it answers.
+    Mock::given(path("/token"))
+        .and(body_string_contains("grant_type=refresh_token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(
+                    json!({"access_token": "new", "refresh_token": "rt-2", "expires_in": 3600}),
+                )
+                .set_delay(Duration::from_millis(1500)),
+        )
+        .mount(&app.provider)
+        .await;
+    // Due at once: it expires within the refresh margin.
+    let url = app.start_flow(&inst, &t).await;
+    let done = app
+        .redirect(&t, &[("code", "c"), ("state", &TestApp::state_in(&url))])
+        .await;
+    let id = query_of(&location(&done))["account"].clone();
+
+    let mut broker = spawn_process_with(
+        &app.settings,
+        0,
+        &[
+            ("BROKER__REFRESH__ENABLED", "true"),
+            ("BROKER__REFRESH__INTERVAL_SECS", "1"),
+        ],
+    )
+    .await;
+    let refreshing = async {
+        loop {
+            let asked = app.provider.received_requests().await.unwrap_or_default();
+            if asked
+                .iter()
+                .any(|r| String::from_utf8_lossy(&r.body).contains("grant_type=refresh_token"))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), refreshing)
+        .await
+        .expect("the refresher asks the provider");
+    let asked_to_stop = std::time::Instant::now();
+    let pid = broker.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = loop {
+        if let Some(status) = broker.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            asked_to_stop.elapsed() < Duration::from_secs(10),
+            "the broker is still running 10 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "the broker exits cleanly: {status}");
+    // The refresh under way was finished, not dropped: the rotated pair is stored.
+    let doc = app.account(&inst, &id).await;
+    assert_eq!(doc["oauth"]["access_token"], "new");
+    assert_eq!(doc["oauth"]["refresh_token"], "rt-2");
+}
+
+both_stores!(sigterm_stops_promptly_and_finishes_the_background_refresh_in_flight);

@@ -345,11 +345,11 @@ impl TestApp {
     /// Puts an account straight into the store, creating the database.
     pub async fn seed_account(&self, inst: &Instance, doc: Value) -> String {
         self.store.ensure_db(&inst.accounts_db()).await.unwrap();
-        self.store
-            .create(&inst.accounts_db(), &doc)
-            .await
-            .unwrap()
-            .0
+        let id = random_hex(16);
+        let mut doc = doc;
+        doc["_id"] = id.clone().into();
+        self.store.put(&inst.accounts_db(), &doc).await.unwrap();
+        id
     }
 }
 
@@ -433,6 +433,15 @@ impl Drop for BrokerProcess {
 
 /// Starts the `oauth-broker` binary on `settings` (store, namespace, timeouts), on a free port.
 pub async fn spawn_process(settings: &Settings, lease_secs: u64) -> BrokerProcess {
+    spawn_process_with(settings, lease_secs, &[]).await
+}
+
+/// [`spawn_process`] with more `BROKER__*` variables (they win over the defaults).
+pub async fn spawn_process_with(
+    settings: &Settings,
+    lease_secs: u64,
+    env: &[(&str, &str)],
+) -> BrokerProcess {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -456,6 +465,7 @@ pub async fn spawn_process(settings: &Settings, lease_secs: u64) -> BrokerProces
         .env("BROKER__REFRESH__ENABLED", "false")
         .env("BROKER__REFRESH__LEASE_SECS", lease_secs.to_string())
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .spawn()
         .expect("the broker binary starts");
     // Owned at once, so a failed start still kills the process.
