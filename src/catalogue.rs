@@ -29,12 +29,14 @@ pub enum TemplateError {
         reason: String,
     },
     /// A field of the template, or of the document built from it, is wrong.
-    #[error("{file}: {source}")]
+    // Not named `source`: the message already carries it, and a source would be printed
+    // a second time by `{:#}` chains.
+    #[error("{file}: {error}")]
     Field {
         /// Template file name.
         file: String,
         /// The field and what is wrong with it.
-        source: AccountTypeError,
+        error: AccountTypeError,
     },
     /// A catalogue folder could not be read.
     #[error("reading {0}: {1}")]
@@ -144,7 +146,7 @@ impl Template {
         };
         let field = |f: &str, r: &str| TemplateError::Field {
             file: file.to_owned(),
-            source: AccountTypeError {
+            error: AccountTypeError {
                 field: f.to_owned(),
                 reason: r.to_owned(),
             },
@@ -255,7 +257,7 @@ impl Template {
     pub fn instantiate(&self, file: &str, inputs: Inputs) -> Result<Value, TemplateError> {
         let field = |f: String, r: String| TemplateError::Field {
             file: file.to_owned(),
-            source: AccountTypeError {
+            error: AccountTypeError {
                 field: f,
                 reason: r,
             },
@@ -302,9 +304,9 @@ impl Template {
             }
         }
         let doc = Value::Object(doc);
-        AccountType::from_document(&doc).map_err(|source| TemplateError::Field {
+        AccountType::from_document(&doc).map_err(|error| TemplateError::Field {
             file: file.to_owned(),
-            source,
+            error,
         })?;
         Ok(doc)
     }

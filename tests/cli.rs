@@ -656,3 +656,74 @@ fn import_with_the_store_down_says_so_and_exits_non_zero() {
     assert!(t.contains("store unavailable"), "{t}");
     assert!(!t.contains("down-secret-value"), "{t}");
 }
+
+#[test]
+fn templates_into_a_closed_pipe_end_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oauth-broker"))
+        .args(["account-types", "templates"])
+        .env("BROKER__DATA_DIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A reader that is gone before the listing is written (`| head` that has had enough).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{err}");
+}
+
+#[test]
+fn validate_says_a_missing_parameter_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = broker(dir.path(), false, &["account-types", "validate", "zendesk"]);
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert_eq!(t.matches("is required").count(), 1, "{t}");
+    assert!(t.contains("--param subdomain"), "{t}");
+}
+
+#[test]
+fn validate_names_a_placeholder_left_in_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("zendesk.json");
+    std::fs::write(
+        &file,
+        json!({"_id": "zendesk", "grant_mode": "authorization_code", "client_id": "c",
+        "auth_endpoint": "https://[subdomain].zendesk.com/oauth/authorizations/new",
+        "token_endpoint": "https://[subdomain].zendesk.com/oauth/tokens"})
+        .to_string(),
+    )
+    .unwrap();
+    let out = broker(
+        dir.path(),
+        false,
+        &["account-types", "validate", file.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("`[subdomain]`"), "{t}");
+    assert!(!t.contains("IPv6"), "{t}");
+}
+
+#[test]
+fn log_lines_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oauth-broker"))
+        .env("BROKER__DATA_DIR", dir.path())
+        .env("BROKER__LISTEN", "127.0.0.1:0")
+        .env("BROKER__REFRESH__ENABLED", "false")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(logs.contains("listening"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "{logs:?}");
+}

@@ -8,7 +8,7 @@ use crate::domain::account::{self, RECONNECT_NEEDED};
 use crate::domain::account_type::service_id_of;
 use crate::domain::{AccountType, Classified, Clock, ErrorKind, GrantMode, Instance, Timestamp};
 use crate::metrics::Metrics;
-use crate::oauth::{token_request, ProviderClient, ProviderError};
+use crate::oauth::{provider_request, ProviderClient, ProviderError};
 use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
 use crate::store::schedule::Schedule;
@@ -93,7 +93,7 @@ impl AccountActions {
             .account_types
             .lookup(service_id, inst.context.as_deref())
             .await?;
-        let request = token_request::client_credentials(&at)
+        let request = provider_request::client_credentials(&at)
             .filter(|_| at.grant_mode == Some(GrantMode::ClientCredentials))
             .ok_or_else(|| Error::BadRequest {
                 code: "not_client_credentials",
@@ -141,7 +141,7 @@ impl AccountActions {
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty());
         let reconnect_needed = doc.get(RECONNECT_NEEDED).is_some();
-        if let Some(request) = token.and_then(|t| token_request::introspection(&at, t)) {
+        if let Some(request) = token.and_then(|t| provider_request::introspection(&at, t)) {
             let (_, reply) = self
                 .metrics
                 .time_provider("introspect", self.provider.form_json(&request))
@@ -185,7 +185,7 @@ impl AccountActions {
                 let token = refresh
                     .map(|t| (t, "refresh_token"))
                     .or(access.map(|t| (t, "access_token")));
-                match token.and_then(|(t, hint)| token_request::revocation(&at, &t, hint)) {
+                match token.and_then(|(t, hint)| provider_request::revocation(&at, &t, hint)) {
                     Some(request) => {
                         self.metrics
                             .time_provider("revoke", self.provider.revoke(&request))

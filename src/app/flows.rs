@@ -13,9 +13,9 @@ use crate::domain::{
 };
 use crate::metrics::Metrics;
 use crate::oauth::authorize::{authorization_url, AuthorizeParams};
+use crate::oauth::go_query::encode_sorted;
 use crate::oauth::provider::is_sane_code;
-use crate::oauth::query::encode_sorted;
-use crate::oauth::token_request::{self, CodeExchange};
+use crate::oauth::provider_request::{self, CodeExchange};
 use crate::oauth::ProviderClient;
 use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
@@ -383,7 +383,7 @@ impl Flows {
             nonce: &flow.nonce,
             code_verifier: flow.pkce_verifier.as_deref(),
         };
-        let request = token_request::code_exchange(at, &exchange)
+        let request = provider_request::code_exchange(at, &exchange)
             .ok_or(Error::NoAuthorizationStep(at.id.clone()))?;
         let grant = self
             .metrics

@@ -102,6 +102,7 @@ impl Services {
         let provider = ProviderClient::new(
             Duration::from_secs(settings.provider_connect_timeout_secs.max(1)),
             Duration::from_secs(settings.provider_timeout_secs.max(1)),
+            clock.clone(),
         )
         .map_err(|e| setting("provider client", &e))?;
         let keyring = Arc::new(

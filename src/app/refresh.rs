@@ -11,7 +11,7 @@ use crate::domain::account;
 use crate::domain::account_type::service_id_of;
 use crate::domain::{AccountType, Classified, Clock, Domain, ErrorKind, GrantMode, Instance};
 use crate::metrics::Metrics;
-use crate::oauth::{token_request, ProviderClient};
+use crate::oauth::{provider_request, ProviderClient};
 use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
 use crate::store::instances::Instances;
@@ -282,7 +282,7 @@ impl Refreshes {
             return Ok(current);
         }
         let request = if renews_without_refresh_token(at) {
-            token_request::client_credentials(at)
+            provider_request::client_credentials(at)
         } else {
             let refresh_token = self
                 .accounts
@@ -295,7 +295,7 @@ impl Refreshes {
                 .ok_or(Error::NotRefreshable(
                     "this account has no refresh token; reconnect it",
                 ))?;
-            token_request::refresh(at, &refresh_token)
+            provider_request::refresh(at, &refresh_token)
         };
         let request = request.ok_or(Error::NotRefreshable(
             "this account's type has no token endpoint",

@@ -10,7 +10,7 @@ use crate::domain::account::TokenGrant;
 use crate::domain::AccountType;
 use crate::oauth::authorize::{authorization_url, AuthorizeParams};
 use crate::oauth::provider::{ProviderClient, ProviderError};
-use crate::oauth::token_request;
+use crate::oauth::provider_request;
 pub(crate) use konnector_config::{ConfigError, KonnectorConfig};
 use std::net::TcpListener;
 use std::time::Duration;
@@ -97,8 +97,12 @@ pub(crate) fn loopback_redirect(raw: &str) -> Result<Url, DevError> {
 }
 
 fn provider(timeout: Duration) -> Result<ProviderClient, DevError> {
-    ProviderClient::new(timeout.min(Duration::from_secs(10)), timeout)
-        .map_err(|e| DevError::Client(e.to_string()))
+    ProviderClient::new(
+        timeout.min(Duration::from_secs(10)),
+        timeout,
+        crate::domain::Clock::system(),
+    )
+    .map_err(|e| DevError::Client(e.to_string()))
 }
 
 fn hint(e: &ProviderError) -> &'static str {
@@ -116,7 +120,7 @@ fn hint(e: &ProviderError) -> &'static str {
 
 async fn send(
     at: &AccountType,
-    req: Option<token_request::TokenRequest>,
+    req: Option<provider_request::ProviderRequest>,
     timeout: Duration,
 ) -> Result<TokenGrant, DevError> {
     let req = req.ok_or(DevError::Unusable(
@@ -203,9 +207,9 @@ pub(crate) async fn login(
         loopback::Caught::Code(c) => oauth2::AuthorizationCode::new(c),
         loopback::Caught::Refused(e) => return Err(DevError::Refused(e)),
     };
-    let req = token_request::code_exchange(
+    let req = provider_request::code_exchange(
         at,
-        &token_request::CodeExchange {
+        &provider_request::CodeExchange {
             code: &code,
             redirect_uri: redirect.as_str(),
             state: &state,
@@ -228,7 +232,7 @@ pub(crate) async fn refresh(
     let rt = config
         .refresh_token()
         .ok_or_else(|| DevError::NoRefreshToken(config.path().display().to_string()))?;
-    let req = token_request::refresh(at, &oauth2::RefreshToken::new(rt.to_owned()));
+    let req = provider_request::refresh(at, &oauth2::RefreshToken::new(rt.to_owned()));
     let grant = send(at, req, timeout).await?;
     config.set_refresh(&grant);
     config.save()?;
@@ -240,7 +244,7 @@ pub(crate) async fn refresh(
 pub(crate) fn needs_refresh(config: &KonnectorConfig, min_validity: Duration) -> bool {
     config.access_token().is_none()
         || config.expires_at().is_some_and(|t| {
-            t <= chrono::Utc::now()
+            t <= crate::domain::Clock::system().now().to_datetime()
                 + chrono::Duration::from_std(min_validity).unwrap_or(chrono::Duration::MAX)
         })
 }

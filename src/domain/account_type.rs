@@ -440,6 +440,15 @@ fn provider_patterns(obj: &Map<String, Value>) -> Result<Vec<ProviderPattern>, A
         .collect()
 }
 
+/// The name of a catalogue `[name]` placeholder left in a URL (an IPv6 literal holds a
+/// `:` and is no placeholder).
+fn template_placeholder(raw: &str) -> Option<&str> {
+    let start = raw.find('[')? + 1;
+    let len = raw[start..].find(']')?;
+    let name = &raw[start..start + len];
+    (!name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')).then_some(name)
+}
+
 fn url_field(obj: &Map<String, Value>, field: &str) -> Result<Option<Url>, AccountTypeError> {
     let Some(raw) = string_field(obj, field)?.filter(|s| !s.is_empty()) else {
         return Ok(None);
@@ -449,6 +458,14 @@ fn url_field(obj: &Map<String, Value>, field: &str) -> Result<Option<Url>, Accou
     } else {
         raw
     };
+    if let Some(name) = template_placeholder(&raw) {
+        return Err(AccountTypeError::new(
+            field,
+            format!(
+                "holds the template placeholder `[{name}]`: write its value in (a catalogue template takes it as `--param {name}=...`)"
+            ),
+        ));
+    }
     let url =
         Url::parse(&raw).map_err(|e| AccountTypeError::new(field, format!("is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
@@ -476,6 +493,19 @@ impl crate::domain::error_kind::Classified for AccountTypeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_placeholder_left_in_an_endpoint_is_named() {
+        let e = AccountType::from_document(&json!({"_id": "z", "grant_mode": "authorization_code",
+            "client_id": "c", "auth_endpoint": "https://[subdomain].zendesk.com/oauth/authorizations/new"}))
+        .unwrap_err();
+        assert_eq!(e.field, "auth_endpoint");
+        assert!(
+            e.reason.contains("`[subdomain]`") && e.reason.contains("--param subdomain="),
+            "{e}"
+        );
+        assert_eq!(template_placeholder("https://[::1]:8080/x"), None);
+    }
     use serde_json::json;
 
     fn google() -> Value {

@@ -6,7 +6,7 @@ use std::fmt;
 
 /// One changed field, by JSON path (`extras.prompt`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
+pub enum FieldChange {
     /// Present only in the new document.
     Added(String, Value),
     /// Present only in the stored document.
@@ -15,19 +15,19 @@ pub enum Change {
     Changed(String, Value, Value),
 }
 
-impl fmt::Display for Change {
+impl fmt::Display for FieldChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Change::Added(p, v) => write!(f, "+ {p}: {v}"),
-            Change::Removed(p, v) => write!(f, "- {p}: {v}"),
-            Change::Changed(p, a, b) => write!(f, "~ {p}: {a} -> {b}"),
+            FieldChange::Added(p, v) => write!(f, "+ {p}: {v}"),
+            FieldChange::Removed(p, v) => write!(f, "- {p}: {v}"),
+            FieldChange::Changed(p, a, b) => write!(f, "~ {p}: {a} -> {b}"),
         }
     }
 }
 
 /// The changes from `stored` (none: a new document) to `new`, ignoring `_rev`; a secret's
 /// value is never shown, only that it is added, removed or changed.
-pub fn changes(stored: Option<&Value>, new: &Value) -> Vec<Change> {
+pub fn changes(stored: Option<&Value>, new: &Value) -> Vec<FieldChange> {
     let empty = Map::new();
     let old = stored.and_then(Value::as_object).unwrap_or(&empty);
     let new = new.as_object().unwrap_or(&empty);
@@ -36,7 +36,12 @@ pub fn changes(stored: Option<&Value>, new: &Value) -> Vec<Change> {
     out
 }
 
-fn walk(prefix: &str, old: &Map<String, Value>, new: &Map<String, Value>, out: &mut Vec<Change>) {
+fn walk(
+    prefix: &str,
+    old: &Map<String, Value>,
+    new: &Map<String, Value>,
+    out: &mut Vec<FieldChange>,
+) {
     let masked = |path: &str, v: &Value| {
         if prefix.is_empty() && SECRET_FIELDS.contains(&path) && !v.is_null() {
             Value::String(REDACTED.into())
@@ -50,7 +55,7 @@ fn walk(prefix: &str, old: &Map<String, Value>, new: &Map<String, Value>, out: &
             continue;
         }
         match old.get(k) {
-            None => out.push(Change::Added(path.clone(), masked(&path, nv))),
+            None => out.push(FieldChange::Added(path.clone(), masked(&path, nv))),
             Some(ov) if ov == nv => {}
             Some(Value::Object(o)) if nv.is_object() => {
                 let empty = Map::new();
@@ -63,13 +68,13 @@ fn walk(prefix: &str, old: &Map<String, Value>, new: &Map<String, Value>, out: &
             }
             Some(ov) => {
                 if prefix.is_empty() && SECRET_FIELDS.contains(&k.as_str()) {
-                    out.push(Change::Changed(
+                    out.push(FieldChange::Changed(
                         path,
                         Value::String(REDACTED.into()),
                         Value::String("[changed]".into()),
                     ));
                 } else {
-                    out.push(Change::Changed(path, ov.clone(), nv.clone()));
+                    out.push(FieldChange::Changed(path, ov.clone(), nv.clone()));
                 }
             }
         }
@@ -78,7 +83,7 @@ fn walk(prefix: &str, old: &Map<String, Value>, new: &Map<String, Value>, out: &
         let is_rev = prefix.is_empty() && k == "_rev";
         if !is_rev && !new.contains_key(k) {
             let path = format!("{prefix}{k}");
-            out.push(Change::Removed(path.clone(), masked(&path, ov)));
+            out.push(FieldChange::Removed(path.clone(), masked(&path, ov)));
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The authorization URL (cozy-stack's `MakeOauthStartURL`, spec §4).
 
-use super::query::encode_sorted;
+use super::go_query::encode_sorted;
 use crate::domain::{AccountType, GrantMode};
 use url::Url;
 

@@ -6,11 +6,11 @@
 //! replies) lie outside what that builder can express.
 
 pub mod authorize;
+pub mod go_query;
 pub mod provider;
-pub mod query;
+pub mod provider_request;
 pub mod token_reply;
-pub mod token_request;
 
 pub use authorize::authorization_url;
 pub use provider::{ProviderClient, ProviderError};
-pub use token_request::TokenRequest;
+pub use provider_request::ProviderRequest;

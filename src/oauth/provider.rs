@@ -1,9 +1,10 @@
 //! The one pooled HTTP client that talks to token endpoints.
 
+use super::provider_request::{Method, ProviderRequest};
 use super::token_reply::{self, ReplyError};
-use super::token_request::{Method, TokenRequest};
 use crate::domain::account::TokenGrant;
 use crate::domain::error_kind::{Classified, ErrorKind};
+use crate::domain::Clock;
 use std::time::Duration;
 
 /// Largest token reply read; a bigger one is garbage.
@@ -65,11 +66,17 @@ pub fn is_sane_code(code: &str) -> bool {
 #[derive(Clone, Debug)]
 pub struct ProviderClient {
     http: reqwest::Client,
+    clock: Clock,
 }
 
 impl ProviderClient {
-    /// A client that gives up connecting after `connect` and a whole request after `total`.
-    pub fn new(connect: Duration, total: Duration) -> Result<ProviderClient, reqwest::Error> {
+    /// A client that gives up connecting after `connect` and a whole request after `total`;
+    /// `clock` dates the replies (`expires_in` counts from their arrival).
+    pub fn new(
+        connect: Duration,
+        total: Duration,
+        clock: Clock,
+    ) -> Result<ProviderClient, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(connect.min(total))
             .timeout(total)
@@ -77,11 +84,11 @@ impl ProviderClient {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("oauth-broker/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(ProviderClient { http })
+        Ok(ProviderClient { http, clock })
     }
 
     /// Sends an RFC 7009 revocation; any 2xx means revoked (RFC 7009 §2.2).
-    pub async fn revoke(&self, req: &TokenRequest) -> Result<(), ProviderError> {
+    pub async fn revoke(&self, req: &ProviderRequest) -> Result<(), ProviderError> {
         let resp = self.send(req).await?;
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
@@ -125,7 +132,7 @@ impl ProviderClient {
     /// Sends a prepared form request (introspection) and reads a JSON object back.
     pub async fn form_json(
         &self,
-        req: &TokenRequest,
+        req: &ProviderRequest,
     ) -> Result<(u16, serde_json::Map<String, serde_json::Value>), ProviderError> {
         let resp = self.send(req).await?;
         self.read_json(resp).await
@@ -160,7 +167,7 @@ impl ProviderClient {
         }
     }
 
-    async fn send(&self, req: &TokenRequest) -> Result<reqwest::Response, ProviderError> {
+    async fn send(&self, req: &ProviderRequest) -> Result<reqwest::Response, ProviderError> {
         let method = match req.method {
             Method::Get => reqwest::Method::GET,
             Method::Post => reqwest::Method::POST,
@@ -176,7 +183,7 @@ impl ProviderClient {
     }
 
     /// Sends a token request and parses the reply into tokens.
-    pub async fn request_token(&self, req: &TokenRequest) -> Result<TokenGrant, ProviderError> {
+    pub async fn request_token(&self, req: &ProviderRequest) -> Result<TokenGrant, ProviderError> {
         let mut resp = self.send(req).await?;
         let status = resp.status().as_u16();
         let content_type = resp
@@ -191,7 +198,7 @@ impl ProviderClient {
                 return Err(ProviderError::Garbage { status });
             }
         }
-        let received = chrono::Utc::now();
+        let received = self.clock.now().to_datetime();
         let members = match token_reply::parse_members(content_type.as_deref(), &body) {
             Ok(m) => m,
             Err(_) => return Err(ProviderError::Garbage { status }),

@@ -1,6 +1,6 @@
 //! The CouchDB store, through couch_rs (Apache CouchDB 3, or pouchdb-server in tests).
 
-use super::{Change, Changes, Selector, Store, StoreError};
+use super::{Changes, DocChange, Selector, Store, StoreError};
 use async_trait::async_trait;
 use couch_rs::database::Database;
 use couch_rs::error::CouchError;
@@ -237,7 +237,7 @@ impl Store for CouchStore {
                         let doc = (!deleted)
                             .then(|| r["doc"].clone())
                             .filter(Value::is_object);
-                        Some(Change { id, doc })
+                        Some(DocChange { id, doc })
                     })
                     .collect()
             })

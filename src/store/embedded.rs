@@ -4,7 +4,7 @@
 //! broker runs on the same file (WAL mode); the broker sees such writes through
 //! [`Store::changes`], which polls the sequence column.
 
-use super::{Change, Changes, Selector, Store, StoreError};
+use super::{Changes, DocChange, Selector, Store, StoreError};
 use crate::domain::secret::sha256_hex;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -386,7 +386,7 @@ impl Store for EmbeddedStore {
                     for row in rows {
                         let (id, rev, deleted, body, seq) = row.map_err(sql)?;
                         let doc = if deleted { None } else { Some(with_meta(&id, &rev, &body)?) };
-                        changes.push(Change { id, doc });
+                        changes.push(DocChange { id, doc });
                         last = seq;
                     }
                     Ok((changes, last))

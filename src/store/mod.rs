@@ -73,7 +73,7 @@ pub enum StoreError {
 
 /// One document change, for the account-type cache.
 #[derive(Debug, Clone)]
-pub struct Change {
+pub struct DocChange {
     /// Document id.
     pub id: String,
     /// The document, absent when deleted.
@@ -84,7 +84,7 @@ pub struct Change {
 #[derive(Debug, Clone)]
 pub struct Changes {
     /// Changes since the asked sequence.
-    pub changes: Vec<Change>,
+    pub changes: Vec<DocChange>,
     /// Opaque sequence (CouchDB's `last_seq`).
     pub last_seq: Value,
 }

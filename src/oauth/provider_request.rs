@@ -1,6 +1,6 @@
 //! Requests to a token endpoint, shaped by the account type's `token_mode` (spec §5.1, §6).
 
-use super::query::encode_sorted;
+use super::go_query::encode_sorted;
 use crate::domain::{AccountType, TokenMode};
 use base64::Engine;
 use serde_json::Value;
@@ -17,7 +17,7 @@ pub enum Method {
 
 /// A fully built token request; `Debug` hides its credentials.
 #[derive(Clone)]
-pub struct TokenRequest {
+pub struct ProviderRequest {
     /// GET or POST.
     pub method: Method,
     /// Endpoint, with the parameters in the query for `get` mode.
@@ -28,11 +28,11 @@ pub struct TokenRequest {
     pub body: Option<Vec<u8>>,
 }
 
-impl std::fmt::Debug for TokenRequest {
+impl std::fmt::Debug for ProviderRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut shown = self.url.clone();
         shown.set_query(None);
-        f.debug_struct("TokenRequest")
+        f.debug_struct("ProviderRequest")
             .field("method", &self.method)
             .field("url", &shown.as_str())
             .finish_non_exhaustive()
@@ -55,7 +55,7 @@ pub struct CodeExchange<'a> {
 }
 
 /// The code exchange request; `None` when the type has no token endpoint.
-pub fn code_exchange(at: &AccountType, x: &CodeExchange<'_>) -> Option<TokenRequest> {
+pub fn code_exchange(at: &AccountType, x: &CodeExchange<'_>) -> Option<ProviderRequest> {
     let mut params = vec![
         ("grant_type", "authorization_code".to_owned()),
         ("code", x.code.secret().clone()),
@@ -74,7 +74,7 @@ pub fn code_exchange(at: &AccountType, x: &CodeExchange<'_>) -> Option<TokenRequ
 }
 
 /// The refresh request; `None` when the type has no token endpoint.
-pub fn refresh(at: &AccountType, refresh_token: &oauth2::RefreshToken) -> Option<TokenRequest> {
+pub fn refresh(at: &AccountType, refresh_token: &oauth2::RefreshToken) -> Option<ProviderRequest> {
     let params = vec![
         ("grant_type", "refresh_token".to_owned()),
         ("refresh_token", refresh_token.secret().clone()),
@@ -83,7 +83,7 @@ pub fn refresh(at: &AccountType, refresh_token: &oauth2::RefreshToken) -> Option
 }
 
 /// A client credentials token request; `None` when the type has no token endpoint.
-pub fn client_credentials(at: &AccountType) -> Option<TokenRequest> {
+pub fn client_credentials(at: &AccountType) -> Option<ProviderRequest> {
     let mut params = vec![("grant_type", "client_credentials".to_owned())];
     if let Some(scope) = &at.scope {
         params.push(("scope", at.provider_scope(scope)));
@@ -92,7 +92,7 @@ pub fn client_credentials(at: &AccountType) -> Option<TokenRequest> {
 }
 
 /// The RFC 7009 revocation request; `None` when the type has no revocation endpoint.
-pub fn revocation(at: &AccountType, token: &str, hint: &'static str) -> Option<TokenRequest> {
+pub fn revocation(at: &AccountType, token: &str, hint: &'static str) -> Option<ProviderRequest> {
     let params = vec![
         ("token", token.to_owned()),
         ("token_type_hint", hint.to_owned()),
@@ -101,7 +101,7 @@ pub fn revocation(at: &AccountType, token: &str, hint: &'static str) -> Option<T
 }
 
 /// The RFC 7662 introspection request; `None` when the type has no introspection endpoint.
-pub fn introspection(at: &AccountType, token: &str) -> Option<TokenRequest> {
+pub fn introspection(at: &AccountType, token: &str) -> Option<ProviderRequest> {
     let params = vec![
         ("token", token.to_owned()),
         ("token_type_hint", "access_token".to_owned()),
@@ -124,7 +124,7 @@ fn form_mode(at: &AccountType) -> TokenMode {
     }
 }
 
-fn build(at: &AccountType, params: Vec<(&'static str, String)>) -> Option<TokenRequest> {
+fn build(at: &AccountType, params: Vec<(&'static str, String)>) -> Option<ProviderRequest> {
     build_for(at, at.token_endpoint.clone()?, at.token_mode, params)
 }
 
@@ -133,7 +133,7 @@ fn build_for(
     endpoint: Url,
     mode: TokenMode,
     mut params: Vec<(&'static str, String)>,
-) -> Option<TokenRequest> {
+) -> Option<ProviderRequest> {
     let client_id = at
         .client_id
         .as_ref()
@@ -161,7 +161,7 @@ fn build_for(
                 "Content-Type",
                 "application/x-www-form-urlencoded".to_owned(),
             ));
-            TokenRequest {
+            ProviderRequest {
                 method: Method::Post,
                 url: endpoint,
                 headers,
@@ -174,7 +174,7 @@ fn build_for(
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v.into()))
                 .collect();
-            TokenRequest {
+            ProviderRequest {
                 method: Method::Post,
                 url: endpoint,
                 headers,
@@ -186,7 +186,7 @@ fn build_for(
             let mut all: Vec<(String, String)> = url.query_pairs().into_owned().collect();
             all.extend(params.into_iter().map(|(k, v)| (k.to_owned(), v)));
             url.set_query(Some(&encode_sorted(&all)));
-            TokenRequest {
+            ProviderRequest {
                 method: Method::Get,
                 url,
                 headers,
@@ -211,7 +211,7 @@ mod tests {
         .unwrap()
     }
 
-    fn exchange(at: &AccountType) -> TokenRequest {
+    fn exchange(at: &AccountType) -> ProviderRequest {
         let code = oauth2::AuthorizationCode::new("C".into());
         code_exchange(
             at,
