@@ -711,7 +711,7 @@ fn validate_names_a_placeholder_left_in_a_file() {
 #[test]
 fn log_lines_to_a_pipe_carry_no_colour_codes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oauth-broker"))
+    let child = Command::new(env!("CARGO_BIN_EXE_oauth-broker"))
         .env("BROKER__DATA_DIR", dir.path())
         .env("BROKER__LISTEN", "127.0.0.1:0")
         .env("BROKER__REFRESH__ENABLED", "false")
