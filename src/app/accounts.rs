@@ -68,16 +68,12 @@ impl AccountActions {
             return Err(Error::NotFound("account of this type"));
         }
         let client = match self
-            .account_types
-            .lookup(&its_service, inst.context.as_deref())
+            .clients
+            .for_account(inst.context.as_deref(), &doc)
             .await
         {
-            Ok(at) => {
-                self.clients
-                    .resolve(&at, account::provider_url_of(&doc).as_ref())
-                    .await
-            }
-            Err(e) => Err(e.into()),
+            Ok(resolved) => resolved,
+            Err(lookup) => Err(lookup),
         };
         Ok((doc, client))
     }

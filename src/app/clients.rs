@@ -52,7 +52,9 @@ impl Clients {
         )
     }
 
-    /// A `provider_url` a caller gave for `at`, checked against the type's patterns.
+    /// A `provider_url` for `at`, checked against the type's current patterns: one a
+    /// caller gives, and one read back from an account, a flow or a registration alike
+    /// (an account's owner can edit its document, so nothing stored is trusted).
     pub(crate) fn parse_provider_url(
         &self,
         at: &AccountType,
@@ -101,6 +103,30 @@ impl Clients {
         Ok(Arc::new(client.apply(&at)))
     }
 
+    /// The type of an account of `inst`'s context, resolved to the client the account
+    /// uses: its own provider (checked again) and its registered client. The outer error
+    /// is the type lookup's, the inner one the resolution's.
+    pub(crate) async fn for_account(
+        &self,
+        context: Option<&str>,
+        doc: &serde_json::Value,
+    ) -> Result<Result<Arc<AccountType>, Error>, Error> {
+        let type_id = doc
+            .get("account_type")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        let at = self
+            .account_types
+            .lookup(crate::domain::account_type::service_id_of(type_id), context)
+            .await?;
+        let resolved = async {
+            let provider =
+                self.parse_provider_url(&at, crate::domain::account::stored_provider_url(doc))?;
+            self.resolve(&at, provider.as_ref()).await
+        };
+        Ok(resolved.await)
+    }
+
     /// Sends a registered client's metadata again, rotating its secret on request; the
     /// account type it was registered for gives the metadata.
     pub(crate) async fn update_registration(
@@ -114,19 +140,21 @@ impl Clients {
             .and_then(serde_json::Value::as_str)
             .unwrap_or_default();
         let at = self.account_types.lookup_id(type_id).await?;
-        let provider = stored
+        let raw = stored
             .get("provider_url")
             .and_then(serde_json::Value::as_str)
-            .and_then(ProviderUrl::from_stored);
+            .unwrap_or_default();
+        let provider = self.parse_provider_url(&at, raw)?;
         let at = match &provider {
-            Some(p) if at.per_account() => at.with_provider(p),
-            _ => (*at).clone(),
+            Some(p) => at.with_provider(p),
+            None => (*at).clone(),
         };
         Ok(self
             .registrations
             .update(
                 id,
                 &at,
+                provider.as_ref(),
                 &self.redirect_uri_of(&at),
                 reset_secret,
                 self.clock.now(),

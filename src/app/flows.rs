@@ -126,8 +126,11 @@ impl Flows {
                 .get(inst, id)
                 .await?
                 .ok_or(Error::NotFound("account"))?;
-            // A reconnection goes back to the account's own provider.
-            if let Some(own) = account::provider_url_of(&account) {
+            // A reconnection goes back to the account's own provider, if still allowed.
+            if let Some(own) = self
+                .clients
+                .parse_provider_url(&at, account::stored_provider_url(&account))?
+            {
                 provider = Some(own);
             }
             let its_type = account
@@ -278,10 +281,9 @@ impl Flows {
             .account_types
             .lookup(service_id, inst.context.as_deref())
             .await?;
-        let provider = flow
-            .provider_url
-            .as_deref()
-            .and_then(crate::domain::provider_url::ProviderUrl::from_stored);
+        let provider = self
+            .clients
+            .parse_provider_url(&at, flow.provider_url.as_deref().unwrap_or_default())?;
         let at = self.clients.resolve(&at, provider.as_ref()).await?;
         let mut doc = self.tokens(&at, flow, p).await?;
         if let Some(pu) = &provider {

@@ -144,7 +144,6 @@ impl Services {
         ));
         let refreshes = Arc::new(Refreshes {
             accounts: accounts.clone(),
-            account_types: account_types.clone(),
             clients: clients.clone(),
             leases: Leases::new(store.clone()),
             schedule: schedule.clone(),

@@ -8,11 +8,9 @@ use super::clients::Clients;
 use super::keyed_locks::KeyedLocks;
 use super::Error;
 use crate::domain::account;
-use crate::domain::account_type::service_id_of;
 use crate::domain::{AccountType, Classified, Clock, Domain, ErrorKind, GrantMode, Instance};
 use crate::metrics::Metrics;
 use crate::oauth::{provider_request, ProviderClient};
-use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
 use crate::store::instances::Instances;
 use crate::store::leases::{Lease, Leases};
@@ -52,7 +50,6 @@ pub(crate) enum Mode {
 /// The refresh use case and the refresh plan.
 pub(crate) struct Refreshes {
     pub(crate) accounts: Accounts,
-    pub(crate) account_types: Arc<AccountTypes>,
     pub(crate) clients: Arc<Clients>,
     pub(crate) leases: Leases,
     pub(crate) schedule: Schedule,
@@ -103,16 +100,10 @@ impl Refreshes {
         if !seen.get("oauth").is_some_and(Value::is_object) {
             return Err(Error::NotRefreshable("this account has no OAuth tokens"));
         }
-        let type_id = seen
-            .get("account_type")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
         let at = self
-            .account_types
-            .lookup(service_id_of(type_id), inst.context.as_deref())
-            .await?;
-        let provider = account::provider_url_of(&seen);
-        let at = self.clients.resolve(&at, provider.as_ref()).await?;
+            .clients
+            .for_account(inst.context.as_deref(), &seen)
+            .await??;
         if at.token_endpoint.is_none() {
             return self.hand_client_to_konnector(inst, seen, &at).await;
         }

@@ -368,6 +368,7 @@ impl Registrations {
         &self,
         id: &str,
         at: &AccountType,
+        provider: Option<&ProviderUrl>,
         redirect_uri: &str,
         reset_secret: bool,
         now: Timestamp,
@@ -399,16 +400,12 @@ impl Registrations {
                 }
             }
         }
-        let provider = stored
-            .get("provider_url")
-            .and_then(Value::as_str)
-            .and_then(ProviderUrl::from_stored);
         let endpoint = stored
             .get("registration_endpoint")
             .and_then(Value::as_str)
             .and_then(|e| Url::parse(e).ok())
             .ok_or_else(|| RegistrationError::NotRegistered(id.to_owned()))?;
-        let mut doc = self.document(id, at, provider.as_ref(), &endpoint, answer, now)?;
+        let mut doc = self.document(id, at, provider, &endpoint, answer, now)?;
         if let Some(first) = stored.get("registered_at") {
             doc["registered_at"] = first.clone();
         }

@@ -147,11 +147,12 @@ fn object_mut(v: &mut Value) -> &mut Map<String, Value> {
     }
 }
 
-/// The provider a per-account type's account was connected to (`oauth.provider_url`).
-pub fn provider_url_of(doc: &Value) -> Option<super::provider_url::ProviderUrl> {
+/// The provider a per-account type's account names (`oauth.provider_url`), as stored: the
+/// account's owner can edit it, so it is checked again on every use.
+pub fn stored_provider_url(doc: &Value) -> &str {
     doc.pointer("/oauth/provider_url")
         .and_then(Value::as_str)
-        .and_then(super::provider_url::ProviderUrl::from_stored)
+        .unwrap_or_default()
 }
 
 /// Records the provider of a per-account type's account, where konnectors read it

@@ -232,6 +232,16 @@ impl AccountType {
                 "provider_url_pattern",
                 "is only used when an endpoint begins with `{provider_url}`",
             )),
+            // One secret for any host under a domain would go to whichever host a user
+            // names: such types must register a client per provider instead.
+            _ if self.client_secret.is_some()
+                && self.provider_url_patterns.iter().any(|p| p.is_wildcard()) =>
+            {
+                Err(AccountTypeError::new(
+                    "client_secret",
+                    "must not be fixed when provider_url_pattern allows any subdomain: it would be sent to every such host; give a registration_endpoint, or list the allowed hosts",
+                ))
+            }
             _ => Ok(()),
         }
     }

@@ -82,6 +82,11 @@ impl ProviderPattern {
         }
     }
 
+    /// Whether it allows any subdomain (`https://*.DOMAIN`).
+    pub fn is_wildcard(&self) -> bool {
+        self.any_subdomain
+    }
+
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.raw
@@ -141,12 +146,6 @@ impl ProviderUrl {
             return Err(ProviderUrlError::NotAllowed(origin(&url), allowed));
         }
         Ok(ProviderUrl(origin(&url)))
-    }
-
-    /// A value this broker stored itself (flow state, account), already checked once.
-    pub fn from_stored(raw: &str) -> Option<ProviderUrl> {
-        let url = Url::parse(raw).ok()?;
-        matches!(url.scheme(), "http" | "https").then(|| ProviderUrl(origin(&url)))
     }
 
     /// `https://host[:port]`, no trailing slash.

@@ -20,4 +20,5 @@ mod revoke;
 mod routes;
 mod start;
 mod store;
+mod trust;
 mod webhooks;

@@ -1,0 +1,148 @@
+//! Attacks on what the broker trusts (issue "Trust"): a `provider_url` edited in an
+//! account document, a type whose one secret would go to any subdomain.
+
+use crate::both_stores;
+use crate::helpers::*;
+use serde_json::{json, Value};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// A per-account type with a fixed client allowed on one host only.
+async fn sso_type(app: &TestApp) -> String {
+    let ty = unique("sso");
+    app.put_account_type(json!({
+        "_id": ty, "grant_mode": "authorization_code",
+        "client_id": "sso-client", "client_secret": "sso-secret-value",
+        "auth_endpoint": "{provider_url}/oauth/authorize",
+        "token_endpoint": "{provider_url}/oauth/token",
+        "provider_url_pattern": "https://sso.example.org",
+    }))
+    .await;
+    ty
+}
+
+/// A listener that answers anything with a token, and counts what it was sent.
+async fn attacker() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "attacker", "expires_in": 3600})),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn error_code(resp: reqwest::Response) -> (u16, String) {
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or_default();
+    (
+        status,
+        body["errors"][0]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+async fn an_account_pointed_at_another_host_gets_no_secret_and_no_token_from_it(b: Backend) {
+    let app = spawn_app(b).await;
+    let ty = sso_type(&app).await;
+    let inst = app.new_instance(None).await;
+    let token = app.api_token(&inst).await;
+    let evil = attacker().await;
+    // The account's owner edits its document: any app allowed on io.cozy.accounts can.
+    let id = app
+        .seed_account(
+            &inst,
+            json!({"account_type": ty, "oauth": {
+                "access_token": "at", "refresh_token": "victim-refresh-token",
+                "provider_url": evil.uri()}}),
+        )
+        .await;
+
+    let refresh = error_code(app.refresh(&ty, &id, Some(&token)).await).await;
+    assert_eq!(refresh, (400, "invalid_provider_url".into()));
+    let status = app
+        .http
+        .get(format!("{}/accounts/{ty}/{id}/status", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(status).await,
+        (400, "invalid_provider_url".into())
+    );
+    let reconnect = app
+        .http
+        .get(format!("{}/accounts/{ty}/{id}/reconnect", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reconnect.status(), 400);
+    assert!(reconnect
+        .text()
+        .await
+        .unwrap()
+        .contains("invalid_provider_url"));
+
+    assert!(
+        evil.received_requests().await.unwrap().is_empty(),
+        "the broker called the host the account named"
+    );
+    let doc = app.account(&inst, &id).await;
+    assert_eq!(doc["oauth"]["access_token"], "at");
+}
+
+async fn an_edited_https_provider_url_outside_the_patterns_is_refused_even_in_development(
+    b: Backend,
+) {
+    // Development mode lets loopback http through, and nothing else the patterns refuse.
+    let app = spawn_app_with(b, |s| s.allow_insecure_provider_urls = true).await;
+    let ty = sso_type(&app).await;
+    let inst = app.new_instance(None).await;
+    let token = app.api_token(&inst).await;
+    let id = app
+        .seed_account(
+            &inst,
+            json!({"account_type": ty, "oauth": {
+                "access_token": "at", "refresh_token": "rt",
+                "provider_url": "https://sso.example.org.evil.example"}}),
+        )
+        .await;
+    let refresh = error_code(app.refresh(&ty, &id, Some(&token)).await).await;
+    assert_eq!(refresh, (400, "invalid_provider_url".into()));
+}
+
+async fn a_fixed_secret_with_a_wildcard_pattern_is_refused(b: Backend) {
+    let app = spawn_app(b).await;
+    let ty = unique("wild");
+    let resp = app
+        .admin(reqwest::Method::PUT, &format!("/admin/account_types/{ty}"))
+        .json(&json!({
+            "_id": ty, "grant_mode": "authorization_code",
+            "client_id": "c", "client_secret": "one-secret-for-every-host",
+            "auth_endpoint": "{provider_url}/oauth/authorize",
+            "token_endpoint": "{provider_url}/oauth/token",
+            "provider_url_pattern": "https://*.mycozy.cloud",
+        }))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("client_secret") && body.contains("any subdomain"),
+        "{body}"
+    );
+    assert!(!body.contains("one-secret-for-every-host"), "{body}");
+}
+
+both_stores!(
+    an_account_pointed_at_another_host_gets_no_secret_and_no_token_from_it,
+    an_edited_https_provider_url_outside_the_patterns_is_refused_even_in_development,
+    a_fixed_secret_with_a_wildcard_pattern_is_refused,
+);
