@@ -9,7 +9,7 @@ use crate::domain::account::{self, Identity};
 use crate::domain::account_type::service_id_of;
 use crate::domain::secret::{random_hex, sha256_hex};
 use crate::domain::{
-    AccountType, Classified, Clock, ErrorKind, FlowState, Instance, Slug, Subdomains,
+    AccountType, Classified, Clock, ErrorKind, FlowState, GrantMode, Instance, Slug, Subdomains,
 };
 use crate::metrics::Metrics;
 use crate::oauth::authorize::{authorization_url, AuthorizeParams};
@@ -360,7 +360,13 @@ impl Flows {
         p: &RedirectParams,
     ) -> Result<Value, Error> {
         let service_id = flow.account_type.as_str();
-        if let Some(token) = &p.access_token {
+        // Taken only where the provider hands the token over itself: elsewhere it would
+        // let a forged redirect skip the code exchange and PKCE.
+        if let Some(token) = p
+            .access_token
+            .as_ref()
+            .filter(|_| at.grant_mode.is_some_and(GrantMode::is_implicit))
+        {
             return Ok(account::from_redirect_token(service_id, token));
         }
         if at.token_endpoint.is_none() {

@@ -24,6 +24,12 @@ impl GrantMode {
     pub const ACCEPTED: &'static str =
         "authorization_code, authorization_code+secret, token, token_redirect_url, secret, client_credentials";
 
+    /// Whether the provider puts the token itself on the redirect (implicit flows): the
+    /// only modes where a redirect's `access_token` is taken.
+    pub fn is_implicit(self) -> bool {
+        matches!(self, GrantMode::Token | GrantMode::TokenRedirectUrl)
+    }
+
     /// Parses the document value; `None` for empty (a refresh-only type).
     pub fn parse(raw: &str) -> Result<Option<GrantMode>, String> {
         Ok(Some(match raw {

@@ -146,3 +146,53 @@ both_stores!(
     an_edited_https_provider_url_outside_the_patterns_is_refused_even_in_development,
     a_fixed_secret_with_a_wildcard_pattern_is_refused,
 );
+
+async fn a_forged_access_token_on_a_code_flow_redirect_is_not_stored(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({"pkce": true})).await;
+    // A new flow: the attacker holds a state and skips the code exchange.
+    let url = app.start_flow(&inst, &t).await;
+    let loc = location(
+        &app.redirect(
+            &t,
+            &[
+                ("state", &TestApp::state_in(&url)),
+                ("access_token", "ATTACKER"),
+            ],
+        )
+        .await,
+    );
+    assert_eq!(
+        query_of(&loc).get("error").map(String::as_str),
+        Some("invalid_request"),
+        "{loc}"
+    );
+    assert!(app.accounts(&inst).await.is_empty());
+
+    // A reconnection: the existing account keeps its own token.
+    let id = app
+        .seed_account(
+            &inst,
+            json!({"account_type": t, "oauth": {"access_token": "victim", "refresh_token": "rt"}}),
+        )
+        .await;
+    let url = app.reconnect_flow(&inst, &t, &id).await;
+    let loc = location(
+        &app.redirect(
+            &t,
+            &[
+                ("state", &TestApp::state_in(&url)),
+                ("access_token", "ATTACKER"),
+            ],
+        )
+        .await,
+    );
+    assert!(query_of(&loc).contains_key("error"), "{loc}");
+    assert_eq!(
+        app.account(&inst, &id).await["oauth"]["access_token"],
+        "victim"
+    );
+}
+
+both_stores!(a_forged_access_token_on_a_code_flow_redirect_is_not_stored);
