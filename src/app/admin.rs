@@ -23,6 +23,8 @@ pub(crate) struct Rotation {
     pub(crate) account_types: usize,
     /// Accounts re-sealed.
     pub(crate) accounts: usize,
+    /// Registered clients re-sealed.
+    pub(crate) registered_clients: usize,
     /// Documents that could not be re-sealed: (what, why).
     pub(crate) failed: Vec<(String, String)>,
 }
@@ -223,8 +225,21 @@ impl Admin {
                 .collect(),
             ..Rotation::default()
         };
+        let (clients, failed) = self.registrations.reseal_all().await?;
+        rotation.registered_clients = clients;
+        rotation.failed.extend(
+            failed
+                .into_iter()
+                .map(|(id, why)| (format!("registered client `{id}`"), why)),
+        );
         for inst in self.instances.list().await? {
-            rotation.accounts += self.accounts.reseal_all(&inst).await?;
+            let (n, failed) = self.accounts.reseal_all(&inst).await?;
+            rotation.accounts += n;
+            rotation.failed.extend(
+                failed
+                    .into_iter()
+                    .map(|(id, why)| (format!("account `{}/{id}`", inst.domain), why)),
+            );
         }
         Ok(rotation)
     }

@@ -323,6 +323,68 @@ impl Registrations {
         }
     }
 
+    /// Re-seals every registered client's secret and registration access token with the
+    /// newest key; returns how many changed and the registrations that could not be (id,
+    /// why), which are left as they are.
+    pub(crate) async fn reseal_all(
+        &self,
+    ) -> Result<(usize, Vec<(String, String)>), RegistrationError> {
+        let docs = match self.store.all_docs(REGISTERED_CLIENTS_DB).await {
+            Ok(d) => d,
+            Err(StoreError::NoDatabase(_)) => return Ok((0, Vec::new())),
+            Err(e) => return Err(e.into()),
+        };
+        let mut changed = 0;
+        let mut failed = Vec::new();
+        for mut doc in docs {
+            let id = doc
+                .get("_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let stale: Vec<&str> = SECRET_MEMBERS
+                .into_iter()
+                .filter(|m| {
+                    doc.get(*m)
+                        .and_then(Value::as_str)
+                        .is_some_and(|v| !v.is_empty() && self.keyring.needs_reseal(v))
+                })
+                .collect();
+            if stale.is_empty() {
+                continue;
+            }
+            let lock = self.locks.lock_for(&id);
+            let _one_at_a_time = lock.lock().await;
+            let mut opened = true;
+            for m in stale {
+                let raw = doc.get(m).and_then(Value::as_str).unwrap_or_default();
+                match self.keyring.open(raw, &Self::aad(&id, m)) {
+                    Ok(plain) => {
+                        if let Some(v) = self.keyring.seal(&plain, &Self::aad(&id, m)) {
+                            doc[m] = v.into();
+                        }
+                    }
+                    Err(e) => {
+                        failed.push((id.clone(), format!("{m}: {e}")));
+                        opened = false;
+                        break;
+                    }
+                }
+            }
+            if !opened {
+                continue;
+            }
+            match self.store.put(REGISTERED_CLIENTS_DB, &doc).await {
+                Ok(_) => changed += 1,
+                Err(StoreError::Conflict) => {
+                    failed.push((id, "changed meanwhile; run the rotation again".into()))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok((changed, failed))
+    }
+
     /// A stored registration, secrets redacted.
     pub(crate) async fn get(&self, id: &str) -> Result<Value, RegistrationError> {
         match self.load(id).await? {

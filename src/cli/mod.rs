@@ -241,8 +241,9 @@ async fn instances(s: &Services, cmd: InstancesCmd) -> anyhow::Result<()> {
 async fn rotate_keys(s: &Services) -> anyhow::Result<()> {
     let done = s.admin.rotate_keys().await?;
     out!(
-        "re-sealed {} account type(s) and {} account(s)",
+        "re-sealed {} account type(s), {} registered client(s) and {} account(s)",
         done.account_types,
+        done.registered_clients,
         done.accounts
     );
     for (what, why) in &done.failed {

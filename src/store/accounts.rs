@@ -55,44 +55,55 @@ impl Accounts {
     }
 
     /// Re-seals the refresh tokens of an instance's accounts with the newest key (and
-    /// seals plaintext ones when refresh tokens are sealed); returns how many changed.
-    pub async fn reseal_all(&self, inst: &Instance) -> Result<usize, StoreError> {
+    /// seals plaintext ones when refresh tokens are sealed); returns how many changed and
+    /// the accounts whose token could not be opened (id, why), which are left as they are.
+    pub async fn reseal_all(
+        &self,
+        inst: &Instance,
+    ) -> Result<(usize, Vec<(String, String)>), StoreError> {
         let docs = match self.store.all_docs(&inst.accounts_db()).await {
-            Err(StoreError::NoDatabase(_)) => return Ok(0),
+            Err(StoreError::NoDatabase(_)) => return Ok((0, Vec::new())),
             other => other?,
         };
         let mut changed = 0;
+        let mut failed = Vec::new();
         for doc in docs {
-            let Some(rt) = refresh_token_of(&doc) else {
-                continue;
-            };
-            let stale = if is_sealed(rt) {
-                self.keyring.needs_reseal(rt)
-            } else {
-                self.seal_refresh_tokens
-            };
-            if !stale {
+            if !self.needs_reseal(&doc) {
                 continue;
             }
-            let Ok(plain) = self.refresh_token(&doc) else {
-                tracing::warn!(account = ?doc.get("_id"), "refresh token sealed with an unknown key; left as it is");
-                continue;
-            };
             let id = doc
                 .get("_id")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
-            let resealed = plain.and_then(|p| self.keyring.seal(&p, &refresh_aad(&id)));
+            if let Err(e) = self.refresh_token(&doc) {
+                failed.push((id, format!("refresh token: {e}")));
+                continue;
+            }
+            // Computed from the document as it is at each write, so a refresh that lands
+            // meanwhile is re-sealed rather than overwritten with the token read before.
             self.update_with(inst, doc, |d| {
-                if let Some(v) = &resealed {
-                    d["oauth"]["refresh_token"] = v.clone().into();
+                if !self.needs_reseal(d) {
+                    return;
+                }
+                if let Ok(Some(plain)) = self.refresh_token(d) {
+                    if let Some(v) = self.keyring.seal(&plain, &refresh_aad(&id)) {
+                        d["oauth"]["refresh_token"] = v.into();
+                    }
                 }
             })
             .await?;
             changed += 1;
         }
-        Ok(changed)
+        Ok((changed, failed))
+    }
+
+    fn needs_reseal(&self, doc: &Value) -> bool {
+        match refresh_token_of(doc) {
+            Some(rt) if is_sealed(rt) => self.keyring.needs_reseal(rt),
+            Some(_) => self.seal_refresh_tokens,
+            None => false,
+        }
     }
 
     /// An account by id; `None` when missing (or when the database does not exist yet).

@@ -226,3 +226,139 @@ async fn a_refresh_token_sealed_with_an_unknown_key_is_a_clear_error(b: Backend)
 }
 
 both_stores!(a_refresh_token_sealed_with_an_unknown_key_is_a_clear_error);
+
+/// `oauth-broker keys rotate` on the app's store with `keys`; its output.
+fn rotate(app: &TestApp, keys: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_oauth-broker"))
+        .args(["keys", "rotate"])
+        .env("BROKER__ENCRYPTION_KEYS", keys)
+        .env("BROKER__DATA_DIR", app._dir.path())
+        .env(
+            "BROKER__COUCHDB__DB_PREFIX",
+            &app.settings.couchdb.db_prefix,
+        )
+        .env(
+            "BROKER__COUCHDB__URL",
+            app.settings.couchdb.url.clone().unwrap_or_default(),
+        )
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+async fn registered_clients_rotate_with_the_keys_and_stay_usable_and_removable(b: Backend) {
+    use crate::common::registering_provider::RegisteringProvider;
+    let (k1, k2) = (key("k1", 1), key("k2", 2));
+    let ring1 = k1.clone();
+    let namespace = format!("{}_", unique("rotreg"));
+    let app = spawn_app_with(b, move |s| {
+        s.encryption_keys = Some(ring1);
+        s.couchdb.db_prefix = namespace;
+    })
+    .await;
+    let provider = RegisteringProvider::mount(&app.provider).await;
+    let ty = crate::registration::registering_type(&app, json!({})).await;
+    let inst = app.new_instance(None).await;
+    let (_, account) = crate::registration::connect(&app, &inst, &ty, "").await;
+    let stored = app
+        .store
+        .get("broker/registered_clients", &ty)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stored["client_secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("enc:v1:k1:"),
+        "{stored}"
+    );
+
+    let out = rotate(&app, &format!("{k2},{k1}"));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("1 registered client(s)"), "{said}");
+
+    // Key 1 is gone: the registered client still refreshes and can still be deleted.
+    let mut settings = app.settings.clone();
+    settings.encryption_keys = Some(k2);
+    let rotated = spawn_with_settings(
+        settings,
+        app._dir.clone(),
+        wiremock::MockServer::start().await,
+    )
+    .await;
+    let token = rotated.api_token(&inst).await;
+    let resp = rotated.refresh(&ty, &account, Some(&token)).await;
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let stored = rotated
+        .store
+        .get("broker/registered_clients", &ty)
+        .await
+        .unwrap()
+        .unwrap();
+    for m in ["client_secret", "registration_access_token"] {
+        assert!(
+            stored[m].as_str().unwrap().starts_with("enc:v1:k2:"),
+            "{stored}"
+        );
+    }
+    let gone = rotated
+        .admin(
+            reqwest::Method::DELETE,
+            &format!("/admin/registered_clients/{ty}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 204, "{}", gone.text().await.unwrap());
+    assert_eq!(provider.with(|s| s.registrations), 1);
+}
+
+async fn a_refresh_token_no_key_opens_fails_the_rotation_by_name(b: Backend) {
+    let k1 = key("k1", 1);
+    let ring = k1.clone();
+    let namespace = format!("{}_", unique("rotbad"));
+    let app = spawn_app_with(b, move |s| {
+        s.encryption_keys = Some(ring);
+        s.couchdb.db_prefix = namespace;
+    })
+    .await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    let id = app
+        .seed_account(
+            &inst,
+            json!({"account_type": t, "oauth": {"access_token": "a"}}),
+        )
+        .await;
+    let foreign = oauth_broker::domain::sealed::Keyring::parse(&key("k9", 9)).unwrap();
+    let mut doc = app.account(&inst, &id).await;
+    doc["oauth"]["refresh_token"] = foreign
+        .seal("rt", &format!("account/{id}/refresh_token"))
+        .unwrap()
+        .into();
+    app.store.put(&inst.accounts_db(), &doc).await.unwrap();
+
+    let out = rotate(&app, &format!("{},{k1}", key("k2", 2)));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a token left behind is a failure: {err}"
+    );
+    assert!(err.contains(&id) && err.contains("k9"), "{err}");
+    // Left as it was, not dropped.
+    assert_eq!(
+        app.account(&inst, &id).await["oauth"]["refresh_token"],
+        doc["oauth"]["refresh_token"]
+    );
+}
+
+both_stores!(
+    registered_clients_rotate_with_the_keys_and_stay_usable_and_removable,
+    a_refresh_token_no_key_opens_fails_the_rotation_by_name,
+);

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::common::registering_provider::RegisteringProvider;
 
 /// A type that registers itself with the played provider (a fixed one).
-async fn registering_type(app: &TestApp, extra: Value) -> String {
+pub(crate) async fn registering_type(app: &TestApp, extra: Value) -> String {
     let id = unique("reg");
     let base = app.provider.uri();
     let mut doc = json!({
@@ -31,13 +31,23 @@ async fn registering_type(app: &TestApp, extra: Value) -> String {
 }
 
 /// Starts a flow with `query` added and returns the provider URL.
-async fn start_with(app: &TestApp, inst: &Instance, ty: &str, query: &str) -> reqwest::Response {
+pub(crate) async fn start_with(
+    app: &TestApp,
+    inst: &Instance,
+    ty: &str,
+    query: &str,
+) -> reqwest::Response {
     let code = app.session_code(inst).await;
     app.start_raw(ty, &format!("state=s&slug=home&session_code={code}{query}"))
         .await
 }
 
-async fn connect(app: &TestApp, inst: &Instance, ty: &str, query: &str) -> (String, String) {
+pub(crate) async fn connect(
+    app: &TestApp,
+    inst: &Instance,
+    ty: &str,
+    query: &str,
+) -> (String, String) {
     let resp = start_with(app, inst, ty, query).await;
     assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
     let url = location(&resp);
