@@ -118,6 +118,13 @@ impl Services {
             Some(u) => Some(Url::parse(u).map_err(|e| setting("webhooks.url", &e))?),
             None => None,
         };
+        // Unsigned events would let anyone who can reach the endpoint forge them.
+        if webhook_url.is_some() && settings.webhooks.secret.len() < 16 {
+            return Err(BuildError::Setting(
+                "webhooks.secret: at least 16 characters are needed when webhooks.url is set"
+                    .into(),
+            ));
+        }
         let (webhooks, outbox) = Webhooks::new(
             webhook_url,
             &settings.webhooks.secret,

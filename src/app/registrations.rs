@@ -36,7 +36,7 @@ pub enum RegistrationError {
     #[error("no registered client `{0}`")]
     NotRegistered(String),
     /// The provider gave no registration access token, so the client cannot be managed.
-    #[error("registered client `{0}` has no registration_access_token: the provider does not let it be managed (RFC 7592)")]
+    #[error("registered client `{0}` cannot be managed: the provider gave no registration_access_token, or a registration_client_uri off its registration endpoint's origin (RFC 7592)")]
     NotManageable(String),
     /// A sealed secret cannot be opened with the configured keys.
     #[error("registered client `{0}`: {1}")]
@@ -285,16 +285,13 @@ impl Registrations {
             .and_then(Value::as_str)
             .ok_or(RegistrationError::NoClientId)?;
         let endpoint = doc.get("registration_endpoint").and_then(Value::as_str);
-        let client_uri = doc
-            .get("registration_client_uri")
-            .and_then(Value::as_str)
-            .and_then(|u| Url::parse(u).ok())
+        let client_uri = match doc.get("registration_client_uri").and_then(Value::as_str) {
+            Some(given) => managed_at(id, given, endpoint),
             // cozy-stack answers without it: its management URL is the endpoint + id.
-            .or_else(|| {
-                endpoint.and_then(|e| {
-                    Url::parse(&format!("{}/{}", e.trim_end_matches('/'), client_id)).ok()
-                })
-            });
+            None => endpoint.and_then(|e| {
+                Url::parse(&format!("{}/{}", e.trim_end_matches('/'), client_id)).ok()
+            }),
+        };
         Ok(RegisteredClient {
             id: id.to_owned(),
             client_id: ClientId::new(client_id.to_owned()),
@@ -552,6 +549,23 @@ impl Registrations {
     }
 }
 
+/// The management URL a provider gave, if it is on the registration endpoint's origin:
+/// the broker sends the registration access token there, so a provider (or whoever
+/// answered for it) may not point it at another host or scheme.
+fn managed_at(id: &str, given: &str, endpoint: Option<&str>) -> Option<Url> {
+    let given = Url::parse(given).ok()?;
+    let endpoint = Url::parse(endpoint?).ok()?;
+    if given.origin() == endpoint.origin() {
+        Some(given)
+    } else {
+        tracing::warn!(
+            registration = id,
+            "registration_client_uri is not on the registration endpoint's origin: ignored"
+        );
+        None
+    }
+}
+
 fn c_member(c: &RegisteredClient, member: &str) -> Option<String> {
     match member {
         "registration_access_token" => c.registration_access_token.clone(),
@@ -583,4 +597,23 @@ pub(crate) fn metadata_for(at: &AccountType, redirect_uri: &str) -> Map<String, 
     m.entry("software_version")
         .or_insert_with(|| env!("CARGO_PKG_VERSION").into());
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_management_url_must_share_the_registration_endpoints_origin() {
+        let ep = Some("https://p.example/auth/register");
+        assert!(managed_at("r", "https://p.example/auth/register/c1", ep).is_some());
+        for elsewhere in [
+            "https://evil.example/auth/register/c1",
+            "http://p.example/auth/register/c1",
+            "https://p.example:8443/auth/register/c1",
+            "file:///etc/passwd",
+        ] {
+            assert!(managed_at("r", elsewhere, ep).is_none(), "{elsewhere}");
+        }
+    }
 }

@@ -196,3 +196,51 @@ async fn a_forged_access_token_on_a_code_flow_redirect_is_not_stored(b: Backend)
 }
 
 both_stores!(a_forged_access_token_on_a_code_flow_redirect_is_not_stored);
+
+async fn a_management_url_on_another_host_never_gets_the_registration_token(b: Backend) {
+    use crate::common::registering_provider::RegisteringProvider;
+    let app = spawn_app(b).await;
+    let provider = RegisteringProvider::mount(&app.provider).await;
+    let evil = attacker().await;
+    // The registration answer points management elsewhere.
+    provider.with(|s| {
+        s.refuse_registration = Some((
+            201,
+            json!({"client_id": "c-evil", "client_secret": "s-evil",
+                   "registration_access_token": "rat-evil",
+                   "registration_client_uri": format!("{}/manage/c-evil", evil.uri())}),
+        ))
+    });
+    let ty = crate::registration::registering_type(&app, json!({})).await;
+    let inst = app.new_instance(None).await;
+    let started = crate::registration::start_with(&app, &inst, &ty, "").await;
+    assert_eq!(started.status(), 303, "{}", started.text().await.unwrap());
+
+    for method in [reqwest::Method::DELETE, reqwest::Method::PUT] {
+        let resp = app
+            .admin(method.clone(), &format!("/admin/registered_clients/{ty}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            error_code(resp).await,
+            (409, "not_manageable".into()),
+            "{method}"
+        );
+    }
+    let read = app
+        .admin(
+            reqwest::Method::GET,
+            &format!("/admin/registered_clients/{ty}?remote=true"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(read).await, (409, "not_manageable".into()));
+    assert!(
+        evil.received_requests().await.unwrap().is_empty(),
+        "the registration access token went to another host"
+    );
+}
+
+both_stores!(a_management_url_on_another_host_never_gets_the_registration_token);

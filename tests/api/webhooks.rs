@@ -20,7 +20,10 @@ async fn events(hook: &MockServer) -> Vec<Value> {
             .to_owned();
         assert_eq!(
             sig,
-            format!("sha256={}", oauth_broker::webhooks::sign(b"whsec", &r.body)),
+            format!(
+                "sha256={}",
+                oauth_broker::webhooks::sign(b"whsec-0123456789abcdef", &r.body)
+            ),
             "signed"
         );
         let body: Value = serde_json::from_slice(&r.body).unwrap();
@@ -63,7 +66,7 @@ async fn account_events_are_signed_retried_and_delivered(b: Backend) {
     let url = format!("{}/hook", hook.uri());
     let app = spawn_app_with(b, move |s| {
         s.webhooks.url = Some(url);
-        s.webhooks.secret = "whsec".into();
+        s.webhooks.secret = "whsec-0123456789abcdef".into();
         s.webhooks.retry_base_ms = 50;
     })
     .await;
@@ -113,3 +116,16 @@ async fn account_events_are_signed_retried_and_delivered(b: Backend) {
 }
 
 both_stores!(account_events_are_signed_retried_and_delivered);
+
+#[tokio::test]
+async fn a_webhook_url_without_a_signing_secret_is_refused_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    for secret in ["", "short"] {
+        let mut s = test_settings(Backend::Embedded, dir.path());
+        s.webhooks.url = Some("https://hooks.example/broker".into());
+        s.webhooks.secret = secret.into();
+        let refused = oauth_broker::startup::Application::build(&s).await;
+        let e = refused.err().expect("refused").to_string();
+        assert!(e.contains("webhooks.secret"), "{e}");
+    }
+}
