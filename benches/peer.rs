@@ -169,7 +169,7 @@ fn main() {
             Command::new(env!("CARGO_BIN_EXE_oauth-broker"))
                 .env("BROKER__LISTEN", format!("127.0.0.1:{port}"))
                 .env("BROKER__PUBLIC_URL", &broker_url)
-                .env("BROKER__ADMIN_TOKEN", "bench-admin")
+                .env("BROKER__ADMIN_TOKEN", "bench-admin-token-0123456789abcdef")
                 .env("BROKER__DATA_DIR", dir.path().join("broker"))
                 .env("BROKER__COUCHDB__URL", "")
                 .env("BROKER__RATE_LIMIT__PER_MINUTE", "0")
@@ -178,7 +178,7 @@ fn main() {
                 .expect("broker binary"),
         );
         wait_ready(&http, &format!("{broker_url}/healthz")).await;
-        let admin = |m: reqwest::Method, p: &str| http.request(m, format!("{broker_url}{p}")).bearer_auth("bench-admin");
+        let admin = |m: reqwest::Method, p: &str| http.request(m, format!("{broker_url}{p}")).bearer_auth("bench-admin-token-0123456789abcdef");
         admin(reqwest::Method::POST, "/admin/instances")
             .json(&serde_json::json!({"domain": "alice.example"}))
             .send()

@@ -81,8 +81,11 @@ pub struct RateLimitSettings {
     pub per_minute: u32,
     /// Requests a client may make at once before the rate applies.
     pub burst: u32,
-    /// Take the client address from `Forwarded`/`X-Forwarded-For` (only behind a proxy that sets it).
+    /// Replaced by `trusted_proxies`; `true` without them is refused at start-up.
     pub trust_forwarded_for: bool,
+    /// Addresses or CIDR blocks of the proxies in front of the broker, comma-separated:
+    /// from them, the client is the right-most `X-Forwarded-For` hop they did not add.
+    pub trusted_proxies: String,
 }
 
 /// CouchDB settings.
@@ -154,6 +157,7 @@ impl Settings {
             .set_default("rate_limit.per_minute", 120)?
             .set_default("rate_limit.burst", 30)?
             .set_default("rate_limit.trust_forwarded_for", false)?
+            .set_default("rate_limit.trusted_proxies", "")?
             .set_default("encrypt_refresh_tokens", false)?
             .set_default("refresh.enabled", true)?
             .set_default("refresh.interval_secs", 30)?

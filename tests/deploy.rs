@@ -135,3 +135,24 @@ fn the_image_is_multi_stage_and_unprivileged() {
         );
     }
 }
+
+#[test]
+fn the_rate_limit_believes_only_the_balancer_and_the_balancer_drops_forged_headers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let nginx = std::fs::read_to_string(root.join("deploy/nginx.conf")).unwrap();
+    assert!(
+        nginx.contains("proxy_set_header Forwarded \"\";"),
+        "{nginx}"
+    );
+    assert!(nginx.contains("proxy_set_header X-Forwarded-For $remote_addr;"));
+    let compose = &yaml_docs("deploy/compose.yaml")[0];
+    let configmap = kind(&yaml_docs("deploy/k8s/configmap.yaml"), "ConfigMap").clone();
+    for env in [&compose["x-broker"]["environment"], &configmap["data"]] {
+        assert!(
+            env["BROKER__RATE_LIMIT__TRUST_FORWARDED_FOR"].is_null(),
+            "{env:?}"
+        );
+        let proxies = env["BROKER__RATE_LIMIT__TRUSTED_PROXIES"].as_str().unwrap();
+        assert!(!proxies.contains("0.0.0.0/0"), "{proxies}");
+    }
+}

@@ -118,6 +118,11 @@ impl Services {
             Some(u) => Some(Url::parse(u).map_err(|e| setting("webhooks.url", &e))?),
             None => None,
         };
+        if settings.admin_token().is_some_and(|t| t.len() < 32) {
+            return Err(BuildError::Setting(
+                "admin_token: at least 32 characters (`openssl rand -hex 32` makes one)".into(),
+            ));
+        }
         // Unsigned events would let anyone who can reach the endpoint forge them.
         if webhook_url.is_some() && settings.webhooks.secret.len() < 16 {
             return Err(BuildError::Setting(

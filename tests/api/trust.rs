@@ -244,3 +244,90 @@ async fn a_management_url_on_another_host_never_gets_the_registration_token(b: B
 }
 
 both_stores!(a_management_url_on_another_host_never_gets_the_registration_token);
+
+async fn admin_guesses(app: &TestApp, forwarded_for: &str, n: usize, rotate: bool) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for i in 0..n {
+        let resp = app
+            .http
+            .get(format!("{}/admin/instances", app.address))
+            .bearer_auth(format!("guess-{i}"))
+            // Forged by the client: `Forwarded` is never read, and only the hop the
+            // trusted proxy appended (right-most) names the client.
+            .header(
+                "Forwarded",
+                format!("for=198.18.0.{}", if rotate { i } else { 0 }),
+            )
+            .header(
+                "X-Forwarded-For",
+                format!("198.18.1.{}, {forwarded_for}", if rotate { i } else { 0 }),
+            )
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    statuses
+}
+
+async fn forged_forwarding_headers_do_not_escape_the_rate_limit(b: Backend) {
+    for proxies in ["", "127.0.0.1"] {
+        let app = spawn_app_with(b, move |s| {
+            s.rate_limit.per_minute = 10;
+            s.rate_limit.burst = 5;
+            s.rate_limit.trusted_proxies = proxies.into();
+        })
+        .await;
+        let statuses = admin_guesses(&app, "203.0.113.7", 20, true).await;
+        assert!(
+            statuses.iter().filter(|s| **s == 429).count() >= 10,
+            "proxies `{proxies}`: {statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|s| matches!(s, 401 | 429)),
+            "{statuses:?}"
+        );
+    }
+}
+
+async fn behind_a_trusted_proxy_each_client_has_its_own_budget(b: Backend) {
+    let app = spawn_app_with(b, |s| {
+        s.rate_limit.per_minute = 10;
+        s.rate_limit.burst = 5;
+        s.rate_limit.trusted_proxies = "127.0.0.0/8".into();
+    })
+    .await;
+    let first = admin_guesses(&app, "203.0.113.7", 8, false).await;
+    assert_eq!(first.last(), Some(&429), "{first:?}");
+    let other = admin_guesses(&app, "203.0.113.8", 1, false).await;
+    assert_eq!(other, [401], "another client is not limited by the first");
+}
+
+both_stores!(
+    forged_forwarding_headers_do_not_escape_the_rate_limit,
+    behind_a_trusted_proxy_each_client_has_its_own_budget,
+);
+
+#[tokio::test]
+async fn unsafe_settings_are_refused_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = |s: &mut oauth_broker::config::Settings| s.admin_token = Some("change-me".into());
+    let blind_trust =
+        |s: &mut oauth_broker::config::Settings| s.rate_limit.trust_forwarded_for = true;
+    let bad_block = |s: &mut oauth_broker::config::Settings| {
+        s.rate_limit.trusted_proxies = "10.0.0.0/40".into()
+    };
+    type Tweak<'a> = &'a dyn Fn(&mut oauth_broker::config::Settings);
+    let cases: [(Tweak, &str); 3] = [
+        (&short, "admin_token"),
+        (&blind_trust, "trusted_proxies"),
+        (&bad_block, "trusted_proxies"),
+    ];
+    for (tweak, named) in cases {
+        let mut s = test_settings(Backend::Embedded, dir.path());
+        tweak(&mut s);
+        let refused = oauth_broker::startup::Application::build(&s).await;
+        let e = format!("{:#}", refused.err().expect("refused"));
+        assert!(e.contains(named), "{e}");
+    }
+}

@@ -49,7 +49,7 @@ pub fn couch_url() -> String {
     )
 }
 
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdefghijkl";
 
 /// A running broker and what a test needs around it.
 pub struct TestApp {
