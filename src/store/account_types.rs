@@ -9,6 +9,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+/// Entries the cache holds before it stops remembering absent documents.
+const MAX_ABSENT_REMEMBERED: usize = 10_000;
+
 /// How long one `_changes` request may wait for a change.
 const CHANGES_WAIT: Duration = Duration::from_secs(5);
 
@@ -50,7 +53,8 @@ type Entry = Result<Arc<AccountType>, AccountTypeError>;
 /// Account types by document id, cached.
 pub struct AccountTypes {
     store: SharedStore,
-    cache: RwLock<HashMap<String, Entry>>,
+    /// By document id: the parsed type, or `None` for a document known to be absent.
+    cache: RwLock<HashMap<String, Option<Entry>>>,
     keyring: Arc<Keyring>,
 }
 
@@ -162,7 +166,7 @@ impl AccountTypes {
         ids.push(service_id.to_owned());
         for id in &ids {
             let entry = match self.cached(id) {
-                Some(hit) => Some(hit),
+                Some(known) => known,
                 None => self.load(id).await?,
             };
             if let Some(entry) = entry {
@@ -182,7 +186,8 @@ impl AccountTypes {
         self.lookup(account_type::service_id_of(id), context).await
     }
 
-    fn cached(&self, id: &str) -> Option<Entry> {
+    /// What the cache knows of `id`: `Some(None)` when it is known to be absent.
+    fn cached(&self, id: &str) -> Option<Option<Entry>> {
         self.cache
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -197,15 +202,19 @@ impl AccountTypes {
             Err(StoreError::NoDatabase(_)) => None,
             Err(e) => return Err(e),
         };
-        Ok(doc.and_then(|d| self.remember(id, Some(&d))))
+        Ok(self.remember(id, doc.as_ref()))
     }
 
-    /// Records a document (or its deletion) in the cache.
+    /// Records a document (or its absence) in the cache.
     fn remember(&self, id: &str, doc: Option<&Value>) -> Option<Entry> {
         let mut cache = self.cache.write().unwrap_or_else(PoisonError::into_inner);
         match doc {
+            // Absences are remembered too (a context's overload is usually absent), up to
+            // a bound: ids come from requests, and a stranger could invent many.
             None => {
-                cache.remove(id);
+                if cache.len() < MAX_ABSENT_REMEMBERED || cache.contains_key(id) {
+                    cache.insert(id.to_owned(), None);
+                }
                 None
             }
             Some(d) => {
@@ -216,7 +225,7 @@ impl AccountTypes {
                 if let Err(e) = &entry {
                     tracing::warn!(account_type = id, error = %e, "account type document is invalid");
                 }
-                cache.insert(id.to_owned(), entry.clone());
+                cache.insert(id.to_owned(), Some(entry.clone()));
                 Some(entry)
             }
         }
@@ -362,5 +371,120 @@ impl Classified for WriteError {
             WriteError::Conflict => "conflict",
             WriteError::Store(s) => s.code(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::embedded::EmbeddedStore;
+    use crate::store::{Changes, Selector, Store};
+    use async_trait::async_trait;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// The embedded store, with reads that count and a switch that makes it unavailable.
+    struct Flaky {
+        inner: EmbeddedStore,
+        down: AtomicBool,
+        gets: AtomicUsize,
+    }
+
+    impl Flaky {
+        fn check(&self) -> Result<(), StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                Err(StoreError::Unavailable("cut".into()))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Store for Flaky {
+        async fn ping(&self) -> Result<(), StoreError> {
+            self.check()
+        }
+        async fn ensure_db(&self, db: &str) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.ensure_db(db).await
+        }
+        async fn get(&self, db: &str, id: &str) -> Result<Option<Value>, StoreError> {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            self.check()?;
+            self.inner.get(db, id).await
+        }
+        async fn put(&self, db: &str, doc: &Value) -> Result<String, StoreError> {
+            self.check()?;
+            self.inner.put(db, doc).await
+        }
+        async fn delete(&self, db: &str, id: &str, rev: &str) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.delete(db, id, rev).await
+        }
+        async fn all_docs(&self, db: &str) -> Result<Vec<Value>, StoreError> {
+            self.check()?;
+            self.inner.all_docs(db).await
+        }
+        async fn find(
+            &self,
+            db: &str,
+            selector: &Selector,
+            limit: usize,
+        ) -> Result<Vec<Value>, StoreError> {
+            self.check()?;
+            self.inner.find(db, selector, limit).await
+        }
+        async fn changes(
+            &self,
+            db: &str,
+            since: &Value,
+            wait: Duration,
+        ) -> Result<Changes, StoreError> {
+            self.check()?;
+            self.inner.changes(db, since, wait).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_known_type_is_served_from_the_cache_even_through_a_store_blip() {
+        let dir = tempfile::tempdir().unwrap();
+        let flaky = Arc::new(Flaky {
+            inner: EmbeddedStore::open(dir.path()).unwrap(),
+            down: AtomicBool::new(false),
+            gets: AtomicUsize::new(0),
+        });
+        flaky.ensure_db(ACCOUNT_TYPES_DB).await.unwrap();
+        flaky
+            .put(
+                ACCOUNT_TYPES_DB,
+                &json!({"_id": "svc", "grant_mode": "authorization_code", "client_id": "c",
+                        "auth_endpoint": "https://p.example/a"}),
+            )
+            .await
+            .unwrap();
+        let types = AccountTypes::new(flaky.clone(), Arc::new(Keyring::parse("").unwrap()));
+        types.lookup("svc", None).await.unwrap();
+        let after_first = flaky.gets.load(Ordering::SeqCst);
+        for _ in 0..10 {
+            types.lookup("svc", None).await.unwrap();
+        }
+        assert_eq!(
+            flaky.gets.load(Ordering::SeqCst),
+            after_first,
+            "a cached type costs no store read"
+        );
+        flaky.down.store(true, Ordering::SeqCst);
+        assert_eq!(types.lookup("svc", None).await.unwrap().id, "svc");
+        // An unknown one still asks the store, and says it is down.
+        assert!(matches!(
+            types.lookup("other", None).await,
+            Err(LookupError::Store(StoreError::Unavailable(_)))
+        ));
+        // A context's overload, known to be absent, is not asked for again either.
+        flaky.down.store(false, Ordering::SeqCst);
+        types.lookup("svc", Some("ctx")).await.unwrap();
+        flaky.down.store(true, Ordering::SeqCst);
+        assert_eq!(types.lookup("svc", Some("ctx")).await.unwrap().id, "svc");
     }
 }

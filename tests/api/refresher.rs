@@ -212,3 +212,42 @@ both_stores!(
     a_provider_outage_backs_off,
     a_dead_refresh_token_marks_the_account_until_it_is_reconnected,
 );
+
+async fn a_misconfigured_type_backs_off_and_keeps_the_account_planned(b: Backend) {
+    let app = refreshing_app(b).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    let id = account_from(
+        &app,
+        &inst,
+        &t,
+        "c",
+        json!({"access_token": "a", "refresh_token": "r", "expires_in": 60}),
+    )
+    .await;
+    // An operator's curl breaks the type; fixing it must not need every account re-planned.
+    let mut doc = app
+        .store
+        .get(oauth_broker::store::ACCOUNT_TYPES_DB, &t)
+        .await
+        .unwrap()
+        .unwrap();
+    doc["extras"] = json!({"display": 1});
+    app.store
+        .put(oauth_broker::store::ACCOUNT_TYPES_DB, &doc)
+        .await
+        .unwrap();
+    let mut waited = 0;
+    loop {
+        match planned(&app, &inst, &id).await {
+            Some((_, attempts)) if attempts >= 1 => break,
+            Some(_) => {}
+            None => panic!("the account left the schedule over a fixable type"),
+        }
+        assert!(waited < 80, "no back-off recorded in 8 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+}
+
+both_stores!(a_misconfigured_type_backs_off_and_keeps_the_account_planned);
