@@ -88,6 +88,7 @@ fn http(c: &mut Criterion) {
                 .send()
                 .await
                 .unwrap();
+            app.keep_binding_cookie(&resp);
             let state = TestApp::state_in(&location(&resp));
             let done = app.redirect(&t, &[("code", "C"), ("state", &state)]).await;
             assert!(location(&done).contains("account="));

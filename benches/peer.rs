@@ -220,8 +220,10 @@ fn main() {
             let (http, token, broker_url) = (http.clone(), token.clone(), broker_url.clone());
             async move {
                 let r = http.get(format!("{broker_url}/accounts/local/start?state=s{i}&nonce=1")).bearer_auth(&token).send().await.unwrap();
+                // The flow is bound to the browser (the default), as Grant's is to its session.
+                let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap().split(';').next().unwrap().to_owned();
                 let r = http.get(location(&r)).send().await.unwrap();
-                let r = http.get(location(&r)).send().await.unwrap();
+                let r = http.get(location(&r)).header("cookie", &cookie).send().await.unwrap();
                 assert!(location(&r).contains("account="), "broker flow failed");
             }
         };

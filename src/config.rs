@@ -30,9 +30,13 @@ pub struct Settings {
     pub flow_ttl_secs: u64,
     /// Lifetime of a session code, in seconds (10 minutes).
     pub session_code_ttl_secs: u64,
-    /// Bind each flow to the browser that started it with a cookie (start and redirect
-    /// must then be served on the same host).
+    /// Bind each flow to the browser that started it with a cookie (on by default).
     pub flow_binding: bool,
+    /// The parent domain the binding cookie is scoped to, when start and redirect are
+    /// served on different hosts under it (`mycozy.cloud` for start on
+    /// `alice.mycozy.cloud` and redirect on `oauthcallback.mycozy.cloud`); empty keeps the
+    /// cookie to the start host.
+    pub flow_binding_cookie_domain: String,
     /// Development only: accept `http://localhost:PORT` and `http://127.0.0.1:PORT` as a
     /// start's `provider_url`, whatever the account type's patterns.
     pub allow_insecure_provider_urls: bool,
@@ -152,7 +156,8 @@ impl Settings {
             .set_default("provider_connect_timeout_secs", 5)?
             .set_default("flow_ttl_secs", 900)?
             .set_default("session_code_ttl_secs", 600)?
-            .set_default("flow_binding", false)?
+            .set_default("flow_binding", true)?
+            .set_default("flow_binding_cookie_domain", "")?
             .set_default("allow_insecure_provider_urls", false)?
             .set_default("rate_limit.per_minute", 120)?
             .set_default("rate_limit.burst", 30)?

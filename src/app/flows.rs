@@ -107,6 +107,8 @@ pub(crate) struct Flows {
     pub(crate) ttl: Duration,
     /// Whether flows are bound to the starting browser by a cookie.
     pub(crate) binding: bool,
+    /// The parent domain of the binding cookie, if any.
+    pub(crate) cookie_domain: Option<String>,
 }
 
 impl Flows {

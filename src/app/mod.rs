@@ -69,6 +69,30 @@ pub async fn open_store(settings: &Settings) -> Result<SharedStore, StoreError> 
     Ok(store)
 }
 
+/// The binding cookie's parent domain, which must cover the redirect host (the public
+/// URL's), or the cookie would never come back.
+fn cookie_domain(settings: &Settings) -> Result<Option<String>, BuildError> {
+    let domain = settings
+        .flow_binding_cookie_domain
+        .trim()
+        .trim_start_matches('.')
+        .to_ascii_lowercase();
+    if domain.is_empty() {
+        return Ok(None);
+    }
+    let public = Url::parse(&settings.public_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    let covered = public == domain || public.ends_with(&format!(".{domain}"));
+    if !domain.contains('.') || !covered {
+        return Err(BuildError::Setting(format!(
+            "flow_binding_cookie_domain: `{domain}` must be a parent domain (with a dot) of the public_url's host `{public}`, where the redirect is served"
+        )));
+    }
+    Ok(Some(domain))
+}
+
 /// Every use case, built once and shared by the HTTP handlers, the command line and the
 /// background tasks.
 pub struct Services {
@@ -200,6 +224,7 @@ impl Services {
             subdomains: settings.subdomains,
             ttl: Duration::from_secs(settings.flow_ttl_secs),
             binding: settings.flow_binding,
+            cookie_domain: cookie_domain(settings)?,
         };
         let admin = Admin {
             account_types: account_types.clone(),

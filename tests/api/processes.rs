@@ -185,6 +185,7 @@ async fn flows_survive_a_replica_killed_mid_run(b: Backend) {
                         .get(format!(
                             "{back_on}/accounts/{t}/redirect?code=c&state={state}"
                         ))
+                        .header("cookie", binding_cookie_of(&resp))
                         .send()
                         .await
                         .map_err(|e| (back_on.clone(), e.to_string()))?;
@@ -260,6 +261,7 @@ async fn sigterm_lets_an_in_flight_flow_finish(b: Backend) {
         .await
         .unwrap();
     let state = TestApp::state_in(&location(&resp));
+    let cookie = binding_cookie_of(&resp);
     let in_flight = tokio::spawn({
         let (http, url) = (
             app.http.clone(),
@@ -268,7 +270,7 @@ async fn sigterm_lets_an_in_flight_flow_finish(b: Backend) {
                 broker.address
             ),
         );
-        async move { http.get(url).send().await }
+        async move { http.get(url).header("cookie", cookie).send().await }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let pid = broker.child.id().to_string();

@@ -478,12 +478,14 @@ async fn a_flow_started_on_one_broker_completes_on_another(b: Backend) {
     let a = spawn_app(b).await;
     let mut settings = a.settings.clone();
     settings.listen = "127.0.0.1:0".into();
-    let other = spawn_with_settings(
+    let mut other = spawn_with_settings(
         settings,
         a._dir.clone(),
         wiremock::MockServer::start().await,
     )
     .await;
+    // One browser, two replicas behind one name: the same cookies reach both.
+    other.cookies = a.cookies.clone();
     let inst = a.new_instance(None).await;
     let (state, t) = started(&a, &inst, json!({})).await;
     Mock::given(path("/token"))
@@ -734,19 +736,101 @@ async fn flow_binding_needs_the_cookie_set_at_start(b: Backend) {
     );
 }
 
-async fn flow_binding_is_off_by_default(b: Backend) {
-    let app = spawn_app(b).await;
+async fn flow_binding_is_on_by_default_and_can_be_turned_off(b: Backend) {
+    for (binding, cookie) in [(None, true), (Some(false), false)] {
+        let app = spawn_app_with(b, |s| {
+            if let Some(on) = binding {
+                s.flow_binding = on;
+            }
+        })
+        .await;
+        let inst = app.new_instance(None).await;
+        let t = app.code_type(json!({})).await;
+        let code = app.session_code(&inst).await;
+        let resp = app.start_raw(&t, &format!("session_code={code}")).await;
+        assert_eq!(resp.status(), 303);
+        assert_eq!(
+            resp.headers().get("set-cookie").is_some(),
+            cookie,
+            "{binding:?}"
+        );
+    }
+}
+
+async fn the_binding_cookie_reaches_a_redirect_host_under_the_same_parent(b: Backend) {
+    // Beside cozy-stack: start on the instance host, redirect on oauthcallback.<domain>.
+    let app = spawn_app_with(b, |s| {
+        s.public_url = "https://oauthcallback.mycozy.cloud".into();
+        s.flow_binding_cookie_domain = "mycozy.cloud".into();
+    })
+    .await;
     let inst = app.new_instance(None).await;
     let t = app.code_type(json!({})).await;
     let code = app.session_code(&inst).await;
-    let resp = app.start_raw(&t, &format!("session_code={code}")).await;
+    let resp = app
+        .http
+        .get(format!(
+            "{}/accounts/{t}/start?session_code={code}",
+            app.address
+        ))
+        .header("host", "alice.mycozy.cloud")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 303);
-    assert!(resp.headers().get("set-cookie").is_none());
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.contains("Domain=mycozy.cloud"), "{set}");
+    let provider_url = location(&resp);
+    assert!(
+        provider_url.contains("oauthcallback.mycozy.cloud%2Faccounts"),
+        "the provider sends the browser to the callback host: {provider_url}"
+    );
+    let state = TestApp::state_in(&provider_url);
+    Mock::given(path("/token"))
+        .respond_with(token_reply())
+        .mount(&app.provider)
+        .await;
+    let url = format!("{}/accounts/{t}/redirect?code=C&state={state}", app.address);
+    // Without the cookie (another browser), refused; with it (the browser that started), done.
+    let refused = app
+        .http
+        .get(&url)
+        .header("host", "oauthcallback.mycozy.cloud")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let done = app
+        .http
+        .get(&url)
+        .header("host", "oauthcallback.mycozy.cloud")
+        .header("cookie", set.split(';').next().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(location(&done).contains("account="), "{}", location(&done));
+    let removal = done.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        removal.contains("Domain=mycozy.cloud") && removal.contains("Max-Age=0"),
+        "{removal}"
+    );
+}
+
+#[tokio::test]
+async fn a_cookie_domain_that_misses_the_redirect_host_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = test_settings(Backend::Embedded, dir.path());
+    s.public_url = "https://broker.example.org".into();
+    s.flow_binding_cookie_domain = "mycozy.cloud".into();
+    let refused = oauth_broker::startup::Application::build(&s).await;
+    let e = format!("{:#}", refused.err().expect("refused"));
+    assert!(e.contains("flow_binding_cookie_domain"), "{e}");
 }
 
 both_stores!(
     flow_binding_needs_the_cookie_set_at_start,
-    flow_binding_is_off_by_default
+    flow_binding_is_on_by_default_and_can_be_turned_off,
+    the_binding_cookie_reaches_a_redirect_host_under_the_same_parent,
 );
 
 async fn reconnect_updates_the_same_account_in_place(b: Backend) {
@@ -776,6 +860,7 @@ async fn reconnect_updates_the_same_account_in_place(b: Backend) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 303);
+    app.keep_binding_cookie(&resp);
     let state = TestApp::state_in(&location(&resp));
     let loc = location(&app.redirect(&t, &[("code", "C"), ("state", &state)]).await);
     assert_eq!(

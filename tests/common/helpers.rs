@@ -60,6 +60,8 @@ pub struct TestApp {
     pub services: Arc<Services>,
     pub settings: Settings,
     pub _dir: Arc<tempfile::TempDir>,
+    /// Flow binding cookies a browser would hold, by state (`name=value`).
+    pub cookies: Arc<std::sync::Mutex<HashMap<String, String>>>,
 }
 
 /// Base settings for a test broker.
@@ -127,7 +129,18 @@ pub async fn spawn_with_settings(
 
         settings,
         _dir: dir,
+        cookies: Arc::default(),
     }
+}
+
+/// The `name=value` of the binding cookie a start answer set (empty if none).
+pub fn binding_cookie_of(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// A name no other test uses.
@@ -251,14 +264,44 @@ impl TestApp {
 
     /// `GET /accounts/{type}/start` with a raw query string.
     pub async fn start_raw(&self, account_type: &str, query: &str) -> reqwest::Response {
-        self.http
+        let resp = self
+            .http
             .get(format!(
                 "{}/accounts/{account_type}/start?{query}",
                 self.address
             ))
             .send()
             .await
-            .unwrap()
+            .unwrap();
+        self.keep_binding_cookie(&resp);
+        resp
+    }
+
+    /// Keeps the flow binding cookie a start set, as the browser would.
+    pub fn keep_binding_cookie(&self, resp: &reqwest::Response) {
+        let Some(set) = resp.headers().get("set-cookie") else {
+            return;
+        };
+        let Some(state) = resp
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| url::Url::parse(l).ok())
+            .and_then(|u| {
+                u.query_pairs()
+                    .find(|(k, _)| k == "state")
+                    .map(|(_, v)| v.into_owned())
+            })
+        else {
+            return;
+        };
+        let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
+        self.cookies.lock().unwrap().insert(state, pair);
+    }
+
+    /// The binding cookie (`name=value`) of the flow with `state`, if its start set one.
+    pub fn binding_cookie(&self, state: &str) -> Option<String> {
+        self.cookies.lock().unwrap().get(state).cloned()
     }
 
     /// Starts a flow as the Home app does and returns the provider URL.
@@ -283,6 +326,7 @@ impl TestApp {
             .send()
             .await
             .unwrap();
+        self.keep_binding_cookie(&resp);
         assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
         location(&resp)
     }
@@ -297,14 +341,16 @@ impl TestApp {
         let query = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(pairs)
             .finish();
-        self.http
-            .get(format!(
-                "{}/accounts/{account_type}/redirect?{query}",
-                self.address
-            ))
-            .send()
-            .await
-            .unwrap()
+        let mut req = self.http.get(format!(
+            "{}/accounts/{account_type}/redirect?{query}",
+            self.address
+        ));
+        // The browser that started the flow comes back with its cookie.
+        let state = pairs.iter().find(|(k, _)| *k == "state").map(|(_, v)| *v);
+        if let Some(cookie) = state.and_then(|s| self.binding_cookie(s)) {
+            req = req.header("cookie", cookie);
+        }
+        req.send().await.unwrap()
     }
 
     /// `POST /accounts/{type}/{id}/refresh` with a bearer token.

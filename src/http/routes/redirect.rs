@@ -26,6 +26,9 @@ pub(crate) async fn redirect(
     answer.insert_header((header::LOCATION, done.location));
     if let Some(name) = done.binding_cookie {
         let mut gone = Cookie::build(name, "").path("/accounts").finish();
+        if let Some(d) = &services.flows.cookie_domain {
+            gone.set_domain(d.clone());
+        }
         gone.make_removal();
         answer.cookie(gone);
     }

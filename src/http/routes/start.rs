@@ -22,15 +22,19 @@ pub(crate) async fn start(
     let mut answer = HttpResponse::SeeOther();
     answer.insert_header((header::LOCATION, started.location));
     if let Some((name, secret)) = started.binding {
-        answer.cookie(
-            Cookie::build(name, secret)
-                .path("/accounts")
-                .http_only(true)
-                .secure(true)
-                .same_site(SameSite::Lax)
-                .max_age(CookieDuration::seconds(services.flows.ttl.as_secs() as i64))
-                .finish(),
-        );
+        let mut cookie = Cookie::build(name, secret)
+            .path("/accounts")
+            .http_only(true)
+            .secure(true)
+            .same_site(SameSite::Lax)
+            .max_age(CookieDuration::seconds(services.flows.ttl.as_secs() as i64))
+            .finish();
+        // Start and redirect on two hosts under one parent (beside cozy-stack): the
+        // cookie must reach the redirect host too.
+        if let Some(d) = &services.flows.cookie_domain {
+            cookie.set_domain(d.clone());
+        }
+        answer.cookie(cookie);
     }
     Ok(answer.finish())
 }
