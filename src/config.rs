@@ -40,6 +40,9 @@ pub struct Settings {
     /// Development only: accept `http://localhost:PORT` and `http://127.0.0.1:PORT` as a
     /// start's `provider_url`, whatever the account type's patterns.
     pub allow_insecure_provider_urls: bool,
+    /// Provider host names allowed to resolve to private addresses (an in-house identity
+    /// provider), comma-separated; every other name must resolve to public addresses.
+    pub provider_private_hosts: String,
     /// Per-client limits on start, redirect and the admin API.
     pub rate_limit: RateLimitSettings,
     /// Keys sealing secrets at rest, `id:base64-of-32-bytes`, comma-separated, newest first.
@@ -159,6 +162,7 @@ impl Settings {
             .set_default("flow_binding", true)?
             .set_default("flow_binding_cookie_domain", "")?
             .set_default("allow_insecure_provider_urls", false)?
+            .set_default("provider_private_hosts", "")?
             .set_default("rate_limit.per_minute", 120)?
             .set_default("rate_limit.burst", 30)?
             .set_default("rate_limit.trust_forwarded_for", false)?

@@ -19,6 +19,7 @@ use crate::domain::sealed::Keyring;
 use crate::domain::secret::random_hex;
 use crate::domain::Clock;
 use crate::metrics::Metrics;
+use crate::oauth::resolver::DnsPolicy;
 use crate::oauth::ProviderClient;
 use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
@@ -127,6 +128,15 @@ impl Services {
             Duration::from_secs(settings.provider_connect_timeout_secs.max(1)),
             Duration::from_secs(settings.provider_timeout_secs.max(1)),
             clock.clone(),
+            DnsPolicy {
+                allow_loopback: settings.allow_insecure_provider_urls,
+                private_hosts: settings
+                    .provider_private_hosts
+                    .split(',')
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect(),
+            },
         )
         .map_err(|e| setting("provider client", &e))?;
         let keyring = Arc::new(

@@ -101,6 +101,11 @@ fn provider(timeout: Duration) -> Result<ProviderClient, DevError> {
         timeout.min(Duration::from_secs(10)),
         timeout,
         crate::domain::Clock::system(),
+        // A developer's own machine: the provider may well be a local one.
+        crate::oauth::resolver::DnsPolicy {
+            allow_loopback: true,
+            ..Default::default()
+        },
     )
     .map_err(|e| DevError::Client(e.to_string()))
 }

@@ -9,6 +9,7 @@ pub mod authorize;
 pub mod go_query;
 pub mod provider;
 pub mod provider_request;
+pub mod resolver;
 pub mod token_reply;
 
 pub use authorize::authorization_url;

@@ -1,6 +1,7 @@
 //! The one pooled HTTP client that talks to token endpoints.
 
 use super::provider_request::{Method, ProviderRequest};
+use super::resolver::DnsPolicy;
 use super::token_reply::{self, ReplyError};
 use crate::domain::account::TokenGrant;
 use crate::domain::error_kind::{Classified, ErrorKind};
@@ -76,12 +77,14 @@ impl ProviderClient {
         connect: Duration,
         total: Duration,
         clock: Clock,
+        dns: DnsPolicy,
     ) -> Result<ProviderClient, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(connect.min(total))
             .timeout(total)
             // A token endpoint that redirects would take the credentials elsewhere.
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(dns)
             .user_agent(concat!("oauth-broker/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(ProviderClient { http, clock })

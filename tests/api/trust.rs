@@ -331,3 +331,37 @@ async fn unsafe_settings_are_refused_at_start_up() {
         assert!(e.contains(named), "{e}");
     }
 }
+
+async fn a_provider_name_resolving_to_a_private_address_is_not_contacted(b: Backend) {
+    for (private_hosts, reached) in [("", false), ("localhost", true)] {
+        let app = spawn_app_with(b, move |s| s.provider_private_hosts = private_hosts.into()).await;
+        let inst = app.new_instance(None).await;
+        let token = app.api_token(&inst).await;
+        // The same local listener, reached by a name that resolves to 127.0.0.1.
+        let port = app.provider.address().port();
+        let t = app
+            .code_type(json!({"token_endpoint": format!("http://localhost:{port}/token")}))
+            .await;
+        Mock::given(wiremock::matchers::path("/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "new"})))
+            .mount(&app.provider)
+            .await;
+        let id = app
+            .seed_account(
+                &inst,
+                json!({"account_type": t, "oauth": {"access_token": "old", "refresh_token": "rt"}}),
+            )
+            .await;
+        let (status, code) = error_code(app.refresh(&t, &id, Some(&token)).await).await;
+        let asked = !app.provider.received_requests().await.unwrap().is_empty();
+        assert_eq!(
+            asked, reached,
+            "private_hosts `{private_hosts}`: {status} {code}"
+        );
+        if !reached {
+            assert_eq!((status, code.as_str()), (502, "provider_error"));
+        }
+    }
+}
+
+both_stores!(a_provider_name_resolving_to_a_private_address_is_not_contacted);
