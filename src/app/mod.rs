@@ -30,6 +30,7 @@ use crate::store::flow_states::FlowStates;
 use crate::store::instances::Instances;
 use crate::store::instrumented::Instrumented;
 use crate::store::leases::Leases;
+use crate::store::pending_grants::PendingGrants;
 use crate::store::schedule::Schedule;
 use crate::store::{SharedStore, StoreError};
 use crate::webhooks::{Outbox, Webhooks};
@@ -180,7 +181,11 @@ impl Services {
             keyring.clone(),
             settings.encrypt_refresh_tokens,
         );
-        let registrations = Arc::new(Registrations::new(store.clone(), keyring, provider.clone()));
+        let registrations = Arc::new(Registrations::new(
+            store.clone(),
+            keyring.clone(),
+            provider.clone(),
+        ));
         let clients = Arc::new(Clients::new(
             account_types.clone(),
             registrations.clone(),
@@ -208,6 +213,7 @@ impl Services {
             },
             process_id: random_hex(8),
             locks: Default::default(),
+            pending: PendingGrants::open(&settings.data_dir, keyring.clone())?,
         });
         let account_actions = Arc::new(AccountActions {
             accounts: accounts.clone(),

@@ -8,12 +8,15 @@ use super::clients::Clients;
 use super::keyed_locks::KeyedLocks;
 use super::Error;
 use crate::domain::account;
+use crate::domain::secret::sha256_hex;
 use crate::domain::{AccountType, Classified, Clock, Domain, ErrorKind, GrantMode, Instance};
 use crate::metrics::Metrics;
 use crate::oauth::{provider_request, ProviderClient};
 use crate::store::accounts::Accounts;
+use crate::store::accounts::Applied;
 use crate::store::instances::Instances;
 use crate::store::leases::{Lease, Leases};
+use crate::store::pending_grants::PendingGrants;
 use crate::store::schedule::Due;
 use crate::store::schedule::Schedule;
 use crate::webhooks::{Event, Kind, Webhooks};
@@ -62,6 +65,8 @@ pub(crate) struct Refreshes {
     /// This process's name as a lease owner.
     pub(crate) process_id: String,
     pub(crate) locks: KeyedLocks,
+    /// Tokens a provider issued that are not yet in their account.
+    pub(crate) pending: PendingGrants,
 }
 
 enum Taken {
@@ -111,11 +116,13 @@ impl Refreshes {
         let key = format!("{}/{id}", inst.domain);
         let local = self.locks.lock_for(&key);
         let _queued = local.lock().await;
-        let lease = match self.take_lease(inst, id, &key, &seen).await? {
+        let mut lease = match self.take_lease(inst, id, &key, &seen).await? {
             Taken::Lease(lease) => lease,
             Taken::RefreshedMeanwhile(doc) => return Ok(doc),
         };
-        let outcome = self.refresh_with_lease(inst, id, &seen, &at, mode).await;
+        let outcome = self
+            .refresh_with_lease(inst, id, &key, &mut lease, &seen, &at, mode)
+            .await;
         self.leases.release(lease).await;
         match &outcome {
             Ok(doc) => self.plan(inst, id, doc, &at, false).await,
@@ -247,14 +254,22 @@ impl Refreshes {
     }
 
     /// The provider call and the write, under the lease.
+    #[allow(clippy::too_many_arguments)]
     async fn refresh_with_lease(
         &self,
         inst: &Instance,
         id: &str,
+        key: &str,
+        lease: &mut Lease,
         seen: &Value,
         at: &AccountType,
         mode: Mode,
     ) -> Result<Value, Error> {
+        // Tokens a provider issued earlier and the store did not take yet go in first: the
+        // refresh token in the account is already spent.
+        if let Some(record) = self.pending.get(key).await? {
+            return self.replay(inst, id, key, &record).await;
+        }
         // Re-read under the lease: the refresh token to use is the stored one now.
         let current = self
             .accounts
@@ -272,6 +287,7 @@ impl Refreshes {
         {
             return Ok(current);
         }
+        let mut used = None;
         let request = if renews_without_refresh_token(at) {
             provider_request::client_credentials(at)
         } else {
@@ -282,11 +298,11 @@ impl Refreshes {
                     what: "the stored refresh token",
                     error,
                 })?
-                .map(oauth2::RefreshToken::new)
                 .ok_or(Error::NotRefreshable(
                     "this account has no refresh token; reconnect it",
                 ))?;
-            provider_request::refresh(at, &refresh_token)
+            used = Some(sha256_hex(&refresh_token));
+            provider_request::refresh(at, &oauth2::RefreshToken::new(refresh_token))
         };
         let request = request.ok_or(Error::NotRefreshable(
             "this account's type has no token endpoint",
@@ -309,13 +325,118 @@ impl Refreshes {
                 };
             }
         };
-        // Stored before anyone is answered: a rotated refresh token must not be lost.
-        let saved = self
-            .accounts
-            .update_with(inst, current, |d| account::apply_refresh(d, &grant))
-            .await?;
+        let Some(used) = used else {
+            // Client credentials: nothing was spent, a lost reply costs only a new request.
+            return Ok(self
+                .accounts
+                .update_with(inst, current, |d| account::apply_refresh(d, &grant))
+                .await?);
+        };
+        // The old refresh token may be dead now: the new pair is kept on disk until the
+        // account holds it, and the lease is extended over the write.
+        let record = serde_json::json!({
+            "instance": inst.domain.as_str(), "account_id": id, "used": used,
+            "members": account::refresh_members(&grant),
+        });
+        if let Err(e) = self.pending.keep(key, &record).await {
+            tracing::error!(error = %e, "could not journal a refresh reply; writing it straight to the account");
+        }
+        let renewed = self
+            .leases
+            .renew(
+                lease,
+                &self.process_id,
+                self.clock.now(),
+                self.policy.lease_ttl,
+            )
+            .await;
+        if !matches!(renewed, Ok(true)) {
+            tracing::warn!("refresh lease lost before the write; writing only over the token used");
+        }
+        let saved = self.replay(inst, id, key, &record).await?;
         tracing::info!(account_type = at.service_id(), "account refreshed");
         Ok(saved)
+    }
+
+    /// Writes a journalled refresh into its account, over the refresh token it used only,
+    /// and forgets it once the account holds it (or newer tokens); a store failure keeps
+    /// it for the next attempt.
+    async fn replay(
+        &self,
+        inst: &Instance,
+        id: &str,
+        key: &str,
+        record: &Value,
+    ) -> Result<Value, Error> {
+        let used = record
+            .get("used")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let members = record
+            .get("members")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let outcome = self
+            .accounts
+            .apply_if_unchanged(inst, id, used, &members)
+            .await?;
+        self.pending.forget(key).await?;
+        match outcome {
+            Applied::Written(doc) => Ok(doc),
+            Applied::Superseded(doc) => {
+                tracing::warn!(account = %key, "newer tokens were stored meanwhile; this refresh's are dropped");
+                Ok(doc)
+            }
+            Applied::Gone => Err(Error::NotFound("account")),
+        }
+    }
+
+    /// Writes every journalled refresh whose account the store can take now (after an
+    /// outage, after a restart); returns how many were settled.
+    pub(crate) async fn settle_pending(&self) -> usize {
+        let keys = match self.pending.keys().await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the pending refresh journal");
+                return 0;
+            }
+        };
+        let mut settled = 0;
+        for key in keys {
+            let Ok(Some(record)) = self.pending.get(&key).await else {
+                continue;
+            };
+            let (Some(domain), Some(id)) = (
+                record
+                    .get("instance")
+                    .and_then(Value::as_str)
+                    .and_then(|d| Domain::parse(d).ok()),
+                record.get("account_id").and_then(Value::as_str),
+            ) else {
+                let _ = self.pending.forget(&key).await;
+                continue;
+            };
+            let inst = match self.instances.get(&domain).await {
+                Ok(Some(inst)) => inst,
+                Ok(None) => {
+                    let _ = self.pending.forget(&key).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "pending refresh waits for the store");
+                    continue;
+                }
+            };
+            // Under the account's lock: a konnector's refresh of it waits for this.
+            let lock = self.locks.lock_for(&key);
+            let _one = lock.lock().await;
+            match self.replay(&inst, id, &key, &record).await {
+                Ok(_) | Err(Error::NotFound(_)) => settled += 1,
+                Err(e) => tracing::warn!(error = %e, "pending refresh waits for the store"),
+            }
+        }
+        settled
     }
 
     /// For types without token endpoint the konnector refreshes by itself: hand it the

@@ -93,14 +93,28 @@ pub fn query_object(query: &[(String, String)]) -> Value {
 /// Writes refreshed tokens into an account, keeping every field the broker does not own
 /// and the old refresh token when the provider sent none.
 pub fn apply_refresh(doc: &mut Value, grant: &TokenGrant) {
-    let oauth = oauth_mut(doc);
-    oauth.insert("access_token".into(), grant.access_token.clone().into());
+    apply_members(doc, &refresh_members(grant));
+}
+
+/// The `oauth` members a refresh reply sets (a missing refresh token keeps the old one).
+pub fn refresh_members(grant: &TokenGrant) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("access_token".into(), grant.access_token.clone().into());
     if let Some(t) = &grant.token_type {
-        oauth.insert("token_type".into(), t.clone().into());
+        m.insert("token_type".into(), t.clone().into());
     }
-    oauth.insert("expires_at".into(), format_expiry(grant.expires_at).into());
+    m.insert("expires_at".into(), format_expiry(grant.expires_at).into());
     if let Some(rt) = &grant.refresh_token {
-        oauth.insert("refresh_token".into(), rt.clone().into());
+        m.insert("refresh_token".into(), rt.clone().into());
+    }
+    m
+}
+
+/// Sets `members` in the account's `oauth`, keeping the others.
+pub fn apply_members(doc: &mut Value, members: &Map<String, Value>) {
+    let oauth = oauth_mut(doc);
+    for (k, v) in members {
+        oauth.insert(k.clone(), v.clone());
     }
 }
 

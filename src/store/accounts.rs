@@ -3,7 +3,7 @@
 use super::{put_creating_db, rev_of, Selector, SharedStore, StoreError};
 use crate::domain::account::refresh_token_of;
 use crate::domain::sealed::{is_sealed, Keyring, SealError};
-use crate::domain::secret::random_hex;
+use crate::domain::secret::{random_hex, sha256_hex};
 use crate::domain::Instance;
 use serde_json::Value;
 use std::sync::Arc;
@@ -104,6 +104,43 @@ impl Accounts {
             Some(_) => self.seal_refresh_tokens,
             None => false,
         }
+    }
+
+    /// Writes a refresh's `members` into account `id`, unless its refresh token is no longer
+    /// the one the refresh used (`used`, by its SHA-256): then another refresh stored a
+    /// newer pair, which is kept. Conflicting writes are re-read and checked again.
+    pub async fn apply_if_unchanged(
+        &self,
+        inst: &Instance,
+        id: &str,
+        used: &str,
+        members: &serde_json::Map<String, Value>,
+    ) -> Result<Applied, StoreError> {
+        let db = inst.accounts_db();
+        for _ in 0..CONFLICT_RETRIES {
+            let Some(mut doc) = self.get(inst, id).await? else {
+                return Ok(Applied::Gone);
+            };
+            let current = self
+                .refresh_token(&doc)
+                .map_err(|e| StoreError::Invalid(format!("account `{id}`: {e}")))?
+                .map(|t| sha256_hex(&t))
+                .unwrap_or_default();
+            if current != used {
+                return Ok(Applied::Superseded(doc));
+            }
+            crate::domain::account::apply_members(&mut doc, members);
+            self.seal(id, &mut doc);
+            match self.store.put(&db, &doc).await {
+                Ok(rev) => {
+                    doc["_rev"] = rev.into();
+                    return Ok(Applied::Written(doc));
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict)
     }
 
     /// An account by id; `None` when missing (or when the database does not exist yet).
@@ -209,6 +246,17 @@ impl Accounts {
         }
         Err(StoreError::Conflict)
     }
+}
+
+/// What became of a refresh's tokens.
+#[derive(Debug)]
+pub enum Applied {
+    /// Written; the account as stored.
+    Written(Value),
+    /// Another refresh stored newer tokens first; the account as it is.
+    Superseded(Value),
+    /// The account is gone.
+    Gone,
 }
 
 /// Associated data of a sealed refresh token: the account it belongs to.

@@ -70,6 +70,27 @@ impl Leases {
         }
     }
 
+    /// Extends a lease this process holds to `now + ttl`; `false` when another process
+    /// took it over meanwhile (the lease is then theirs).
+    pub async fn renew(
+        &self,
+        lease: &mut Lease,
+        owner: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let doc = json!({"_id": lease.id, "_rev": lease.rev, "owner": owner,
+                         "expires_at_ms": now.plus(ttl).unix_millis()});
+        match self.store.put(REFRESH_LEASES_DB, &doc).await {
+            Ok(rev) => {
+                lease.rev = rev;
+                Ok(true)
+            }
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Releases a lease; one already taken over by another process is left to it.
     pub async fn release(&self, lease: Lease) {
         match self

@@ -10,6 +10,7 @@ pub mod flow_states;
 pub mod instances;
 pub mod instrumented;
 pub mod leases;
+pub mod pending_grants;
 pub mod schedule;
 pub mod selector;
 

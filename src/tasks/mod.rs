@@ -2,6 +2,7 @@
 //! [`Tasks::stop`] tells them to stop and waits (bounded) for them to finish. The
 //! account-type watcher, the sweeper, the refresher and webhook delivery live here.
 
+mod pending;
 pub(crate) mod refresher;
 mod sweeper;
 mod watcher;
@@ -74,6 +75,7 @@ impl Tasks {
         let shutdown = Shutdown(Some(stopped));
         let mut running = JoinSet::new();
         running.spawn(watcher::run(services.clone(), shutdown.clone()));
+        running.spawn(pending::run(services.clone(), shutdown.clone()));
         running.spawn(sweeper::run(
             services.clone(),
             settings.prune.clone(),

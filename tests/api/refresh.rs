@@ -5,7 +5,7 @@ use crate::helpers::*;
 use oauth_broker::domain::Instance;
 use serde_json::{json, Value};
 use std::time::Duration;
-use wiremock::matchers::{body_string, header, method, path};
+use wiremock::matchers::{body_string, body_string_contains, header, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 struct Fixture {
@@ -367,3 +367,142 @@ async fn concurrent_refreshes_on_two_brokers_make_one_provider_call(b: Backend) 
 }
 
 both_stores!(concurrent_refreshes_on_two_brokers_make_one_provider_call);
+
+/// A provider that rotates `rt-1` into `rt-2` once, slowly, and says how often each
+/// refresh token was presented.
+async fn slow_rotating_provider(server: &wiremock::MockServer) {
+    Mock::given(path("/token"))
+        .and(body_string_contains("refresh_token=rt-1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(
+                    json!({"access_token": "at-2", "refresh_token": "rt-2", "expires_in": 3600}),
+                )
+                .set_delay(std::time::Duration::from_millis(800)),
+        )
+        .mount(server)
+        .await;
+    Mock::given(path("/token"))
+        .and(body_string_contains("refresh_token=rt-2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": "at-3", "refresh_token": "rt-3", "expires_in": 3600}),
+        ))
+        .mount(server)
+        .await;
+}
+
+async fn presented(server: &wiremock::MockServer, token: &str) -> usize {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains(&format!("refresh_token={token}")))
+        .count()
+}
+
+#[tokio::test]
+async fn a_rotated_pair_survives_a_store_cut_right_after_the_provider_answers() {
+    let relay = CouchRelay::start().await;
+    let app = spawn_relayed_app(&relay).await;
+    let inst = app.new_instance(None).await;
+    let token = app.api_token(&inst).await;
+    let t = app.code_type(json!({})).await;
+    let id = app
+        .seed_account(
+            &inst,
+            json!({"account_type": t, "name": "", "oauth": {"access_token": "at-1", "refresh_token": "rt-1"}}),
+        )
+        .await;
+    slow_rotating_provider(&app.provider).await;
+    let refreshing = app.refresh(&t, &id, Some(&token));
+    let cut = async {
+        while presented(&app.provider, "rt-1").await == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // The provider has the request and rotates; the store goes before it answers.
+        relay.set_down(true).await;
+    };
+    let (resp, ()) = tokio::join!(refreshing, cut);
+    assert_eq!(resp.status(), 503, "{}", resp.text().await.unwrap());
+    // A konnector asking again during the outage does not spend rt-1 a second time.
+    let again = app.refresh(&t, &id, Some(&token)).await;
+    assert_eq!(again.status(), 503);
+    relay.set_down(false).await;
+    let mut waited = 0;
+    while app.account(&inst, &id).await["oauth"]["refresh_token"] != "rt-2" {
+        assert!(waited < 100, "the rotated pair never reached the account");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert_eq!(
+        app.account(&inst, &id).await["oauth"]["access_token"],
+        "at-2"
+    );
+    let next = app.refresh(&t, &id, Some(&token)).await;
+    assert_eq!(next.status(), 200);
+    assert_eq!(
+        presented(&app.provider, "rt-1").await,
+        1,
+        "rt-1 was presented again"
+    );
+    assert_eq!(presented(&app.provider, "rt-2").await, 1);
+}
+
+#[tokio::test]
+async fn a_rotated_pair_survives_the_process_killed_before_the_write() {
+    let relay = CouchRelay::start().await;
+    let app = spawn_relayed_app(&relay).await;
+    let inst = app.new_instance(None).await;
+    let token = app.api_token(&inst).await;
+    let t = app.code_type(json!({})).await;
+    let id = app
+        .seed_account(
+            &inst,
+            json!({"account_type": t, "name": "", "oauth": {"access_token": "at-1", "refresh_token": "rt-1"}}),
+        )
+        .await;
+    slow_rotating_provider(&app.provider).await;
+    // The process keeps its journal in a directory of its own.
+    let own_dir = tempfile::tempdir().unwrap();
+    let mut settings = app.settings.clone();
+    settings.data_dir = own_dir.path().to_path_buf();
+    let mut broker = spawn_process(&settings, 0).await;
+    let refreshing = app
+        .http
+        .post(format!("{}/accounts/{t}/{id}/refresh", broker.address))
+        .bearer_auth(&token)
+        .send();
+    let cut_and_kill = async {
+        while presented(&app.provider, "rt-1").await == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        relay.set_down(true).await;
+        // The provider answers in 0.8 s; the process then fails to write and is killed.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        broker.child.kill().unwrap();
+        broker.child.wait().unwrap();
+    };
+    let (_, ()) = tokio::join!(refreshing, cut_and_kill);
+    relay.set_down(false).await;
+    assert_eq!(
+        app.account(&inst, &id).await["oauth"]["refresh_token"],
+        "rt-1",
+        "the killed process wrote nothing"
+    );
+    let _restarted = spawn_process(&settings, 0).await;
+    let mut waited = 0;
+    while app.account(&inst, &id).await["oauth"]["refresh_token"] != "rt-2" {
+        assert!(
+            waited < 100,
+            "the restarted process did not write the rotated pair"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert_eq!(
+        presented(&app.provider, "rt-1").await,
+        1,
+        "rt-1 was presented again"
+    );
+}
