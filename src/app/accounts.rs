@@ -166,13 +166,13 @@ impl AccountActions {
         let (doc, at) = self.with_client(inst, id, None).await?;
         let revoked = match at {
             Ok(at) => {
-                let refresh = self
-                    .accounts
-                    .refresh_token(&doc)
-                    .map_err(|error| Error::Sealed {
-                        what: "the stored refresh token",
-                        error,
-                    })?;
+                let refresh =
+                    self.accounts
+                        .refresh_token(inst, &doc)
+                        .map_err(|error| Error::Sealed {
+                            what: "the stored refresh token",
+                            error,
+                        })?;
                 let access = doc
                     .pointer("/oauth/access_token")
                     .and_then(Value::as_str)

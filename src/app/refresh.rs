@@ -293,7 +293,7 @@ impl Refreshes {
         } else {
             let refresh_token = self
                 .accounts
-                .refresh_token(&current)
+                .refresh_token(inst, &current)
                 .map_err(|error| Error::Sealed {
                     what: "the stored refresh token",
                     error,

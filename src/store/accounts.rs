@@ -33,7 +33,7 @@ impl Accounts {
     }
 
     /// Seals a plaintext refresh token, when refresh tokens are sealed.
-    fn seal(&self, id: &str, doc: &mut Value) {
+    fn seal(&self, inst: &Instance, id: &str, doc: &mut Value) {
         if !self.seal_refresh_tokens {
             return;
         }
@@ -41,17 +41,36 @@ impl Accounts {
             .pointer("/oauth/refresh_token")
             .and_then(Value::as_str)
             .filter(|s| !is_sealed(s));
-        if let Some(sealed) = plain.and_then(|rt| self.keyring.seal(rt, &refresh_aad(id))) {
+        if let Some(sealed) = plain.and_then(|rt| self.keyring.seal(rt, &refresh_aad(inst, id))) {
             doc["oauth"]["refresh_token"] = sealed.into();
         }
     }
 
     /// The account's refresh token, opened when sealed.
-    pub fn refresh_token(&self, doc: &Value) -> Result<Option<String>, SealError> {
+    pub fn refresh_token(&self, inst: &Instance, doc: &Value) -> Result<Option<String>, SealError> {
+        self.open_refresh_token(inst, doc)
+            .map(|o| o.map(|(t, _)| t))
+    }
+
+    /// The refresh token opened, and whether it was sealed the old way (bound to the
+    /// account id only, before the instance was named in the associated data).
+    fn open_refresh_token(
+        &self,
+        inst: &Instance,
+        doc: &Value,
+    ) -> Result<Option<(String, bool)>, SealError> {
         let id = doc.get("_id").and_then(Value::as_str).unwrap_or_default();
-        refresh_token_of(doc)
-            .map(|rt| self.keyring.open(rt, &refresh_aad(id)))
-            .transpose()
+        let Some(rt) = refresh_token_of(doc) else {
+            return Ok(None);
+        };
+        match self.keyring.open(rt, &refresh_aad(inst, id)) {
+            Ok(t) => Ok(Some((t, false))),
+            Err(e @ SealError::Damaged) => match self.keyring.open(rt, &legacy_refresh_aad(id)) {
+                Ok(t) => Ok(Some((t, true))),
+                Err(_) => Err(e),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// Re-seals the refresh tokens of an instance's accounts with the newest key (and
@@ -68,7 +87,7 @@ impl Accounts {
         let mut changed = 0;
         let mut failed = Vec::new();
         for doc in docs {
-            if !self.needs_reseal(&doc) {
+            if !self.needs_reseal(inst, &doc) {
                 continue;
             }
             let id = doc
@@ -76,18 +95,18 @@ impl Accounts {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned();
-            if let Err(e) = self.refresh_token(&doc) {
+            if let Err(e) = self.refresh_token(inst, &doc) {
                 failed.push((id, format!("refresh token: {e}")));
                 continue;
             }
             // Computed from the document as it is at each write, so a refresh that lands
             // meanwhile is re-sealed rather than overwritten with the token read before.
             self.update_with(inst, doc, |d| {
-                if !self.needs_reseal(d) {
+                if !self.needs_reseal(inst, d) {
                     return;
                 }
-                if let Ok(Some(plain)) = self.refresh_token(d) {
-                    if let Some(v) = self.keyring.seal(&plain, &refresh_aad(&id)) {
+                if let Ok(Some(plain)) = self.refresh_token(inst, d) {
+                    if let Some(v) = self.keyring.seal(&plain, &refresh_aad(inst, &id)) {
                         d["oauth"]["refresh_token"] = v.into();
                     }
                 }
@@ -98,9 +117,12 @@ impl Accounts {
         Ok((changed, failed))
     }
 
-    fn needs_reseal(&self, doc: &Value) -> bool {
+    fn needs_reseal(&self, inst: &Instance, doc: &Value) -> bool {
         match refresh_token_of(doc) {
-            Some(rt) if is_sealed(rt) => self.keyring.needs_reseal(rt),
+            Some(rt) if is_sealed(rt) => {
+                self.keyring.needs_reseal(rt)
+                    || matches!(self.open_refresh_token(inst, doc), Ok(Some((_, true))))
+            }
             Some(_) => self.seal_refresh_tokens,
             None => false,
         }
@@ -122,7 +144,7 @@ impl Accounts {
                 return Ok(Applied::Gone);
             };
             let current = self
-                .refresh_token(&doc)
+                .refresh_token(inst, &doc)
                 .map_err(|e| StoreError::Invalid(format!("account `{id}`: {e}")))?
                 .map(|t| sha256_hex(&t))
                 .unwrap_or_default();
@@ -130,7 +152,7 @@ impl Accounts {
                 return Ok(Applied::Superseded(doc));
             }
             crate::domain::account::apply_members(&mut doc, members);
-            self.seal(id, &mut doc);
+            self.seal(inst, id, &mut doc);
             match self.store.put(&db, &doc).await {
                 Ok(rev) => {
                     doc["_rev"] = rev.into();
@@ -172,7 +194,7 @@ impl Accounts {
             o.insert("_id".into(), id.clone().into());
             o.remove("_rev");
         }
-        self.seal(&id, &mut doc);
+        self.seal(inst, &id, &mut doc);
         let db = inst.accounts_db();
         let mut attempt = 0;
         loop {
@@ -224,7 +246,7 @@ impl Accounts {
             .to_owned();
         for _ in 0..CONFLICT_RETRIES {
             change(&mut doc);
-            self.seal(&id, &mut doc);
+            self.seal(inst, &id, &mut doc);
             match self.store.put(&db, &doc).await {
                 Ok(rev) => {
                     doc["_rev"] = rev.into();
@@ -260,6 +282,67 @@ pub enum Applied {
 }
 
 /// Associated data of a sealed refresh token: the account it belongs to.
-fn refresh_aad(id: &str) -> String {
+fn refresh_aad(inst: &Instance, id: &str) -> String {
+    format!("account/{}/{id}/refresh_token", inst.domain)
+}
+
+/// The associated data tokens were sealed with before it named the instance.
+fn legacy_refresh_aad(id: &str) -> String {
     format!("account/{id}/refresh_token")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Domain;
+    use crate::store::embedded::EmbeddedStore;
+    use crate::store::Store;
+    use serde_json::json;
+
+    fn key(id: &str, byte: u8) -> String {
+        use base64::Engine;
+        format!(
+            "{id}:{}",
+            base64::engine::general_purpose::STANDARD.encode([byte; 32])
+        )
+    }
+
+    #[tokio::test]
+    async fn a_sealed_refresh_token_is_bound_to_its_instance_and_old_seals_are_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        let ring = Arc::new(Keyring::parse(&key("k1", 1)).unwrap());
+        let accounts = Accounts::new(store.clone(), ring.clone(), true);
+        let alice = Instance::new(Domain::parse("alice.example").unwrap(), None);
+        let bob = Instance::new(Domain::parse("bob.example").unwrap(), None);
+        for inst in [&alice, &bob] {
+            store.ensure_db(&inst.accounts_db()).await.unwrap();
+        }
+        let id = "same-id";
+        let doc = json!({"_id": id, "oauth": {"refresh_token": "alice-rt"}});
+        let mut sealed = doc.clone();
+        accounts.seal(&alice, id, &mut sealed);
+        assert_eq!(
+            accounts.refresh_token(&alice, &sealed).unwrap().as_deref(),
+            Some("alice-rt")
+        );
+        // Copied into another instance's account of the same id, it does not open.
+        assert!(accounts.refresh_token(&bob, &sealed).is_err());
+
+        // A token sealed before the instance was bound still opens, and rotation moves it.
+        let old = ring.seal("legacy-rt", &legacy_refresh_aad(id)).unwrap();
+        let legacy = json!({"_id": id, "oauth": {"refresh_token": old}});
+        store.put(&alice.accounts_db(), &legacy).await.unwrap();
+        let stored = accounts.get(&alice, id).await.unwrap().unwrap();
+        assert_eq!(
+            accounts.refresh_token(&alice, &stored).unwrap().as_deref(),
+            Some("legacy-rt")
+        );
+        let (changed, failed) = accounts.reseal_all(&alice).await.unwrap();
+        assert_eq!((changed, failed.len()), (1, 0));
+        let moved = accounts.get(&alice, id).await.unwrap().unwrap();
+        let rt = moved["oauth"]["refresh_token"].as_str().unwrap();
+        assert!(ring.open(rt, &refresh_aad(&alice, id)).is_ok());
+        assert!(ring.open(rt, &legacy_refresh_aad(id)).is_err());
+    }
 }
