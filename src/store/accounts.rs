@@ -296,7 +296,6 @@ mod tests {
     use super::*;
     use crate::domain::Domain;
     use crate::store::embedded::EmbeddedStore;
-    use crate::store::Store;
     use serde_json::json;
 
     fn key(id: &str, byte: u8) -> String {
