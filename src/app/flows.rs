@@ -67,6 +67,8 @@ pub(crate) struct RedirectParams {
     pub(crate) state: String,
     /// The provider's `error`, when it refused.
     pub(crate) error: Option<String>,
+    /// The issuer the authorization server names (RFC 9207), when it sends one.
+    pub(crate) iss: Option<String>,
     /// The authorization code.
     pub(crate) code: Option<String>,
     /// An access token given directly (implicit-style providers).
@@ -244,6 +246,11 @@ impl Flows {
             binding_cookie,
         };
         // From here the state was valid: every failure goes back to the app as `?error=`.
+        if let Err(e) = self.check_issuer(&inst, &flow, p.iss.as_deref()).await {
+            tracing::warn!(account_type = %flow.account_type, error = %e, "redirect from another issuer refused");
+            self.failed(&flow.account_type, e.kind());
+            return Ok(done(back.location(None, Some(&e.redirect_code()))));
+        }
         if let Some(error) = &p.error {
             let code = if is_sane_code(error) {
                 error
@@ -269,6 +276,36 @@ impl Flows {
                 done(back.location(None, Some(&e.redirect_code())))
             }
         })
+    }
+
+    /// RFC 9207: a redirect that names its issuer must name the one the flow went to
+    /// (the type's `issuer`, or a per-account type's provider), so a response from
+    /// another authorization server (a mix-up attack) is refused before any exchange.
+    async fn check_issuer(
+        &self,
+        inst: &Instance,
+        flow: &FlowState,
+        iss: Option<&str>,
+    ) -> Result<(), Error> {
+        let Some(iss) = iss else {
+            return Ok(());
+        };
+        let expected = match flow.provider_url.as_deref() {
+            Some(provider) => Some(provider.trim_end_matches('/').to_owned()),
+            None => self
+                .account_types
+                .lookup(&flow.account_type, inst.context.as_deref())
+                .await?
+                .issuer
+                .clone(),
+        };
+        match expected {
+            Some(want) if want != iss.trim_end_matches('/') => Err(Error::BadRequest {
+                code: "issuer_mismatch",
+                detail: "the authorization response names another issuer".into(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Obtains the tokens, builds and writes the account; returns its id.

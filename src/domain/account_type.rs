@@ -74,6 +74,9 @@ pub struct AccountType {
     pub registration_endpoint: Option<Url>,
     /// Client metadata sent when registering (`client_name`, `software_id`, ...).
     pub client_metadata: Map<String, Value>,
+    /// The authorization server's issuer identifier (RFC 8414), compared with the `iss`
+    /// a redirect carries (RFC 9207); per-account types use their provider's origin.
+    pub issuer: Option<String>,
     /// Origins `provider_url` may take, for types whose endpoints start with it.
     pub provider_url_patterns: Vec<ProviderPattern>,
     /// Endpoint fields written with `{provider_url}`, as written.
@@ -169,6 +172,7 @@ impl AccountType {
                     ))
                 }
             },
+            issuer: url_field(obj, "issuer")?.map(|u| u.as_str().trim_end_matches('/').to_owned()),
             provider_url_patterns: provider_patterns(obj)?,
             templated,
             grant_mode,

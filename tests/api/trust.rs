@@ -365,3 +365,45 @@ async fn a_provider_name_resolving_to_a_private_address_is_not_contacted(b: Back
 }
 
 both_stores!(a_provider_name_resolving_to_a_private_address_is_not_contacted);
+
+async fn a_redirect_naming_another_issuer_is_refused_before_any_exchange(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({"issuer": "https://as.example"})).await;
+    Mock::given(wiremock::matchers::path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "a"})))
+        .mount(&app.provider)
+        .await;
+    let mut exchanges = 0;
+    for (iss, accepted) in [
+        (Some("https://evil.example"), false),
+        (Some("https://as.example"), true),
+        (Some("https://as.example/"), true),
+        (None, true),
+    ] {
+        let url = app.start_flow(&inst, &t).await;
+        let state = TestApp::state_in(&url);
+        let mut pairs = vec![("code", "C"), ("state", state.as_str())];
+        if let Some(i) = iss {
+            pairs.push(("iss", i));
+        }
+        let loc = location(&app.redirect(&t, &pairs).await);
+        assert_eq!(
+            query_of(&loc).contains_key("account"),
+            accepted,
+            "{iss:?}: {loc}"
+        );
+        if accepted {
+            exchanges += 1;
+        } else {
+            assert_eq!(query_of(&loc)["error"], "invalid_request");
+        }
+        assert_eq!(
+            app.provider.received_requests().await.unwrap().len(),
+            exchanges,
+            "{iss:?}"
+        );
+    }
+}
+
+both_stores!(a_redirect_naming_another_issuer_is_refused_before_any_exchange);

@@ -54,6 +54,7 @@ fn parse(req: &HttpRequest, service_id: String) -> Result<RedirectParams, Error>
         connection_id: present(q.bounded("connection_id", 256)?),
         connection_deleted: present(q.bounded("connection_deleted", 256)?),
         error: lenient("error"),
+        iss: lenient("iss"),
         code: lenient("code"),
         access_token: lenient("access_token"),
         pairs: q.pairs().to_vec(),
