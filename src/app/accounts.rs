@@ -1,6 +1,7 @@
 //! Account use cases besides flows and refresh: a client-credentials account created on
 //! request, the status of an account's token, and an account revoked and deleted.
 
+use super::callers::InstanceAccess;
 use super::clients::Clients;
 use super::refresh::Refreshes;
 use super::Error;
@@ -82,9 +83,13 @@ impl AccountActions {
     /// and stores it as a new account, kept fresh by the refresher. Returns the account.
     pub(crate) async fn create_client_credentials(
         &self,
-        inst: &Instance,
+        access: &InstanceAccess,
         service_id: &str,
     ) -> Result<Value, Error> {
+        if !access.scope.allows(service_id) {
+            return Err(Error::TypeNotAllowed(service_id.to_owned()));
+        }
+        let inst = &access.instance;
         let at = self
             .account_types
             .lookup(service_id, inst.context.as_deref())
@@ -126,10 +131,14 @@ impl AccountActions {
     /// introspection endpoint (RFC 7662), else the broker answers from what it stored.
     pub(crate) async fn status(
         &self,
-        inst: &Instance,
+        access: &InstanceAccess,
         service_id: &str,
         id: &str,
     ) -> Result<TokenStatus, Error> {
+        if !access.scope.allows(service_id) {
+            return Err(Error::TypeNotAllowed(service_id.to_owned()));
+        }
+        let inst = &access.instance;
         let (doc, at) = self.with_client(inst, id, Some(service_id)).await?;
         let at = at?;
         let token = doc
@@ -162,8 +171,21 @@ impl AccountActions {
 
     /// Revokes the tokens at the provider when it can (RFC 7009), then deletes the account
     /// and its refresh plan; `true` when the provider was told.
-    pub(crate) async fn revoke_and_delete(&self, inst: &Instance, id: &str) -> Result<bool, Error> {
+    pub(crate) async fn revoke_and_delete(
+        &self,
+        access: &InstanceAccess,
+        id: &str,
+    ) -> Result<bool, Error> {
+        let inst = &access.instance;
         let (doc, at) = self.with_client(inst, id, None).await?;
+        let its_service = service_id_of(
+            doc.get("account_type")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        );
+        if !access.scope.allows(its_service) {
+            return Err(Error::TypeNotAllowed(its_service.to_owned()));
+        }
         let revoked = match at {
             Ok(at) => {
                 let refresh =

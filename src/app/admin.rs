@@ -2,12 +2,13 @@
 //! instances, credentials, registered clients, key rotation, account removal.
 
 use super::accounts::AccountActions;
+use super::callers::InstanceAccess;
 use super::clients::Clients;
 use super::registrations::{registration_id, Registrations};
 use super::Error;
 use crate::domain::account_type::redacted;
 use crate::domain::secret::Credential;
-use crate::domain::{AccountType, Clock, Domain, Instance};
+use crate::domain::{AccountType, Clock, Domain, Instance, TokenScope};
 use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
 use crate::store::credentials::Credentials;
@@ -129,12 +130,31 @@ impl Admin {
         Ok((code, self.session_code_ttl))
     }
 
-    /// Issues an instance API token (shown once).
-    pub(crate) async fn issue_api_token(&self, domain: &str) -> Result<Credential, Error> {
+    /// Issues an instance API token (shown once), valid for `lifetime` if given and for
+    /// the account types listed if any.
+    pub(crate) async fn issue_api_token(
+        &self,
+        domain: &str,
+        lifetime: Option<Duration>,
+        account_types: Option<Vec<String>>,
+    ) -> Result<Credential, Error> {
         let inst = self.instance(domain).await?;
+        if let Some(types) = &account_types {
+            for t in types {
+                crate::domain::account_type::validate_id(t).map_err(|e| Error::BadRequest {
+                    code: "invalid_account_type",
+                    detail: format!("account_types: `{t}`: {}", e.reason),
+                })?;
+            }
+        }
+        let now = self.clock.now();
+        let scope = TokenScope {
+            expires_at: lifetime.map(|l| now.plus(l).unix_secs()),
+            account_types,
+        };
         let token = self
             .credentials
-            .issue_api_token(&inst.domain, self.clock.now())
+            .issue_api_token(&inst.domain, now, &scope)
             .await?;
         tracing::info!(instance = %inst.domain, "API token issued");
         Ok(token)
@@ -210,8 +230,12 @@ impl Admin {
 
     /// Revokes an account's tokens at the provider and deletes it; `true` when revoked.
     pub(crate) async fn delete_account(&self, domain: &str, id: &str) -> Result<bool, Error> {
-        let inst = self.instance(domain).await?;
-        self.account_actions.revoke_and_delete(&inst, id).await
+        let instance = self.instance(domain).await?;
+        let operator = InstanceAccess {
+            instance,
+            scope: TokenScope::default(),
+        };
+        self.account_actions.revoke_and_delete(&operator, id).await
     }
 
     /// Re-seals every client secret (and sealed refresh token) with the newest key.

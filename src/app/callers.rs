@@ -3,7 +3,7 @@
 
 use super::Error;
 use crate::domain::secret::sha256_hex;
-use crate::domain::{Clock, Domain, Instance};
+use crate::domain::{Clock, Domain, Instance, TokenScope};
 use crate::store::credentials::Credentials;
 use crate::store::instances::Instances;
 use subtle::ConstantTimeEq;
@@ -28,6 +28,15 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret([redacted])")
     }
+}
+
+/// A caller acting for an instance, within its token's limits.
+#[derive(Debug, Clone)]
+pub(crate) struct InstanceAccess {
+    /// The instance.
+    pub(crate) instance: Instance,
+    /// What the credential allows (session codes and the operator: everything).
+    pub(crate) scope: TokenScope,
 }
 
 /// Checks credentials.
@@ -55,15 +64,27 @@ impl Callers {
         }
     }
 
-    /// The instance an API token acts for.
-    pub(crate) async fn instance_by_token(&self, token: Option<&str>) -> Result<Instance, Error> {
+    /// The instance an API token acts for, and its limits; an expired token is refused.
+    pub(crate) async fn instance_by_token(
+        &self,
+        token: Option<&str>,
+    ) -> Result<InstanceAccess, Error> {
         let token = token.ok_or(Error::NoCredentials)?;
-        let domain = self
+        let (domain, scope) = self.live_token(token).await?;
+        let instance = self.instance(&domain).await?.ok_or(Error::BadCredentials)?;
+        Ok(InstanceAccess { instance, scope })
+    }
+
+    async fn live_token(&self, token: &str) -> Result<(Domain, TokenScope), Error> {
+        let (domain, scope) = self
             .credentials
             .instance_for_api_token(token)
             .await?
             .ok_or(Error::BadCredentials)?;
-        self.instance(&domain).await?.ok_or(Error::BadCredentials)
+        if !scope.is_live(self.clock.now()) {
+            return Err(Error::BadCredentials);
+        }
+        Ok((domain, scope))
     }
 
     /// The instance `start` acts for: a one-time session code (spent here), else an API
@@ -72,23 +93,23 @@ impl Callers {
         &self,
         session_code: Option<&str>,
         token: Option<&str>,
-    ) -> Result<Instance, Error> {
-        let domain = match (session_code, token) {
-            (Some(code), _) => self
-                .credentials
-                .redeem_session_code(code, self.clock.now())
-                .await?
-                .ok_or(Error::BadCredentials)?,
-            (None, Some(token)) => self
-                .credentials
-                .instance_for_api_token(token)
-                .await?
-                .ok_or(Error::BadCredentials)?,
+    ) -> Result<InstanceAccess, Error> {
+        let (domain, scope) = match (session_code, token) {
+            (Some(code), _) => (
+                self.credentials
+                    .redeem_session_code(code, self.clock.now())
+                    .await?
+                    .ok_or(Error::BadCredentials)?,
+                TokenScope::default(),
+            ),
+            (None, Some(token)) => self.live_token(token).await?,
             (None, None) => return Err(Error::LoginRequired),
         };
-        self.instance(&domain)
+        let instance = self
+            .instance(&domain)
             .await?
-            .ok_or_else(|| Error::UnknownInstance(domain.to_string()))
+            .ok_or_else(|| Error::UnknownInstance(domain.to_string()))?;
+        Ok(InstanceAccess { instance, scope })
     }
 
     async fn instance(&self, domain: &Domain) -> Result<Option<Instance>, Error> {

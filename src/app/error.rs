@@ -22,6 +22,9 @@ pub enum Error {
     /// The credential is unknown, expired or already used.
     #[error("the session code or token is invalid, expired or already used")]
     BadCredentials,
+    /// The caller's token does not cover this account type.
+    #[error("this token does not allow account type `{0}`")]
+    TypeNotAllowed(String),
     /// The admin API is off.
     #[error("the admin API is disabled: set BROKER__ADMIN_TOKEN to enable it")]
     AdminDisabled,
@@ -138,7 +141,9 @@ impl Classified for Error {
         use Error::*;
         match self {
             NoCredentials | AdminUnauthorized => ErrorKind::Unauthenticated,
-            LoginRequired | BadCredentials | AdminDisabled => ErrorKind::Forbidden,
+            LoginRequired | BadCredentials | AdminDisabled | TypeNotAllowed(_) => {
+                ErrorKind::Forbidden
+            }
             NoAuthorizationStep(_) | BadRequest { .. } | NotRefreshable(_) => ErrorKind::Invalid,
             NoProvider(_) | FixedProvider(_) => ErrorKind::Invalid,
             RateLimited { .. } => ErrorKind::RateLimited,
@@ -165,6 +170,7 @@ impl Classified for Error {
             LoginRequired => "login_required",
             BadCredentials => "bad_credentials",
             AdminDisabled => "admin_disabled",
+            TypeNotAllowed(_) => "token_not_allowed",
             AdminUnauthorized => "admin_unauthorized",
             NoAuthorizationStep(_) => "no_authorization_step",
             BadRequest { code, .. } => code,

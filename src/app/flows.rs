@@ -2,6 +2,7 @@
 //! provider; [`Flows::complete`] consumes the state, obtains the tokens, writes the
 //! account and says where the browser goes back to.
 
+use super::callers::InstanceAccess;
 use super::clients::Clients;
 use super::refresh::Refreshes;
 use super::Error;
@@ -114,8 +115,16 @@ pub(crate) struct Flows {
 }
 
 impl Flows {
-    /// Stores a flow state for `inst` and says where the browser goes.
-    pub(crate) async fn begin(&self, inst: &Instance, p: StartParams) -> Result<Started, Error> {
+    /// Stores a flow state for the caller's instance and says where the browser goes.
+    pub(crate) async fn begin(
+        &self,
+        access: &InstanceAccess,
+        p: StartParams,
+    ) -> Result<Started, Error> {
+        if !access.scope.allows(&p.service_id) {
+            return Err(Error::TypeNotAllowed(p.service_id));
+        }
+        let inst = &access.instance;
         let at = self
             .account_types
             .lookup(&p.service_id, inst.context.as_deref())

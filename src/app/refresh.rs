@@ -4,12 +4,15 @@
 //! a lease in the store, and everyone who waited re-reads the account and returns the
 //! tokens the winner stored.
 
+use super::callers::InstanceAccess;
 use super::clients::Clients;
 use super::keyed_locks::KeyedLocks;
 use super::Error;
 use crate::domain::account;
 use crate::domain::secret::sha256_hex;
-use crate::domain::{AccountType, Classified, Clock, Domain, ErrorKind, GrantMode, Instance};
+use crate::domain::{
+    AccountType, Classified, Clock, Domain, ErrorKind, GrantMode, Instance, TokenScope,
+};
 use crate::metrics::Metrics;
 use crate::oauth::{provider_request, ProviderClient};
 use crate::store::accounts::Accounts;
@@ -75,6 +78,16 @@ enum Taken {
 }
 
 impl Refreshes {
+    /// Refreshes account `id` for a konnector, within its token's limits.
+    pub(crate) async fn refresh_as(
+        &self,
+        access: &InstanceAccess,
+        id: &str,
+    ) -> Result<Value, Error> {
+        self.refresh_in(&access.instance, &access.scope, id, Mode::Always)
+            .await
+    }
+
     /// Refreshes account `id` of `inst` in `mode` and returns the saved document.
     pub(crate) async fn refresh(
         &self,
@@ -82,7 +95,18 @@ impl Refreshes {
         id: &str,
         mode: Mode,
     ) -> Result<Value, Error> {
-        let outcome = self.refresh_unlabelled(inst, id, mode).await;
+        self.refresh_in(inst, &TokenScope::default(), id, mode)
+            .await
+    }
+
+    async fn refresh_in(
+        &self,
+        inst: &Instance,
+        scope: &TokenScope,
+        id: &str,
+        mode: Mode,
+    ) -> Result<Value, Error> {
+        let outcome = self.refresh_unlabelled(inst, scope, id, mode).await;
         let label = match &outcome {
             Ok(_) => "ok",
             Err(e) => e.kind().as_str(),
@@ -94,6 +118,7 @@ impl Refreshes {
     async fn refresh_unlabelled(
         &self,
         inst: &Instance,
+        scope: &TokenScope,
         id: &str,
         mode: Mode,
     ) -> Result<Value, Error> {
@@ -102,6 +127,14 @@ impl Refreshes {
             .get(inst, id)
             .await?
             .ok_or(Error::NotFound("account"))?;
+        let its_service = crate::domain::account_type::service_id_of(
+            seen.get("account_type")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        );
+        if !scope.allows(its_service) {
+            return Err(Error::TypeNotAllowed(its_service.to_owned()));
+        }
         if !seen.get("oauth").is_some_and(Value::is_object) {
             return Err(Error::NotRefreshable("this account has no OAuth tokens"));
         }

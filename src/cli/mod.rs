@@ -130,6 +130,12 @@ pub enum InstancesCmd {
     Token {
         /// Instance domain.
         domain: String,
+        /// Seconds the token stays valid (none: it does not expire).
+        #[arg(long)]
+        expires_in: Option<u64>,
+        /// An account type the token may act on (repeatable; none: every type).
+        #[arg(long = "account-type")]
+        account_types: Vec<String>,
     },
     /// Issue a one-time session code for `start`.
     SessionCode {
@@ -227,8 +233,20 @@ async fn instances(s: &Services, cmd: InstancesCmd) -> anyhow::Result<()> {
                 );
             }
         }
-        InstancesCmd::Token { domain } => {
-            out!("{}", s.admin.issue_api_token(&domain).await?.expose());
+        InstancesCmd::Token {
+            domain,
+            expires_in,
+            account_types,
+        } => {
+            let token = s
+                .admin
+                .issue_api_token(
+                    &domain,
+                    expires_in.map(std::time::Duration::from_secs),
+                    (!account_types.is_empty()).then_some(account_types),
+                )
+                .await?;
+            out!("{}", token.expose());
         }
         InstancesCmd::SessionCode { domain } => {
             let (code, _) = s.admin.issue_session_code(&domain).await?;

@@ -13,6 +13,7 @@ pub mod secret;
 pub mod slug;
 pub mod time;
 pub mod token_mode;
+pub mod token_scope;
 
 pub use account_type::{AccountType, AccountTypeError};
 pub use error_kind::{Classified, ErrorKind};
@@ -22,3 +23,4 @@ pub use instance::{Domain, Instance, Subdomains};
 pub use slug::Slug;
 pub use time::{Clock, Timestamp};
 pub use token_mode::TokenMode;
+pub use token_scope::TokenScope;

@@ -8,9 +8,11 @@
 use super::error::{Api, Page};
 use super::query::Query;
 use super::rate_limit::{Group, RateLimits};
+use crate::app::callers::InstanceAccess;
 use crate::app::flows::StartParams;
 use crate::app::{Error, Services};
-use crate::domain::{Instance, Slug};
+use crate::domain::secret::sha256_hex;
+use crate::domain::Slug;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
@@ -41,6 +43,14 @@ fn limit(req: &HttpRequest, group: Group) -> Result<(), Error> {
     }
 }
 
+/// Takes one request from the budget of `key` (a token's hash) in `group`.
+fn limit_key(req: &HttpRequest, group: Group, key: &str) -> Result<(), Error> {
+    match req.app_data::<web::Data<RateLimits>>() {
+        Some(limits) => limits.check_key(group, key),
+        None => Ok(()),
+    }
+}
+
 /// The operator, authenticated by the admin token.
 #[derive(Debug)]
 pub(crate) struct AdminCaller;
@@ -57,9 +67,9 @@ impl FromRequest for AdminCaller {
     }
 }
 
-/// A caller acting for an instance (an instance API token).
+/// A caller acting for an instance (an instance API token), within its limits.
 #[derive(Debug)]
-pub(crate) struct InstanceCaller(pub(crate) Instance);
+pub(crate) struct InstanceCaller(pub(crate) InstanceAccess);
 
 impl FromRequest for InstanceCaller {
     type Error = Api;
@@ -69,8 +79,13 @@ impl FromRequest for InstanceCaller {
         let req = req.clone();
         Box::pin(async move {
             let s = services(&req)?;
-            let inst = s.callers.instance_by_token(bearer(&req)).await?;
-            Ok(InstanceCaller(inst))
+            let token = bearer(&req);
+            // Per token as well as per address: one konnector cannot starve the others.
+            if let Some(t) = token {
+                limit_key(&req, Group::Token, &sha256_hex(t))?;
+            }
+            let access = s.callers.instance_by_token(token).await?;
+            Ok(InstanceCaller(access))
         })
     }
 }
@@ -78,8 +93,8 @@ impl FromRequest for InstanceCaller {
 /// A start (or reconnect) request, parsed, and the instance it acts for.
 #[derive(Debug)]
 pub(crate) struct StartCaller {
-    /// The instance the flow is for.
-    pub(crate) instance: Instance,
+    /// The instance the flow is for, within the credential's limits.
+    pub(crate) access: InstanceAccess,
     /// What the app asked for.
     pub(crate) params: StartParams,
 }
@@ -96,11 +111,11 @@ impl FromRequest for StartCaller {
             // Cheap checks first: a bad request must not burn the session code.
             let q = Query::parse(req.query_string())?;
             let params = start_params(&req, &q)?;
-            let instance = s
+            let access = s
                 .callers
                 .instance_for_start(q.one("session_code")?, bearer(&req))
                 .await?;
-            Ok(StartCaller { instance, params })
+            Ok(StartCaller { access, params })
         })
     }
 }

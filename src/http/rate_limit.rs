@@ -26,6 +26,8 @@ pub(crate) enum Group {
     Redirect,
     /// `/admin/*`
     Admin,
+    /// The routes konnectors call, per API token.
+    Token,
 }
 
 /// An address block: `10.0.0.0/8`, `2001:db8::/32`, or one address.
@@ -98,7 +100,7 @@ fn client_key(ip: IpAddr) -> IpAddr {
 
 /// One GCRA bucket per (group, client), in this process.
 pub(crate) struct RateLimits {
-    limiter: Option<DefaultKeyedRateLimiter<(Group, IpAddr)>>,
+    limiter: Option<DefaultKeyedRateLimiter<(Group, String)>>,
     trusted_proxies: Vec<IpBlock>,
 }
 
@@ -118,17 +120,25 @@ impl RateLimits {
 
     /// Takes one request from the client's budget, or says when to come back.
     pub(crate) fn check(&self, group: Group, req: &HttpRequest) -> Result<(), Error> {
-        let Some(limiter) = &self.limiter else {
+        if self.limiter.is_none() {
+            return Ok(());
+        }
+        let Some(ip) = self.client_ip(req) else {
             return Ok(());
         };
-        let Some(ip) = self.client_ip(req) else {
+        self.check_key(group, &client_key(ip).to_string())
+    }
+
+    /// Takes one request from the budget of `key` (an address, a token's hash).
+    pub(crate) fn check_key(&self, group: Group, key: &str) -> Result<(), Error> {
+        let Some(limiter) = &self.limiter else {
             return Ok(());
         };
         if limiter.len() > MAX_CLIENTS {
             limiter.retain_recent();
         }
         limiter
-            .check_key(&(group, client_key(ip)))
+            .check_key(&(group, key.to_owned()))
             .map_err(|not_until| {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 Error::RateLimited {

@@ -2,7 +2,7 @@
 
 use super::{rev_of, SharedStore, StoreError, API_TOKENS_DB, SESSION_CODES_DB};
 use crate::domain::secret::Credential;
-use crate::domain::{Domain, Timestamp};
+use crate::domain::{Domain, Timestamp, TokenScope};
 use serde_json::{json, Value};
 
 /// Issues and checks the credentials that let a caller act for an instance.
@@ -83,24 +83,30 @@ impl Credentials {
         }
     }
 
-    /// A new API token for an instance; only its hash is stored.
+    /// A new API token for an instance, within `scope`; only its hash is stored.
     pub async fn issue_api_token(
         &self,
         instance: &Domain,
         now: Timestamp,
+        scope: &TokenScope,
     ) -> Result<Credential, StoreError> {
         let token = Credential::generate();
-        let doc = json!({"_id": token.hashed(), "instance": instance.as_str(),
+        let mut doc = json!({"_id": token.hashed(), "instance": instance.as_str(),
                          "created_at": now.unix_secs()});
+        if let (Some(o), Ok(Value::Object(limits))) =
+            (doc.as_object_mut(), serde_json::to_value(scope))
+        {
+            o.extend(limits);
+        }
         self.store.put(API_TOKENS_DB, &doc).await?;
         Ok(token)
     }
 
-    /// The instance an API token acts for, or `None` for an unknown token.
+    /// The instance an API token acts for and its limits, or `None` for an unknown token.
     pub async fn instance_for_api_token(
         &self,
         presented: &str,
-    ) -> Result<Option<Domain>, StoreError> {
+    ) -> Result<Option<(Domain, TokenScope)>, StoreError> {
         if presented.is_empty() || presented.len() > 128 {
             return Ok(None);
         }
@@ -112,7 +118,11 @@ impl Credentials {
                 &Credential::from_presented(presented).hashed(),
             )
             .await?;
-        Ok(doc.as_ref().and_then(instance_of))
+        Ok(doc.as_ref().and_then(|d| {
+            // Tokens issued before limits existed have none: no expiry, every type.
+            let scope = serde_json::from_value(d.clone()).unwrap_or_default();
+            instance_of(d).map(|i| (i, scope))
+        }))
     }
 }
 

@@ -89,7 +89,11 @@ async fn rate_limited_routes_answer_429_before_looking_at_credentials(b: Backend
     })
     .await;
     for r in ROUTES {
-        if !matches!(r.access, Access::Admin | Access::Start | Access::Redirect) {
+        // Instance routes are limited per token (here, one wrong token) as well.
+        if !matches!(
+            r.access,
+            Access::Admin | Access::Start | Access::Redirect | Access::Instance
+        ) {
             continue;
         }
         // Each group has its own budget: the first call of a group spends it.

@@ -407,3 +407,151 @@ async fn a_redirect_naming_another_issuer_is_refused_before_any_exchange(b: Back
 }
 
 both_stores!(a_redirect_naming_another_issuer_is_refused_before_any_exchange);
+
+async fn issue_token(
+    app: &TestApp,
+    inst: &oauth_broker::domain::Instance,
+    limits: Value,
+) -> String {
+    let resp = app
+        .admin(
+            reqwest::Method::POST,
+            &format!("/admin/instances/{}/tokens", inst.domain),
+        )
+        .json(&limits)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    resp.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn a_token_limited_to_one_account_type_acts_on_that_type_only(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let allowed = app.code_type(json!({})).await;
+    let other = app.code_type(json!({})).await;
+    Mock::given(wiremock::matchers::path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "new"})))
+        .mount(&app.provider)
+        .await;
+    let token = issue_token(&app, &inst, json!({"account_types": [allowed]})).await;
+    let seed = |t: String| {
+        let app = &app;
+        let inst = &inst;
+        async move {
+            app.seed_account(
+                inst,
+                json!({"account_type": t, "oauth": {"access_token": "a", "refresh_token": "r"}}),
+            )
+            .await
+        }
+    };
+    let mine = seed(allowed.clone()).await;
+    let theirs = seed(other.clone()).await;
+    let ok = app.refresh(&allowed, &mine, Some(&token)).await;
+    assert_eq!(ok.status(), 200);
+    // The path's type is ignored on refresh: the account's own type decides.
+    for path_type in [&other, &allowed] {
+        let refused = error_code(app.refresh(path_type, &theirs, Some(&token)).await).await;
+        assert_eq!(refused, (403, "token_not_allowed".into()));
+    }
+    let status = app
+        .http
+        .get(format!("{}/accounts/{other}/{theirs}/status", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(status).await, (403, "token_not_allowed".into()));
+    let delete = app
+        .http
+        .delete(format!("{}/accounts/{allowed}/{theirs}", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(delete).await, (403, "token_not_allowed".into()));
+    assert_eq!(
+        app.account(&inst, &theirs).await["oauth"]["access_token"],
+        "a"
+    );
+    let start = app
+        .http
+        .get(format!("{}/accounts/{other}/start?state=s", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 403);
+    assert!(start.text().await.unwrap().contains("token_not_allowed"));
+}
+
+async fn an_expired_token_is_refused(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    let token = issue_token(&app, &inst, json!({"expires_in": 1})).await;
+    let id = app
+        .seed_account(
+            &inst,
+            json!({"account_type": t, "oauth": {"access_token": "a"}}),
+        )
+        .await;
+    let status = |token: String| {
+        let app = &app;
+        let (t, id) = (t.clone(), id.clone());
+        async move {
+            app.http
+                .get(format!("{}/accounts/{t}/{id}/status", app.address))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(status(token.clone()).await.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(
+        error_code(status(token).await).await,
+        (403, "bad_credentials".into())
+    );
+}
+
+async fn each_konnector_token_has_its_own_budget(b: Backend) {
+    let app = spawn_app_with(b, |s| {
+        s.rate_limit.per_minute = 60;
+        s.rate_limit.burst = 8;
+    })
+    .await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    let id = app
+        .seed_account(
+            &inst,
+            json!({"account_type": t, "oauth": {"access_token": "a"}}),
+        )
+        .await;
+    let (noisy, quiet) = (app.api_token(&inst).await, app.api_token(&inst).await);
+    let status = |token: &str| {
+        app.http
+            .get(format!("{}/accounts/{t}/{id}/status", app.address))
+            .bearer_auth(token)
+            .send()
+    };
+    let mut codes = Vec::new();
+    for _ in 0..12 {
+        codes.push(status(&noisy).await.unwrap().status().as_u16());
+    }
+    assert_eq!(codes.last(), Some(&429), "{codes:?}");
+    assert_eq!(status(&quiet).await.unwrap().status(), 200);
+}
+
+both_stores!(
+    a_token_limited_to_one_account_type_acts_on_that_type_only,
+    an_expired_token_is_refused,
+    each_konnector_token_has_its_own_budget,
+);

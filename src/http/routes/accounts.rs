@@ -2,7 +2,6 @@
 //! (revoke an account's tokens and delete it), `POST /accounts/{type}/{id}/refresh`
 //! (konnectors get fresh tokens) and `GET /accounts/{type}/{id}/status`.
 
-use crate::app::refresh::Mode;
 use crate::app::Services;
 use crate::http::error::Api;
 use crate::http::extractors::InstanceCaller;
@@ -12,56 +11,53 @@ use serde_json::{json, Map, Value};
 
 /// For a `client_credentials` type, obtains a token and stores it as a new account.
 pub(crate) async fn create(
-    InstanceCaller(inst): InstanceCaller,
+    InstanceCaller(access): InstanceCaller,
     path: web::Path<String>,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
     let saved = services
         .accounts
-        .create_client_credentials(&inst, &path.into_inner())
+        .create_client_credentials(&access, &path.into_inner())
         .await?;
     Ok(jsonapi(HttpResponse::Created(), &jsonapi_account(&saved)))
 }
 
 /// Revokes the tokens at the provider when it can, then deletes the account.
 pub(crate) async fn delete(
-    InstanceCaller(inst): InstanceCaller,
+    InstanceCaller(access): InstanceCaller,
     path: web::Path<(String, String)>,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
     let (_, account_id) = path.into_inner();
     let revoked = services
         .accounts
-        .revoke_and_delete(&inst, &account_id)
+        .revoke_and_delete(&access, &account_id)
         .await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "id": account_id, "revoked": revoked})))
 }
 
 /// Refreshes the account and answers it as a JSON:API document, as cozy-stack does.
 pub(crate) async fn refresh(
-    InstanceCaller(inst): InstanceCaller,
+    InstanceCaller(access): InstanceCaller,
     path: web::Path<(String, String)>,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
     // The `{type}` segment is ignored, as in cozy-stack: the account names its type.
     let (_, account_id) = path.into_inner();
-    let saved = services
-        .refreshes
-        .refresh(&inst, &account_id, Mode::Always)
-        .await?;
+    let saved = services.refreshes.refresh_as(&access, &account_id).await?;
     Ok(jsonapi(HttpResponse::Ok(), &jsonapi_account(&saved)))
 }
 
 /// Answers `active`, `expires_at` and `scope` of the account's access token.
 pub(crate) async fn status(
-    InstanceCaller(inst): InstanceCaller,
+    InstanceCaller(access): InstanceCaller,
     path: web::Path<(String, String)>,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
     let (service_id, account_id) = path.into_inner();
     let s = services
         .accounts
-        .status(&inst, &service_id, &account_id)
+        .status(&access, &service_id, &account_id)
         .await?;
     let mut attributes = Map::new();
     attributes.insert("active".into(), s.active.into());

@@ -128,13 +128,41 @@ pub(crate) async fn issue_session_code(
         .json(json!({"session_code": code.expose(), "expires_in": ttl.as_secs()})))
 }
 
-/// Issues an instance API token, shown once.
+/// Body of `POST /admin/instances/{domain}/tokens`, optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewToken {
+    #[serde(default)]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    account_types: Option<Vec<String>>,
+}
+
+/// Issues an instance API token, shown once; `{"expires_in": s, "account_types": [..]}`
+/// limits it.
 pub(crate) async fn issue_api_token(
     _: AdminCaller,
     path: web::Path<String>,
+    body: web::Payload,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
-    let token = services.admin.issue_api_token(&path.into_inner()).await?;
+    let raw = read_body(body).await?;
+    let limits: NewToken = if raw.is_empty() {
+        NewToken::default()
+    } else {
+        serde_json::from_slice(&raw).map_err(|e| Error::BadRequest {
+            code: "invalid_body",
+            detail: format!("expected {{\"expires_in\": seconds, \"account_types\": [..]}}: {e}"),
+        })?
+    };
+    let token = services
+        .admin
+        .issue_api_token(
+            &path.into_inner(),
+            limits.expires_in.map(std::time::Duration::from_secs),
+            limits.account_types,
+        )
+        .await?;
     Ok(HttpResponse::Created().json(json!({"token": token.expose()})))
 }
 

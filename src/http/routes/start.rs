@@ -15,10 +15,7 @@ pub(crate) async fn start(
     caller: StartCaller,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Page> {
-    let started = services
-        .flows
-        .begin(&caller.instance, caller.params)
-        .await?;
+    let started = services.flows.begin(&caller.access, caller.params).await?;
     let mut answer = HttpResponse::SeeOther();
     answer.insert_header((header::LOCATION, started.location));
     if let Some((name, secret)) = started.binding {
