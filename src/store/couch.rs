@@ -52,6 +52,31 @@ impl CouchStore {
         escape_db(&format!("{}{db}", self.db_prefix))
     }
 
+    /// `POST _bulk_docs`: one answer per document, in order.
+    async fn bulk(&self, db: &str, docs: &[Value]) -> Result<Vec<Value>, StoreError> {
+        if docs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = serde_json::json!({ "docs": docs });
+        let resp = self
+            .client
+            .req(Method::POST, &format!("{}/_bulk_docs", self.path(db)), None)
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(transport)?;
+        if resp.status().as_u16() == 404 {
+            return Err(StoreError::NoDatabase(db.to_owned()));
+        }
+        succeeded(&resp, "bulk write")?;
+        let answers: Vec<Value> = resp
+            .json()
+            .await
+            .map_err(|e| StoreError::Invalid(format!("bulk write answer: {e}")))?;
+        Ok(answers)
+    }
+
     fn db(&self, db: &str) -> Database {
         Database::new(self.path(db), self.client.clone())
     }
@@ -167,6 +192,33 @@ impl Store for CouchStore {
             .await
             .map(|c| c.rows)
             .map_err(|e| map_err(db, e))
+    }
+
+    async fn put_many(
+        &self,
+        db: &str,
+        docs: &[Value],
+    ) -> Result<Vec<Result<String, StoreError>>, StoreError> {
+        let answers = self.bulk(db, docs).await?;
+        Ok(answers
+            .iter()
+            .map(
+                |a| match (a.get("rev").and_then(Value::as_str), a.get("error")) {
+                    (Some(rev), None) => Ok(rev.to_owned()),
+                    (_, Some(e)) if e == "conflict" => Err(StoreError::Conflict),
+                    _ => Err(StoreError::Invalid(a.to_string())),
+                },
+            )
+            .collect())
+    }
+
+    async fn delete_many(&self, db: &str, docs: &[(String, String)]) -> Result<usize, StoreError> {
+        let gone: Vec<Value> = docs
+            .iter()
+            .map(|(id, rev)| serde_json::json!({"_id": id, "_rev": rev, "_deleted": true}))
+            .collect();
+        let answers = self.bulk(db, &gone).await?;
+        Ok(answers.iter().filter(|a| a.get("error").is_none()).count())
     }
 
     async fn find(

@@ -96,7 +96,9 @@ impl EmbeddedStore {
                  db TEXT NOT NULL, id TEXT NOT NULL, rev TEXT NOT NULL,
                  deleted INTEGER NOT NULL DEFAULT 0, body TEXT NOT NULL, seq INTEGER NOT NULL,
                  PRIMARY KEY (db, id));
-             CREATE INDEX IF NOT EXISTS docs_by_seq ON docs (db, seq);",
+             CREATE INDEX IF NOT EXISTS docs_by_seq ON docs (db, seq);
+             -- Each write takes the next sequence: MAX(seq) must not scan the table.
+             CREATE INDEX IF NOT EXISTS docs_seq ON docs (seq);",
         )
         .map_err(sql)?;
         Ok(EmbeddedStore {
@@ -159,6 +161,41 @@ fn write(
     if !db_exists(&tx, db)? {
         return Err(StoreError::NoDatabase(db.to_owned()));
     }
+    let rev = write_in(&tx, db, id, given_rev, body)?;
+    tx.commit().map_err(sql)?;
+    Ok(rev)
+}
+
+/// A batch: every write in one transaction and one sync; each its own outcome.
+type Write = (String, Option<String>, Option<Map<String, Value>>);
+
+fn write_many(
+    conn: &mut Connection,
+    db: &str,
+    writes: &[Write],
+) -> Result<Vec<Result<String, StoreError>>, StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    if !db_exists(&tx, db)? {
+        return Err(StoreError::NoDatabase(db.to_owned()));
+    }
+    let outcomes = writes
+        .iter()
+        .map(|(id, rev, body)| write_in(&tx, db, id, rev.as_deref(), body.as_ref()))
+        .collect();
+    tx.commit().map_err(sql)?;
+    Ok(outcomes)
+}
+
+/// One write inside a transaction; a refused one changes nothing.
+fn write_in(
+    tx: &rusqlite::Transaction<'_>,
+    db: &str,
+    id: &str,
+    given_rev: Option<&str>,
+    body: Option<&Map<String, Value>>,
+) -> Result<String, StoreError> {
     let current: Option<(String, bool)> = tx
         .query_row(
             "SELECT rev, deleted FROM docs WHERE db = ?1 AND id = ?2",
@@ -196,7 +233,6 @@ fn write(
         params![db, id, rev, i64::from(body.is_none()), text, seq],
     )
     .map_err(sql)?;
-    tx.commit().map_err(sql)?;
     Ok(rev)
 }
 
@@ -287,6 +323,47 @@ impl Store for EmbeddedStore {
         let db = db.to_owned();
         self.run(move |c| write(c, &db, &id, rev.as_deref(), Some(&body)))
             .await
+    }
+
+    async fn put_many(
+        &self,
+        db: &str,
+        docs: &[Value],
+    ) -> Result<Vec<Result<String, StoreError>>, StoreError> {
+        let writes = docs
+            .iter()
+            .map(|d| {
+                let Parts { id, rev, body } = split(d)?;
+                let id = id
+                    .filter(|i| !i.is_empty())
+                    .ok_or_else(|| StoreError::Invalid("put needs an _id".into()))?;
+                Ok((id, rev, Some(body)))
+            })
+            .collect::<Result<Vec<Write>, StoreError>>()?;
+        let db = db.to_owned();
+        self.run(move |c| write_many(c, &db, &writes)).await
+    }
+
+    async fn delete_many(&self, db: &str, docs: &[(String, String)]) -> Result<usize, StoreError> {
+        let writes: Vec<Write> = docs
+            .iter()
+            .map(|(id, rev)| (id.clone(), Some(rev.clone()), None))
+            .collect();
+        let db = db.to_owned();
+        let outcomes = self.run(move |c| write_many(c, &db, &writes)).await?;
+        Ok(outcomes.iter().filter(|o| o.is_ok()).count())
+    }
+
+    async fn purge_deleted(&self, db: &str) -> Result<usize, StoreError> {
+        let db = db.to_owned();
+        self.run(move |c| {
+            c.execute(
+                "DELETE FROM docs WHERE db = ?1 AND deleted = 1",
+                params![db],
+            )
+            .map_err(sql)
+        })
+        .await
     }
 
     async fn delete(&self, db: &str, id: &str, rev: &str) -> Result<(), StoreError> {

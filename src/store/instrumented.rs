@@ -62,6 +62,21 @@ impl Store for Instrumented {
     async fn delete(&self, db: &str, id: &str, rev: &str) -> Result<(), StoreError> {
         self.timed("delete", self.inner.delete(db, id, rev)).await
     }
+    async fn put_many(
+        &self,
+        db: &str,
+        docs: &[Value],
+    ) -> Result<Vec<Result<String, StoreError>>, StoreError> {
+        self.timed("put_many", self.inner.put_many(db, docs)).await
+    }
+    async fn delete_many(&self, db: &str, docs: &[(String, String)]) -> Result<usize, StoreError> {
+        self.timed("delete_many", self.inner.delete_many(db, docs))
+            .await
+    }
+    async fn purge_deleted(&self, db: &str) -> Result<usize, StoreError> {
+        self.timed("purge_deleted", self.inner.purge_deleted(db))
+            .await
+    }
     async fn all_docs(&self, db: &str) -> Result<Vec<Value>, StoreError> {
         self.timed("all_docs", self.inner.all_docs(db)).await
     }

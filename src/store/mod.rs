@@ -104,6 +104,35 @@ pub trait Store: Send + Sync + 'static {
     async fn put(&self, db: &str, doc: &Value) -> Result<String, StoreError>;
     /// Deletes a revision of a document.
     async fn delete(&self, db: &str, id: &str, rev: &str) -> Result<(), StoreError>;
+    /// Writes many documents in one request (`_bulk_docs`; one transaction on the embedded
+    /// store); each has its own outcome (a stale `_rev` is that one's conflict).
+    async fn put_many(
+        &self,
+        db: &str,
+        docs: &[Value],
+    ) -> Result<Vec<Result<String, StoreError>>, StoreError> {
+        let mut out = Vec::with_capacity(docs.len());
+        for d in docs {
+            out.push(self.put(db, d).await);
+        }
+        Ok(out)
+    }
+    /// Deletes many `(id, rev)` in one request; returns how many went (the others
+    /// changed or went meanwhile).
+    async fn delete_many(&self, db: &str, docs: &[(String, String)]) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for (id, rev) in docs {
+            if self.delete(db, id, rev).await.is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+    /// Forgets deleted documents for good where the store keeps them (the embedded store's
+    /// tombstones); returns how many. A no-op on CouchDB, whose compaction keeps them small.
+    async fn purge_deleted(&self, _db: &str) -> Result<usize, StoreError> {
+        Ok(0)
+    }
     /// Every live document of a database.
     async fn all_docs(&self, db: &str) -> Result<Vec<Value>, StoreError>;
     /// Documents matching a selector, at most `limit`.
@@ -136,6 +165,9 @@ pub async fn ensure_databases(store: &SharedStore) -> Result<(), StoreError> {
     store.ensure_index(REFRESH_SCHEDULE_DB, "due_at").await?;
     // cozy-stack's instance documents are found by `domain`, not by id.
     store.ensure_index(INSTANCES_DB, "domain").await?;
+    // The sweeper finds what expired without reading everything.
+    store.ensure_index(FLOW_STATES_DB, "expires_at").await?;
+    store.ensure_index(SESSION_CODES_DB, "expires_at").await?;
     Ok(())
 }
 
@@ -154,25 +186,39 @@ pub async fn put_creating_db(
     }
 }
 
-/// Deletes up to 500 documents of `db` whose `expires_at` (unix seconds) is before
-/// `before`; returns how many went.
+/// Documents a sweep deletes per request.
+const SWEEP_BATCH: usize = 500;
+
+/// Deletes every document of `db` whose `expires_at` (unix seconds) is before `before`, a
+/// batch per request (found through the `expires_at` index), then purges what the store
+/// keeps of deleted ones; returns how many went.
 pub async fn sweep_expired(
     store: &dyn Store,
     db: &str,
     before: Timestamp,
 ) -> Result<usize, StoreError> {
-    let old = store
-        .find(db, &Selector::Lt("expires_at", before.unix_secs()), 500)
-        .await?;
     let mut n = 0;
-    for doc in &old {
-        if let (Some(id), Some(rev)) = (id_of(doc), rev_of(doc)) {
-            // A conflict means another replica swept or used it first.
-            if store.delete(db, id, rev).await.is_ok() {
-                n += 1;
-            }
+    // Bounded, so a store that keeps answering the same documents cannot spin it.
+    for _ in 0..10_000 {
+        let old = store
+            .find(
+                db,
+                &Selector::Lt("expires_at", before.unix_secs()),
+                SWEEP_BATCH,
+            )
+            .await?;
+        let batch: Vec<(String, String)> = old
+            .iter()
+            .filter_map(|d| Some((id_of(d)?.to_owned(), rev_of(d)?.to_owned())))
+            .collect();
+        // A conflict means another replica swept or used it first.
+        let deleted = store.delete_many(db, &batch).await?;
+        n += deleted;
+        if old.len() < SWEEP_BATCH || deleted == 0 {
+            break;
         }
     }
+    store.purge_deleted(db).await?;
     Ok(n)
 }
 
