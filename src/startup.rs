@@ -65,7 +65,7 @@ impl Application {
             }
         }
         let store = open_store(settings).await?;
-        let (services, outbox) = Services::build(settings, store, clock)?;
+        let services = Services::build(settings, store, clock)?;
         let services = Arc::new(services);
         let rate_limits = web::Data::new(RateLimits::new(
             settings.rate_limit.per_minute,
@@ -74,7 +74,6 @@ impl Application {
         ));
         let tasks = Tasks::start(
             services.clone(),
-            outbox,
             &TaskSettings {
                 refresher: settings.refresh.enabled,
                 refresh_interval: Duration::from_secs(settings.refresh.interval_secs.max(1)),

@@ -1,19 +1,24 @@
 //! Webhooks: the broker tells an operator's endpoint when an account is created, when its
 //! refresh fails for good, and when its user reconnects it. Bodies are signed with
-//! HMAC-SHA256 (`X-Broker-Signature: sha256=<hex>`). [`Webhooks::emit`] only queues an
-//! event; the delivery task (`tasks::webhooks`) sends it with retries.
+//! HMAC-SHA256 (`X-Broker-Signature: sha256=<hex>`). [`Webhooks::emit`] writes the signed
+//! event to the store (`broker/webhook_outbox`); the delivery task sends what is due, with
+//! retries, from any replica, so an event outlives a crash until it is delivered.
 
-use crate::domain::Timestamp;
+use crate::domain::{Clock, Timestamp};
+use crate::store::{id_of, rev_of, Selector, SharedStore, StoreError, WEBHOOK_OUTBOX_DB};
 use hmac::{Hmac, Mac};
-use serde_json::json;
+use serde_json::{json, Value};
 use sha2::Sha256;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 /// Delivery attempts per event.
-const ATTEMPTS: u32 = 4;
-/// Events waiting for delivery at most; past that new ones are dropped and logged.
-const QUEUE: usize = 10_000;
+const ATTEMPTS: u64 = 4;
+/// Events one delivery pass takes.
+const BATCH: usize = 50;
+/// How long a replica has to deliver an event it claimed before another may.
+const CLAIM: Duration = Duration::from_secs(60);
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,65 +58,62 @@ pub(crate) struct Event {
     pub(crate) at: Timestamp,
 }
 
-/// A signed event body ready to send.
-#[derive(Debug)]
-pub(crate) struct Delivery {
-    event: &'static str,
-    body: String,
-    signature: String,
-}
-
-/// The sending side: queues events for the delivery task.
+/// The emitting side: signs events and stores them for delivery.
 #[derive(Clone)]
 pub(crate) struct Webhooks {
-    secret: Vec<u8>,
-    queue: Option<mpsc::Sender<Delivery>>,
+    on: Option<Arc<Target>>,
 }
 
-/// The receiving side, owned by the delivery task.
-pub(crate) struct Outbox {
+/// Where and how events go.
+pub(crate) struct Target {
     url: url::Url,
+    secret: Vec<u8>,
     http: reqwest::Client,
     retry_base: Duration,
-    queue: mpsc::Receiver<Delivery>,
+    store: SharedStore,
+    clock: Clock,
+    /// Wakes the delivery task when an event is stored.
+    stored: Notify,
 }
 
 impl Webhooks {
-    /// Webhooks to `url`, signed with `secret`, and the outbox the delivery task drains;
-    /// no outbox without a URL.
+    /// Webhooks to `url`, signed with `secret`, kept in `store`; off without a URL.
     pub(crate) fn new(
         url: Option<url::Url>,
         secret: &str,
         retry_base: Duration,
-    ) -> Result<(Webhooks, Option<Outbox>), reqwest::Error> {
+        store: SharedStore,
+        clock: Clock,
+    ) -> Result<Webhooks, reqwest::Error> {
         let Some(url) = url else {
-            let off = Webhooks {
-                secret: Vec::new(),
-                queue: None,
-            };
-            return Ok((off, None));
+            return Ok(Webhooks { on: None });
         };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let outbox = Outbox {
-            url,
-            http,
-            retry_base,
-            queue: rx,
-        };
-        let webhooks = Webhooks {
-            secret: secret.as_bytes().to_vec(),
-            queue: Some(tx),
-        };
-        Ok((webhooks, Some(outbox)))
+        Ok(Webhooks {
+            on: Some(Arc::new(Target {
+                url,
+                secret: secret.as_bytes().to_vec(),
+                http,
+                retry_base,
+                store,
+                clock,
+                stored: Notify::new(),
+            })),
+        })
     }
 
-    /// Queues the event for delivery; never waits.
-    pub(crate) fn emit(&self, event: Event) {
-        let Some(queue) = &self.queue else {
+    /// What the delivery task works on; none when webhooks are off.
+    pub(crate) fn target(&self) -> Option<Arc<Target>> {
+        self.on.clone()
+    }
+
+    /// Stores the signed event for delivery. A store failure is logged: the account the
+    /// event is about is already safe.
+    pub(crate) async fn emit(&self, event: Event) {
+        let Some(t) = &self.on else {
             return;
         };
         let body = json!({
@@ -123,54 +125,106 @@ impl Webhooks {
             "at": event.at.to_rfc3339(),
         })
         .to_string();
-        let signature = format!("sha256={}", sign(&self.secret, body.as_bytes()));
-        let delivery = Delivery {
-            event: event.kind.as_str(),
-            body,
-            signature,
-        };
-        if queue.try_send(delivery).is_err() {
-            tracing::error!(
-                event = event.kind.as_str(),
-                "webhook queue full or closed: event dropped"
-            );
+        let signature = format!("sha256={}", sign(&t.secret, body.as_bytes()));
+        let now = t.clock.now();
+        let doc = json!({
+            // Sortable by time, unique by chance.
+            "_id": format!("{:015}-{}", now.unix_millis(), crate::domain::secret::random_hex(8)),
+            "event": event.kind.as_str(), "body": body, "signature": signature,
+            "attempts": 0, "next_at": now.unix_secs(),
+        });
+        match t.store.put(WEBHOOK_OUTBOX_DB, &doc).await {
+            Ok(_) => t.stored.notify_one(),
+            Err(e) => {
+                tracing::error!(event = event.kind.as_str(), error = %e, "webhook event not stored: dropped")
+            }
         }
     }
 }
 
-impl Outbox {
-    /// The next event to deliver; `None` once every sender is gone.
-    pub(crate) async fn next(&mut self) -> Option<Delivery> {
-        self.queue.recv().await
+impl Target {
+    /// Resolves when an event was stored (or at once if one was stored since last time).
+    pub(crate) async fn stored(&self) {
+        self.stored.notified().await;
     }
 
-    /// A sender of one delivery with its retries, to run as its own task.
-    pub(crate) fn sender(&self, d: Delivery) -> impl std::future::Future<Output = ()> + use<> {
-        let (url, http, base) = (self.url.clone(), self.http.clone(), self.retry_base);
-        async move {
-            for attempt in 1..=ATTEMPTS {
-                let sent = http
-                    .post(url.clone())
-                    .header("Content-Type", "application/json")
-                    .header("X-Broker-Event", d.event)
-                    .header("X-Broker-Signature", &d.signature)
-                    .body(d.body.clone())
-                    .send()
-                    .await;
-                match sent {
-                    Ok(r) if r.status().is_success() => return,
-                    Ok(r) => {
-                        tracing::warn!(status = r.status().as_u16(), attempt, "webhook refused")
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e.without_url(), attempt, "webhook not delivered")
-                    }
-                }
-                if attempt < ATTEMPTS {
-                    tokio::time::sleep(base * 2u32.pow(attempt - 1)).await;
-                }
-            }
-            tracing::error!(event = d.event, "webhook dropped after {ATTEMPTS} attempts");
+    /// How often due retries are looked for.
+    pub(crate) fn poll(&self) -> Duration {
+        self.retry_base
+            .clamp(Duration::from_millis(50), Duration::from_secs(1))
+    }
+
+    /// Delivers the events that are due; returns how many were attempted.
+    pub(crate) async fn deliver_due(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let due = self
+            .store
+            .find(
+                WEBHOOK_OUTBOX_DB,
+                &Selector::Lt("next_at", now.unix_secs() + 1),
+                BATCH,
+            )
+            .await?;
+        let mut attempted = 0;
+        for doc in due {
+            // Claimed first: another replica seeing it due meanwhile gets a conflict.
+            let mut claimed = doc.clone();
+            claimed["next_at"] = now.plus(CLAIM).unix_secs().into();
+            let rev = match self.store.put(WEBHOOK_OUTBOX_DB, &claimed).await {
+                Ok(rev) => rev,
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e),
+            };
+            claimed["_rev"] = rev.into();
+            attempted += 1;
+            self.attempt(claimed).await?;
+        }
+        Ok(attempted)
+    }
+
+    async fn attempt(&self, mut doc: Value) -> Result<(), StoreError> {
+        let field = |k: &str| {
+            doc.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (event, body, signature) = (field("event"), field("body"), field("signature"));
+        let sent = self
+            .http
+            .post(self.url.clone())
+            .header("Content-Type", "application/json")
+            .header("X-Broker-Event", &event)
+            .header("X-Broker-Signature", &signature)
+            .body(body)
+            .send()
+            .await;
+        let attempts = doc.get("attempts").and_then(Value::as_u64).unwrap_or(0) + 1;
+        match sent {
+            Ok(r) if r.status().is_success() => return self.remove(&doc).await,
+            Ok(r) => tracing::warn!(status = r.status().as_u16(), attempts, "webhook refused"),
+            Err(e) => tracing::warn!(error = %e.without_url(), attempts, "webhook not delivered"),
+        }
+        if attempts >= ATTEMPTS {
+            tracing::error!(event = %event, "webhook dropped after {ATTEMPTS} attempts");
+            return self.remove(&doc).await;
+        }
+        let wait = self.retry_base * 2u32.pow((attempts - 1) as u32);
+        doc["attempts"] = attempts.into();
+        doc["next_at"] = self.clock.now().plus(wait).unix_secs().into();
+        match self.store.put(WEBHOOK_OUTBOX_DB, &doc).await {
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn remove(&self, doc: &Value) -> Result<(), StoreError> {
+        let (Some(id), Some(rev)) = (id_of(doc), rev_of(doc)) else {
+            return Ok(());
+        };
+        match self.store.delete(WEBHOOK_OUTBOX_DB, id, rev).await {
+            Ok(()) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }

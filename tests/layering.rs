@@ -17,7 +17,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("catalogue", &["domain"]),
     ("config", &["domain"]),
     ("metrics", &[]),
-    ("webhooks", &["domain"]),
+    ("webhooks", &["domain", "store"]),
     // Use cases.
     (
         "app",

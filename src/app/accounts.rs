@@ -113,14 +113,16 @@ impl AccountActions {
         let doc = account::from_token_grant(at.service_id(), &grant);
         let id = self.accounts.create(inst, &doc).await?;
         self.refreshes.plan(inst, &id, &doc, &at, true).await;
-        self.webhooks.emit(Event {
-            kind: Kind::AccountCreated,
-            instance: inst.domain.to_string(),
-            account_id: id.clone(),
-            account_type: at.service_id().to_owned(),
-            error: None,
-            at: self.clock.now(),
-        });
+        self.webhooks
+            .emit(Event {
+                kind: Kind::AccountCreated,
+                instance: inst.domain.to_string(),
+                account_id: id.clone(),
+                account_type: at.service_id().to_owned(),
+                error: None,
+                at: self.clock.now(),
+            })
+            .await;
         self.accounts
             .get(inst, &id)
             .await?

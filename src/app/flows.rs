@@ -387,14 +387,16 @@ impl Flows {
         };
         self.refreshes.plan(inst, &id, &written, &at, created).await;
         if let Some(kind) = event {
-            self.webhooks.emit(Event {
-                kind,
-                instance: inst.domain.to_string(),
-                account_id: id.clone(),
-                account_type: service_id.to_owned(),
-                error: None,
-                at: self.clock.now(),
-            });
+            self.webhooks
+                .emit(Event {
+                    kind,
+                    instance: inst.domain.to_string(),
+                    account_id: id.clone(),
+                    account_type: service_id.to_owned(),
+                    error: None,
+                    at: self.clock.now(),
+                })
+                .await;
         }
         Ok(id)
     }

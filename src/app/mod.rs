@@ -33,7 +33,7 @@ use crate::store::leases::Leases;
 use crate::store::pending_grants::PendingGrants;
 use crate::store::schedule::Schedule;
 use crate::store::{SharedStore, StoreError};
-use crate::webhooks::{Outbox, Webhooks};
+use crate::webhooks::Webhooks;
 use accounts::AccountActions;
 use admin::Admin;
 use callers::{Callers, Secret};
@@ -107,17 +107,17 @@ pub struct Services {
     pub(crate) accounts: Arc<AccountActions>,
     pub(crate) admin: Admin,
     pub(crate) callers: Callers,
+    pub(crate) webhooks: Webhooks,
     pub(crate) clock: Clock,
 }
 
 impl Services {
-    /// Builds the services over an opened store; the webhook outbox, when webhooks are
-    /// configured, is for the delivery task.
+    /// Builds the services over an opened store.
     pub(crate) fn build(
         settings: &Settings,
         store: SharedStore,
         clock: Clock,
-    ) -> Result<(Services, Option<Outbox>), BuildError> {
+    ) -> Result<Services, BuildError> {
         let setting =
             |name: &str, e: &dyn std::fmt::Display| BuildError::Setting(format!("{name}: {e}"));
         let metrics = Arc::new(Metrics::new());
@@ -165,10 +165,12 @@ impl Services {
                     .into(),
             ));
         }
-        let (webhooks, outbox) = Webhooks::new(
+        let webhooks = Webhooks::new(
             webhook_url,
             &settings.webhooks.secret,
             Duration::from_millis(settings.webhooks.retry_base_ms),
+            store.clone(),
+            clock.clone(),
         )
         .map_err(|e| setting("webhooks", &e))?;
 
@@ -235,7 +237,7 @@ impl Services {
             refreshes: refreshes.clone(),
             provider,
             metrics: metrics.clone(),
-            webhooks,
+            webhooks: webhooks.clone(),
             clock: clock.clone(),
             subdomains: settings.subdomains,
             ttl: Duration::from_secs(settings.flow_ttl_secs),
@@ -269,17 +271,17 @@ impl Services {
             accounts: account_actions,
             admin,
             callers,
+            webhooks,
             clock,
         };
-        Ok((services, outbox))
+        Ok(services)
     }
 
     /// Opens the store the settings select and builds the services over it, for tools and
     /// benchmarks that run no server (no webhooks are delivered).
     pub async fn open(settings: &Settings) -> anyhow::Result<Services> {
         let store = open_store(settings).await?;
-        let (services, _outbox) = Services::build(settings, store, Clock::system())?;
-        Ok(services)
+        Ok(Services::build(settings, store, Clock::system())?)
     }
 
     /// The store, as the services see it (instrumented).

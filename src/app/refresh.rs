@@ -170,14 +170,16 @@ impl Refreshes {
 
     /// Permanent failure: the user must reconnect; no refresh is planned until then.
     async fn give_up_until_reconnected(&self, inst: &Instance, id: &str, service_id: &str) {
-        self.webhooks.emit(Event {
-            kind: Kind::RefreshFailed,
-            instance: inst.domain.to_string(),
-            account_id: id.to_owned(),
-            account_type: service_id.to_owned(),
-            error: Some("invalid_grant".into()),
-            at: self.clock.now(),
-        });
+        self.webhooks
+            .emit(Event {
+                kind: Kind::RefreshFailed,
+                instance: inst.domain.to_string(),
+                account_id: id.to_owned(),
+                account_type: service_id.to_owned(),
+                error: Some("invalid_grant".into()),
+                at: self.clock.now(),
+            })
+            .await;
         if let Ok(Some(doc)) = self.accounts.get(inst, id).await {
             let now = self.clock.now().to_datetime();
             let marked = self

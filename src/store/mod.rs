@@ -43,8 +43,11 @@ pub const REFRESH_SCHEDULE_DB: &str = "broker/refresh_schedule";
 /// Clients the broker registered itself (RFC 7591), in cozy's `io.cozy.oauth.clients` shape.
 pub const REGISTERED_CLIENTS_DB: &str = "broker/registered_clients";
 
+/// Webhook events not yet delivered.
+pub const WEBHOOK_OUTBOX_DB: &str = "broker/webhook_outbox";
+
 /// Every database the broker creates at start-up.
-pub const BROKER_DBS: [&str; 8] = [
+pub const BROKER_DBS: [&str; 9] = [
     ACCOUNT_TYPES_DB,
     INSTANCES_DB,
     FLOW_STATES_DB,
@@ -53,6 +56,7 @@ pub const BROKER_DBS: [&str; 8] = [
     REFRESH_LEASES_DB,
     REFRESH_SCHEDULE_DB,
     REGISTERED_CLIENTS_DB,
+    WEBHOOK_OUTBOX_DB,
 ];
 
 /// A failed store operation.
@@ -168,6 +172,7 @@ pub async fn ensure_databases(store: &SharedStore) -> Result<(), StoreError> {
     // The sweeper finds what expired without reading everything.
     store.ensure_index(FLOW_STATES_DB, "expires_at").await?;
     store.ensure_index(SESSION_CODES_DB, "expires_at").await?;
+    store.ensure_index(WEBHOOK_OUTBOX_DB, "next_at").await?;
     Ok(())
 }
 

@@ -9,7 +9,6 @@ mod watcher;
 mod webhooks;
 
 use crate::app::Services;
-use crate::webhooks::Outbox;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,11 +65,7 @@ pub(crate) struct Tasks {
 
 impl Tasks {
     /// Starts every background task over the services.
-    pub(crate) fn start(
-        services: Arc<Services>,
-        outbox: Option<Outbox>,
-        settings: &TaskSettings,
-    ) -> Tasks {
+    pub(crate) fn start(services: Arc<Services>, settings: &TaskSettings) -> Tasks {
         let (stop, stopped) = watch::channel(false);
         let shutdown = Shutdown(Some(stopped));
         let mut running = JoinSet::new();
@@ -88,8 +83,8 @@ impl Tasks {
                 shutdown.clone(),
             ));
         }
-        if let Some(outbox) = outbox {
-            running.spawn(webhooks::run(outbox, shutdown));
+        if let Some(target) = services.webhooks.target() {
+            running.spawn(webhooks::run(target, shutdown));
         }
         Tasks { stop, running }
     }

@@ -1,24 +1,25 @@
-//! Delivers queued webhook events, each with its retries, several at once; on a stop,
-//! deliveries under way get the rest of the grace period.
+//! Delivers stored webhook events: at once when one is stored, and every poll period for
+//! retries and for events other replicas stored. A delivery under way when a stop comes is
+//! finished; what is left waits in the store for the next start.
 
 use super::Shutdown;
-use crate::webhooks::Outbox;
-use tokio::task::JoinSet;
+use crate::webhooks::Target;
+use std::sync::Arc;
 
-/// Runs until a stop is asked, then waits for the deliveries under way.
-pub(super) async fn run(mut outbox: Outbox, mut shutdown: Shutdown) {
-    let mut sending = JoinSet::new();
+/// Runs until a stop is asked.
+pub(super) async fn run(target: Arc<Target>, mut shutdown: Shutdown) {
     loop {
-        tokio::select! {
-            next = outbox.next() => match next {
-                Some(d) => {
-                    sending.spawn(outbox.sender(d));
-                }
-                None => break,
-            },
-            Some(_) = sending.join_next(), if !sending.is_empty() => {}
-            () = shutdown.requested() => break,
+        if let Err(e) = target.deliver_due().await {
+            tracing::warn!(error = %e, "webhook outbox unreadable; retrying");
+        }
+        let wait = async {
+            tokio::select! {
+                () = target.stored() => {},
+                () = tokio::time::sleep(target.poll()) => {},
+            }
+        };
+        if shutdown.or_stop(wait).await.is_none() {
+            return;
         }
     }
-    while sending.join_next().await.is_some() {}
 }

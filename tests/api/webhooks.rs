@@ -129,3 +129,81 @@ async fn a_webhook_url_without_a_signing_secret_is_refused_at_start_up() {
         assert!(e.contains("webhooks.secret"), "{e}");
     }
 }
+
+/// An event outlives the process that emitted it: stored before delivery, it is delivered
+/// by the next process when the first one was killed with it still failing.
+async fn an_undelivered_event_survives_the_process_being_killed(b: Backend) {
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&hook)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .with_priority(2)
+        .mount(&hook)
+        .await;
+    let namespace = format!("{}_", unique("hook"));
+    let app = spawn_app_with(b, move |s| s.couchdb.db_prefix = namespace).await;
+    let inst = app.new_instance(None).await;
+    let token = app.api_token(&inst).await;
+    let t = app.code_type(json!({})).await;
+    Mock::given(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "a"})))
+        .mount(&app.provider)
+        .await;
+    let url = format!("{}/hook", hook.uri());
+    let env = |retry_ms: &'static str| {
+        vec![
+            ("BROKER__WEBHOOKS__URL", url.clone()),
+            (
+                "BROKER__WEBHOOKS__SECRET",
+                "whsec-0123456789abcdef".to_owned(),
+            ),
+            ("BROKER__WEBHOOKS__RETRY_BASE_MS", retry_ms.to_owned()),
+        ]
+    };
+    let first_env = env("4000");
+    let first_env: Vec<(&str, &str)> = first_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut first = spawn_process_with(&app.settings, 0, &first_env).await;
+    let resp = app
+        .http
+        .get(format!("{}/accounts/{t}/start?state=s", first.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let state = TestApp::state_in(&location(&resp));
+    let done = app
+        .http
+        .get(format!(
+            "{}/accounts/{t}/redirect?code=c&state={state}",
+            first.address
+        ))
+        .header("cookie", binding_cookie_of(&resp))
+        .send()
+        .await
+        .unwrap();
+    assert!(location(&done).contains("account="));
+    // The first attempt fails; the process dies before it would retry.
+    for _ in 0..50 {
+        if !hook.received_requests().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    assert_eq!(hook.received_requests().await.unwrap().len(), 1);
+
+    let second_env = env("50");
+    let second_env: Vec<(&str, &str)> = second_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let _second = spawn_process_with(&app.settings, 0, &second_env).await;
+    let got = wait_for(&hook, 2).await;
+    assert_eq!(got[1]["event"], "account.created");
+    assert_eq!(got[0], got[1], "the same event, delivered at last");
+}
+
+both_stores!(an_undelivered_event_survives_the_process_being_killed);
