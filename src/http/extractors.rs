@@ -35,20 +35,21 @@ fn services(req: &HttpRequest) -> Result<web::Data<Services>, Error> {
         .ok_or(Error::NotFound("services"))
 }
 
-/// Takes one request from the client's budget in `group`.
-fn limit(req: &HttpRequest, group: Group) -> Result<(), Error> {
-    match req.app_data::<web::Data<RateLimits>>() {
-        Some(limits) => limits.check(group, req),
-        None => Ok(()),
+/// Takes one request from the budget in `group` of the client, or of `key` (a token's
+/// hash) when given.
+fn limit_by(req: &HttpRequest, group: Group, key: Option<&str>) -> Result<(), Error> {
+    let Some(limits) = req.app_data::<web::Data<RateLimits>>() else {
+        return Ok(());
+    };
+    match key {
+        Some(k) => limits.check_key(group, k),
+        None => limits.check(group, req),
     }
 }
 
-/// Takes one request from the budget of `key` (a token's hash) in `group`.
-fn limit_key(req: &HttpRequest, group: Group, key: &str) -> Result<(), Error> {
-    match req.app_data::<web::Data<RateLimits>>() {
-        Some(limits) => limits.check_key(group, key),
-        None => Ok(()),
-    }
+/// Takes one request from the client's budget in `group`.
+fn limit(req: &HttpRequest, group: Group) -> Result<(), Error> {
+    limit_by(req, group, None)
 }
 
 /// The operator, authenticated by the admin token.
@@ -82,7 +83,7 @@ impl FromRequest for InstanceCaller {
             let token = bearer(&req);
             // Per token as well as per address: one konnector cannot starve the others.
             if let Some(t) = token {
-                limit_key(&req, Group::Token, &sha256_hex(t))?;
+                limit_by(&req, Group::Token, Some(&sha256_hex(t)))?;
             }
             let access = s.callers.instance_by_token(token).await?;
             Ok(InstanceCaller(access))
