@@ -416,7 +416,11 @@ impl Refreshes {
             .accounts
             .apply_if_unchanged(inst, id, used, &members)
             .await?;
-        self.pending.forget(key).await?;
+        // The account holds it now: a journal that cannot forget only replays it later,
+        // which then finds the token moved on and drops it.
+        if let Err(e) = self.pending.forget(key).await {
+            tracing::warn!(error = %e, "could not clear a settled refresh from the journal");
+        }
         match outcome {
             Applied::Written(doc) => Ok(doc),
             Applied::Superseded(doc) => {
