@@ -555,3 +555,30 @@ both_stores!(
     an_expired_token_is_refused,
     each_konnector_token_has_its_own_budget,
 );
+
+async fn a_token_with_malformed_limits_is_not_issued(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    for (body, code) in [
+        (json!({"expires_in": "soon"}), "invalid_body"),
+        (json!({"account_types": "google"}), "invalid_body"),
+        (json!({"scope": "everything"}), "invalid_body"),
+        (
+            json!({"account_types": ["no spaces allowed"]}),
+            "invalid_account_type",
+        ),
+    ] {
+        let resp = app
+            .admin(
+                reqwest::Method::POST,
+                &format!("/admin/instances/{}/tokens", inst.domain),
+            )
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(error_code(resp).await, (400, code.into()), "{body}");
+    }
+}
+
+both_stores!(a_token_with_malformed_limits_is_not_issued);
