@@ -401,8 +401,10 @@ async fn presented(server: &wiremock::MockServer, token: &str) -> usize {
         .count()
 }
 
-#[tokio::test]
-async fn a_rotated_pair_survives_a_store_cut_right_after_the_provider_answers() {
+/// A broker on CouchDB through a relay the test can cut, and an account whose refresh
+/// token `rt-1` a slow provider rotates.
+async fn rotating_account_behind_a_relay() -> (CouchRelay, TestApp, Instance, String, String, String)
+{
     let relay = CouchRelay::start().await;
     let app = spawn_relayed_app(&relay).await;
     let inst = app.new_instance(None).await;
@@ -415,6 +417,12 @@ async fn a_rotated_pair_survives_a_store_cut_right_after_the_provider_answers() 
         )
         .await;
     slow_rotating_provider(&app.provider).await;
+    (relay, app, inst, token, t, id)
+}
+
+#[tokio::test]
+async fn a_rotated_pair_survives_a_store_cut_right_after_the_provider_answers() {
+    let (relay, app, inst, token, t, id) = rotating_account_behind_a_relay().await;
     let refreshing = app.refresh(&t, &id, Some(&token));
     let cut = async {
         while presented(&app.provider, "rt-1").await == 0 {
@@ -451,18 +459,7 @@ async fn a_rotated_pair_survives_a_store_cut_right_after_the_provider_answers() 
 
 #[tokio::test]
 async fn a_rotated_pair_survives_the_process_killed_before_the_write() {
-    let relay = CouchRelay::start().await;
-    let app = spawn_relayed_app(&relay).await;
-    let inst = app.new_instance(None).await;
-    let token = app.api_token(&inst).await;
-    let t = app.code_type(json!({})).await;
-    let id = app
-        .seed_account(
-            &inst,
-            json!({"account_type": t, "name": "", "oauth": {"access_token": "at-1", "refresh_token": "rt-1"}}),
-        )
-        .await;
-    slow_rotating_provider(&app.provider).await;
+    let (relay, app, inst, token, t, id) = rotating_account_behind_a_relay().await;
     // The process keeps its journal in a directory of its own.
     let own_dir = tempfile::tempdir().unwrap();
     let mut settings = app.settings.clone();

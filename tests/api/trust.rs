@@ -408,27 +408,6 @@ async fn a_redirect_naming_another_issuer_is_refused_before_any_exchange(b: Back
 
 both_stores!(a_redirect_naming_another_issuer_is_refused_before_any_exchange);
 
-async fn issue_token(
-    app: &TestApp,
-    inst: &oauth_broker::domain::Instance,
-    limits: Value,
-) -> String {
-    let resp = app
-        .admin(
-            reqwest::Method::POST,
-            &format!("/admin/instances/{}/tokens", inst.domain),
-        )
-        .json(&limits)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    resp.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn a_token_limited_to_one_account_type_acts_on_that_type_only(b: Backend) {
     let app = spawn_app(b).await;
     let inst = app.new_instance(None).await;
@@ -438,7 +417,9 @@ async fn a_token_limited_to_one_account_type_acts_on_that_type_only(b: Backend) 
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "new"})))
         .mount(&app.provider)
         .await;
-    let token = issue_token(&app, &inst, json!({"account_types": [allowed]})).await;
+    let token = app
+        .api_token_with(&inst, json!({"account_types": [allowed]}))
+        .await;
     let seed = |t: String| {
         let app = &app;
         let inst = &inst;
@@ -494,7 +475,7 @@ async fn an_expired_token_is_refused(b: Backend) {
     let app = spawn_app(b).await;
     let inst = app.new_instance(None).await;
     let t = app.code_type(json!({})).await;
-    let token = issue_token(&app, &inst, json!({"expires_in": 1})).await;
+    let token = app.api_token_with(&inst, json!({"expires_in": 1})).await;
     let id = app
         .seed_account(
             &inst,

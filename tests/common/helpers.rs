@@ -247,11 +247,17 @@ impl TestApp {
 
     /// An API token for an instance.
     pub async fn api_token(&self, inst: &Instance) -> String {
+        self.api_token_with(inst, json!({})).await
+    }
+
+    /// An API token for an instance, within `limits` (`expires_in`, `account_types`).
+    pub async fn api_token_with(&self, inst: &Instance, limits: Value) -> String {
         let resp = self
             .admin(
                 reqwest::Method::POST,
                 &format!("/admin/instances/{}/tokens", inst.domain),
             )
+            .json(&limits)
             .send()
             .await
             .unwrap();
