@@ -6,8 +6,7 @@ use super::clients::Clients;
 use super::refresh::Refreshes;
 use super::Error;
 use crate::domain::account::{self, RECONNECT_NEEDED};
-use crate::domain::account_type::service_id_of;
-use crate::domain::{AccountType, Classified, Clock, ErrorKind, GrantMode, Instance, Timestamp};
+use crate::domain::{AccountType, Classified, Clock, ErrorKind, GrantMode, Timestamp};
 use crate::metrics::Metrics;
 use crate::oauth::{provider_request, ProviderClient, ProviderError};
 use crate::store::account_types::AccountTypes;
@@ -47,35 +46,31 @@ pub(crate) struct AccountActions {
 
 impl AccountActions {
     /// The account `id` of `inst` with its type, resolved to its client, when the account
-    /// is of service `service_id` (any type when `None`).
+    /// is of service `service_id` (any type when `None`) and the caller may act on its
+    /// type: checked before the client is resolved, which may register at the provider.
     async fn with_client(
         &self,
-        inst: &Instance,
+        access: &InstanceAccess,
         id: &str,
         service_id: Option<&str>,
     ) -> Result<(Value, Result<Arc<AccountType>, Error>), Error> {
+        let inst = &access.instance;
         let doc = self
             .accounts
             .get(inst, id)
             .await?
             .ok_or(Error::NotFound("account"))?;
-        let its_service = service_id_of(
-            doc.get("account_type")
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
-        )
-        .to_owned();
+        let its_service = account::service_of(&doc);
         if service_id.is_some_and(|s| s != its_service) {
             return Err(Error::NotFound("account of this type"));
         }
-        let client = match self
+        if !access.scope.allows(its_service) {
+            return Err(Error::TypeNotAllowed(its_service.to_owned()));
+        }
+        let client = self
             .clients
             .for_account(inst.context.as_deref(), &doc)
-            .await
-        {
-            Ok(resolved) => resolved,
-            Err(lookup) => Err(lookup),
-        };
+            .await;
         Ok((doc, client))
     }
 
@@ -137,11 +132,7 @@ impl AccountActions {
         service_id: &str,
         id: &str,
     ) -> Result<TokenStatus, Error> {
-        if !access.scope.allows(service_id) {
-            return Err(Error::TypeNotAllowed(service_id.to_owned()));
-        }
-        let inst = &access.instance;
-        let (doc, at) = self.with_client(inst, id, Some(service_id)).await?;
+        let (doc, at) = self.with_client(access, id, Some(service_id)).await?;
         let at = at?;
         let token = doc
             .pointer("/oauth/access_token")
@@ -179,15 +170,7 @@ impl AccountActions {
         id: &str,
     ) -> Result<bool, Error> {
         let inst = &access.instance;
-        let (doc, at) = self.with_client(inst, id, None).await?;
-        let its_service = service_id_of(
-            doc.get("account_type")
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
-        );
-        if !access.scope.allows(its_service) {
-            return Err(Error::TypeNotAllowed(its_service.to_owned()));
-        }
+        let (doc, at) = self.with_client(access, id, None).await?;
         let revoked = match at {
             Ok(at) => {
                 let refresh =

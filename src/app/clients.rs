@@ -3,6 +3,7 @@
 
 use super::registrations::{registration_id, Registrations};
 use super::Error;
+use crate::domain::account;
 use crate::domain::provider_url::ProviderUrl;
 use crate::domain::{AccountType, Clock};
 use crate::store::account_types::AccountTypes;
@@ -104,27 +105,19 @@ impl Clients {
     }
 
     /// The type of an account of `inst`'s context, resolved to the client the account
-    /// uses: its own provider (checked again) and its registered client. The outer error
-    /// is the type lookup's, the inner one the resolution's.
+    /// uses: its own provider (checked again) and its registered client. A type that
+    /// cannot be had is an `Error::AccountType`.
     pub(crate) async fn for_account(
         &self,
         context: Option<&str>,
         doc: &serde_json::Value,
-    ) -> Result<Result<Arc<AccountType>, Error>, Error> {
-        let type_id = doc
-            .get("account_type")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default();
+    ) -> Result<Arc<AccountType>, Error> {
         let at = self
             .account_types
-            .lookup(crate::domain::account_type::service_id_of(type_id), context)
+            .lookup(account::service_of(doc), context)
             .await?;
-        let resolved = async {
-            let provider =
-                self.parse_provider_url(&at, crate::domain::account::stored_provider_url(doc))?;
-            self.resolve(&at, provider.as_ref()).await
-        };
-        Ok(resolved.await)
+        let provider = self.parse_provider_url(&at, account::stored_provider_url(doc))?;
+        self.resolve(&at, provider.as_ref()).await
     }
 
     /// Sends a registered client's metadata again, rotating its secret on request; the

@@ -7,7 +7,6 @@ use super::clients::Clients;
 use super::refresh::Refreshes;
 use super::Error;
 use crate::domain::account::{self, Identity};
-use crate::domain::account_type::service_id_of;
 use crate::domain::secret::{random_hex, sha256_hex};
 use crate::domain::{
     AccountType, Classified, Clock, ErrorKind, FlowState, GrantMode, Instance, Slug, Subdomains,
@@ -146,11 +145,7 @@ impl Flows {
             {
                 provider = Some(own);
             }
-            let its_type = account
-                .get("account_type")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if service_id_of(its_type) != at.service_id() {
+            if account::service_of(&account) != at.service_id() {
                 return Err(Error::NotFound("account of this type"));
             }
         }

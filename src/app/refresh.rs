@@ -127,11 +127,7 @@ impl Refreshes {
             .get(inst, id)
             .await?
             .ok_or(Error::NotFound("account"))?;
-        let its_service = crate::domain::account_type::service_id_of(
-            seen.get("account_type")
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
-        );
+        let its_service = account::service_of(&seen);
         if !scope.allows(its_service) {
             return Err(Error::TypeNotAllowed(its_service.to_owned()));
         }
@@ -141,7 +137,7 @@ impl Refreshes {
         let at = self
             .clients
             .for_account(inst.context.as_deref(), &seen)
-            .await??;
+            .await?;
         if at.token_endpoint.is_none() {
             return self.hand_client_to_konnector(inst, seen, &at).await;
         }

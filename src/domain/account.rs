@@ -161,6 +161,15 @@ fn object_mut(v: &mut Value) -> &mut Map<String, Value> {
     }
 }
 
+/// The service id of the account's type (`google` for `ctx/google`); empty when it has none.
+pub fn service_of(doc: &Value) -> &str {
+    super::account_type::service_id_of(
+        doc.get("account_type")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+    )
+}
+
 /// The provider a per-account type's account names (`oauth.provider_url`), as stored: the
 /// account's owner can edit it, so it is checked again on every use.
 pub fn stored_provider_url(doc: &Value) -> &str {

@@ -563,3 +563,55 @@ async fn a_token_with_malformed_limits_is_not_issued(b: Backend) {
 }
 
 both_stores!(a_token_with_malformed_limits_is_not_issued);
+
+async fn a_token_refused_for_a_type_causes_no_registration_at_its_provider(b: Backend) {
+    use crate::common::registering_provider::RegisteringProvider;
+    let app = spawn_app(b).await;
+    let provider = RegisteringProvider::mount(&app.provider).await;
+    let registering = crate::registration::registering_type(&app, json!({})).await;
+    let inst = app.new_instance(None).await;
+    let id = app
+        .seed_account(
+            &inst,
+            json!({"account_type": registering, "oauth": {"access_token": "a"}}),
+        )
+        .await;
+    let token = app
+        .api_token_with(&inst, json!({"account_types": ["something-else"]}))
+        .await;
+    for (method, path) in [
+        (
+            reqwest::Method::DELETE,
+            format!("/accounts/{registering}/{id}"),
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/accounts/{registering}/{id}/status"),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/accounts/{registering}/{id}/refresh"),
+        ),
+    ] {
+        let resp = app
+            .http
+            .request(method.clone(), format!("{}{path}", app.address))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            error_code(resp).await,
+            (403, "token_not_allowed".into()),
+            "{method} {path}"
+        );
+    }
+    assert_eq!(
+        provider.with(|s| s.registrations),
+        0,
+        "nothing registered for a refused caller"
+    );
+    assert_eq!(app.accounts(&inst).await.len(), 1);
+}
+
+both_stores!(a_token_refused_for_a_type_causes_no_registration_at_its_provider);
