@@ -504,7 +504,8 @@ async fn an_expired_token_is_refused(b: Backend) {
 
 async fn each_konnector_token_has_its_own_budget(b: Backend) {
     let app = spawn_app_with(b, |s| {
-        s.rate_limit.per_minute = 60;
+        // One request back every 10 s: a slow machine cannot refill the budget mid-test.
+        s.rate_limit.per_minute = 6;
         s.rate_limit.burst = 8;
     })
     .await;
