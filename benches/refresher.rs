@@ -51,7 +51,7 @@ fn main() {
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "fresh", "expires_in": 3600})))
             .mount(&provider)
             .await;
-        let inst = Instances::new(store.clone()).add(Domain::parse("bench.example").unwrap(), None).await.unwrap();
+        let inst = Instances::new(store.clone(), oauth_broker::domain::Clock::system()).add(Domain::parse("bench.example").unwrap(), None).await.unwrap();
         AccountTypes::new(store.clone(), keys)
             .put(json!({"_id": "bench", "grant_mode": "authorization_code", "client_id": "c",
                 "client_secret": "s", "auth_endpoint": format!("{}/a", provider.uri()),

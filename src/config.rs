@@ -53,6 +53,23 @@ pub struct Settings {
     pub refresh: RefreshSettings,
     /// Where account events are sent.
     pub webhooks: WebhookSettings,
+    /// Beside cozy-stack: what the broker shares with it.
+    pub cozy: CozySettings,
+}
+
+/// Settings for running beside cozy-stack, authenticating its clients.
+#[derive(Clone, Default, Deserialize)]
+pub struct CozySettings {
+    /// cozy-stack's Redis `sessions` database (`redis://host:6379/3`), to spend the
+    /// session codes the flagship app sends; without it such a code is refused.
+    pub redis_url: Option<String>,
+}
+
+impl CozySettings {
+    /// The Redis URL, when set and non-empty.
+    pub fn redis_url(&self) -> Option<&str> {
+        self.redis_url.as_deref().filter(|u| !u.trim().is_empty())
+    }
 }
 
 /// Webhook settings.
@@ -129,6 +146,7 @@ impl std::fmt::Debug for Settings {
                 &self.admin_token.as_ref().map(|_| "[redacted]"),
             )
             .field("subdomains", &self.subdomains)
+            .field("cozy_redis_url", &self.cozy.redis_url().map(redact_url))
             .finish_non_exhaustive()
     }
 }
@@ -176,6 +194,7 @@ impl Settings {
             .set_default("webhooks.secret", "")?
             .set_default("webhooks.retry_base_ms", 1000)?
             .set_default("couchdb.timeout_secs", 10)?
+            .set_default("cozy.redis_url", "")?
             .set_default("couchdb.db_prefix", "")?;
         if let Some(path) = file {
             builder = builder.add_source(File::from(path).required(true));

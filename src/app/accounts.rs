@@ -1,7 +1,7 @@
 //! Account use cases besides flows and refresh: a client-credentials account created on
 //! request, the status of an account's token, and an account revoked and deleted.
 
-use super::callers::InstanceAccess;
+use super::callers::{InstanceAccess, Verb};
 use super::clients::Clients;
 use super::refresh::Refreshes;
 use super::Error;
@@ -53,6 +53,7 @@ impl AccountActions {
         access: &InstanceAccess,
         id: &str,
         service_id: Option<&str>,
+        verb: Verb,
     ) -> Result<(Value, Result<Arc<AccountType>, Error>), Error> {
         let inst = &access.instance;
         let doc = self
@@ -64,9 +65,7 @@ impl AccountActions {
         if service_id.is_some_and(|s| s != its_service) {
             return Err(Error::NotFound("account of this type"));
         }
-        if !access.scope.allows(its_service) {
-            return Err(Error::TypeNotAllowed(its_service.to_owned()));
-        }
+        access.scope.check_account(verb, &doc)?;
         let client = self
             .clients
             .for_account(inst.context.as_deref(), &doc)
@@ -81,9 +80,7 @@ impl AccountActions {
         access: &InstanceAccess,
         service_id: &str,
     ) -> Result<Value, Error> {
-        if !access.scope.allows(service_id) {
-            return Err(Error::TypeNotAllowed(service_id.to_owned()));
-        }
+        access.scope.check_type(Verb::Post, service_id)?;
         let inst = &access.instance;
         let at = self
             .account_types
@@ -132,7 +129,9 @@ impl AccountActions {
         service_id: &str,
         id: &str,
     ) -> Result<TokenStatus, Error> {
-        let (doc, at) = self.with_client(access, id, Some(service_id)).await?;
+        let (doc, at) = self
+            .with_client(access, id, Some(service_id), Verb::Get)
+            .await?;
         let at = at?;
         let token = doc
             .pointer("/oauth/access_token")
@@ -170,7 +169,7 @@ impl AccountActions {
         id: &str,
     ) -> Result<bool, Error> {
         let inst = &access.instance;
-        let (doc, at) = self.with_client(access, id, None).await?;
+        let (doc, at) = self.with_client(access, id, None, Verb::Delete).await?;
         let revoked = match at {
             Ok(at) => {
                 let refresh =

@@ -2,7 +2,7 @@
 //! instances, credentials, registered clients, key rotation, account removal.
 
 use super::accounts::AccountActions;
-use super::callers::InstanceAccess;
+use super::callers::{InstanceAccess, Scope};
 use super::clients::Clients;
 use super::registrations::{registration_id, Registrations};
 use super::Error;
@@ -233,7 +233,7 @@ impl Admin {
         let instance = self.instance(domain).await?;
         let operator = InstanceAccess {
             instance,
-            scope: TokenScope::default(),
+            scope: Scope::all(),
         };
         self.account_actions.revoke_and_delete(&operator, id).await
     }

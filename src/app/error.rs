@@ -1,6 +1,7 @@
 //! [`Error`]: every way a use case can fail, each variant classified once (kind and code).
 
 use super::registrations::RegistrationError;
+use crate::domain::cozy::JwtError;
 use crate::domain::provider_url::ProviderUrlError;
 use crate::domain::sealed::SealError;
 use crate::domain::{AccountTypeError, Classified, ErrorKind, StateRejection};
@@ -106,6 +107,27 @@ pub enum Error {
     /// Registering or managing a client failed.
     #[error(transparent)]
     Registration(#[from] RegistrationError),
+    /// The request's host is an instance's old domain; the instance lives here now.
+    #[error("this instance moved to `{0}`")]
+    Moved(String),
+    /// A cozy credential was sent to a host that is no instance.
+    #[error("no instance lives at this host")]
+    UnknownHost,
+    /// Start, reconnect or manage without a cozy session, a session code or a token.
+    #[error("you are not logged in to your Cozy: open this page from your Cozy")]
+    NotLoggedIn,
+    /// A cozy-stack session code, but the broker has no access to cozy-stack's Redis.
+    #[error(
+        "this broker cannot check cozy-stack's session codes: its operator must give it \
+         cozy-stack's Redis (cozy.redis_url); log in to your Cozy in this browser instead"
+    )]
+    SessionCodeNeedsRedis,
+    /// A cozy-stack JWT that is malformed, forged, of another instance or expired.
+    #[error(transparent)]
+    CozyToken(#[from] JwtError),
+    /// A cozy-stack permission set that does not allow the action.
+    #[error("Forbidden")]
+    NotAllowed,
 }
 
 impl From<ConsumeError> for Error {
@@ -144,6 +166,11 @@ impl Classified for Error {
             LoginRequired | BadCredentials | AdminDisabled | TypeNotAllowed(_) => {
                 ErrorKind::Forbidden
             }
+            NotLoggedIn | SessionCodeNeedsRedis | NotAllowed => ErrorKind::Forbidden,
+            // cozy-stack answers 400 to a bad or expired token.
+            CozyToken(_) => ErrorKind::Invalid,
+            Moved(_) => ErrorKind::Moved,
+            UnknownHost => ErrorKind::NotFound,
             NoAuthorizationStep(_) | BadRequest { .. } | NotRefreshable(_) => ErrorKind::Invalid,
             NoProvider(_) | FixedProvider(_) => ErrorKind::Invalid,
             RateLimited { .. } => ErrorKind::RateLimited,
@@ -193,6 +220,13 @@ impl Classified for Error {
             Store(e) => e.code(),
             ProviderUrl(e) => e.code(),
             Registration(e) => e.code(),
+            Moved(_) => "moved",
+            UnknownHost => "unknown_instance",
+            NotLoggedIn => "login_required",
+            SessionCodeNeedsRedis => "session_code_unsupported",
+            CozyToken(JwtError::Invalid) => "invalid_token",
+            CozyToken(JwtError::Expired) => "expired_token",
+            NotAllowed => "forbidden",
         }
     }
 }

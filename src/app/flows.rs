@@ -2,7 +2,7 @@
 //! provider; [`Flows::complete`] consumes the state, obtains the tokens, writes the
 //! account and says where the browser goes back to.
 
-use super::callers::InstanceAccess;
+use super::callers::{InstanceAccess, Verb};
 use super::clients::Clients;
 use super::refresh::Refreshes;
 use super::Error;
@@ -120,9 +120,7 @@ impl Flows {
         access: &InstanceAccess,
         p: StartParams,
     ) -> Result<Started, Error> {
-        if !access.scope.allows(&p.service_id) {
-            return Err(Error::TypeNotAllowed(p.service_id));
-        }
+        access.scope.check_type(Verb::Post, &p.service_id)?;
         let inst = &access.instance;
         let at = self
             .account_types

@@ -24,6 +24,8 @@ use crate::oauth::ProviderClient;
 use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
 use crate::store::couch::CouchStore;
+use crate::store::cozy::CozyDocs;
+use crate::store::cozy_session_codes::CozySessionCodes;
 use crate::store::credentials::Credentials;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::flow_states::FlowStates;
@@ -175,7 +177,7 @@ impl Services {
         .map_err(|e| setting("webhooks", &e))?;
 
         let account_types = AccountTypes::new(store.clone(), keyring.clone());
-        let instances = Instances::new(store.clone());
+        let instances = Instances::new(store.clone(), clock.clone());
         let credentials = Credentials::new(store.clone());
         let schedule = Schedule::new(store.clone());
         let accounts = Accounts::new(
@@ -255,9 +257,18 @@ impl Services {
             clock: clock.clone(),
             session_code_ttl: Duration::from_secs(settings.session_code_ttl_secs),
         };
+        let cozy_codes = match settings.cozy.redis_url() {
+            Some(url) => Some(Arc::new(
+                CozySessionCodes::new(url).map_err(|e| setting("cozy.redis_url", &e))?,
+            )),
+            None => None,
+        };
         let callers = Callers {
             credentials,
             instances: instances.clone(),
+            cozy: CozyDocs::new(store.clone()),
+            cozy_codes,
+            subdomains: settings.subdomains,
             admin_token: settings.admin_token().map(|t| Secret::new(t.to_owned())),
             clock: clock.clone(),
         };

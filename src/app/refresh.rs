@@ -4,15 +4,13 @@
 //! a lease in the store, and everyone who waited re-reads the account and returns the
 //! tokens the winner stored.
 
-use super::callers::InstanceAccess;
+use super::callers::{InstanceAccess, Scope, Verb};
 use super::clients::Clients;
 use super::keyed_locks::KeyedLocks;
 use super::Error;
 use crate::domain::account;
 use crate::domain::secret::sha256_hex;
-use crate::domain::{
-    AccountType, Classified, Clock, Domain, ErrorKind, GrantMode, Instance, TokenScope,
-};
+use crate::domain::{AccountType, Classified, Clock, Domain, ErrorKind, GrantMode, Instance};
 use crate::metrics::Metrics;
 use crate::oauth::{provider_request, ProviderClient};
 use crate::store::accounts::Accounts;
@@ -95,14 +93,13 @@ impl Refreshes {
         id: &str,
         mode: Mode,
     ) -> Result<Value, Error> {
-        self.refresh_in(inst, &TokenScope::default(), id, mode)
-            .await
+        self.refresh_in(inst, &Scope::all(), id, mode).await
     }
 
     async fn refresh_in(
         &self,
         inst: &Instance,
-        scope: &TokenScope,
+        scope: &Scope,
         id: &str,
         mode: Mode,
     ) -> Result<Value, Error> {
@@ -118,7 +115,7 @@ impl Refreshes {
     async fn refresh_unlabelled(
         &self,
         inst: &Instance,
-        scope: &TokenScope,
+        scope: &Scope,
         id: &str,
         mode: Mode,
     ) -> Result<Value, Error> {
@@ -127,10 +124,7 @@ impl Refreshes {
             .get(inst, id)
             .await?
             .ok_or(Error::NotFound("account"))?;
-        let its_service = account::service_of(&seen);
-        if !scope.allows(its_service) {
-            return Err(Error::TypeNotAllowed(its_service.to_owned()));
-        }
+        scope.check_account(Verb::Get, &seen)?;
         if !seen.get("oauth").is_some_and(Value::is_object) {
             return Err(Error::NotRefreshable("this account has no OAuth tokens"));
         }

@@ -35,11 +35,13 @@ pub enum ErrorKind {
     RateLimited,
     /// A request larger than allowed.
     TooLarge,
+    /// What the request names lives elsewhere now (an instance's old domain).
+    Moved,
 }
 
 impl ErrorKind {
     /// Every kind, for exhaustive checks (metrics, docs).
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::NotFound,
         ErrorKind::Invalid,
         ErrorKind::Unauthenticated,
@@ -55,6 +57,7 @@ impl ErrorKind {
         ErrorKind::KeyUnavailable,
         ErrorKind::RateLimited,
         ErrorKind::TooLarge,
+        ErrorKind::Moved,
     ];
 
     /// A stable snake_case name: the only text metric labels take from an error.
@@ -75,6 +78,7 @@ impl ErrorKind {
             ErrorKind::KeyUnavailable => "key_unavailable",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::TooLarge => "too_large",
+            ErrorKind::Moved => "moved",
         }
     }
 

@@ -1,5 +1,6 @@
 //! Cozy instances: their domain, CouchDB prefix and context.
 
+use super::cozy::InstanceKeys;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -95,6 +96,13 @@ pub struct Instance {
     pub prefix: String,
     /// Context name, used to pick overloaded account types.
     pub context: Option<String>,
+    /// Other hosts the instance answers on (`domain_aliases`).
+    pub aliases: Vec<String>,
+    /// The domain it moved from (`old_domain`), still a valid token issuer.
+    pub old_domain: Option<String>,
+    /// The keys cozy-stack signs its cookies and tokens with; empty for instances the
+    /// broker's operator added.
+    pub keys: InstanceKeys,
 }
 
 impl Instance {
@@ -105,12 +113,27 @@ impl Instance {
             domain,
             prefix,
             context: context.filter(|c| !c.is_empty()),
+            aliases: Vec::new(),
+            old_domain: None,
+            keys: InstanceKeys::default(),
         }
     }
 
     /// Name of the instance's accounts database, unescaped.
     pub fn accounts_db(&self) -> String {
         db_name(&self.prefix, "io.cozy.accounts")
+    }
+
+    /// Name of the instance's database of `doctype`, unescaped.
+    pub fn db(&self, doctype: &str) -> String {
+        db_name(&self.prefix, doctype)
+    }
+
+    /// The issuers its tokens may name: the domain, and the old domain if it moved.
+    pub fn issuers(&self) -> Vec<&str> {
+        std::iter::once(self.domain.as_str())
+            .chain(self.old_domain.as_deref())
+            .collect()
     }
 }
 

@@ -23,6 +23,8 @@ pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Misconfigured | ErrorKind::KeyUnavailable => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        // 308 keeps the method and body: a konnector's POST lands on the new domain.
+        ErrorKind::Moved => StatusCode::PERMANENT_REDIRECT,
     }
 }
 
@@ -81,6 +83,31 @@ impl<E: Into<Error>> From<E> for Api {
     }
 }
 
+/// The 308 to an instance's new domain (the extractor made the full URL).
+fn moved(e: &Error) -> Option<HttpResponse> {
+    let Error::Moved(to) = e else { return None };
+    Some(
+        HttpResponse::PermanentRedirect()
+            .insert_header((header::LOCATION, to.as_str()))
+            .finish(),
+    )
+}
+
+/// cozy-stack's own answer to a refused cozy token or permission: `{"error": ..}`, with
+/// `WWW-Authenticate` on a bad token (`web/errors`).
+fn cozy_refusal(e: &Error) -> Option<HttpResponse> {
+    let (status, message) = match e {
+        Error::CozyToken(j) => (StatusCode::BAD_REQUEST, j.to_string()),
+        Error::NotAllowed => (StatusCode::FORBIDDEN, "Forbidden".to_owned()),
+        _ => return None,
+    };
+    let mut answer = HttpResponse::build(status);
+    if matches!(e, Error::CozyToken(_)) {
+        answer.insert_header((header::WWW_AUTHENTICATE, "Bearer error=\"invalid_token\""));
+    }
+    Some(answer.json(json!({ "error": message })))
+}
+
 impl ResponseError for Page {
     fn status_code(&self) -> StatusCode {
         status_and_code(&self.0).0
@@ -88,6 +115,9 @@ impl ResponseError for Page {
 
     fn error_response(&self) -> HttpResponse {
         log(&self.0);
+        if let Some(answer) = moved(&self.0) {
+            return answer;
+        }
         let (status, code) = status_and_code(&self.0);
         let hint = match status.as_u16() {
             400 | 404 => "Close this window and start the connection again from your Cozy.",
@@ -115,6 +145,9 @@ impl ResponseError for Api {
 
     fn error_response(&self) -> HttpResponse {
         log(&self.0);
+        if let Some(answer) = moved(&self.0).or_else(|| cozy_refusal(&self.0)) {
+            return answer;
+        }
         let (status, code) = status_and_code(&self.0);
         with_retry_after(&self.0, jsonapi_error(status, code, &self.0.to_string()))
     }

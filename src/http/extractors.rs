@@ -8,7 +8,7 @@
 use super::error::{Api, Page};
 use super::query::Query;
 use super::rate_limit::{Group, RateLimits};
-use crate::app::callers::InstanceAccess;
+use crate::app::callers::{InstanceAccess, SessionCookie, StartCredentials};
 use crate::app::flows::StartParams;
 use crate::app::{Error, Services};
 use crate::domain::secret::sha256_hex;
@@ -27,6 +27,46 @@ fn bearer(req: &HttpRequest) -> Option<&str> {
         .strip_prefix("Bearer ")
         .map(str::trim)
         .filter(|t| !t.is_empty())
+}
+
+/// The host the request names: its `Host` header (what the proxy in front passes on),
+/// else the URI's authority (HTTP/2). Never `X-Forwarded-Host` or `Forwarded`: a client
+/// could name any instance with them.
+fn host(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+}
+
+/// The request's cookies in the order sent (the first of a name wins, as in Go).
+fn cookies(req: &HttpRequest) -> Vec<(String, String)> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(|pair| {
+            let (n, v) = pair.trim().split_once('=')?;
+            Some((n.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
+        })
+        .take(64)
+        .collect()
+}
+
+/// The same request on the instance's new domain, for [`Error::Moved`].
+fn on_new_domain(req: &HttpRequest, e: Error) -> Error {
+    match e {
+        Error::Moved(domain) => {
+            let path = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
+            Error::Moved(format!("https://{domain}{path}"))
+        }
+        other => other,
+    }
 }
 
 fn services(req: &HttpRequest) -> Result<web::Data<Services>, Error> {
@@ -85,7 +125,11 @@ impl FromRequest for InstanceCaller {
             if let Some(t) = token {
                 limit_by(&req, Group::Token, Some(&sha256_hex(t)))?;
             }
-            let access = s.callers.instance_by_token(token).await?;
+            let access = s
+                .callers
+                .instance_by_token(host(&req).as_deref(), token)
+                .await
+                .map_err(|e| on_new_domain(&req, e))?;
             Ok(InstanceCaller(access))
         })
     }
@@ -98,6 +142,8 @@ pub(crate) struct StartCaller {
     pub(crate) access: InstanceAccess,
     /// What the app asked for.
     pub(crate) params: StartParams,
+    /// A cozy session cookie to set (after a session code or a short-run session).
+    pub(crate) new_session: Option<SessionCookie>,
 }
 
 impl FromRequest for StartCaller {
@@ -112,11 +158,22 @@ impl FromRequest for StartCaller {
             // Cheap checks first: a bad request must not burn the session code.
             let q = Query::parse(req.query_string())?;
             let params = start_params(&req, &q)?;
-            let access = s
+            let (host, cookies) = (host(&req), cookies(&req));
+            let started = s
                 .callers
-                .instance_for_start(q.one("session_code")?, bearer(&req))
-                .await?;
-            Ok(StartCaller { access, params })
+                .instance_for_start(StartCredentials {
+                    host: host.as_deref(),
+                    cookies: &cookies,
+                    session_code: q.one("session_code")?,
+                    bearer: bearer(&req),
+                })
+                .await
+                .map_err(|e| on_new_domain(&req, e))?;
+            Ok(StartCaller {
+                access: started.access,
+                params,
+                new_session: started.new_session,
+            })
         })
     }
 }

@@ -432,10 +432,20 @@ impl Store for EmbeddedStore {
         since: &Value,
         wait: Duration,
     ) -> Result<Changes, StoreError> {
-        let since_n = since
-            .as_i64()
-            .or_else(|| since.as_str().and_then(|s| s.parse().ok()))
-            .unwrap_or(0);
+        let since_n = match since.as_str() {
+            // CouchDB's `since=now`: only what happens from here on.
+            Some("now") => {
+                self.run(|c| {
+                    c.query_row("SELECT COALESCE(MAX(seq), 0) FROM docs", [], |r| r.get(0))
+                        .map_err(sql)
+                })
+                .await?
+            }
+            _ => since
+                .as_i64()
+                .or_else(|| since.as_str().and_then(|s| s.parse().ok()))
+                .unwrap_or(0),
+        };
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let db_owned = db.to_owned();

@@ -4,6 +4,8 @@
 pub mod account_types;
 pub mod accounts;
 pub mod couch;
+pub mod cozy;
+pub mod cozy_session_codes;
 pub mod credentials;
 pub mod embedded;
 pub mod flow_states;
@@ -169,6 +171,7 @@ pub async fn ensure_databases(store: &SharedStore) -> Result<(), StoreError> {
     store.ensure_index(REFRESH_SCHEDULE_DB, "due_at").await?;
     // cozy-stack's instance documents are found by `domain`, not by id.
     store.ensure_index(INSTANCES_DB, "domain").await?;
+    store.ensure_index(INSTANCES_DB, "old_domain").await?;
     // The sweeper finds what expired without reading everything.
     store.ensure_index(FLOW_STATES_DB, "expires_at").await?;
     store.ensure_index(SESSION_CODES_DB, "expires_at").await?;

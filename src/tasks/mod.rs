@@ -69,7 +69,8 @@ impl Tasks {
         let (stop, stopped) = watch::channel(false);
         let shutdown = Shutdown(Some(stopped));
         let mut running = JoinSet::new();
-        running.spawn(watcher::run(services.clone(), shutdown.clone()));
+        running.spawn(watcher::account_types(services.clone(), shutdown.clone()));
+        running.spawn(watcher::instances(services.clone(), shutdown.clone()));
         running.spawn(pending::run(services.clone(), shutdown.clone()));
         running.spawn(sweeper::run(
             services.clone(),

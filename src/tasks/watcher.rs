@@ -1,26 +1,48 @@
-//! Follows the account types' changes feed, so a document written with curl, by the CLI
-//! or by another replica is in force within a second.
+//! Follows changes feeds so that what another process or cozy-stack writes is in force
+//! within a second: the account types (written with curl, by the CLI or another replica)
+//! and the instances (a new alias, a moved domain, a rotated session secret).
 
 use super::Shutdown;
 use crate::app::Services;
+use crate::store::StoreError;
+use futures::future::BoxFuture;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Runs until a stop is asked.
-pub(super) async fn run(services: Arc<Services>, mut shutdown: Shutdown) {
-    let mut since = Value::from(0);
+/// Follows the account types' feed until a stop is asked.
+pub(super) async fn account_types(services: Arc<Services>, shutdown: Shutdown) {
+    let follow = |since| {
+        let s = services.clone();
+        Box::pin(async move { s.account_types.follow_changes(since).await }) as BoxFuture<'_, _>
+    };
+    follow_until_stopped("account type", Value::from(0), follow, shutdown).await;
+}
+
+/// Follows the instances' feed until a stop is asked.
+pub(super) async fn instances(services: Arc<Services>, shutdown: Shutdown) {
+    let follow = |since| {
+        let s = services.clone();
+        Box::pin(async move { s.callers.instances.follow_changes(since).await }) as BoxFuture<'_, _>
+    };
+    // The cache starts empty: only changes from now on matter.
+    follow_until_stopped("instance", Value::from("now"), follow, shutdown).await;
+}
+
+async fn follow_until_stopped<'a>(
+    what: &str,
+    mut since: Value,
+    follow: impl Fn(Value) -> BoxFuture<'a, Result<Value, StoreError>>,
+    mut shutdown: Shutdown,
+) {
     loop {
-        let Some(step) = shutdown
-            .or_stop(services.account_types.follow_changes(since.clone()))
-            .await
-        else {
+        let Some(step) = shutdown.or_stop(follow(since.clone())).await else {
             return;
         };
         match step {
             Ok(next) => since = next,
             Err(e) => {
-                tracing::warn!(error = %e, "account type changes feed failed; retrying");
+                tracing::warn!(error = %e, "{what} changes feed failed; retrying");
                 if shutdown
                     .or_stop(tokio::time::sleep(Duration::from_secs(1)))
                     .await

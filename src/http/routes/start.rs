@@ -33,5 +33,20 @@ pub(crate) async fn start(
         }
         answer.cookie(cookie);
     }
+    if let Some(session) = caller.new_session {
+        // cozy-stack's short-run session cookie: five minutes, the whole instance.
+        answer.cookie(
+            Cookie::build(session.name, session.value)
+                .domain(session.domain)
+                .path("/")
+                .http_only(true)
+                .secure(true)
+                .same_site(SameSite::Lax)
+                .max_age(CookieDuration::seconds(
+                    crate::domain::cozy::session::SHORT_RUN_COOKIE_SECS,
+                ))
+                .finish(),
+        );
+    }
     Ok(answer.finish())
 }
