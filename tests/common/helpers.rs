@@ -4,7 +4,7 @@
 use oauth_broker::app::Services;
 use oauth_broker::config::Settings;
 use oauth_broker::domain::secret::random_hex;
-use oauth_broker::domain::{Domain, Instance};
+use oauth_broker::domain::{Clock, Domain, Instance};
 use oauth_broker::startup::Application;
 use oauth_broker::store::schedule::Schedule;
 use oauth_broker::store::SharedStore;
@@ -113,7 +113,19 @@ pub async fn spawn_with_settings(
     dir: Arc<tempfile::TempDir>,
     provider: MockServer,
 ) -> TestApp {
-    let app = Application::build(&settings).await.expect("broker builds");
+    spawn_with_clock(settings, dir, provider, Clock::system()).await
+}
+
+/// A broker on given settings whose clock the test holds.
+pub async fn spawn_with_clock(
+    settings: Settings,
+    dir: Arc<tempfile::TempDir>,
+    provider: MockServer,
+    clock: Clock,
+) -> TestApp {
+    let app = Application::build_with_clock(&settings, clock)
+        .await
+        .expect("broker builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let services = app.services();
     tokio::spawn(app.run_until_stopped());

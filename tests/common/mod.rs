@@ -2,5 +2,6 @@
 //! and a played registering provider. Each binary uses part of it.
 #![allow(dead_code)]
 
+pub mod cozy_stack;
 pub mod helpers;
 pub mod registering_provider;

@@ -1,0 +1,277 @@
+//! Beside cozy-stack, `start` logs in as cozy-stack's `checkLogin` does: the instance from
+//! the host, its session cookie, a session code in cozy-stack's Redis (cozy-auth.md §1-3).
+
+use crate::both_stores;
+use crate::common::cozy_stack::*;
+use crate::helpers::*;
+use oauth_broker::domain::cozy::cookie;
+use serde_json::json;
+
+fn nested_cookie() -> String {
+    format!("cozysessid={NESTED_COOKIE}")
+}
+
+/// The `Set-Cookie` headers of an answer.
+fn set_cookies(resp: &reqwest::Response) -> Vec<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn start_with_the_cozy_session_cookie_goes_to_the_provider(b: Backend) {
+    let c = spawn_cozy(b, |_| {}).await;
+    let t = c.app.code_type(json!({})).await;
+    let resp = c.start(&t, Some(&nested_cookie()), "").await;
+    assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
+    assert!(location(&resp).starts_with(&c.app.provider.uri()));
+    // A long session needs no new one: only the flow binding cookie is set.
+    let cookies = set_cookies(&resp);
+    assert!(
+        cookies.iter().all(|s| !s.starts_with("cozysessid=")),
+        "{cookies:?}"
+    );
+}
+
+async fn start_on_an_alias_host_finds_the_instance(b: Backend) {
+    let c = spawn_cozy(b, |_| {}).await;
+    c.update_instance(json!({"domain_aliases": ["alice.example.org"]}))
+        .await;
+    let t = c.app.code_type(json!({})).await;
+    // Nested subdomains: the cookie of the alias host is still `cozysessid`.
+    let resp = c
+        .request(
+            reqwest::Method::GET,
+            "Alice.Example.Org:443",
+            &format!("/accounts/{t}/start?state=s&slug=home"),
+        )
+        .header("cookie", nested_cookie())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
+}
+
+async fn a_new_alias_is_in_force_within_a_second(b: Backend) {
+    let c = spawn_cozy(b, |_| {}).await;
+    let t = c.app.code_type(json!({})).await;
+    let on_alias = || async {
+        c.request(
+            reqwest::Method::GET,
+            "new-alias.example.org",
+            &format!("/accounts/{t}/start?state=s&slug=home"),
+        )
+        .header("cookie", nested_cookie())
+        .send()
+        .await
+        .unwrap()
+        .status()
+    };
+    // Unknown (and remembered as such) before the alias exists.
+    assert_eq!(on_alias().await, 404);
+    c.update_instance(json!({"domain_aliases": ["new-alias.example.org"]}))
+        .await;
+    let mut status = on_alias().await;
+    for _ in 0..30 {
+        if status == 303 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        status = on_alias().await;
+    }
+    assert_eq!(status, 303, "the changes feed did not bring the alias");
+}
+
+async fn start_on_the_old_domain_answers_308_to_the_new_one(b: Backend) {
+    let c = spawn_cozy(b, |_| {}).await;
+    c.update_instance(json!({"old_domain": "alice.oldcozy.example"}))
+        .await;
+    let resp = c
+        .request(
+            reqwest::Method::GET,
+            "alice.oldcozy.example",
+            "/accounts/google/start?state=s&slug=home",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 308);
+    assert_eq!(
+        location(&resp),
+        format!("https://{DOMAIN}/accounts/google/start?state=s&slug=home")
+    );
+}
+
+async fn a_cozy_cookie_on_an_unknown_host_is_404(b: Backend) {
+    let c = spawn_cozy(b, |_| {}).await;
+    let resp = c
+        .request(
+            reqwest::Method::GET,
+            "bob.cozy.example",
+            "/accounts/google/start?state=s&slug=home",
+        )
+        .header("cookie", nested_cookie())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
+async fn start_without_a_session_is_403(b: Backend) {
+    let c = spawn_cozy(b, |_| {}).await;
+    let t = c.app.code_type(json!({})).await;
+    let resp = c.start(&t, None, "").await;
+    assert_eq!(resp.status(), 403);
+    assert!(resp.text().await.unwrap().contains("not logged in"));
+}
+
+async fn forged_cookies_are_refused(b: Backend) {
+    let c = spawn_cozy(b, |_| {}).await;
+    let t = c.app.code_type(json!({})).await;
+    let raw_secret_cookie = cookie::encode("cozysessid", &session_secret(), SID, IAT);
+    let padded = format!("{}A=", &NESTED_COOKIE[..NESTED_COOKIE.len() - 1]);
+    let over_long = cookie::encode("cozysessid", &session_key(), &"a".repeat(200), IAT);
+    assert!(over_long.len() > 256);
+    // A gorilla/securecookie value: padded base64 of `ts|value|mac`.
+    let gorilla =
+        "MTcwMDAwMDAwMHxCZ3dBSURWa01tWTJZekZsTUdFMFlqUmpNMlE1WlRobVkyRTJZalZqTkdRelpUSm18Zm9yZ2Vk";
+    for (what, value) in [
+        (
+            "the flat mode's cookie under the nested name",
+            FLAT_COOKIE.to_owned(),
+        ),
+        ("a cookie signed without 2:", raw_secret_cookie),
+        ("a padded cookie", padded),
+        (
+            "an over-long cookie (its session exists)",
+            over_long.clone(),
+        ),
+        ("a gorilla securecookie", gorilla.to_owned()),
+    ] {
+        let resp = c.start(&t, Some(&format!("cozysessid={value}")), "").await;
+        assert_eq!(resp.status(), 403, "{what}");
+    }
+    // The over-long cookie names a real session: only its length refuses it.
+    c.write_session(&"a".repeat(200), IAT, false).await;
+    let resp = c
+        .start(&t, Some(&format!("cozysessid={over_long}")), "")
+        .await;
+    assert_eq!(resp.status(), 403);
+}
+
+async fn flat_subdomains_read_the_sess_prefix_cookie_only(b: Backend) {
+    let c = spawn_cozy(b, |s| s.subdomains = oauth_broker::domain::Subdomains::Flat).await;
+    let t = c.app.code_type(json!({})).await;
+    let flat = format!("sess-{}={FLAT_COOKIE}", c.inst.prefix);
+    assert_eq!(c.start(&t, Some(&flat), "").await.status(), 303);
+    assert_eq!(c.start(&t, Some(&nested_cookie()), "").await.status(), 403);
+    // The cozysessid value under the flat name: its MAC covers the other name.
+    let swapped = format!("sess-{}={NESTED_COOKIE}", c.inst.prefix);
+    assert_eq!(c.start(&t, Some(&swapped), "").await.status(), 403);
+}
+
+async fn a_session_unseen_for_thirty_days_is_refused(b: Backend) {
+    let c = spawn_cozy(b, |_| {}).await;
+    let t = c.app.code_type(json!({})).await;
+    let now = IAT + 60;
+    c.write_session("stale", now - 30 * 24 * 3600 - 1, false)
+        .await;
+    c.write_session("edge", now - 30 * 24 * 3600, false).await;
+    let cookie_for = |sid: &str| {
+        format!(
+            "cozysessid={}",
+            cookie::encode("cozysessid", &session_key(), sid, IAT)
+        )
+    };
+    assert_eq!(
+        c.start(&t, Some(&cookie_for("stale")), "").await.status(),
+        403
+    );
+    assert_eq!(
+        c.start(&t, Some(&cookie_for("edge")), "").await.status(),
+        303
+    );
+    // A deleted (logged out) session is no session.
+    assert_eq!(
+        c.start(&t, Some(&cookie_for("gone")), "").await.status(),
+        403
+    );
+}
+
+async fn a_short_run_session_gets_a_new_short_run_session_cookie(b: Backend) {
+    let c = spawn_cozy(b, |_| {}).await;
+    let t = c.app.code_type(json!({})).await;
+    c.write_session("short", IAT, true).await;
+    let value = cookie::encode("cozysessid", &session_key(), "short", IAT);
+    let resp = c.start(&t, Some(&format!("cozysessid={value}")), "").await;
+    assert_eq!(resp.status(), 303);
+    let new = set_cookies(&resp)
+        .into_iter()
+        .find(|s| s.starts_with("cozysessid="))
+        .expect("a new session cookie");
+    for attr in [
+        "Max-Age=300",
+        "Domain=.alice.cozy.example",
+        "Path=/",
+        "HttpOnly",
+        "SameSite=Lax",
+        "Secure",
+    ] {
+        assert!(new.contains(attr), "{attr} missing in {new}");
+    }
+    // It names a new short-run session document, signed as cozy-stack signs it.
+    let value = new["cozysessid=".len()..].split(';').next().unwrap();
+    let id = cookie::decode("cozysessid", &session_key(), value).unwrap();
+    assert_ne!(id, "short");
+    let doc = c
+        .app
+        .store
+        .get(&c.db("io.cozy.sessions"), &id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(doc["short_run"], true);
+    assert_eq!(doc["long_run"], false);
+    // And it logs the popup in on its own.
+    let resp = c.start(&t, Some(&format!("cozysessid={value}")), "").await;
+    assert_eq!(resp.status(), 303);
+}
+
+async fn without_redis_a_cozy_session_code_gets_a_page_that_says_so(b: Backend) {
+    let c = spawn_cozy(b, |_| {}).await;
+    let t = c.app.code_type(json!({})).await;
+    let resp = c
+        .start(&t, None, "&session_code=abcdefghijABCDEFGHIJ0123456789xy")
+        .await;
+    assert_eq!(resp.status(), 403);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("cozy.redis_url"), "{page}");
+}
+
+async fn the_brokers_own_session_code_still_works_on_the_instance_host(b: Backend) {
+    let c = spawn_cozy(b, |_| {}).await;
+    let t = c.app.code_type(json!({})).await;
+    // The admin API issues codes for instances it knows: cozy-stack's are found by domain.
+    let code = c.app.session_code(&c.inst).await;
+    let resp = c.start(&t, None, &format!("&session_code={code}")).await;
+    assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
+    // Spent: a second use is refused.
+    let again = c.start(&t, None, &format!("&session_code={code}")).await;
+    assert_eq!(again.status(), 403);
+}
+
+both_stores!(
+    start_with_the_cozy_session_cookie_goes_to_the_provider,
+    start_on_an_alias_host_finds_the_instance,
+    a_new_alias_is_in_force_within_a_second,
+    start_on_the_old_domain_answers_308_to_the_new_one,
+    a_cozy_cookie_on_an_unknown_host_is_404,
+    start_without_a_session_is_403,
+    forged_cookies_are_refused,
+    flat_subdomains_read_the_sess_prefix_cookie_only,
+    a_session_unseen_for_thirty_days_is_refused,
+    a_short_run_session_gets_a_new_short_run_session_cookie,
+    without_redis_a_cozy_session_code_gets_a_page_that_says_so,
+    the_brokers_own_session_code_still_works_on_the_instance_host,
+);
