@@ -10,6 +10,7 @@ mod admin;
 mod bad_input;
 mod client_credentials;
 mod cozy_login;
+mod cozy_tokens;
 mod health;
 mod keys;
 mod processes;
