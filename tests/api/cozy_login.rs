@@ -275,3 +275,91 @@ both_stores!(
     without_redis_a_cozy_session_code_gets_a_page_that_says_so,
     the_brokers_own_session_code_still_works_on_the_instance_host,
 );
+
+/// cozy-stack's Redis, started by `scripts/test.sh`.
+fn redis_url() -> String {
+    std::env::var("BROKER_TEST_REDIS_URL").expect(
+        "BROKER_TEST_REDIS_URL is not set: run the tests with scripts/test.sh, which starts redis-server",
+    )
+}
+
+/// Stores a session code as cozy-stack does: `SET <prefix>:sessioncode:<code> 1 EX 7d`.
+async fn cozy_stack_issues_code(prefix: &str) -> String {
+    let code: String = oauth_broker::domain::secret::random_hex(16);
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}:sessioncode:{code}"))
+        .arg("1")
+        .arg("EX")
+        .arg(7 * 24 * 3600)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    code
+}
+
+async fn code_exists(prefix: &str, code: &str) -> bool {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("EXISTS")
+        .arg(format!("{prefix}:sessioncode:{code}"))
+        .query_async::<i64>(&mut conn)
+        .await
+        .unwrap()
+        == 1
+}
+
+async fn a_cozy_session_code_works_once_through_redis(b: Backend) {
+    let url = redis_url();
+    let c = spawn_cozy(b, move |s| s.cozy.redis_url = Some(url)).await;
+    let t = c.app.code_type(json!({})).await;
+    let code = cozy_stack_issues_code(&c.inst.prefix).await;
+    let resp = c.start(&t, None, &format!("&session_code={code}")).await;
+    assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
+    // Logged in by a code: the popup gets a short-run session, as from cozy-stack.
+    assert!(set_cookies(&resp)
+        .iter()
+        .any(|s| s.starts_with("cozysessid=") && s.contains("Max-Age=300")));
+    assert!(
+        !code_exists(&c.inst.prefix, &code).await,
+        "the code is spent"
+    );
+    let again = c.start(&t, None, &format!("&session_code={code}")).await;
+    assert_eq!(again.status(), 403);
+}
+
+async fn a_code_is_spent_even_when_the_cookie_logs_in(b: Backend) {
+    let url = redis_url();
+    let c = spawn_cozy(b, move |s| s.cozy.redis_url = Some(url)).await;
+    let t = c.app.code_type(json!({})).await;
+    let code = cozy_stack_issues_code(&c.inst.prefix).await;
+    let resp = c
+        .start(&t, Some(&nested_cookie()), &format!("&session_code={code}"))
+        .await;
+    assert_eq!(resp.status(), 303);
+    assert!(!code_exists(&c.inst.prefix, &code).await);
+}
+
+async fn redis_down_is_a_clear_503_not_a_500(b: Backend) {
+    // Nothing listens on port 9 of the loopback.
+    let c = spawn_cozy(b, |s| {
+        s.cozy.redis_url = Some("redis://127.0.0.1:9/3".into())
+    })
+    .await;
+    let t = c.app.code_type(json!({})).await;
+    let resp = c
+        .start(&t, None, "&session_code=abcdefghijABCDEFGHIJ0123456789xy")
+        .await;
+    assert_eq!(resp.status(), 503);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("Redis"), "{page}");
+    // The cookie path does not need Redis.
+    assert_eq!(c.start(&t, Some(&nested_cookie()), "").await.status(), 303);
+}
+
+both_stores!(
+    a_cozy_session_code_works_once_through_redis,
+    a_code_is_spent_even_when_the_cookie_logs_in,
+    redis_down_is_a_clear_503_not_a_500,
+);

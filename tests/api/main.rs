@@ -9,6 +9,7 @@ use common::helpers;
 mod admin;
 mod bad_input;
 mod client_credentials;
+mod cozy_flow;
 mod cozy_login;
 mod cozy_tokens;
 mod health;
