@@ -235,3 +235,81 @@ async fn secrets_stay_out_of_the_logs_on_couchdb() {
 async fn secrets_stay_out_of_the_logs_on_the_embedded_store() {
     secrets_stay_out_of_the_logs(Backend::Embedded).await
 }
+
+/// Beside cozy-stack: session cookies, the session created for the popup, JWTs (accepted
+/// and refused), session codes and the instance's secrets never reach a log line.
+async fn cozy_credentials_stay_out_of_the_logs(b: Backend) {
+    use base64::Engine;
+    use common::cozy_stack::*;
+    let logs = captured();
+    let redis = std::env::var("BROKER_TEST_REDIS_URL").ok();
+    let c = spawn_cozy(b, move |s| s.cozy.redis_url = redis).await;
+    let t = c.app.code_type(json!({})).await;
+    Mock::given(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "cozy-at-7f3e", "refresh_token": "cozy-rt-7f3e", "expires_in": 60})))
+        .mount(&c.app.provider)
+        .await;
+    c.write_session("short-one", IAT, true).await;
+    let short =
+        oauth_broker::domain::cozy::cookie::encode("cozysessid", &session_key(), "short-one", IAT);
+    let resp = c.start(&t, Some(&format!("cozysessid={short}")), "").await;
+    assert_eq!(resp.status(), 303);
+    let new_session = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.strip_prefix("cozysessid="))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+        .next()
+        .expect("a short-run session cookie");
+    assert_eq!(
+        c.start(&t, Some(&format!("cozysessid={NESTED_COOKIE}")), "")
+            .await
+            .status(),
+        303
+    );
+    let code = "abcdefghijABCDEFGHIJ0123456789xy";
+    let _ = c.start(&t, None, &format!("&session_code={code}")).await;
+    let id = c
+        .app
+        .seed_account(&c.inst, json!({"account_type": t, "oauth": {"access_token": "a", "refresh_token": "cozy-rt-0"}}))
+        .await;
+    assert_eq!(c.refresh(DOMAIN, &t, &id, KONN_TOKEN).await.status(), 200);
+    assert_eq!(c.refresh(DOMAIN, &t, &id, HOME_TOKEN).await.status(), 400);
+    let forged = Cozy::sign(
+        json!({"iss": DOMAIN, "sub": "google", "aud": ["konn"], "iat": IAT}),
+        &oauth_secret(),
+    );
+    assert_eq!(c.refresh(DOMAIN, &t, &id, &forged).await.status(), 400);
+
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let session_secret = base64::engine::general_purpose::STANDARD.encode(session_secret());
+    for secret in [
+        NESTED_COOKIE,
+        short.as_str(),
+        new_session.as_str(),
+        KONN_TOKEN,
+        HOME_TOKEN,
+        forged.as_str(),
+        code,
+        session_secret.as_str(),
+        "cozy-at-7f3e",
+        "cozy-rt-7f3e",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "a cozy credential reached the logs: {secret}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cozy_credentials_stay_out_of_the_logs_on_couchdb() {
+    cozy_credentials_stay_out_of_the_logs(Backend::Couch).await
+}
+
+#[tokio::test]
+async fn cozy_credentials_stay_out_of_the_logs_on_the_embedded_store() {
+    cozy_credentials_stay_out_of_the_logs(Backend::Embedded).await
+}
