@@ -727,3 +727,163 @@ fn log_lines_to_a_pipe_carry_no_colour_codes() {
     assert!(logs.contains("listening"), "{logs}");
     assert!(!logs.contains('\u{1b}'), "{logs:?}");
 }
+
+/// Runs the binary with the settings' store (embedded directory or CouchDB namespace).
+fn broker_on(settings: &oauth_broker::config::Settings, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_oauth-broker"))
+        .args(args)
+        .env("BROKER__DATA_DIR", &settings.data_dir)
+        .env(
+            "BROKER__COUCHDB__URL",
+            settings.couchdb.url.clone().unwrap_or_default(),
+        )
+        .env("BROKER__COUCHDB__DB_PREFIX", &settings.couchdb.db_prefix)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("binary runs")
+}
+
+/// Accounts cozy-stack created on three instances it created: the backfill plans those
+/// with a refresh token and a known type, resumes after an interruption, and a second
+/// run plans nothing.
+async fn backfill_plans_cozy_stack_accounts(couch: bool) {
+    use oauth_broker::domain::{Domain, Instance};
+    use oauth_broker::store::schedule::Schedule;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = oauth_broker::config::Settings::load(None).unwrap();
+    settings.data_dir = dir.path().to_path_buf();
+    settings.couchdb.url = couch.then(couch_url);
+    settings.couchdb.db_prefix = format!("{}_", unique("backfill"));
+    let svc = unique("svc");
+    let domains: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|l| format!("{l}-{}.cozy.test", unique("x")))
+        .collect();
+    let instances: Vec<Instance> = domains
+        .iter()
+        .map(|d| Instance::new(Domain::parse(d).unwrap(), None))
+        .collect();
+    {
+        let store = oauth_broker::app::open_store(&settings).await.unwrap();
+        store
+            .put(
+                "secrets/io-cozy-account_types",
+                &json!({"_id": svc, "grant_mode": "authorization_code", "client_id": "c",
+                        "client_secret": "s", "auth_endpoint": "https://p.example/a",
+                        "token_endpoint": "https://p.example/t"}),
+            )
+            .await
+            .unwrap();
+        for inst in &instances {
+            // As cozy-stack writes them: ids of its own, the domain in a field.
+            store
+                .put(
+                    "global/instances",
+                    &json!({"_id": unique("i"), "domain": inst.domain.as_str(),
+                            "prefix": inst.prefix, "session_secret": "AAEC"}),
+                )
+                .await
+                .unwrap();
+            store.ensure_db(&inst.accounts_db()).await.unwrap();
+            for (id, doc) in [
+                (
+                    "with-rt-1",
+                    json!({"account_type": svc, "oauth": {"access_token": "a", "refresh_token": "r", "expires_at": "2030-01-01T00:00:00Z"}}),
+                ),
+                (
+                    "with-rt-2",
+                    json!({"account_type": svc, "oauth": {"access_token": "a", "refresh_token": "r"}}),
+                ),
+                (
+                    "no-rt",
+                    json!({"account_type": svc, "oauth": {"access_token": "a"}}),
+                ),
+                (
+                    "unknown-type",
+                    json!({"account_type": "nobody-knows", "oauth": {"refresh_token": "r"}}),
+                ),
+            ] {
+                let mut doc = doc;
+                doc["_id"] = id.into();
+                store.put(&inst.accounts_db(), &doc).await.unwrap();
+            }
+        }
+        // One already planned by the broker; a run interrupted after the first instance.
+        Schedule::new(store.clone())
+            .set(&instances[1].domain, "with-rt-1", 42, 0, true)
+            .await
+            .unwrap();
+        store
+            .put(
+                "broker/jobs",
+                &json!({"_id": "refresh-plan-backfill",
+                        "progress": {"last_domain": instances[0].domain.as_str()}}),
+            )
+            .await
+            .unwrap();
+    }
+    let summary = |out: &Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", text(out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // Other tests' instances share CouchDB's global/instances under other prefixes only.
+    let first = summary(&broker_on(
+        &settings,
+        &["refresh-plan", "backfill", "--json"],
+    ));
+    assert_eq!(first["resumed_past"], 1, "{first}");
+    assert_eq!(first["instances"], 2);
+    assert_eq!(first["with_refresh_token"], 6);
+    assert_eq!(first["planned"], 3);
+    assert_eq!(first["already_planned"], 1);
+    assert_eq!(first["skipped"], 2);
+    // The checkpoint is gone: the next run covers every instance, and plans the first.
+    let second = summary(&broker_on(
+        &settings,
+        &["refresh-plan", "backfill", "--json"],
+    ));
+    assert_eq!(second["instances"], 3, "{second}");
+    assert_eq!(second["planned"], 2);
+    assert_eq!(second["already_planned"], 4);
+    let third = summary(&broker_on(
+        &settings,
+        &["refresh-plan", "backfill", "--json"],
+    ));
+    assert_eq!(third["planned"], 0, "{third}");
+    let store = oauth_broker::app::open_store(&settings).await.unwrap();
+    let plans = Schedule::new(store);
+    for inst in &instances {
+        assert!(plans
+            .due_at(&inst.domain, "with-rt-2")
+            .await
+            .unwrap()
+            .is_some());
+        assert!(plans.due_at(&inst.domain, "no-rt").await.unwrap().is_none());
+        assert!(plans
+            .due_at(&inst.domain, "unknown-type")
+            .await
+            .unwrap()
+            .is_none());
+    }
+    // The plan the broker had is kept, not overwritten.
+    assert_eq!(
+        plans
+            .due_at(&instances[1].domain, "with-rt-1")
+            .await
+            .unwrap(),
+        Some((42, 0))
+    );
+    // The human summary says what happened.
+    let human = broker_on(&settings, &["refresh-plan", "backfill"]);
+    assert!(text(&human).contains("0 planned"), "{}", text(&human));
+}
+
+#[tokio::test]
+async fn backfill_plans_cozy_stack_accounts_on_the_embedded_store() {
+    backfill_plans_cozy_stack_accounts(false).await
+}
+
+#[tokio::test]
+async fn backfill_plans_cozy_stack_accounts_on_couchdb() {
+    backfill_plans_cozy_stack_accounts(true).await
+}

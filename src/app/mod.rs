@@ -4,6 +4,7 @@
 
 pub(crate) mod accounts;
 pub(crate) mod admin;
+pub mod backfill;
 pub(crate) mod callers;
 pub(crate) mod clients;
 mod error;
@@ -31,6 +32,7 @@ use crate::store::embedded::EmbeddedStore;
 use crate::store::flow_states::FlowStates;
 use crate::store::instances::Instances;
 use crate::store::instrumented::Instrumented;
+use crate::store::jobs::Checkpoints;
 use crate::store::leases::Leases;
 use crate::store::pending_grants::PendingGrants;
 use crate::store::schedule::Schedule;
@@ -38,6 +40,7 @@ use crate::store::{SharedStore, StoreError};
 use crate::webhooks::Webhooks;
 use accounts::AccountActions;
 use admin::Admin;
+use backfill::Backfill;
 use callers::{Callers, Secret};
 use clients::Clients;
 use flows::Flows;
@@ -109,6 +112,7 @@ pub struct Services {
     pub(crate) accounts: Arc<AccountActions>,
     pub(crate) admin: Admin,
     pub(crate) callers: Callers,
+    pub(crate) backfill: Backfill,
     pub(crate) webhooks: Webhooks,
     pub(crate) clock: Clock,
 }
@@ -272,7 +276,16 @@ impl Services {
             admin_token: settings.admin_token().map(|t| Secret::new(t.to_owned())),
             clock: clock.clone(),
         };
+        let backfill = Backfill {
+            instances: instances.clone(),
+            accounts: refreshes.accounts.clone(),
+            account_types: account_types.clone(),
+            schedule: schedule.clone(),
+            refreshes: refreshes.clone(),
+            checkpoints: Checkpoints::new(store.clone()),
+        };
         let services = Services {
+            backfill,
             store,
             store_stats,
             metrics,

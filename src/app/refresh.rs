@@ -223,14 +223,25 @@ impl Refreshes {
         at: &AccountType,
         new: bool,
     ) {
-        let result = match self.next_due(doc, at) {
+        if let Err(e) = self.try_plan(inst, id, doc, at, new).await {
+            tracing::warn!(error = %e, "could not plan the next refresh");
+        }
+    }
+
+    /// [`Refreshes::plan`], telling whether the plan was written.
+    pub(crate) async fn try_plan(
+        &self,
+        inst: &Instance,
+        id: &str,
+        doc: &Value,
+        at: &AccountType,
+        new: bool,
+    ) -> Result<(), crate::store::StoreError> {
+        match self.next_due(doc, at) {
             Some(due_at) => self.schedule.set(&inst.domain, id, due_at, 0, new).await,
             // A new account has no plan to forget.
             None if new => Ok(()),
             None => self.schedule.clear(&inst.domain, id).await,
-        };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not plan the next refresh");
         }
     }
 

@@ -49,6 +49,24 @@ pub enum Command {
     /// Manage the clients the broker registered with providers (RFC 7591/7592).
     #[command(subcommand, name = "registered-clients")]
     RegisteredClients(RegisteredClientsCmd),
+    /// Manage the refresh plan (when each account is next refreshed).
+    #[command(subcommand, name = "refresh-plan")]
+    RefreshPlan(RefreshPlanCmd),
+}
+
+/// `refresh-plan` sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum RefreshPlanCmd {
+    /// Plan a refresh for every account with a refresh token that has none yet (accounts
+    /// cozy-stack created); resumes an interrupted run; a second run changes nothing.
+    Backfill {
+        /// Forget an interrupted run's progress and start from the first instance.
+        #[arg(long)]
+        restart: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `registered-clients` sub-commands; ids are `TYPE` or `TYPE@PROVIDER-HOST`.
@@ -189,6 +207,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             crate::domain::sealed::Keyring::parse(&spec).map_err(anyhow::Error::msg)?;
             out!("{spec}");
+            Ok(())
+        }
+        Command::RefreshPlan(RefreshPlanCmd::Backfill { restart, json }) => {
+            let s = services(&settings).await?;
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} instances {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let progress = |done: usize, total: usize| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            };
+            let summary = s
+                .backfill
+                .run(restart, &progress)
+                .await
+                .context("backfill stopped; run it again to resume")?;
+            bar.finish_and_clear();
+            if json {
+                out!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                out!(
+                    "{} instances ({} done by an earlier run), {} accounts, {} with a refresh token: \
+                     {} planned, {} already planned, {} skipped (unknown type or no token endpoint)",
+                    summary.instances,
+                    summary.resumed_past,
+                    summary.accounts,
+                    summary.with_refresh_token,
+                    summary.planned,
+                    summary.already_planned,
+                    summary.skipped
+                );
+            }
             Ok(())
         }
         Command::Accounts(AccountsCmd::Rm { domain, id }) => {

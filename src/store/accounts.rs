@@ -176,6 +176,23 @@ impl Accounts {
         }
     }
 
+    /// Every account of an instance (design documents left out).
+    pub async fn all(&self, inst: &Instance) -> Result<Vec<Value>, StoreError> {
+        match self.store.all_docs(&inst.accounts_db()).await {
+            Ok(docs) => Ok(docs
+                .into_iter()
+                .filter(|d| {
+                    !d.get("_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("_")
+                        .starts_with('_')
+                })
+                .collect()),
+            Err(StoreError::NoDatabase(_)) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Deletes an account at the revision read.
     pub async fn delete(&self, inst: &Instance, doc: &Value) -> Result<(), StoreError> {
         let id = doc.get("_id").and_then(Value::as_str).unwrap_or_default();

@@ -11,6 +11,7 @@ pub mod embedded;
 pub mod flow_states;
 pub mod instances;
 pub mod instrumented;
+pub mod jobs;
 pub mod leases;
 pub mod pending_grants;
 pub mod schedule;
@@ -48,8 +49,11 @@ pub const REGISTERED_CLIENTS_DB: &str = "broker/registered_clients";
 /// Webhook events not yet delivered.
 pub const WEBHOOK_OUTBOX_DB: &str = "broker/webhook_outbox";
 
+/// Where long operator jobs keep their progress, to resume after an interruption.
+pub const JOBS_DB: &str = "broker/jobs";
+
 /// Every database the broker creates at start-up.
-pub const BROKER_DBS: [&str; 9] = [
+pub const BROKER_DBS: [&str; 10] = [
     ACCOUNT_TYPES_DB,
     INSTANCES_DB,
     FLOW_STATES_DB,
@@ -59,6 +63,7 @@ pub const BROKER_DBS: [&str; 9] = [
     REFRESH_SCHEDULE_DB,
     REGISTERED_CLIENTS_DB,
     WEBHOOK_OUTBOX_DB,
+    JOBS_DB,
 ];
 
 /// A failed store operation.

@@ -44,6 +44,7 @@ async fn cozy_refusal(resp: reqwest::Response, status: u16, error: &str) {
 async fn the_spec_konnector_token_refreshes_and_gets_the_account_as_json_api(b: Backend) {
     let c = spawn_cozy(b, |_| {}).await;
     let (t, id) = account(&c).await;
+    assert!(c.app.planned(&c.inst, &id).await.is_none());
     let resp = c.refresh(DOMAIN, &t, &id, KONN_TOKEN).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/vnd.api+json");
@@ -58,6 +59,8 @@ async fn the_spec_konnector_token_refreshes_and_gets_the_account_as_json_api(b: 
         body["data"]["links"]["self"],
         format!("/data/io.cozy.accounts/{id}")
     );
+    // cozy-stack made the account: the broker plans it on its first refresh.
+    assert!(c.app.planned(&c.inst, &id).await.is_some());
 }
 
 async fn the_home_apps_token_is_refused_on_refresh(b: Backend) {
