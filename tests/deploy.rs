@@ -186,3 +186,139 @@ fn the_broker_has_a_writable_data_dir_beside_its_read_only_root() {
         .unwrap();
     assert!(!volume["emptyDir"].is_null() || !volume["persistentVolumeClaim"].is_null());
 }
+
+/// The `location` blocks of an nginx file: (modifier, prefix, upstream).
+fn nginx_locations(text: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("location ") {
+            let parts: Vec<&str> = rest.trim_end_matches('{').split_whitespace().collect();
+            current = Some(match parts.as_slice() {
+                [prefix] => (String::new(), (*prefix).to_owned()),
+                [modifier, prefix] => ((*modifier).to_owned(), (*prefix).to_owned()),
+                _ => panic!("unexpected location line: {line}"),
+            });
+        } else if let (Some(up), Some((m, p))) = (
+            line.strip_prefix("proxy_pass http://")
+                .map(|u| u.trim_end_matches(';')),
+            current.as_ref(),
+        ) {
+            out.push((m.clone(), p.clone(), up.to_owned()));
+            current = None;
+        }
+    }
+    out
+}
+
+/// Where nginx sends `path`: the longest prefix location (there are no regex ones).
+fn routed(locations: &[(String, String, String)], path: &str) -> String {
+    locations
+        .iter()
+        .filter(|(m, p, _)| (m.is_empty() || m == "^~") && path.starts_with(p.as_str()))
+        .max_by_key(|(_, p, _)| p.len())
+        .map(|(_, _, up)| up.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn beside_cozy_stack_nginx_sends_root_accounts_paths_only_to_the_broker() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let nginx = std::fs::read_to_string(root.join("deploy/beside-cozy-stack/nginx.conf")).unwrap();
+    let locations = nginx_locations(&nginx);
+    assert!(
+        locations.iter().all(|(m, _, _)| m.is_empty() || m == "^~"),
+        "no regex location may take /accounts/ back: {locations:?}"
+    );
+    for path in [
+        "/accounts/google/start?state=s",
+        "/accounts/google/redirect?code=c",
+        "/accounts/google/0123/refresh",
+        "/accounts/google/0123/reconnect",
+        "/accounts/google/0123/manage",
+    ] {
+        assert_eq!(routed(&locations, path), "broker", "{path}");
+    }
+    for path in [
+        "/bitwarden/api/accounts/profile",
+        "/bitwarden/identity/accounts/prelogin",
+        "/data/io.cozy.accounts/0123",
+        "/accountsfoo",
+        "/auth/login",
+        "/",
+    ] {
+        assert_eq!(routed(&locations, path), "cozy_stack", "{path}");
+    }
+    // Instance hosts and the callback host are both served by this block.
+    assert!(nginx.contains("server_name cozy.example *.cozy.example;"));
+    assert!(nginx.contains("proxy_set_header Host $host;"));
+    assert!(nginx.contains("proxy_set_header Forwarded \"\";"));
+}
+
+#[test]
+fn beside_cozy_stack_the_broker_and_cozy_stack_agree_on_subdomains_redis_and_couchdb() {
+    let compose = &yaml_docs("deploy/beside-cozy-stack/compose.yaml")[0];
+    let cozy = &yaml_docs("deploy/beside-cozy-stack/cozy.yaml")[0];
+    let services = &compose["services"];
+    assert!(services["cozy-stack"]["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("cozy/cozy-stack"));
+    assert!(services["cozy-stack"]["volumes"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("./cozy.yaml:/etc/cozy/cozy.yaml"));
+    let env = &services["broker"]["environment"];
+    let get = |k: &str| env[k].as_str().unwrap_or_else(|| panic!("{k}")).to_owned();
+    assert_eq!(
+        get("BROKER__SUBDOMAINS"),
+        cozy["subdomains"].as_str().unwrap()
+    );
+    // The same Redis, and its `sessions` database.
+    let redis = url::Url::parse(&get("BROKER__COZY__REDIS_URL")).unwrap();
+    assert_eq!(
+        format!("{}:{}", redis.host_str().unwrap(), redis.port().unwrap()),
+        cozy["redis"]["addrs"].as_str().unwrap()
+    );
+    assert_eq!(
+        redis.path().trim_start_matches('/'),
+        cozy["redis"]["databases"]["sessions"]
+            .as_u64()
+            .unwrap()
+            .to_string()
+    );
+    assert!(services[redis.host_str().unwrap()]["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("redis"));
+    // The same CouchDB.
+    // (The password is a compose variable, so the URLs are compared by their host part.)
+    let host_of = |u: &str| {
+        u.rsplit_once('@')
+            .unwrap()
+            .1
+            .trim_end_matches('/')
+            .to_owned()
+    };
+    assert_eq!(
+        host_of(&get("BROKER__COUCHDB__URL")),
+        host_of(cozy["couchdb"]["url"].as_str().unwrap())
+    );
+    // The redirect host is under the binding cookie's domain, and nginx serves it.
+    let public = url::Url::parse(&get("BROKER__PUBLIC_URL")).unwrap();
+    let parent = get("BROKER__FLOW_BINDING_COOKIE_DOMAIN");
+    assert!(public.host_str().unwrap().ends_with(&format!(".{parent}")));
+    let nginx = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/beside-cozy-stack/nginx.conf"),
+    )
+    .unwrap();
+    assert!(nginx.contains(&format!("*.{parent}")));
+    for (k, _) in env.as_mapping().unwrap() {
+        let k = k.as_str().unwrap();
+        assert!(k.starts_with("BROKER__") || k == "RUST_LOG", "{k}");
+    }
+    // The balancer reaches both by their compose names.
+    for upstream in ["server broker:8080", "server cozy-stack:8080"] {
+        assert!(nginx.contains(upstream), "{upstream}");
+    }
+}

@@ -70,6 +70,7 @@ routes! {
     POST "/accounts/{type}" => routes::accounts::create, Instance;
     DELETE "/accounts/{type}/{id}" => routes::accounts::delete, Instance;
     GET "/accounts/{type}/{id}/reconnect" => routes::start::start, Start;
+    GET "/accounts/{type}/{id}/manage" => routes::start::manage, Start;
     POST "/accounts/{type}/{id}/refresh" => routes::accounts::refresh, Instance;
     GET "/accounts/{type}/{id}/status" => routes::accounts::status, Instance;
     GET "/admin/account_types" => routes::admin::list_account_types, Admin;

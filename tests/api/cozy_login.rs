@@ -261,7 +261,27 @@ async fn the_brokers_own_session_code_still_works_on_the_instance_host(b: Backen
     assert_eq!(again.status(), 403);
 }
 
+async fn manage_is_logged_in_then_says_budget_insight_is_not_run_here(b: Backend) {
+    let c = spawn_cozy(b, |_| {}).await;
+    let path = "/accounts/google/0123/manage?state=s&slug=home";
+    let anonymous = c
+        .request(reqwest::Method::GET, DOMAIN, path)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 403);
+    let resp = c
+        .request(reqwest::Method::GET, DOMAIN, path)
+        .header("cookie", nested_cookie())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("Budget Insight"));
+}
+
 both_stores!(
+    manage_is_logged_in_then_says_budget_insight_is_not_run_here,
     start_with_the_cozy_session_cookie_goes_to_the_provider,
     start_on_an_alias_host_finds_the_instance,
     a_new_alias_is_in_force_within_a_second,

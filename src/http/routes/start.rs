@@ -1,5 +1,6 @@
-//! `GET /accounts/{type}/start` (the Home app sends the browser here to begin a flow) and
-//! `GET /accounts/{type}/{id}/reconnect` (the same, for an account that exists).
+//! `GET /accounts/{type}/start` (the Home app sends the browser here to begin a flow),
+//! `GET /accounts/{type}/{id}/reconnect` (the same, for an account that exists) and
+//! `GET /accounts/{type}/{id}/manage` (Budget Insight's webview, not run here).
 
 use crate::app::Services;
 use crate::http::error::Page;
@@ -49,4 +50,18 @@ pub(crate) async fn start(
         );
     }
     Ok(answer.finish())
+}
+
+/// cozy-stack opens Budget Insight's management webview here; the broker runs no Budget
+/// Insight type, so a logged-in caller is told so (cozy-stack answers "Wrong account
+/// type" for every other type too).
+pub(crate) async fn manage(caller: StartCaller) -> Result<HttpResponse, Page> {
+    Err(Page(crate::app::Error::BadRequest {
+        code: "wrong_account_type",
+        detail: format!(
+            "`manage` opens a Budget Insight webview; account type `{}` is not a Budget \
+             Insight type here (such konnectors stay on cozy-stack)",
+            caller.params.service_id
+        ),
+    }))
 }
