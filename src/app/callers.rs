@@ -180,6 +180,13 @@ impl Callers {
     /// an old domain is refused with where the instance lives now.
     async fn instance_at(&self, host: Option<&str>) -> Result<Option<Instance>, Error> {
         let Some(host) = host else { return Ok(None) };
+        // With flat subdomains `alice-home.example` is an app host, never an instance
+        // (cozy-stack's `ValidateDomain`).
+        if self.subdomains == Subdomains::Flat
+            && host.split('.').next().is_some_and(|l| l.contains('-'))
+        {
+            return Ok(None);
+        }
         match self.instances.by_host(host).await? {
             HostLookup::Found(inst) => Ok(Some(inst)),
             HostLookup::Moved(to) => Err(Error::Moved(to.to_string())),

@@ -166,6 +166,20 @@ async fn flat_subdomains_read_the_sess_prefix_cookie_only(b: Backend) {
     let flat = format!("sess-{}={FLAT_COOKIE}", c.inst.prefix);
     assert_eq!(c.start(&t, Some(&flat), "").await.status(), 303);
     assert_eq!(c.start(&t, Some(&nested_cookie()), "").await.status(), 403);
+    // `alice-home.cozy.example` is an app host in flat mode, never an instance.
+    c.update_instance(json!({"domain_aliases": ["alice-home.cozy.example"]}))
+        .await;
+    let on_app_host = c
+        .request(
+            reqwest::Method::GET,
+            "alice-home.cozy.example",
+            &format!("/accounts/{t}/start?state=s&slug=home"),
+        )
+        .header("cookie", flat.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_app_host.status(), 404);
     // The cozysessid value under the flat name: its MAC covers the other name.
     let swapped = format!("sess-{}={NESTED_COOKIE}", c.inst.prefix);
     assert_eq!(c.start(&t, Some(&swapped), "").await.status(), 403);

@@ -340,7 +340,37 @@ async fn the_brokers_api_tokens_keep_working_beside_cozy_tokens(b: Backend) {
     assert_eq!(c.refresh(DOMAIN, &t, &id, &foreign).await.status(), 403);
 }
 
+async fn a_token_made_under_an_old_security_stamp_is_refused(b: Backend) {
+    let c = spawn_cozy(b, |_| {}).await;
+    let (t, id) = account(&c).await;
+    put(
+        &c.app,
+        &c.db("io.cozy.settings"),
+        json!({"_id": "io.cozy.settings.bitwarden", "security_stamp": "stamp-2"}),
+    )
+    .await;
+    let with_stamp = |stamp: &str| {
+        Cozy::sign(
+            json!({"iss": DOMAIN, "sub": "google", "aud": ["konn"], "iat": IAT, "stamp": stamp}),
+            &session_key(),
+        )
+    };
+    assert_eq!(
+        c.refresh(DOMAIN, &t, &id, &with_stamp("stamp-2"))
+            .await
+            .status(),
+        200
+    );
+    cozy_refusal(
+        c.refresh(DOMAIN, &t, &id, &with_stamp("stamp-1")).await,
+        400,
+        "Invalid JWT token",
+    )
+    .await;
+}
+
 both_stores!(
+    a_token_made_under_an_old_security_stamp_is_refused,
     the_spec_konnector_token_refreshes_and_gets_the_account_as_json_api,
     the_home_apps_token_is_refused_on_refresh,
     a_konnector_token_past_thirty_minutes_is_expired,
