@@ -3,23 +3,44 @@
 //! SQLite gives ACID writes that survive a restart, and lets the CLI write while a
 //! broker runs on the same file (WAL mode); the broker sees such writes through
 //! [`Store::changes`], which polls the sequence column.
+//!
+//! Writes commit in groups: one writer thread takes every write waiting for it into one
+//! transaction and one fsync (`synchronous=FULL`), each write in a savepoint of its own so
+//! a refused one changes nothing, and answers each caller only once the group is
+//! committed: an answered write survives a power cut, as before. Reads run on a pool of
+//! their own connections (WAL readers never wait for the writer).
 
 use super::{Changes, DocChange, Selector, Store, StoreError};
 use crate::domain::secret::sha256_hex;
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{Map, Value};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::any::Any;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 /// How often a waiting `changes` call looks for new rows.
 const CHANGES_POLL: Duration = Duration::from_millis(200);
 
+/// Reader connections: reads on one never wait for the others or the writer.
+const READERS: usize = 4;
+/// Writes one group commits at most.
+const MAX_GROUP: usize = 512;
+
+/// A write run by the writer thread inside the group's transaction; what it returns goes
+/// to its caller once the group is committed.
+type WriteJob = Box<dyn FnOnce(&Connection) -> Result<Box<dyn Any + Send>, StoreError> + Send>;
+type Reply = tokio::sync::oneshot::Sender<Result<Box<dyn Any + Send>, StoreError>>;
+
 /// A SQLite file holding every database as rows of `(db, id, rev, body)`.
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    conn: Arc<Mutex<Connection>>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: Arc<AtomicUsize>,
+    writer: mpsc::Sender<(WriteJob, Reply)>,
+    commits: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -86,8 +107,8 @@ impl EmbeddedStore {
     pub fn open(dir: &Path) -> Result<EmbeddedStore, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", dir.display())))?;
-        let conn = Connection::open(dir.join("broker.sqlite3")).map_err(sql)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+        let file = dir.join("broker.sqlite3");
+        let conn = connect(&file)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
@@ -101,25 +122,133 @@ impl EmbeddedStore {
              CREATE INDEX IF NOT EXISTS docs_seq ON docs (seq);",
         )
         .map_err(sql)?;
+        let readers = (0..READERS)
+            .map(|_| connect(&file).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (writer, jobs) = mpsc::channel();
+        let commits = Arc::new(AtomicUsize::new(0));
+        let counted = commits.clone();
+        std::thread::Builder::new()
+            .name("embedded-store-writer".into())
+            .spawn(move || commit_groups(conn, jobs, &counted))
+            .map_err(|e| StoreError::Unavailable(format!("starting the writer: {e}")))?;
         Ok(EmbeddedStore {
-            conn: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(readers),
+            next_reader: Arc::default(),
+            writer,
+            commits,
         })
     }
 
+    /// Transactions committed since the store was opened (each holds a group of writes).
+    pub fn commits(&self) -> usize {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Runs a read on a reader connection.
     async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        let readers = self.readers.clone();
+        let n = self.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn
+            let guard = readers[n]
                 .lock()
                 .map_err(|_| StoreError::Unavailable("embedded store lock poisoned".into()))?;
-            f(&mut guard)
+            f(&guard)
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("embedded store task: {e}")))?
+    }
+
+    /// Runs a write in the writer's next group; answers once the group is committed.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: WriteJob = Box::new(move |c| f(c).map(|t| Box::new(t) as Box<dyn Any + Send>));
+        self.writer
+            .send((job, reply))
+            .map_err(|_| StoreError::Unavailable("embedded store writer stopped".into()))?;
+        let out = answer
+            .await
+            .map_err(|_| StoreError::Unavailable("embedded store writer stopped".into()))??;
+        out.downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| StoreError::Invalid("embedded store: unexpected write result".into()))
+    }
+}
+
+/// A connection to the store's file, waiting up to 5 s for another process's lock.
+fn connect(file: &PathBuf) -> Result<Connection, StoreError> {
+    let conn = Connection::open(file).map_err(sql)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+    Ok(conn)
+}
+
+/// The writer thread: each turn takes every waiting write (up to [`MAX_GROUP`]) into one
+/// transaction, each in a savepoint, commits once, then answers them all. Ends when the
+/// store is dropped.
+fn commit_groups(conn: Connection, jobs: mpsc::Receiver<(WriteJob, Reply)>, commits: &AtomicUsize) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = sql(e);
+            for (_, reply) in group {
+                let _ = reply.send(Err(e.clone()));
+            }
+            continue;
+        }
+        let mut answers = Vec::with_capacity(group.len());
+        for (job, reply) in group {
+            let outcome = match conn.execute_batch("SAVEPOINT job") {
+                Ok(()) => {
+                    // A panicking write must not take the writer (and every later write) down.
+                    let outcome =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&conn)))
+                            .unwrap_or_else(|_| {
+                                Err(StoreError::Invalid("a write panicked".into()))
+                            });
+                    // A refused write leaves nothing behind.
+                    let end = if outcome.is_err() {
+                        "ROLLBACK TO job; RELEASE job"
+                    } else {
+                        "RELEASE job"
+                    };
+                    match conn.execute_batch(end) {
+                        Ok(()) => outcome,
+                        Err(e) => Err(sql(e)),
+                    }
+                }
+                Err(e) => Err(sql(e)),
+            };
+            answers.push((outcome, reply));
+        }
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                for (outcome, reply) in answers {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                let e = sql(e);
+                let _ = conn.execute_batch("ROLLBACK");
+                for (_, reply) in answers {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }
 
@@ -147,50 +276,40 @@ fn rev_number(rev: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Writes one revision inside a transaction, with CouchDB's conflict rules.
-fn write(
-    conn: &mut Connection,
+/// Writes one revision (in the writer's transaction), with CouchDB's conflict rules.
+fn write_one(
+    conn: &Connection,
     db: &str,
     id: &str,
     given_rev: Option<&str>,
     body: Option<&Map<String, Value>>,
 ) -> Result<String, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql)?;
-    if !db_exists(&tx, db)? {
+    if !db_exists(conn, db)? {
         return Err(StoreError::NoDatabase(db.to_owned()));
     }
-    let rev = write_in(&tx, db, id, given_rev, body)?;
-    tx.commit().map_err(sql)?;
-    Ok(rev)
+    write_in(conn, db, id, given_rev, body)
 }
 
 /// A batch: every write in one transaction and one sync; each its own outcome.
 type Write = (String, Option<String>, Option<Map<String, Value>>);
 
 fn write_many(
-    conn: &mut Connection,
+    conn: &Connection,
     db: &str,
     writes: &[Write],
 ) -> Result<Vec<Result<String, StoreError>>, StoreError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql)?;
-    if !db_exists(&tx, db)? {
+    if !db_exists(conn, db)? {
         return Err(StoreError::NoDatabase(db.to_owned()));
     }
-    let outcomes = writes
+    Ok(writes
         .iter()
-        .map(|(id, rev, body)| write_in(&tx, db, id, rev.as_deref(), body.as_ref()))
-        .collect();
-    tx.commit().map_err(sql)?;
-    Ok(outcomes)
+        .map(|(id, rev, body)| write_in(conn, db, id, rev.as_deref(), body.as_ref()))
+        .collect())
 }
 
 /// One write inside a transaction; a refused one changes nothing.
 fn write_in(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     db: &str,
     id: &str,
     given_rev: Option<&str>,
@@ -290,7 +409,7 @@ impl Store for EmbeddedStore {
 
     async fn ensure_db(&self, db: &str) -> Result<(), StoreError> {
         let db = db.to_owned();
-        self.run(move |c| {
+        self.write(move |c| {
             c.execute("INSERT OR IGNORE INTO dbs (name) VALUES (?1)", [db])
                 .map(|_| ())
                 .map_err(sql)
@@ -321,7 +440,7 @@ impl Store for EmbeddedStore {
             .filter(|i| !i.is_empty())
             .ok_or_else(|| StoreError::Invalid("put needs an _id".into()))?;
         let db = db.to_owned();
-        self.run(move |c| write(c, &db, &id, rev.as_deref(), Some(&body)))
+        self.write(move |c| write_one(c, &db, &id, rev.as_deref(), Some(&body)))
             .await
     }
 
@@ -341,7 +460,7 @@ impl Store for EmbeddedStore {
             })
             .collect::<Result<Vec<Write>, StoreError>>()?;
         let db = db.to_owned();
-        self.run(move |c| write_many(c, &db, &writes)).await
+        self.write(move |c| write_many(c, &db, &writes)).await
     }
 
     async fn delete_many(&self, db: &str, docs: &[(String, String)]) -> Result<usize, StoreError> {
@@ -350,13 +469,13 @@ impl Store for EmbeddedStore {
             .map(|(id, rev)| (id.clone(), Some(rev.clone()), None))
             .collect();
         let db = db.to_owned();
-        let outcomes = self.run(move |c| write_many(c, &db, &writes)).await?;
+        let outcomes = self.write(move |c| write_many(c, &db, &writes)).await?;
         Ok(outcomes.iter().filter(|o| o.is_ok()).count())
     }
 
     async fn purge_deleted(&self, db: &str) -> Result<usize, StoreError> {
         let db = db.to_owned();
-        self.run(move |c| {
+        self.write(move |c| {
             c.execute(
                 "DELETE FROM docs WHERE db = ?1 AND deleted = 1",
                 params![db],
@@ -368,7 +487,7 @@ impl Store for EmbeddedStore {
 
     async fn delete(&self, db: &str, id: &str, rev: &str) -> Result<(), StoreError> {
         let (db, id, rev) = (db.to_owned(), id.to_owned(), rev.to_owned());
-        self.run(move |c| write(c, &db, &id, Some(&rev), None).map(|_| ()))
+        self.write(move |c| write_one(c, &db, &id, Some(&rev), None).map(|_| ()))
             .await
     }
 
@@ -417,7 +536,7 @@ impl Store for EmbeddedStore {
     async fn ensure_index(&self, _db: &str, field: &str) -> Result<(), StoreError> {
         let path = json_path(field);
         let name = format!("docs_by_{}", field.replace('.', "_"));
-        self.run(move |c| {
+        self.write(move |c| {
             c.execute_batch(&format!(
                 "CREATE INDEX IF NOT EXISTS \"{name}\" ON docs (db, json_extract(body, {path}))"
             ))
@@ -500,6 +619,63 @@ mod tests {
         let s = EmbeddedStore::open(dir.path()).unwrap();
         s.ensure_db("d").await.unwrap();
         (dir, s)
+    }
+
+    #[tokio::test]
+    async fn writes_waiting_for_the_writer_commit_together_each_with_its_own_outcome() {
+        let (_d, s) = store().await;
+        let before = s.commits();
+        // Hold the writer so the next writes queue up behind it.
+        let hold = s.write(|_| {
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(())
+        });
+        let queued = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let docs: Vec<Value> = (0..100)
+                .map(|i| json!({"_id": format!("k{}", i % 90), "i": i}))
+                .collect();
+            let puts = docs.iter().map(|d| s.put("d", d));
+            futures::future::join_all(puts).await
+        };
+        let (held, outcomes) = tokio::join!(hold, queued);
+        held.unwrap();
+        // Ten ids were written twice without a rev: one of each pair conflicts.
+        let ok = outcomes.iter().filter(|o| o.is_ok()).count();
+        let conflicts = outcomes
+            .iter()
+            .filter(|o| matches!(o, Err(StoreError::Conflict)))
+            .count();
+        assert_eq!((ok, conflicts), (90, 10));
+        assert_eq!(s.commits() - before, 2, "the hold, then one group of 100");
+        assert_eq!(s.all_docs("d").await.unwrap().len(), 90);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_in_a_group_leaves_nothing_and_the_others_land() {
+        let (_d, s) = store().await;
+        let failing = s.write(|c| -> Result<(), StoreError> {
+            write_one(c, "d", "half-done", None, Some(&Map::new()))?;
+            Err(StoreError::Invalid("failed after writing".into()))
+        });
+        let fine_doc = json!({"_id": "fine"});
+        let fine = s.put("d", &fine_doc);
+        let (failed, put) = tokio::join!(failing, fine);
+        assert!(failed.is_err() && put.is_ok());
+        assert!(s.get("d", "half-done").await.unwrap().is_none());
+        assert!(s.get("d", "fine").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn an_answered_write_is_on_disk_for_the_next_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = EmbeddedStore::open(dir.path()).unwrap();
+            s.ensure_db("d").await.unwrap();
+            s.put("d", &json!({"_id": "kept", "v": 1})).await.unwrap();
+        }
+        let again = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(again.get("d", "kept").await.unwrap().unwrap()["v"], 1);
     }
 
     #[tokio::test]
