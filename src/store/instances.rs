@@ -27,9 +27,13 @@ pub enum HostLookup {
     Unknown,
 }
 
+/// Cached lookups by host and by domain, and a count of invalidations: a lookup that read
+/// the store before an invalidation does not cache what it read.
 #[derive(Default)]
 struct HostCache {
     entries: HashMap<String, (HostLookup, Timestamp)>,
+    domains: HashMap<String, (Option<Instance>, Timestamp)>,
+    generation: u64,
 }
 
 /// Why an instance could not be added.
@@ -70,17 +74,23 @@ impl Instances {
             return Ok(HostLookup::Unknown);
         };
         let now = self.clock.now();
-        if let Some((hit, at)) = self.cache().entries.get(&key) {
-            if now < at.plus(HOST_CACHE_TTL) {
-                return Ok(hit.clone());
+        let generation = {
+            let cache = self.cache();
+            if let Some((hit, at)) = cache.entries.get(&key) {
+                if now < at.plus(HOST_CACHE_TTL) {
+                    return Ok(hit.clone());
+                }
             }
-        }
+            cache.generation
+        };
         let found = self.look_up(&candidates).await?;
         let mut cache = self.cache();
-        if cache.entries.len() >= MAX_CACHED_HOSTS {
-            cache.entries.clear();
+        if cache.generation == generation {
+            if cache.entries.len() >= MAX_CACHED_HOSTS {
+                cache.entries.clear();
+            }
+            cache.entries.insert(key, (found.clone(), now));
         }
-        cache.entries.insert(key, (found.clone(), now));
         Ok(found)
     }
 
@@ -128,14 +138,17 @@ impl Instances {
             .changes(INSTANCES_DB, &since, CHANGES_WAIT)
             .await?;
         if !batch.changes.is_empty() {
-            self.cache().entries.clear();
+            let mut cache = self.cache();
+            cache.generation += 1;
+            cache.entries.clear();
+            cache.domains.clear();
         }
         Ok(batch.last_seq)
     }
 
     /// Adds an instance; its document id is its domain, so a second add conflicts.
     pub async fn add(&self, domain: Domain, context: Option<String>) -> Result<Instance, AddError> {
-        if self.get(&domain).await?.is_some() {
+        if self.read(&domain).await?.is_some() {
             return Err(AddError::Exists(domain.to_string()));
         }
         let inst = Instance::new(domain, context);
@@ -144,14 +157,47 @@ impl Instances {
             doc["context"] = c.clone().into();
         }
         match put_creating_db(self.store.as_ref(), INSTANCES_DB, &doc).await {
-            Ok(_) => Ok(inst),
+            Ok(_) => {
+                // In force here at once; other processes learn it from the changes feed.
+                let mut cache = self.cache();
+                cache.generation += 1;
+                cache.entries.clear();
+                cache.domains.clear();
+                Ok(inst)
+            }
             Err(StoreError::Conflict) => Err(AddError::Exists(inst.domain.to_string())),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// The instance of a domain: by id for the broker's documents, by `domain` for cozy-stack's.
+    /// The instance of a domain (cached, forgotten on any change to `global/instances`).
     pub async fn get(&self, domain: &Domain) -> Result<Option<Instance>, StoreError> {
+        let now = self.clock.now();
+        let generation = {
+            let cache = self.cache();
+            if let Some((hit, at)) = cache.domains.get(domain.as_str()) {
+                if now < at.plus(HOST_CACHE_TTL) {
+                    return Ok(hit.clone());
+                }
+            }
+            cache.generation
+        };
+        let found = self.read(domain).await?;
+        let mut cache = self.cache();
+        if cache.generation == generation {
+            if cache.domains.len() >= MAX_CACHED_HOSTS {
+                cache.domains.clear();
+            }
+            cache
+                .domains
+                .insert(domain.as_str().to_owned(), (found.clone(), now));
+        }
+        Ok(found)
+    }
+
+    /// The instance of a domain from the store: by id for the broker's documents, by
+    /// `domain` for cozy-stack's.
+    async fn read(&self, domain: &Domain) -> Result<Option<Instance>, StoreError> {
         let doc = match self.store.get(INSTANCES_DB, domain.as_str()).await {
             Ok(Some(d)) => Some(d),
             Ok(None) => self

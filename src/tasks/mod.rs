@@ -71,6 +71,7 @@ impl Tasks {
         let mut running = JoinSet::new();
         running.spawn(watcher::account_types(services.clone(), shutdown.clone()));
         running.spawn(watcher::instances(services.clone(), shutdown.clone()));
+        running.spawn(watcher::api_tokens(services.clone(), shutdown.clone()));
         running.spawn(pending::run(services.clone(), shutdown.clone()));
         running.spawn(sweeper::run(
             services.clone(),

@@ -1,6 +1,7 @@
 //! Follows changes feeds so that what another process or cozy-stack writes is in force
 //! within a second: the account types (written with curl, by the CLI or another replica)
-//! and the instances (a new alias, a moved domain, a rotated session secret).
+//! the instances (a new alias, a moved domain, a rotated session secret) and the API
+//! tokens (a revocation).
 
 use super::Shutdown;
 use crate::app::Services;
@@ -17,6 +18,17 @@ pub(super) async fn account_types(services: Arc<Services>, shutdown: Shutdown) {
         Box::pin(async move { s.account_types.follow_changes(since).await }) as BoxFuture<'_, _>
     };
     follow_until_stopped("account type", Value::from(0), follow, shutdown).await;
+}
+
+/// Follows the API tokens' feed until a stop is asked: a revocation on another replica is
+/// in force here within a second.
+pub(super) async fn api_tokens(services: Arc<Services>, shutdown: Shutdown) {
+    let follow = |since| {
+        let s = services.clone();
+        Box::pin(async move { s.callers.credentials.follow_changes(since).await })
+            as BoxFuture<'_, _>
+    };
+    follow_until_stopped("API token", Value::from("now"), follow, shutdown).await;
 }
 
 /// Follows the instances' feed until a stop is asked.

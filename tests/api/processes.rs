@@ -131,6 +131,7 @@ async fn a_process_killed_mid_refresh_is_taken_over_after_its_lease(b: Backend) 
 both_stores!(
     fifty_refreshes_over_two_processes_make_one_provider_call,
     a_process_killed_mid_refresh_is_taken_over_after_its_lease,
+    a_revoked_token_is_refused_by_every_process_within_a_second,
 );
 
 async fn flows_survive_a_replica_killed_mid_run(b: Backend) {
@@ -371,3 +372,73 @@ async fn sigterm_stops_promptly_and_finishes_the_background_refresh_in_flight(b:
 }
 
 both_stores!(sigterm_stops_promptly_and_finishes_the_background_refresh_in_flight);
+
+/// API tokens are cached by each process; a revocation through one process (or straight
+/// in the store) is in force in the other within a second, through the changes feed.
+async fn a_revoked_token_is_refused_by_every_process_within_a_second(b: Backend) {
+    let (app, one, two) = two_processes(b, 0).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    let status_on = |address: String, token: String| {
+        let http = app.http.clone();
+        let t = t.clone();
+        async move {
+            http.get(format!("{address}/accounts/{t}/no-such-account/status"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    for revoke_through_admin in [true, false] {
+        let token = app.api_token(&inst).await;
+        // Known to both (the account is not: 404 after the token was accepted), and cached.
+        for address in [&one.address, &two.address] {
+            for _ in 0..3 {
+                assert_eq!(status_on(address.clone(), token.clone()).await, 404);
+            }
+        }
+        if revoke_through_admin {
+            let resp = app
+                .http
+                .post(format!("{}/admin/tokens/revoke", one.address))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({"token": token}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        } else {
+            // Another tool deleting the document: only the changes feed tells.
+            let id = oauth_broker::domain::secret::sha256_hex(&token);
+            let doc = app
+                .store
+                .get("broker/api_tokens", &id)
+                .await
+                .unwrap()
+                .unwrap();
+            app.store
+                .delete("broker/api_tokens", &id, doc["_rev"].as_str().unwrap())
+                .await
+                .unwrap();
+        }
+        let revoked_at = Instant::now();
+        let mut refused = false;
+        while revoked_at.elapsed() < Duration::from_secs(1) {
+            let (a, b) = (
+                status_on(one.address.clone(), token.clone()).await,
+                status_on(two.address.clone(), token.clone()).await,
+            );
+            if a == 403 && b == 403 {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            refused,
+            "a revoked token still accepted after a second (admin: {revoke_through_admin})"
+        );
+    }
+}
