@@ -203,17 +203,21 @@ impl Callers {
         token: Option<&str>,
     ) -> Result<InstanceAccess, Error> {
         let token = token.ok_or(Error::NoCredentials)?;
-        let at_host = self.instance_at(host).await?;
         if cozy::jwt::looks_like_jwt(token) {
-            let inst = at_host.ok_or(Error::UnknownHost)?;
+            let inst = self.instance_at(host).await?.ok_or(Error::UnknownHost)?;
             let set = self.cozy_permissions(&inst, token).await?;
             return Ok(InstanceAccess {
                 instance: inst,
                 scope: Scope::Cozy(set),
             });
         }
+        // The token first: a guessed one costs one (cached) read, not a host lookup.
         let (domain, scope) = self.live_token(token).await?;
-        if at_host.is_some_and(|i| i.domain != domain) {
+        if self
+            .instance_at(host)
+            .await?
+            .is_some_and(|i| i.domain != domain)
+        {
             return Err(Error::BadCredentials);
         }
         let instance = self.instance(&domain).await?.ok_or(Error::BadCredentials)?;
