@@ -2,6 +2,9 @@
 //! provider: the full authorization-code flow (start, provider, redirect, token exchange,
 //! tokens stored) at concurrency 1, 16 and 64, then `start` alone against a bare actix-web
 //! handler answering the same 303 (the ceiling). Run: `scripts/bench-peer.sh`.
+//! With `BENCH_COUCHDB_URL` set (`scripts/bench-peer.sh --couchdb` starts pouchdb-server)
+//! the broker runs on that CouchDB-compatible store, and the store's own single-document
+//! write rate at each concurrency is printed beside the broker's flow rate.
 //! Under `cargo test` (no `--bench`) it does nothing: it needs the npm packages.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
@@ -161,6 +164,12 @@ fn main() {
             .unwrap();
         let provider = provider().await;
         let dir = tempfile::tempdir().unwrap();
+        let couch = std::env::var("BENCH_COUCHDB_URL").ok().filter(|u| !u.is_empty());
+        let namespace = format!("bench{}_", std::process::id());
+        println!(
+            "broker store: {}",
+            if couch.is_some() { "CouchDB-compatible (BENCH_COUCHDB_URL)" } else { "embedded" }
+        );
 
         // The broker, as a process on its embedded store.
         let port = free_port();
@@ -171,7 +180,8 @@ fn main() {
                 .env("BROKER__PUBLIC_URL", &broker_url)
                 .env("BROKER__ADMIN_TOKEN", "bench-admin-token-0123456789abcdef")
                 .env("BROKER__DATA_DIR", dir.path().join("broker"))
-                .env("BROKER__COUCHDB__URL", "")
+                .env("BROKER__COUCHDB__URL", couch.clone().unwrap_or_default())
+                .env("BROKER__COUCHDB__DB_PREFIX", &namespace)
                 .env("BROKER__RATE_LIMIT__PER_MINUTE", "0")
                 .env("RUST_LOG", "warn")
                 .spawn()
@@ -243,6 +253,7 @@ fn main() {
         println!("| flow | concurrency | flows/s | p50 ms | p99 ms |");
         println!("|---|---|---|---|---|");
         let mut ratios = Vec::new();
+        let mut broker_rates = Vec::new();
         for c in CONCURRENCY {
             let n = if c == 1 { 300 } else { 2000 };
             let b = measure(n, c, broker_flow).await;
@@ -250,11 +261,38 @@ fn main() {
             println!("| oauth-broker | {c} | {:.0} | {:.2} | {:.2} |", b.0, b.1, b.2);
             println!("| grant + express | {c} | {:.0} | {:.2} | {:.2} |", g.0, g.1, g.2);
             ratios.push((c, b.0 / g.0));
+            broker_rates.push((c, b.0));
         }
         for (c, r) in ratios {
             println!("ratio (broker / grant flows per second) at concurrency {c}: {r:.2}");
         }
         println!("peak memory: oauth-broker {:.1} MiB, grant + express (node) {:.1} MiB", peak_mib(broker.0.id()), peak_mib(grant.0.id()));
+
+        if let Some(couch) = &couch {
+            // The store's own limit: single-document PUTs of new documents, as many at once.
+            let db = format!("{couch}/{namespace}store_write_rate");
+            http.put(&db).send().await.unwrap();
+            println!();
+            println!("| concurrency | store single-document writes/s | broker flows/s | flows ÷ store writes |");
+            println!("|---|---|---|---|");
+            for (c, flows) in &broker_rates {
+                let n = if *c == 1 { 300 } else { 2000 };
+                let w = measure(n, *c, |i| {
+                    let (http, db) = (http.clone(), db.clone());
+                    async move {
+                        let r = http
+                            .put(format!("{db}/c{c}-{i}"))
+                            .json(&serde_json::json!({"i": i, "kind": "bench"}))
+                            .send()
+                            .await
+                            .unwrap();
+                        assert!(r.status().is_success(), "store write failed: {}", r.status());
+                    }
+                })
+                .await;
+                println!("| {c} | {:.0} | {flows:.0} | {:.2} |", w.0, flows / w.0);
+            }
+        }
 
         println!();
         println!("| start alone | concurrency | requests/s | p50 ms | p99 ms |");
