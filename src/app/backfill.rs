@@ -93,7 +93,7 @@ impl Backfill {
     async fn instance(&self, inst: &Instance, summary: &mut BackfillSummary) -> Result<(), Error> {
         for doc in self.accounts.all(inst).await? {
             summary.accounts += 1;
-            if !has_refresh_token(&doc) {
+            if account::refresh_token_of(&doc).is_none() {
                 continue;
             }
             summary.with_refresh_token += 1;
@@ -120,10 +120,4 @@ impl Backfill {
         }
         Ok(())
     }
-}
-
-/// Whether an account holds a refresh token, in clear (cozy-stack) or sealed (broker).
-fn has_refresh_token(doc: &Value) -> bool {
-    doc.pointer("/oauth/refresh_token")
-        .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()) || v.is_object())
 }

@@ -213,14 +213,12 @@ impl Callers {
         }
         // The token first: a guessed one costs one (cached) read, not a host lookup.
         let (domain, scope) = self.live_token(token).await?;
-        if self
-            .instance_at(host)
-            .await?
-            .is_some_and(|i| i.domain != domain)
-        {
-            return Err(Error::BadCredentials);
-        }
-        let instance = self.instance(&domain).await?.ok_or(Error::BadCredentials)?;
+        let instance = match self.instance_at(host).await? {
+            // On an instance's host, only that instance's tokens.
+            Some(at_host) if at_host.domain != domain => return Err(Error::BadCredentials),
+            Some(at_host) => at_host,
+            None => self.instance(&domain).await?.ok_or(Error::BadCredentials)?,
+        };
         Ok(InstanceAccess {
             instance,
             scope: Scope::Token(scope),
@@ -307,9 +305,6 @@ impl Callers {
         if let Some(inst) = self.instance_at(c.host).await? {
             return self.cozy_login(inst, &c).await;
         }
-        if self.carries_cozy_session(&c) {
-            return Err(Error::UnknownHost);
-        }
         let (domain, scope) = match (c.session_code, c.bearer) {
             (Some(code), _) => (
                 self.credentials
@@ -319,6 +314,8 @@ impl Callers {
                 TokenScope::default(),
             ),
             (None, Some(token)) => self.live_token(token).await?,
+            // A cozy session, but no instance here: the proxy sent an unknown host.
+            (None, None) if self.carries_cozy_session(&c) => return Err(Error::UnknownHost),
             (None, None) => return Err(Error::LoginRequired),
         };
         let instance = self

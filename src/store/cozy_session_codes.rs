@@ -38,10 +38,11 @@ impl CozySessionCodes {
     }
 
     async fn connection(&self) -> Result<redis::aio::MultiplexedConnection, StoreError> {
-        let mut held = self.connection.lock().await;
-        if let Some(c) = held.as_ref() {
+        if let Some(c) = self.connection.lock().await.as_ref() {
             return Ok(c.clone());
         }
+        // Dialled without the lock: with Redis down, waiting callers must not queue behind
+        // each other's connection timeouts.
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(REDIS_TIMEOUT))
             .set_response_timeout(Some(REDIS_TIMEOUT));
@@ -50,7 +51,7 @@ impl CozySessionCodes {
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(unavailable)?;
-        *held = Some(c.clone());
+        *self.connection.lock().await = Some(c.clone());
         Ok(c)
     }
 

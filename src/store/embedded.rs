@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{Map, Value};
 use std::any::Any;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -184,7 +184,7 @@ impl EmbeddedStore {
 }
 
 /// A connection to the store's file, waiting up to 5 s for another process's lock.
-fn connect(file: &PathBuf) -> Result<Connection, StoreError> {
+fn connect(file: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(file).map_err(sql)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
     Ok(conn)

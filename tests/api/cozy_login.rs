@@ -118,6 +118,24 @@ async fn a_cozy_cookie_on_an_unknown_host_is_404(b: Backend) {
     assert_eq!(resp.status(), 404);
 }
 
+async fn a_stray_sess_cookie_does_not_stop_a_broker_code_on_the_brokers_host(b: Backend) {
+    let c = spawn_cozy(b, |_| {}).await;
+    let t = c.app.code_type(json!({})).await;
+    let code = c.app.session_code(&c.inst).await;
+    // Another application under the same parent domain named its cookie `sess-...`.
+    let resp = c
+        .request(
+            reqwest::Method::GET,
+            "broker.example",
+            &format!("/accounts/{t}/start?state=s&slug=home&session_code={code}"),
+        )
+        .header("cookie", "sess-shop=abc123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
+}
+
 async fn start_without_a_session_is_403(b: Backend) {
     let c = spawn_cozy(b, |_| {}).await;
     let t = c.app.code_type(json!({})).await;
@@ -301,6 +319,7 @@ both_stores!(
     a_new_alias_is_in_force_within_a_second,
     start_on_the_old_domain_answers_308_to_the_new_one,
     a_cozy_cookie_on_an_unknown_host_is_404,
+    a_stray_sess_cookie_does_not_stop_a_broker_code_on_the_brokers_host,
     start_without_a_session_is_403,
     forged_cookies_are_refused,
     flat_subdomains_read_the_sess_prefix_cookie_only,

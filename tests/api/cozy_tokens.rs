@@ -369,6 +369,27 @@ async fn a_token_made_under_an_old_security_stamp_is_refused(b: Backend) {
     .await;
 }
 
+/// The store cut while a konnector refreshes with its JWT: 503 (a retry helps), never a
+/// 400 that would tell it its token is bad, nor a 500; back when the store is.
+#[tokio::test]
+async fn store_down_answers_503_to_a_cozy_token_and_recovers() {
+    let relay = CouchRelay::start().await;
+    let url = relay.url.clone();
+    let c = spawn_cozy(Backend::Couch, move |s| {
+        s.couchdb.url = Some(url);
+        s.couchdb.timeout_secs = 2;
+    })
+    .await;
+    let (t, id) = account(&c).await;
+    relay.set_down(true).await;
+    let resp = c.refresh(DOMAIN, &t, &id, KONN_TOKEN).await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "store_unavailable");
+    relay.set_down(false).await;
+    assert_eq!(c.refresh(DOMAIN, &t, &id, KONN_TOKEN).await.status(), 200);
+}
+
 both_stores!(
     a_token_made_under_an_old_security_stamp_is_refused,
     the_spec_konnector_token_refreshes_and_gets_the_account_as_json_api,
