@@ -12,17 +12,10 @@ fi
 if [ "${1:-}" = "--couchdb" ]; then
   tools="$(pwd)/.tools"
   mkdir -p "$tools"
-  if [ ! -x "$tools/node_modules/.bin/pouchdb-server" ]; then
-    npm install --prefix "$tools" --no-audit --no-fund --loglevel=error pouchdb-server@4.2.0 >&2
-  fi
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  (cd "$tools" && exec ./node_modules/.bin/pouchdb-server --in-memory --port "$port" --host 127.0.0.1 >"$tools/pouchdb-bench.log" 2>&1) &
-  pouch_pid=$!
-  trap 'kill $pouch_pid 2>/dev/null || true' EXIT
-  for _ in $(seq 1 100); do
-    if curl -fsS "http://127.0.0.1:$port/" >/dev/null 2>&1; then break; fi
-    sleep 0.2
-  done
-  export BENCH_COUCHDB_URL="http://127.0.0.1:$port"
+  . scripts/pouchdb.sh
+  install_pouchdb "$tools"
+  trap 'kill ${POUCH_PID:-} 2>/dev/null || true' EXIT
+  start_pouchdb "$tools" "$tools/pouchdb-bench.log"
+  export BENCH_COUCHDB_URL="http://127.0.0.1:$POUCH_PORT"
 fi
 cargo bench --bench peer

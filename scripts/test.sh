@@ -12,10 +12,8 @@ if ! command -v npm >/dev/null 2>&1; then
   echo "npm not found: installing Node.js from Debian" >&2
   apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
 fi
-if [ ! -x "$tools/node_modules/.bin/pouchdb-server" ]; then
-  echo "installing pouchdb-server 4.2.0 (about two minutes)" >&2
-  npm install --prefix "$tools" --no-audit --no-fund --loglevel=error pouchdb-server@4.2.0 >&2
-fi
+. scripts/pouchdb.sh
+install_pouchdb "$tools"
 
 # cozy-konnector-libs for the standalone konnector test (tests/dev.rs). Its git-hosted
 # dependency `geco` is pinned to the npm release, and peer dependencies (React Native
@@ -34,24 +32,13 @@ if ! command -v redis-server >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
   >"$tools/redis.log" 2>&1 &
 redis_pid=$!
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-# pouchdb-server writes its config and log into the working directory.
-(cd "$tools" && exec ./node_modules/.bin/pouchdb-server --in-memory --port "$port" --host 127.0.0.1 >"$tools/pouchdb.log" 2>&1) &
-pouch_pid=$!
-trap 'kill $pouch_pid $redis_pid 2>/dev/null || true' EXIT
-
-for _ in $(seq 1 100); do
-  if curl -fsS "http://127.0.0.1:$port/" >/dev/null 2>&1; then break; fi
-  if ! kill -0 "$pouch_pid" 2>/dev/null; then cat "$tools/pouchdb.log" >&2; echo "pouchdb-server died" >&2; exit 1; fi
-  sleep 0.2
-done
-curl -fsS "http://127.0.0.1:$port/" >/dev/null
+trap 'kill $redis_pid ${POUCH_PID:-} 2>/dev/null || true' EXIT
+start_pouchdb "$tools" "$tools/pouchdb.log"
 
 for _ in $(seq 1 50); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null; then break; fi
@@ -59,7 +46,7 @@ for _ in $(seq 1 50); do
   sleep 0.1
 done
 
-export BROKER_TEST_COUCHDB_URL="http://127.0.0.1:$port"
+export BROKER_TEST_COUCHDB_URL="http://127.0.0.1:$POUCH_PORT"
 # cozy-stack keeps session codes in Redis database 3 (`sessions`).
 export BROKER_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/3"
 cargo test --all-targets "$@"
