@@ -65,7 +65,7 @@ impl Application {
             }
         }
         let store = open_store(settings).await?;
-        let services = Services::build(settings, store, clock)?;
+        let services = Services::build(settings, store, clock).await?;
         let services = Arc::new(services);
         let rate_limits = web::Data::new(RateLimits::new(
             settings.rate_limit.per_minute,

@@ -1,13 +1,13 @@
-//! The authorization flow: [`Flows::begin`] stores a state and points the browser at the
-//! provider; [`Flows::complete`] consumes the state, obtains the tokens, writes the
-//! account and says where the browser goes back to.
+//! The authorization flow: [`Flows::begin`] seals the flow into its state (no store
+//! write) and points the browser at the provider; [`Flows::complete`] spends the state,
+//! obtains the tokens, writes the account and says where the browser goes back to.
 
 use super::callers::{InstanceAccess, Verb};
 use super::clients::Clients;
 use super::refresh::Refreshes;
 use super::Error;
 use crate::domain::account::{self, Identity};
-use crate::domain::secret::{random_hex, sha256_hex};
+use crate::domain::flow_state::OpenedFlow;
 use crate::domain::{
     AccountType, Classified, Clock, ErrorKind, FlowState, GrantMode, Instance, Slug, Subdomains,
 };
@@ -114,7 +114,7 @@ pub(crate) struct Flows {
 }
 
 impl Flows {
-    /// Stores a flow state for the caller's instance and says where the browser goes.
+    /// Seals a flow for the caller's instance into its state and says where the browser goes.
     pub(crate) async fn begin(
         &self,
         access: &InstanceAccess,
@@ -151,8 +151,6 @@ impl Flows {
         let at = self.clients.resolve(&at, provider.as_ref()).await?;
         let redirect_uri = self.clients.redirect_uri_of(&at);
 
-        let pkce = at.pkce.then(oauth2::PkceCodeChallenge::new_random_sha256);
-        let binding = self.binding.then(|| random_hex(16));
         let flow = FlowState {
             instance: inst.domain.clone(),
             account_type: at.service_id().to_owned(),
@@ -161,20 +159,25 @@ impl Flows {
             slug: p.slug,
             redirect_uri: redirect_uri.clone(),
             expires_at: self.clock.now().plus(self.ttl).unix_secs(),
-            used: false,
-            pkce_verifier: pkce.as_ref().map(|(_, v)| v.secret().clone()),
-            binding: binding.as_deref().map(sha256_hex),
+            pkce: at.pkce,
+            bound: self.binding,
             account_id: p.account_id,
             provider_url: provider.as_ref().map(|p| p.as_str().to_owned()),
         };
-        let state = self.states.begin(&flow).await?;
+        // Sealed into the state: nothing is written until the redirect.
+        let sealed = self.states.begin(&flow);
+        let challenge = sealed.pkce_verifier.as_ref().map(|v| {
+            oauth2::PkceCodeChallenge::from_code_verifier_sha256(&oauth2::PkceCodeVerifier::new(
+                v.clone(),
+            ))
+        });
         let url = authorization_url(
             &at,
             &AuthorizeParams {
                 scope: &p.scope,
                 redirect_uri: &redirect_uri,
-                state: &state,
-                code_challenge: pkce.as_ref().map(|(c, _)| c.as_str()),
+                state: &sealed.state,
+                code_challenge: challenge.as_ref().map(|c| c.as_str()),
                 login_hint: &p.login_hint,
             },
         )
@@ -186,7 +189,9 @@ impl Flows {
             .inc();
         Ok(Started {
             location: url.to_string(),
-            binding: binding.map(|secret| (FlowState::binding_cookie_name(&state), secret)),
+            binding: sealed
+                .binding_cookie
+                .map(|secret| (FlowState::binding_cookie_name(&sealed.state), secret)),
         })
     }
 
@@ -216,7 +221,7 @@ impl Flows {
     }
 
     async fn complete_unlabelled(&self, p: RedirectParams) -> Result<Completed, Error> {
-        let flow = self
+        let opened = self
             .states
             .consume(
                 &p.state,
@@ -225,6 +230,7 @@ impl Flows {
                 p.binding_cookie.as_deref(),
             )
             .await?;
+        let flow = &opened.flow;
         let inst = self
             .instances
             .get(&flow.instance)
@@ -239,16 +245,13 @@ impl Flows {
             connection_id: p.connection_id.clone(),
             connection_deleted: p.connection_deleted.clone(),
         };
-        let binding_cookie = flow
-            .binding
-            .is_some()
-            .then(|| FlowState::binding_cookie_name(&p.state));
+        let binding_cookie = flow.bound.then(|| FlowState::binding_cookie_name(&p.state));
         let done = |location| Completed {
             location,
             binding_cookie,
         };
         // From here the state was valid: every failure goes back to the app as `?error=`.
-        if let Err(e) = self.check_issuer(&inst, &flow, p.iss.as_deref()).await {
+        if let Err(e) = self.check_issuer(&inst, flow, p.iss.as_deref()).await {
             tracing::warn!(account_type = %flow.account_type, error = %e, "redirect from another issuer refused");
             self.failed(&flow.account_type, e.kind());
             return Ok(done(back.location(None, Some(&e.redirect_code()))));
@@ -263,7 +266,7 @@ impl Flows {
             self.failed(&flow.account_type, ErrorKind::Refused);
             return Ok(done(back.location(None, Some(code))));
         }
-        Ok(match self.write_account(&inst, &flow, &p).await {
+        Ok(match self.write_account(&inst, &opened, &p).await {
             Ok(account_id) => {
                 tracing::info!(account_type = %flow.account_type, instance = %inst.domain, "flow completed");
                 self.metrics
@@ -314,9 +317,10 @@ impl Flows {
     async fn write_account(
         &self,
         inst: &Instance,
-        flow: &FlowState,
+        opened: &OpenedFlow,
         p: &RedirectParams,
     ) -> Result<String, Error> {
+        let flow = &opened.flow;
         let service_id = flow.account_type.as_str();
         let at = self
             .account_types
@@ -326,7 +330,7 @@ impl Flows {
             .clients
             .parse_provider_url(&at, flow.provider_url.as_deref().unwrap_or_default())?;
         let at = self.clients.resolve(&at, provider.as_ref()).await?;
-        let mut doc = self.tokens(&at, flow, p).await?;
+        let mut doc = self.tokens(&at, opened, p).await?;
         if let Some(pu) = &provider {
             account::record_provider_url(&mut doc, pu.as_str());
         }
@@ -399,9 +403,10 @@ impl Flows {
     async fn tokens(
         &self,
         at: &AccountType,
-        flow: &FlowState,
+        opened: &OpenedFlow,
         p: &RedirectParams,
     ) -> Result<Value, Error> {
+        let flow = &opened.flow;
         let service_id = flow.account_type.as_str();
         // Taken only where the provider hands the token over itself: elsewhere it would
         // let a forged redirect skip the code exchange and PKCE.
@@ -432,7 +437,7 @@ impl Flows {
             redirect_uri: &flow.redirect_uri,
             state: &p.state,
             nonce: &flow.nonce,
-            code_verifier: flow.pkce_verifier.as_deref(),
+            code_verifier: opened.pkce_verifier.as_deref(),
         };
         let request = provider_request::code_exchange(at, &exchange)
             .ok_or(Error::NoAuthorizationStep(at.id.clone()))?;

@@ -16,6 +16,7 @@ pub(crate) mod registrations;
 pub(crate) use error::Error;
 
 use crate::config::Settings;
+use crate::domain::flow_state::FlowSeal;
 use crate::domain::sealed::Keyring;
 use crate::domain::secret::random_hex;
 use crate::domain::Clock;
@@ -119,7 +120,7 @@ pub struct Services {
 
 impl Services {
     /// Builds the services over an opened store.
-    pub(crate) fn build(
+    pub(crate) async fn build(
         settings: &Settings,
         store: SharedStore,
         clock: Clock,
@@ -155,6 +156,14 @@ impl Services {
                 "encrypt_refresh_tokens needs encryption_keys".into(),
             ));
         }
+        // States are sealed with keys derived from the encryption keys; a broker without
+        // any shares one drawn at first start through the store.
+        let flow_keys = match keyring.derive("flow states") {
+            keys if !keys.is_empty() => keys,
+            _ => vec![FlowStates::stored_key(&store).await?],
+        };
+        let flow_seal =
+            Arc::new(FlowSeal::new(&flow_keys).ok_or_else(|| setting("flow keys", &"none"))?);
         let webhook_url = match settings.webhooks.url.as_deref().filter(|u| !u.is_empty()) {
             Some(u) => Some(Url::parse(u).map_err(|e| setting("webhooks.url", &e))?),
             None => None,
@@ -238,7 +247,7 @@ impl Services {
             instances: instances.clone(),
             account_types: account_types.clone(),
             accounts: accounts.clone(),
-            states: FlowStates::new(store.clone()),
+            states: FlowStates::new(store.clone(), flow_seal),
             clients: clients.clone(),
             refreshes: refreshes.clone(),
             provider,
@@ -305,7 +314,7 @@ impl Services {
     /// benchmarks that run no server (no webhooks are delivered).
     pub async fn open(settings: &Settings) -> anyhow::Result<Services> {
         let store = open_store(settings).await?;
-        Ok(Services::build(settings, store, Clock::system())?)
+        Ok(Services::build(settings, store, Clock::system()).await?)
     }
 
     /// The store, as the services see it (instrumented).

@@ -26,6 +26,8 @@ pub enum SealError {
 /// The configured keys; the first seals, all open.
 pub struct Keyring {
     keys: Vec<(String, Aes256Gcm)>,
+    /// Keys for other purposes, one per configured key in the same order (see [`Keyring::derive`]).
+    derived_from: Vec<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -44,6 +46,7 @@ impl Keyring {
     /// Parses `id:base64-of-32-bytes[,id:...]`, newest first.
     pub fn parse(spec: &str) -> Result<Keyring, String> {
         let mut keys = Vec::new();
+        let mut derived_from = Vec::new();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (id, b64) = item
                 .split_once(':')
@@ -64,8 +67,20 @@ impl Keyring {
             let cipher = Aes256Gcm::new_from_slice(&raw)
                 .map_err(|_| format!("key `{id}` must be 32 bytes"))?;
             keys.push((id.to_owned(), cipher));
+            let mut raw32 = [0u8; 32];
+            raw32.copy_from_slice(&raw);
+            derived_from.push(raw32);
         }
-        Ok(Keyring { keys })
+        Ok(Keyring { keys, derived_from })
+    }
+
+    /// One 32-byte key per configured key, newest first, for the purpose `label`
+    /// (HMAC-SHA256 of the label under the key), so no key serves two purposes.
+    pub fn derive(&self, label: &str) -> Vec<[u8; 32]> {
+        self.derived_from
+            .iter()
+            .map(|k| super::secret::hmac_sha256(k, label.as_bytes()))
+            .collect()
     }
 
     /// The key id new envelopes use.

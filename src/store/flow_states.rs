@@ -1,10 +1,15 @@
-//! Flow states in `broker/flow_states`: single use, expiring, shared by every replica.
+//! Flow states: sealed into the `state` at `start` (no write), spent at the redirect by
+//! creating one document in `broker/flow_states`, which only one redirect can do.
 
-use super::{SharedStore, StoreError, FLOW_STATES_DB};
+use super::{SharedStore, StoreError, FLOW_STATES_DB, KEYS_DB};
 use crate::domain::error_kind::{Classified, ErrorKind};
-use crate::domain::secret::{random_hex, sha256_hex};
+use crate::domain::flow_state::{FlowSeal, OpenedFlow, SealedFlow};
 use crate::domain::{FlowState, StateRejection, Timestamp};
-use serde_json::Value;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rand::RngCore;
+use serde_json::json;
+use std::sync::Arc;
 
 /// Why a presented state did not yield a flow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,70 +22,83 @@ pub enum ConsumeError {
     Store(#[from] StoreError),
 }
 
-/// Begins and consumes flows.
+/// The document (in `broker/keys`) holding the flow key of a broker without encryption keys.
+const KEY_DOC: &str = "flow-state-key";
+
+/// Begins and spends flows.
 #[derive(Clone)]
 pub struct FlowStates {
     store: SharedStore,
+    seal: Arc<FlowSeal>,
 }
 
-/// Length of a state: 32 random bytes, hex.
-const STATE_HEX_LEN: usize = 64;
-
 impl FlowStates {
-    /// Flow states over the store.
-    pub fn new(store: SharedStore) -> FlowStates {
-        FlowStates { store }
+    /// Flow states sealed with `seal`, spent in the store.
+    pub fn new(store: SharedStore, seal: Arc<FlowSeal>) -> FlowStates {
+        FlowStates { store, seal }
     }
 
-    /// Stores a flow and returns the `state` to send to the provider (one write).
-    pub async fn begin(&self, flow: &FlowState) -> Result<String, StoreError> {
-        let state = random_hex(STATE_HEX_LEN / 2);
-        let mut doc = serde_json::to_value(flow).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        // Stored under its hash: reading the database does not yield usable states.
-        doc["_id"] = sha256_hex(&state).into();
-        self.store.put(FLOW_STATES_DB, &doc).await?;
-        Ok(state)
+    /// The flow key of a broker without encryption keys: drawn by the first replica to
+    /// start and read by every other (and after a restart), from the store they share.
+    pub async fn stored_key(store: &SharedStore) -> Result<[u8; 32], StoreError> {
+        for _ in 0..3 {
+            if let Some(doc) = store.get(KEYS_DB, KEY_DOC).await? {
+                let raw = doc["key"]
+                    .as_str()
+                    .and_then(|k| STANDARD.decode(k).ok())
+                    .filter(|k| k.len() == 32)
+                    .ok_or_else(|| {
+                        StoreError::Invalid(format!("{KEYS_DB}/{KEY_DOC} is damaged"))
+                    })?;
+                let mut key = [0u8; 32];
+                key.copy_from_slice(&raw);
+                return Ok(key);
+            }
+            let mut key = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut key);
+            let doc = json!({"_id": KEY_DOC, "key": STANDARD.encode(key)});
+            match store.put(KEYS_DB, &doc).await {
+                Ok(_) => return Ok(key),
+                // Another replica drew one first: use theirs.
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the flow key could not be read nor created".into(),
+        ))
     }
 
-    /// Checks a presented state (and the browser's binding cookie) and marks it used; a
-    /// second consumption is a replay. A refused state stays as it was.
+    /// Seals a flow into its `state` (no store access).
+    pub fn begin(&self, flow: &FlowState) -> SealedFlow {
+        self.seal.seal(flow)
+    }
+
+    /// Opens and checks a presented state (and the browser's binding cookie), then spends
+    /// it (one create-only write); a second spend is a replay. A refused state, or one
+    /// the store failed to spend, stays good.
     pub async fn consume(
         &self,
         presented: &str,
         service_id: &str,
         now: Timestamp,
         cookie: Option<&str>,
-    ) -> Result<FlowState, ConsumeError> {
-        if presented.len() != STATE_HEX_LEN || !presented.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(StateRejection::Unknown.into());
-        }
-        let id = sha256_hex(&presented.to_ascii_lowercase());
-        let doc = self
-            .store
-            .get(FLOW_STATES_DB, &id)
-            .await?
-            .ok_or(StateRejection::Unknown)?;
-        let flow: FlowState =
-            serde_json::from_value(strip_meta(&doc)).map_err(|_| StateRejection::Unknown)?;
-        flow.check(service_id, now.unix_secs(), cookie)?;
-        let mut used = doc.clone();
-        used["used"] = true.into();
-        match self.store.put(FLOW_STATES_DB, &used).await {
-            Ok(_) => Ok(flow),
-            // Another request consumed it between our read and our write.
+    ) -> Result<OpenedFlow, ConsumeError> {
+        let opened = self.seal.open(presented)?;
+        opened.check(service_id, now.unix_secs(), cookie)?;
+        // Kept until well after the state expires (the sweeper), and no state outlives
+        // its `expires_at`, so the document exists for as long as the state could be used.
+        let spent = json!({
+            "_id": opened.spent_id,
+            "expires_at": opened.flow.expires_at,
+            "used": true,
+        });
+        match self.store.put(FLOW_STATES_DB, &spent).await {
+            Ok(_) => Ok(opened),
             Err(StoreError::Conflict) => Err(StateRejection::Replayed.into()),
             Err(e) => Err(e.into()),
         }
     }
-}
-
-fn strip_meta(doc: &Value) -> Value {
-    let mut d = doc.clone();
-    if let Some(o) = d.as_object_mut() {
-        o.remove("_id");
-        o.remove("_rev");
-    }
-    d
 }
 
 impl Classified for ConsumeError {

@@ -52,8 +52,11 @@ pub const WEBHOOK_OUTBOX_DB: &str = "broker/webhook_outbox";
 /// Where long operator jobs keep their progress, to resume after an interruption.
 pub const JOBS_DB: &str = "broker/jobs";
 
+/// Keys the broker draws itself (the flow-state key, without `encryption_keys`).
+pub const KEYS_DB: &str = "broker/keys";
+
 /// Every database the broker creates at start-up.
-pub const BROKER_DBS: [&str; 10] = [
+pub const BROKER_DBS: [&str; 11] = [
     ACCOUNT_TYPES_DB,
     INSTANCES_DB,
     FLOW_STATES_DB,
@@ -64,6 +67,7 @@ pub const BROKER_DBS: [&str; 10] = [
     REGISTERED_CLIENTS_DB,
     WEBHOOK_OUTBOX_DB,
     JOBS_DB,
+    KEYS_DB,
 ];
 
 /// A failed store operation.

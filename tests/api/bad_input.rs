@@ -241,16 +241,17 @@ async fn every_route_refuses_bad_input_and_changes_nothing(b: Backend) {
     assert!(location(&done).contains("account="));
     let (bound_state, bound_cookie) = bound_flow(&app, &token, &t).await;
     let (pkce_state, pkce_cookie) = bound_flow(&app, &token, &pkce).await;
-    let expired_state = "e".repeat(64);
-    app.store
-        .put(
-            FLOW_STATES_DB,
-            &json!({"_id": sha256_hex(&expired_state), "instance": inst.domain.as_str(),
-            "account_type": t, "client_state": "", "nonce": "", "slug": "home",
-            "redirect_uri": "https://b/r", "expires_at": 1}),
-        )
-        .await
-        .unwrap();
+    // A replica whose states expire at once, sharing the store (and so the flow key).
+    let mut instant = app.settings.clone();
+    instant.listen = "127.0.0.1:0".into();
+    instant.flow_ttl_secs = 0;
+    let expiring = spawn_with_settings(
+        instant,
+        app._dir.clone(),
+        wiremock::MockServer::start().await,
+    )
+    .await;
+    let (expired_state, _) = bound_flow(&expiring, &token, &t).await;
     let used_code = app.session_code(&inst).await;
     assert_eq!(
         app.start_raw(&t, &format!("session_code={used_code}"))
@@ -369,7 +370,10 @@ async fn every_route_refuses_bad_input_and_changes_nothing(b: Backend) {
         let mut after = snapshot(&app, &instances).await;
         if let Some((key, mark)) = &c.may_change {
             assert!(after[key].contains(mark), "{}: {key} has {mark}", c.name);
-            after.insert(key.clone(), before[key].clone());
+            match before.get(key) {
+                Some(was) => after.insert(key.clone(), was.clone()),
+                None => after.remove(key),
+            };
         }
         assert_eq!(before, after, "{}: the store changed", c.name);
     }

@@ -227,6 +227,50 @@ async fn a_refresh_token_sealed_with_an_unknown_key_is_a_clear_error(b: Backend)
 
 both_stores!(a_refresh_token_sealed_with_an_unknown_key_is_a_clear_error);
 
+async fn a_state_made_before_a_key_rotation_completes_after_it(b: Backend) {
+    let k1 = key("k1", 1);
+    let ring1 = k1.clone();
+    let app = spawn_app_with(b, move |s| s.encryption_keys = Some(ring1)).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    let url = app.start_flow(&inst, &t).await;
+    let state = TestApp::state_in(&url);
+    Mock::given(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "a"})))
+        .mount(&app.provider)
+        .await;
+    let respawn = |keys: String| {
+        let mut settings = app.settings.clone();
+        settings.listen = "127.0.0.1:0".into();
+        settings.encryption_keys = Some(keys);
+        let (dir, cookies) = (app._dir.clone(), app.cookies.clone());
+        // The type's endpoints stay on the first app's mock provider.
+        async move {
+            let mut other =
+                spawn_with_settings(settings, dir, wiremock::MockServer::start().await).await;
+            other.cookies = cookies;
+            other
+        }
+    };
+    // A broker that no longer has the key the state was sealed with does not know it.
+    let forgot = respawn(key("k2", 2)).await;
+    let resp = forgot
+        .redirect(&t, &[("code", "C"), ("state", &state)])
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("state_unknown"));
+    // One that rotated (new key first, the old one kept) completes it.
+    let rotated = respawn(format!("{},{k1}", key("k2", 2))).await;
+    let loc = location(
+        &rotated
+            .redirect(&t, &[("code", "C"), ("state", &state)])
+            .await,
+    );
+    assert!(loc.contains("account="), "{loc}");
+}
+
+both_stores!(a_state_made_before_a_key_rotation_completes_after_it);
+
 /// `oauth-broker keys rotate` on the app's store with `keys`; its output.
 fn rotate(app: &TestApp, keys: &str) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_oauth-broker"))

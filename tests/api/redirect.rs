@@ -326,6 +326,32 @@ async fn redirect_with_a_replayed_state_is_refused(b: Backend) {
     assert_eq!(app.accounts(&inst).await.len(), 1, "one account, not two");
 }
 
+async fn two_redirects_racing_with_one_state_complete_once(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let (state, t) = started(&app, &inst, json!({})).await;
+    Mock::given(path("/token"))
+        .respond_with(token_reply())
+        .expect(1)
+        .mount(&app.provider)
+        .await;
+    let pairs = [("code", "C"), ("state", state.as_str())];
+    let race: Vec<reqwest::Response> =
+        futures::future::join_all((0..8).map(|_| app.redirect(&t, &pairs))).await;
+    let statuses: Vec<u16> = race.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 303).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 400).count(),
+        7,
+        "{statuses:?}"
+    );
+    assert_eq!(app.accounts(&inst).await.len(), 1, "one account, not two");
+}
+
 async fn redirect_with_an_expired_state_is_refused(b: Backend) {
     let app = spawn_app_with(b, |s| s.flow_ttl_secs = 0).await;
     let inst = app.new_instance(None).await;
@@ -509,6 +535,7 @@ async fn a_flow_started_on_one_broker_completes_on_another(b: Backend) {
 }
 
 both_stores!(
+    two_redirects_racing_with_one_state_complete_once,
     code_flow_writes_the_account_in_cozy_shape_and_returns_home,
     code_exchange_request_for_each_token_mode,
     reply_variants_are_understood,

@@ -2,6 +2,7 @@
 
 use crate::both_stores;
 use crate::helpers::*;
+use oauth_broker::domain::Instance;
 use serde_json::json;
 
 async fn start_redirects_to_the_provider_with_the_exact_sorted_query(b: Backend) {
@@ -10,7 +11,11 @@ async fn start_redirects_to_the_provider_with_the_exact_sorted_query(b: Backend)
     let t = app.code_type(json!({})).await;
     let url = app.start_flow(&inst, &t).await;
     let state = TestApp::state_in(&url);
-    assert_eq!(state.len(), 64, "256-bit state");
+    // Version, 96-bit nonce, the sealed flow and its 128-bit tag, base64url.
+    assert!(state.len() > 40, "{state}");
+    assert!(state
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     assert_eq!(
         url,
         format!(
@@ -325,7 +330,9 @@ both_stores!(
 );
 
 async fn a_client_over_its_rate_is_told_to_wait_and_creates_nothing(b: Backend) {
-    let app = spawn_app_with(b, |s| {
+    let namespace = format!("{}_", unique("limit"));
+    let app = spawn_app_with(b, move |s| {
+        s.couchdb.db_prefix = namespace;
         s.rate_limit.per_minute = 60;
         s.rate_limit.burst = 3;
     })
@@ -342,25 +349,62 @@ async fn a_client_over_its_rate_is_told_to_wait_and_creates_nothing(b: Backend) 
     for _ in 0..3 {
         assert_eq!(start().await.unwrap().status(), 303);
     }
-    let states = || async {
-        let all = app
-            .store
-            .all_docs(oauth_broker::store::FLOW_STATES_DB)
-            .await
-            .unwrap();
-        all.iter()
-            .filter(|d| d["instance"] == inst.domain.as_str())
-            .count()
-    };
-    assert_eq!(states().await, 3);
+    let before = everything(&app, &inst).await;
     let limited = start().await.unwrap();
     assert_eq!(limited.status(), 429);
     assert_eq!(limited.headers()["retry-after"], "1");
     assert!(limited.text().await.unwrap().contains("rate_limited"));
-    assert_eq!(states().await, 3);
+    assert_eq!(everything(&app, &inst).await, before);
     // Other route groups have their own budget.
     let redirect = app.redirect(&t, &[("state", "x")]).await;
     assert_eq!(redirect.status(), 400);
 }
 
 both_stores!(a_client_over_its_rate_is_told_to_wait_and_creates_nothing);
+
+/// Every document of the broker's databases and of the instance's accounts.
+async fn everything(app: &TestApp, inst: &Instance) -> Vec<String> {
+    let mut dbs: Vec<String> = oauth_broker::store::BROKER_DBS
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    dbs.push(inst.accounts_db());
+    let mut all = Vec::new();
+    for db in dbs {
+        if let Ok(docs) = app.store.all_docs(&db).await {
+            all.extend(docs.iter().map(|d| format!("{db}: {d}")));
+        }
+    }
+    all.sort();
+    all
+}
+
+async fn start_writes_nothing_to_the_store(b: Backend) {
+    // A database namespace of its own: other tests write to the shared CouchDB meanwhile.
+    let namespace = format!("{}_", unique("nowrite"));
+    let app = spawn_app_with(b, move |s| s.couchdb.db_prefix = namespace).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({"pkce": true})).await;
+    let token = app.api_token(&inst).await;
+    let before = everything(&app, &inst).await;
+    let mut states = std::collections::HashSet::new();
+    for i in 0..5 {
+        let resp = app
+            .http
+            .get(format!("{}/accounts/{t}/start?state=s{i}", app.address))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 303);
+        states.insert(TestApp::state_in(&location(&resp)));
+    }
+    assert_eq!(states.len(), 5, "every flow has its own state");
+    assert_eq!(
+        everything(&app, &inst).await,
+        before,
+        "start wrote something"
+    );
+}
+
+both_stores!(start_writes_nothing_to_the_store);

@@ -10,7 +10,7 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
-/// Stores a flow state and answers 303 to the provider's authorization page; the same
+/// Seals a flow into its state and answers 303 to the provider's authorization page; the same
 /// handler serves reconnect, whose path names the account.
 pub(crate) async fn start(
     caller: StartCaller,
