@@ -11,6 +11,7 @@ mod error;
 pub(crate) mod flows;
 pub(crate) mod keyed_locks;
 pub(crate) mod refresh;
+pub(crate) mod refresher;
 pub(crate) mod registrations;
 
 pub(crate) use error::Error;

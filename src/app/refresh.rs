@@ -10,7 +10,7 @@ use super::keyed_locks::KeyedLocks;
 use super::Error;
 use crate::domain::account;
 use crate::domain::secret::sha256_hex;
-use crate::domain::{AccountType, Classified, Clock, Domain, ErrorKind, GrantMode, Instance};
+use crate::domain::{AccountType, Classified, Clock, Domain, GrantMode, Instance};
 use crate::metrics::Metrics;
 use crate::oauth::{provider_request, ProviderClient};
 use crate::store::accounts::Accounts;
@@ -18,13 +18,9 @@ use crate::store::accounts::Applied;
 use crate::store::instances::Instances;
 use crate::store::leases::{Lease, Leases};
 use crate::store::pending_grants::PendingGrants;
-use crate::store::schedule::Due;
 use crate::store::schedule::Schedule;
 use crate::webhooks::{Event, Kind, Webhooks};
-use futures::StreamExt;
-use rand::Rng;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,16 +80,6 @@ impl Refreshes {
     ) -> Result<Value, Error> {
         self.refresh_in(&access.instance, &access.scope, id, Mode::Always)
             .await
-    }
-
-    /// Refreshes account `id` of `inst` in `mode` and returns the saved document.
-    pub(crate) async fn refresh(
-        &self,
-        inst: &Instance,
-        id: &str,
-        mode: Mode,
-    ) -> Result<Value, Error> {
-        self.refresh_in(inst, &Scope::all(), id, mode).await
     }
 
     async fn refresh_in(
@@ -160,6 +146,14 @@ impl Refreshes {
 
     /// Permanent failure: the user must reconnect; no refresh is planned until then.
     async fn give_up_until_reconnected(&self, inst: &Instance, id: &str, service_id: &str) {
+        self.wait_for_user(inst, id, service_id).await;
+        if let Err(e) = self.schedule.clear(&inst.domain, id).await {
+            tracing::warn!(error = %e, "could not clear the refresh schedule");
+        }
+    }
+
+    /// Tells the app and marks the account: its refresh token was refused.
+    pub(super) async fn wait_for_user(&self, inst: &Instance, id: &str, service_id: &str) {
         self.webhooks
             .emit(Event {
                 kind: Kind::RefreshFailed,
@@ -182,9 +176,6 @@ impl Refreshes {
                 tracing::warn!(error = %e, "could not mark the account as needing reconnection");
             }
         }
-        if let Err(e) = self.schedule.clear(&inst.domain, id).await {
-            tracing::warn!(error = %e, "could not clear the refresh schedule");
-        }
     }
 
     /// The refresh margin and idle period of a type, in seconds.
@@ -199,7 +190,7 @@ impl Refreshes {
     }
 
     /// When `doc` is next due, by the type's timing; `None` when it cannot be refreshed.
-    fn next_due(&self, doc: &Value, at: &AccountType) -> Option<i64> {
+    pub(super) fn next_due(&self, doc: &Value, at: &AccountType) -> Option<i64> {
         let (margin, every) = self.timing(at);
         at.token_endpoint.as_ref().and_then(|_| {
             account::next_refresh(
@@ -304,7 +295,7 @@ impl Refreshes {
         // Tokens a provider issued earlier and the store did not take yet go in first: the
         // refresh token in the account is already spent.
         if let Some(record) = self.pending.get(key).await? {
-            return self.replay(inst, id, key, &record).await;
+            return self.replay(inst, id, key, &record, None).await;
         }
         // Re-read under the lease: the refresh token to use is the stored one now.
         let current = self
@@ -312,6 +303,24 @@ impl Refreshes {
             .get(inst, id)
             .await?
             .ok_or(Error::NotFound("account"))?;
+        self.refresh_current(inst, id, key, lease, seen, current, at, mode)
+            .await
+    }
+
+    /// Under the lease, with `current` read under it (`seen` is what the caller read
+    /// before waiting for the lease): the provider call and the write.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn refresh_current(
+        &self,
+        inst: &Instance,
+        id: &str,
+        key: &str,
+        lease: &mut Lease,
+        seen: &Value,
+        current: Value,
+        at: &AccountType,
+        mode: Mode,
+    ) -> Result<Value, Error> {
         if changed_since(&current, seen) {
             return Ok(current);
         }
@@ -377,19 +386,18 @@ impl Refreshes {
         if let Err(e) = self.pending.keep(key, &record).await {
             tracing::error!(error = %e, "could not journal a refresh reply; writing it straight to the account");
         }
-        let renewed = self
-            .leases
-            .renew(
-                lease,
-                &self.process_id,
-                self.clock.now(),
-                self.policy.lease_ttl,
-            )
-            .await;
-        if !matches!(renewed, Ok(true)) {
-            tracing::warn!("refresh lease lost before the write; writing only over the token used");
+        // A slow provider may have eaten into the lease: extend it over the write (the
+        // write is safe without it, being made only over the token used).
+        let (now, ttl) = (self.clock.now(), self.policy.lease_ttl);
+        if lease.half_spent(now, ttl) {
+            let renewed = self.leases.renew(lease, &self.process_id, now, ttl).await;
+            if !matches!(renewed, Ok(true)) {
+                tracing::warn!(
+                    "refresh lease lost before the write; writing only over the token used"
+                );
+            }
         }
-        let saved = self.replay(inst, id, key, &record).await?;
+        let saved = self.replay(inst, id, key, &record, Some(current)).await?;
         tracing::info!(account_type = at.service_id(), "account refreshed");
         Ok(saved)
     }
@@ -397,12 +405,13 @@ impl Refreshes {
     /// Writes a journalled refresh into its account, over the refresh token it used only,
     /// and forgets it once the account holds it (or newer tokens); a store failure keeps
     /// it for the next attempt.
-    async fn replay(
+    pub(super) async fn replay(
         &self,
         inst: &Instance,
         id: &str,
         key: &str,
         record: &Value,
+        known: Option<Value>,
     ) -> Result<Value, Error> {
         let used = record
             .get("used")
@@ -415,7 +424,7 @@ impl Refreshes {
             .unwrap_or_default();
         let outcome = self
             .accounts
-            .apply_if_unchanged(inst, id, used, &members)
+            .apply_if_unchanged(inst, id, used, &members, known)
             .await?;
         // The account holds it now: a journal that cannot forget only replays it later,
         // which then finds the token moved on and drops it.
@@ -471,7 +480,7 @@ impl Refreshes {
             // Under the account's lock: a konnector's refresh of it waits for this.
             let lock = self.locks.lock_for(&key);
             let _one = lock.lock().await;
-            match self.replay(&inst, id, &key, &record).await {
+            match self.replay(&inst, id, &key, &record, None).await {
                 Ok(_) | Err(Error::NotFound(_)) => settled += 1,
                 Err(e) => tracing::warn!(error = %e, "pending refresh waits for the store"),
             }
@@ -514,152 +523,4 @@ fn renews_without_refresh_token(at: &AccountType) -> bool {
 fn changed_since(now: &Value, seen: &Value) -> bool {
     let token = |d: &Value| d.pointer("/oauth/access_token").cloned();
     now.get("_rev") != seen.get("_rev") && token(now) != token(seen)
-}
-
-/// Accounts taken from the schedule per pass.
-pub(crate) const BATCH: usize = 200;
-/// Refreshes running at once in one process.
-const CONCURRENCY: usize = 16;
-
-impl Refreshes {
-    /// One pass of the background refresher: refreshes what is due now, until `stop`
-    /// says so; returns how many accounts were taken from the schedule.
-    pub(crate) async fn refresh_due(&self, stop: &(dyn Fn() -> bool + Sync)) -> usize {
-        let services = self;
-        let now = services.clock.now();
-        let due = match services.schedule.due(now, BATCH).await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read the refresh schedule");
-                return 0;
-            }
-        };
-        let n = due.len();
-        // One instance read per instance of the batch, not per account.
-        let mut instances: HashMap<Domain, Option<Instance>> = HashMap::new();
-        for entry in &due {
-            if instances.contains_key(&entry.instance) {
-                continue;
-            }
-            match services.instances.get(&entry.instance).await {
-                Ok(inst) => {
-                    instances.insert(entry.instance.clone(), inst);
-                }
-                Err(e) => tracing::warn!(error = %e, "refresher could not read an instance"),
-            }
-        }
-        let instances = &instances;
-        futures::stream::iter(due)
-            .for_each_concurrent(CONCURRENCY, |entry| async move {
-                if stop() {
-                    return;
-                }
-                match instances.get(&entry.instance) {
-                    Some(Some(inst)) => services.handle(entry, inst).await,
-                    // The instance is gone: nothing to keep fresh.
-                    Some(None) => {
-                        let _ = services
-                            .schedule
-                            .clear(&entry.instance, &entry.account_id)
-                            .await;
-                    }
-                    None => {}
-                }
-            })
-            .await;
-        n
-    }
-}
-
-/// What the refresher does after a failure of this kind.
-#[derive(Debug, PartialEq, Eq)]
-enum After {
-    /// The account waits for its user (already marked by the refresh path).
-    AwaitReconnection,
-    /// Nothing will make it work: off the schedule.
-    Drop,
-    /// A passing condition or the operator's to fix: try again later.
-    BackOff,
-}
-
-fn after(kind: ErrorKind) -> After {
-    match kind {
-        ErrorKind::GrantRevoked => After::AwaitReconnection,
-        k if k.is_permanent() => After::Drop,
-        _ => After::BackOff,
-    }
-}
-
-/// Failures of the background refresher.
-impl Refreshes {
-    async fn handle(&self, entry: Due, inst: &Instance) {
-        let services = self;
-        let Err(e) = services.refresh(inst, &entry.account_id, Mode::IfDue).await else {
-            return;
-        };
-        match after(e.kind()) {
-            After::AwaitReconnection => {
-                tracing::info!(instance = %inst.domain, "refresh token refused: the account waits for its user to reconnect");
-            }
-            After::Drop => {
-                tracing::info!(error = %e, "account cannot be kept fresh; removed from the schedule");
-                let _ = services
-                    .schedule
-                    .clear(&inst.domain, &entry.account_id)
-                    .await;
-            }
-            After::BackOff => {
-                let attempts = entry.attempts + 1;
-                let wait = backoff(attempts);
-                tracing::warn!(error = %e, kind = e.kind().as_str(), attempts, retry_in_secs = wait, "refresh failed; backing off");
-                let retry_at = services.clock.now().unix_secs() + wait;
-                if let Err(e) = services
-                    .schedule
-                    .set(&inst.domain, &entry.account_id, retry_at, attempts, false)
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not record the back-off");
-                }
-            }
-        }
-    }
-}
-
-/// Seconds before attempt `attempts + 1`: 30 s doubling to at most an hour, ±20 % jitter so
-/// that a provider outage does not end in a thundering herd.
-fn backoff(attempts: u32) -> i64 {
-    let base = (30i64 << attempts.saturating_sub(1).min(7)).min(3600);
-    let jitter = rand::thread_rng().gen_range(-base / 5..=base / 5);
-    (base + jitter).max(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_is_capped() {
-        for _ in 0..100 {
-            assert!((24..=36).contains(&backoff(1)));
-            assert!((48..=72).contains(&backoff(2)));
-            assert!((2880..=4320).contains(&backoff(20)));
-        }
-    }
-
-    #[test]
-    fn only_permanent_kinds_leave_the_schedule() {
-        assert_eq!(after(ErrorKind::GrantRevoked), After::AwaitReconnection);
-        assert_eq!(after(ErrorKind::NotFound), After::Drop);
-        for kind in [
-            ErrorKind::Unavailable,
-            ErrorKind::Misconfigured,
-            ErrorKind::KeyUnavailable,
-            ErrorKind::Busy,
-            ErrorKind::Upstream,
-            ErrorKind::UpstreamTimeout,
-            ErrorKind::Refused,
-        ] {
-            assert_eq!(after(kind), After::BackOff, "{kind:?}");
-        }
-    }
 }

@@ -131,16 +131,23 @@ impl Accounts {
     /// Writes a refresh's `members` into account `id`, unless its refresh token is no longer
     /// the one the refresh used (`used`, by its SHA-256): then another refresh stored a
     /// newer pair, which is kept. Conflicting writes are re-read and checked again.
+    /// `known` is the account as just read, if it was: the first attempt writes over it
+    /// without reading again.
     pub async fn apply_if_unchanged(
         &self,
         inst: &Instance,
         id: &str,
         used: &str,
         members: &serde_json::Map<String, Value>,
+        mut known: Option<Value>,
     ) -> Result<Applied, StoreError> {
         let db = inst.accounts_db();
         for _ in 0..CONFLICT_RETRIES {
-            let Some(mut doc) = self.get(inst, id).await? else {
+            let read = match known.take() {
+                Some(doc) => Some(doc),
+                None => self.get(inst, id).await?,
+            };
+            let Some(mut doc) = read else {
                 return Ok(Applied::Gone);
             };
             let current = self
@@ -174,6 +181,28 @@ impl Accounts {
             Err(StoreError::NoDatabase(_)) => Ok(None),
             other => other,
         }
+    }
+
+    /// Accounts by id, in one request; the ones missing are left out.
+    pub async fn get_many(
+        &self,
+        inst: &Instance,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, Value>, StoreError> {
+        let ids: Vec<String> = ids
+            .iter()
+            .filter(|id| !id.is_empty() && !id.starts_with('_') && id.len() <= 256)
+            .cloned()
+            .collect();
+        let docs = match self.store.get_many(&inst.accounts_db(), &ids).await {
+            Err(StoreError::NoDatabase(_)) => return Ok(Default::default()),
+            other => other?,
+        };
+        Ok(ids
+            .into_iter()
+            .zip(docs)
+            .filter_map(|(id, doc)| Some((id, doc?)))
+            .collect())
     }
 
     /// Every account of an instance (design documents left out).

@@ -167,6 +167,50 @@ impl Store for CouchStore {
         }
     }
 
+    async fn get_many(&self, db: &str, ids: &[String]) -> Result<Vec<Option<Value>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = serde_json::json!({ "keys": ids });
+        let mut params = HashMap::new();
+        params.insert("include_docs".to_owned(), "true".to_owned());
+        let resp = self
+            .client
+            .req(
+                Method::POST,
+                &format!("{}/_all_docs", self.path(db)),
+                Some(&params),
+            )
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(transport)?;
+        // As `get`: nothing is found in a database that does not exist.
+        if resp.status().as_u16() == 404 {
+            return Ok(vec![None; ids.len()]);
+        }
+        succeeded(&resp, "bulk read")?;
+        let answer: Value = resp
+            .json()
+            .await
+            .map_err(|e| StoreError::Invalid(format!("bulk read answer: {e}")))?;
+        let rows = answer
+            .get("rows")
+            .and_then(Value::as_array)
+            .ok_or_else(|| StoreError::Invalid("bulk read answer without rows".into()))?;
+        // One row per key, in order; a missing one has `error`, a deleted one a null `doc`.
+        let by_id: std::collections::HashMap<&str, &Value> = rows
+            .iter()
+            .filter_map(|r| Some((r.get("key")?.as_str()?, r.get("doc")?)))
+            .filter(|(_, d)| d.is_object())
+            .collect();
+        Ok(ids
+            .iter()
+            .map(|id| by_id.get(id.as_str()).map(|d| (*d).clone()))
+            .collect())
+    }
+
     async fn put(&self, db: &str, doc: &Value) -> Result<String, StoreError> {
         let mut doc = doc.clone();
         self.db(db)

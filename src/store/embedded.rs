@@ -434,6 +434,28 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn get_many(&self, db: &str, ids: &[String]) -> Result<Vec<Option<Value>>, StoreError> {
+        let (db, ids) = (db.to_owned(), ids.to_vec());
+        self.run(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT rev, body FROM docs WHERE db = ?1 AND id = ?2 AND deleted = 0",
+                )
+                .map_err(sql)?;
+            ids.iter()
+                .map(|id| {
+                    let row: Option<(String, String)> = stmt
+                        .query_row(params![db, id], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                        .map_err(sql)?;
+                    row.map(|(rev, body)| with_meta(id, &rev, &body))
+                        .transpose()
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn put(&self, db: &str, doc: &Value) -> Result<String, StoreError> {
         let Parts { id, rev, body } = split(doc)?;
         let id = id

@@ -56,6 +56,9 @@ impl Store for Instrumented {
     async fn get(&self, db: &str, id: &str) -> Result<Option<Value>, StoreError> {
         self.timed("get", self.inner.get(db, id)).await
     }
+    async fn get_many(&self, db: &str, ids: &[String]) -> Result<Vec<Option<Value>>, StoreError> {
+        self.timed("get_many", self.inner.get_many(db, ids)).await
+    }
     async fn put(&self, db: &str, doc: &Value) -> Result<String, StoreError> {
         self.timed("put", self.inner.put(db, doc)).await
     }

@@ -11,6 +11,16 @@ use std::time::Duration;
 pub struct Lease {
     id: String,
     rev: String,
+    /// When it was taken or last renewed, in milliseconds since the epoch.
+    since_ms: i64,
+}
+
+impl Lease {
+    /// Whether more than half of `ttl` has passed since it was taken or renewed, so that
+    /// it should be renewed before a write that must happen under it.
+    pub fn half_spent(&self, now: Timestamp, ttl: Duration) -> bool {
+        now.unix_millis() - self.since_ms > (ttl.as_millis() as i64) / 2
+    }
 }
 
 /// Takes and releases leases.
@@ -43,6 +53,7 @@ impl Leases {
                 return Ok(Some(Lease {
                     id: key.to_owned(),
                     rev,
+                    since_ms: now_ms,
                 }))
             }
             Err(StoreError::Conflict) => {}
@@ -64,9 +75,51 @@ impl Leases {
             Ok(rev) => Ok(Some(Lease {
                 id: key.to_owned(),
                 rev,
+                since_ms: now_ms,
             })),
             Err(StoreError::Conflict) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// [`Leases::try_acquire`] for many keys: one bulk write takes every lease nobody
+    /// holds; only the ones held (rare) are looked at one by one.
+    pub async fn try_acquire_many(
+        &self,
+        keys: &[String],
+        owner: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<Vec<Option<Lease>>, StoreError> {
+        let now_ms = now.unix_millis();
+        let until_ms = now.plus(ttl).unix_millis();
+        let docs: Vec<Value> = keys
+            .iter()
+            .map(|k| json!({"_id": k, "owner": owner, "expires_at_ms": until_ms}))
+            .collect();
+        let outcomes = self.store.put_many(REFRESH_LEASES_DB, &docs).await?;
+        let mut leases = Vec::with_capacity(keys.len());
+        for (key, outcome) in keys.iter().zip(outcomes) {
+            leases.push(match outcome {
+                Ok(rev) => Some(Lease {
+                    id: key.clone(),
+                    rev,
+                    since_ms: now_ms,
+                }),
+                // Held, or left behind by a holder that died: the one-by-one rules decide.
+                Err(StoreError::Conflict) => self.try_acquire(key, owner, now, ttl).await?,
+                Err(e) => return Err(e),
+            });
+        }
+        Ok(leases)
+    }
+
+    /// Releases many leases in one request; the ones taken over meanwhile are left to
+    /// their new holders.
+    pub async fn release_many(&self, leases: Vec<Lease>) {
+        let docs: Vec<(String, String)> = leases.into_iter().map(|l| (l.id, l.rev)).collect();
+        if let Err(e) = self.store.delete_many(REFRESH_LEASES_DB, &docs).await {
+            tracing::warn!(error = %e, "could not release refresh leases; they will expire");
         }
     }
 
@@ -84,6 +137,7 @@ impl Leases {
         match self.store.put(REFRESH_LEASES_DB, &doc).await {
             Ok(rev) => {
                 lease.rev = rev;
+                lease.since_ms = now.unix_millis();
                 Ok(true)
             }
             Err(StoreError::Conflict) => Ok(false),

@@ -114,6 +114,15 @@ pub trait Store: Send + Sync + 'static {
     async fn ensure_db(&self, db: &str) -> Result<(), StoreError>;
     /// Reads a document with its `_id` and `_rev`; `None` when missing or deleted.
     async fn get(&self, db: &str, id: &str) -> Result<Option<Value>, StoreError>;
+    /// Reads many documents in one request (`_all_docs` with `keys`), in the order asked;
+    /// `None` for each missing or deleted one (all of them when the database is missing).
+    async fn get_many(&self, db: &str, ids: &[String]) -> Result<Vec<Option<Value>>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.get(db, id).await?);
+        }
+        Ok(out)
+    }
     /// Writes a document that has an `_id`; with a `_rev` it updates that revision.
     /// Returns the new revision.
     async fn put(&self, db: &str, doc: &Value) -> Result<String, StoreError>;

@@ -5,6 +5,8 @@
 use super::{rev_of, Selector, SharedStore, StoreError, REFRESH_SCHEDULE_DB};
 use crate::domain::{Domain, Timestamp};
 use serde_json::{json, Value};
+use std::sync::Arc;
+use tokio::sync::oneshot;
 
 /// An account due for a refresh.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,12 +17,43 @@ pub struct Due {
     pub account_id: String,
     /// Failed attempts since the last success.
     pub attempts: u32,
+    /// The revision of its schedule document as read.
+    pub rev: String,
+}
+
+/// What becomes of an account's plan after a refresher pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replan {
+    /// Next refresh at `due_at` (unix seconds), after `attempts` failures.
+    At {
+        /// Unix seconds.
+        due_at: i64,
+        /// Failures since the last success.
+        attempts: u32,
+    },
+    /// Off the schedule.
+    Clear,
+    /// Left as it is (someone else handles the account).
+    Keep,
 }
 
 /// Reads and writes the schedule.
 #[derive(Clone)]
 pub struct Schedule {
     store: SharedStore,
+    first_plans: Arc<FirstPlans>,
+}
+
+/// A plan waiting for its group's write, and where its outcome goes.
+type QueuedPlan = (Value, oneshot::Sender<Result<(), StoreError>>);
+
+/// The first plans of new accounts, written in groups: whoever holds `writer` writes every
+/// plan queued meanwhile in one request and answers each waiter, so concurrent flows share
+/// one store round-trip (and each flow still returns only once its plan is stored).
+#[derive(Default)]
+struct FirstPlans {
+    queue: std::sync::Mutex<Vec<QueuedPlan>>,
+    writer: tokio::sync::Mutex<()>,
 }
 
 fn key(instance: &Domain, account_id: &str) -> String {
@@ -30,7 +63,10 @@ fn key(instance: &Domain, account_id: &str) -> String {
 impl Schedule {
     /// The schedule over the store.
     pub fn new(store: SharedStore) -> Schedule {
-        Schedule { store }
+        Schedule {
+            store,
+            first_plans: Arc::default(),
+        }
     }
 
     /// Plans the next refresh of an account at `due_at` (unix seconds), after `attempts` failures.
@@ -47,9 +83,9 @@ impl Schedule {
         let mut doc = json!({"_id": id, "instance": instance.as_str(), "account_id": account_id,
                              "due_at": due_at, "attempts": attempts});
         if new {
-            match self.store.put(REFRESH_SCHEDULE_DB, &doc).await {
+            match self.put_first(doc.clone()).await {
                 Err(StoreError::Conflict) => {}
-                other => return other.map(|_| ()),
+                other => return other,
             }
         }
         for _ in 0..3 {
@@ -67,6 +103,50 @@ impl Schedule {
             }
         }
         Err(StoreError::Conflict)
+    }
+
+    /// Creates a plan document, in a group with the others queued meanwhile.
+    async fn put_first(&self, doc: Value) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.first_plans
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((doc, tx));
+        {
+            let _writing = self.first_plans.writer.lock().await;
+            let group = std::mem::take(
+                &mut *self
+                    .first_plans
+                    .queue
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            // Empty when an earlier holder wrote ours with its group.
+            if !group.is_empty() {
+                // In a task of its own, so that a caller going away (a browser closing
+                // the connection) cannot drop the others' plans half-way.
+                let store = self.store.clone();
+                let write = tokio::spawn(async move {
+                    let (docs, waiters): (Vec<Value>, Vec<_>) = group.into_iter().unzip();
+                    match store.put_many(REFRESH_SCHEDULE_DB, &docs).await {
+                        Ok(outcomes) => {
+                            for (waiter, outcome) in waiters.into_iter().zip(outcomes) {
+                                let _ = waiter.send(outcome.map(|_| ()));
+                            }
+                        }
+                        Err(e) => {
+                            for waiter in waiters {
+                                let _ = waiter.send(Err(e.clone()));
+                            }
+                        }
+                    }
+                });
+                let _ = write.await;
+            }
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("plan writer gone".into())))
     }
 
     /// Stops refreshing an account (deleted, unrefreshable, or waiting for its user).
@@ -119,8 +199,52 @@ impl Schedule {
                     instance: Domain::parse(d.get("instance")?.as_str()?).ok()?,
                     account_id: d.get("account_id")?.as_str()?.to_owned(),
                     attempts: d.get("attempts").and_then(Value::as_u64).unwrap_or(0) as u32,
+                    rev: rev_of(d)?.to_owned(),
                 })
             })
             .collect())
+    }
+
+    /// Writes the new plans of a refresher pass: the changed ones in one request, the
+    /// cleared ones in another, each at the revision the pass read. A plan someone else
+    /// changed meanwhile (a reconnection, a konnector's refresh) is read again and written
+    /// one by one, so the newest decision wins.
+    pub async fn replan_many(&self, plans: &[(Due, Replan)]) -> Result<(), StoreError> {
+        let mut sets = Vec::new();
+        let mut set_plans = Vec::new();
+        let mut clears = Vec::new();
+        for (due, plan) in plans {
+            match plan {
+                Replan::At { due_at, attempts } => {
+                    sets.push(
+                        json!({"_id": key(&due.instance, &due.account_id), "_rev": due.rev,
+                        "instance": due.instance.as_str(), "account_id": due.account_id,
+                        "due_at": due_at, "attempts": attempts}),
+                    );
+                    set_plans.push((due, *due_at, *attempts));
+                }
+                Replan::Clear => {
+                    clears.push((key(&due.instance, &due.account_id), due.rev.clone()))
+                }
+                Replan::Keep => {}
+            }
+        }
+        if !sets.is_empty() {
+            let outcomes = self.store.put_many(REFRESH_SCHEDULE_DB, &sets).await?;
+            for ((due, due_at, attempts), outcome) in set_plans.into_iter().zip(outcomes) {
+                match outcome {
+                    Ok(_) => {}
+                    Err(StoreError::Conflict) => {
+                        self.set(&due.instance, &due.account_id, due_at, attempts, false)
+                            .await?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if !clears.is_empty() {
+            self.store.delete_many(REFRESH_SCHEDULE_DB, &clears).await?;
+        }
+        Ok(())
     }
 }

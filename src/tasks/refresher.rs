@@ -2,7 +2,7 @@
 //! timer, and refreshes them (`Refreshes::refresh_due`).
 
 use super::Shutdown;
-use crate::app::refresh::BATCH;
+use crate::app::refresher::BATCH;
 use crate::app::Services;
 use std::sync::Arc;
 use std::time::Duration;

@@ -352,6 +352,36 @@ async fn two_redirects_racing_with_one_state_complete_once(b: Backend) {
     assert_eq!(app.accounts(&inst).await.len(), 1, "one account, not two");
 }
 
+async fn concurrent_flows_each_get_their_refresh_plan(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    Mock::given(path("/token"))
+        .respond_with(token_reply())
+        .mount(&app.provider)
+        .await;
+    let mut states = Vec::new();
+    for _ in 0..24 {
+        states.push(TestApp::state_in(&app.start_flow(&inst, &t).await));
+    }
+    // Plans of concurrent flows are written in groups; each flow answers once its own is in.
+    let pairs: Vec<[(&str, &str); 2]> = states
+        .iter()
+        .map(|s| [("code", "C"), ("state", s.as_str())])
+        .collect();
+    let done = futures::future::join_all(pairs.iter().map(|p| app.redirect(&t, p))).await;
+    for resp in &done {
+        let id = account_id_in(&location(resp));
+        let (due_at, attempts) = app
+            .planned(&inst, &id)
+            .await
+            .unwrap_or_else(|| panic!("account {id} has no plan"));
+        assert_eq!(attempts, 0);
+        assert!(due_at > 0);
+    }
+    assert_eq!(app.accounts(&inst).await.len(), 24);
+}
+
 async fn redirect_with_an_expired_state_is_refused(b: Backend) {
     let app = spawn_app_with(b, |s| s.flow_ttl_secs = 0).await;
     let inst = app.new_instance(None).await;
@@ -536,6 +566,7 @@ async fn a_flow_started_on_one_broker_completes_on_another(b: Backend) {
 
 both_stores!(
     two_redirects_racing_with_one_state_complete_once,
+    concurrent_flows_each_get_their_refresh_plan,
     code_flow_writes_the_account_in_cozy_shape_and_returns_home,
     code_exchange_request_for_each_token_mode,
     reply_variants_are_understood,

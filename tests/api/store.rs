@@ -128,7 +128,55 @@ async fn changes_report_writes_and_deletions_after_a_sequence(b: Backend) {
     assert!(gone.changes[0].doc.is_none());
 }
 
+async fn many_documents_are_read_and_written_in_one_request_each(b: Backend) {
+    let (s, _d, db) = store_for(b).await;
+    let written = s
+        .put_many(
+            &db,
+            &[
+                json!({"_id": "a", "v": 1}),
+                json!({"_id": "ctx/b", "v": 2}),
+                json!({"_id": "gone", "v": 3}),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(written.iter().all(Result::is_ok), "{written:?}");
+    // A second creation of the same ids conflicts, one by one.
+    let again = s
+        .put_many(&db, &[json!({"_id": "a"}), json!({"_id": "new"})])
+        .await
+        .unwrap();
+    assert_eq!(again[0], Err(StoreError::Conflict));
+    assert!(again[1].is_ok());
+    let gone_rev = written[2].clone().unwrap();
+    assert_eq!(
+        s.delete_many(&db, &[("gone".into(), gone_rev)]).await,
+        Ok(1)
+    );
+    let ids: Vec<String> = ["ctx/b", "missing", "a", "gone"].map(String::from).to_vec();
+    let read = s.get_many(&db, &ids).await.unwrap();
+    assert_eq!(read.len(), 4);
+    assert_eq!(read[0].as_ref().unwrap()["v"], 2);
+    assert_eq!(read[0].as_ref().unwrap()["_id"], "ctx/b");
+    assert!(read[0].as_ref().unwrap()["_rev"].is_string());
+    assert_eq!(read[1], None, "missing");
+    assert_eq!(read[2].as_ref().unwrap()["v"], 1);
+    assert_eq!(read[3], None, "deleted");
+    assert_eq!(
+        s.get_many(&db, &[]).await.unwrap(),
+        Vec::<Option<serde_json::Value>>::new()
+    );
+    // As `get`: nothing is found in a database that does not exist.
+    assert_eq!(
+        s.get_many(&format!("test/{}", unique("missing")), &ids)
+            .await,
+        Ok(vec![None; 4])
+    );
+}
+
 both_stores!(
+    many_documents_are_read_and_written_in_one_request_each,
     stale_revisions_conflict_and_ids_with_slashes_work,
     a_missing_database_is_reported_not_created,
     find_matches_equality_array_members_and_ranges,
