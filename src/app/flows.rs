@@ -366,8 +366,7 @@ impl Flows {
             Some(e) if e.get(account::RECONNECT_NEEDED).is_some() => Some(Kind::AccountReconnected),
             Some(_) => None,
         };
-        let created = existing.is_none();
-        let (id, written) = match existing {
+        let id = match existing {
             Some(existing) => {
                 let saved = self
                     .accounts
@@ -378,11 +377,23 @@ impl Flows {
                         }
                     })
                     .await?;
-                (id_of(&saved).unwrap_or_default().to_owned(), saved)
+                let id = id_of(&saved).unwrap_or_default().to_owned();
+                self.refreshes.plan(inst, &id, &saved, &at, false).await;
+                id
             }
-            None => (self.accounts.create(inst, &doc).await?, doc),
+            None => {
+                // The first plan is written beside the account (one group commit on the
+                // embedded store), not after it; a plan whose account did not land is
+                // dropped by the refresher.
+                let id = Accounts::new_id();
+                let (created, ()) = tokio::join!(
+                    self.accounts.create_with_id(inst, &id, &doc),
+                    self.refreshes.plan(inst, &id, &doc, &at, true)
+                );
+                created?;
+                id
+            }
         };
-        self.refreshes.plan(inst, &id, &written, &at, created).await;
         if let Some(kind) = event {
             self.webhooks
                 .emit(Event {

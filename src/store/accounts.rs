@@ -234,7 +234,23 @@ impl Accounts {
     /// The id is drawn here (32 hex, like CouchDB's) so that a write whose answer was lost
     /// can be retried without creating a second account: its tokens cannot be had again.
     pub async fn create(&self, inst: &Instance, doc: &Value) -> Result<String, StoreError> {
-        let id = random_hex(16);
+        self.create_with_id(inst, &Self::new_id(), doc).await
+    }
+
+    /// A fresh account id (128 random bits, hex, as cozy-stack's).
+    pub fn new_id() -> String {
+        random_hex(16)
+    }
+
+    /// [`Accounts::create`] under an id drawn beforehand with [`Accounts::new_id`], so that
+    /// what refers to the account can be written beside it.
+    pub async fn create_with_id(
+        &self,
+        inst: &Instance,
+        id: &str,
+        doc: &Value,
+    ) -> Result<String, StoreError> {
+        let id = id.to_owned();
         let mut doc = doc.clone();
         if let Some(o) = doc.as_object_mut() {
             o.insert("_id".into(), id.clone().into());
