@@ -104,6 +104,21 @@ fn peak_mib(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU time (user + system) a process has used, in milliseconds (Linux `/proc`).
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the stat line (11 and 12 after the name),
+    // in clock ticks of 10 ms on Linux.
+    (ticks(11) + ticks(12)) * 10.0
+}
+
 async fn wait_ready(http: &reqwest::Client, url: &str) {
     for _ in 0..200 {
         if http.get(url).send().await.is_ok() {
@@ -256,15 +271,19 @@ fn main() {
         let mut broker_rates = Vec::new();
         for c in CONCURRENCY {
             let n = if c == 1 { 300 } else { 2000 };
+            let cpu = cpu_ms(broker.0.id());
             let b = measure(n, c, broker_flow).await;
+            let b_cpu = (cpu_ms(broker.0.id()) - cpu) / n as f64;
+            let cpu = cpu_ms(grant.0.id());
             let g = measure(n, c, grant_flow).await;
+            let g_cpu = (cpu_ms(grant.0.id()) - cpu) / n as f64;
             println!("| oauth-broker | {c} | {:.0} | {:.2} | {:.2} |", b.0, b.1, b.2);
             println!("| grant + express | {c} | {:.0} | {:.2} | {:.2} |", g.0, g.1, g.2);
-            ratios.push((c, b.0 / g.0));
+            ratios.push((c, b.0 / g.0, b_cpu, g_cpu));
             broker_rates.push((c, b.0));
         }
-        for (c, r) in ratios {
-            println!("ratio (broker / grant flows per second) at concurrency {c}: {r:.2}");
+        for (c, r, b_cpu, g_cpu) in ratios {
+            println!("ratio (broker / grant flows per second) at concurrency {c}: {r:.2}; CPU per flow: broker {b_cpu:.3} ms, grant {g_cpu:.3} ms (grant / broker {:.2})", g_cpu / b_cpu);
         }
         println!("peak memory: oauth-broker {:.1} MiB, grant + express (node) {:.1} MiB", peak_mib(broker.0.id()), peak_mib(grant.0.id()));
 
