@@ -13,7 +13,7 @@ use url::Url;
 /// Resolves the OAuth client of account types.
 pub(crate) struct Clients {
     account_types: Arc<AccountTypes>,
-    registrations: Arc<Registrations>,
+    pub(crate) registrations: Arc<Registrations>,
     public_url: Url,
     insecure_provider_urls: bool,
     clock: Clock,

@@ -152,6 +152,24 @@ pub(crate) struct Registrations {
     /// One registration, update or deletion at a time per id in this process, so a
     /// provider's answers are stored in the order it gave them.
     locks: KeyedLocks,
+    /// Registered clients as last read, by id: flows read them on every start and
+    /// redirect. Forgotten on this process's writes and through the changes feed.
+    cache: Arc<std::sync::Mutex<ClientCache>>,
+}
+
+/// Registered clients remembered at most; the table is emptied when full.
+const MAX_CACHED_CLIENTS: usize = 10_000;
+/// How long a cached client is trusted if the changes feed were to stall.
+const CLIENT_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a changes-feed request waits for a change.
+const CHANGES_WAIT: std::time::Duration = std::time::Duration::from_secs(25);
+
+/// Cached clients and a count of invalidations: a read that began before an
+/// invalidation does not cache what it read.
+#[derive(Default)]
+struct ClientCache {
+    entries: std::collections::HashMap<String, (RegisteredClient, std::time::Instant)>,
+    generation: u64,
 }
 
 impl Registrations {
@@ -162,7 +180,71 @@ impl Registrations {
             keyring,
             provider,
             locks: KeyedLocks::default(),
+            cache: Arc::default(),
         }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, ClientCache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets a cached client (after this process wrote or deleted it).
+    fn forget(&self, id: &str) {
+        let mut cache = self.cache();
+        cache.generation += 1;
+        cache.entries.remove(id);
+    }
+
+    /// Waits for changes to the registered clients after `since` and forgets the cached
+    /// ones they touch; returns the sequence to ask from next.
+    pub(crate) async fn follow_changes(&self, since: Value) -> Result<Value, StoreError> {
+        let batch = match self
+            .store
+            .changes(REGISTERED_CLIENTS_DB, &since, CHANGES_WAIT)
+            .await
+        {
+            Err(StoreError::NoDatabase(_)) => {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                return Ok(since);
+            }
+            other => other?,
+        };
+        if !batch.changes.is_empty() {
+            let mut cache = self.cache();
+            cache.generation += 1;
+            for change in &batch.changes {
+                cache.entries.remove(&change.id);
+            }
+        }
+        Ok(batch.last_seq)
+    }
+
+    /// [`Registrations::load`]'s client through the cache.
+    async fn cached_client(&self, id: &str) -> Result<Option<RegisteredClient>, RegistrationError> {
+        let generation = {
+            let cache = self.cache();
+            if let Some((client, at)) = cache.entries.get(id) {
+                if at.elapsed() < CLIENT_CACHE_TTL {
+                    return Ok(Some(client.clone()));
+                }
+            }
+            cache.generation
+        };
+        let Some((_, client)) = self.load(id).await? else {
+            return Ok(None);
+        };
+        let mut cache = self.cache();
+        if cache.generation == generation {
+            if cache.entries.len() >= MAX_CACHED_CLIENTS {
+                cache.entries.clear();
+            }
+            cache
+                .entries
+                .insert(id.to_owned(), (client.clone(), std::time::Instant::now()));
+        }
+        Ok(Some(client))
     }
 
     fn aad(id: &str, member: &str) -> String {
@@ -179,7 +261,7 @@ impl Registrations {
         redirect_uri: &str,
         now: Timestamp,
     ) -> Result<RegisteredClient, RegistrationError> {
-        if let Some((_, client)) = self.load(id).await? {
+        if let Some(client) = self.cached_client(id).await? {
             if !client.expired(now) {
                 return Ok(client);
             }
@@ -210,7 +292,9 @@ impl Registrations {
         if let Some(rev) = stored.as_ref().and_then(|(d, _)| rev_of(d)) {
             doc["_rev"] = rev.into();
         }
-        match put_creating_db(self.store.as_ref(), REGISTERED_CLIENTS_DB, &doc).await {
+        let stored_now = put_creating_db(self.store.as_ref(), REGISTERED_CLIENTS_DB, &doc).await;
+        self.forget(id);
+        match stored_now {
             Ok(_) => {
                 tracing::info!(registration = id, "client registered");
                 self.client_of(id, &doc)
@@ -371,7 +455,9 @@ impl Registrations {
             if !opened {
                 continue;
             }
-            match self.store.put(REGISTERED_CLIENTS_DB, &doc).await {
+            let resealed = self.store.put(REGISTERED_CLIENTS_DB, &doc).await;
+            self.forget(&id);
+            match resealed {
                 Ok(_) => changed += 1,
                 Err(StoreError::Conflict) => {
                     failed.push((id, "changed meanwhile; run the rotation again".into()))
@@ -504,7 +590,9 @@ impl Registrations {
                 return Ok(());
             };
             let rev = rev_of(&current).unwrap_or_default().to_owned();
-            match self.store.delete(REGISTERED_CLIENTS_DB, id, &rev).await {
+            let deleted = self.store.delete(REGISTERED_CLIENTS_DB, id, &rev).await;
+            self.forget(id);
+            match deleted {
                 Err(StoreError::Conflict) => continue,
                 other => return Ok(other?),
             }
@@ -517,7 +605,9 @@ impl Registrations {
     async fn put_over(&self, doc: &mut Value) -> Result<(), RegistrationError> {
         let id = doc["_id"].as_str().unwrap_or_default().to_owned();
         for _ in 0..3 {
-            match put_creating_db(self.store.as_ref(), REGISTERED_CLIENTS_DB, doc).await {
+            let written = put_creating_db(self.store.as_ref(), REGISTERED_CLIENTS_DB, doc).await;
+            self.forget(&id);
+            match written {
                 Ok(rev) => {
                     doc["_rev"] = rev.into();
                     return Ok(());

@@ -72,6 +72,10 @@ impl Tasks {
         running.spawn(watcher::account_types(services.clone(), shutdown.clone()));
         running.spawn(watcher::instances(services.clone(), shutdown.clone()));
         running.spawn(watcher::api_tokens(services.clone(), shutdown.clone()));
+        running.spawn(watcher::registered_clients(
+            services.clone(),
+            shutdown.clone(),
+        ));
         running.spawn(pending::run(services.clone(), shutdown.clone()));
         running.spawn(sweeper::run(
             services.clone(),

@@ -1,7 +1,7 @@
 //! Follows changes feeds so that what another process or cozy-stack writes is in force
 //! within a second: the account types (written with curl, by the CLI or another replica)
-//! the instances (a new alias, a moved domain, a rotated session secret) and the API
-//! tokens (a revocation).
+//! the instances (a new alias, a moved domain, a rotated session secret), the API
+//! tokens (a revocation) and the registered clients (a rotated secret, a deletion).
 
 use super::Shutdown;
 use crate::app::Services;
@@ -29,6 +29,17 @@ pub(super) async fn api_tokens(services: Arc<Services>, shutdown: Shutdown) {
             as BoxFuture<'_, _>
     };
     follow_until_stopped("API token", Value::from("now"), follow, shutdown).await;
+}
+
+/// Follows the registered clients' feed until a stop is asked: a client rotated or
+/// deleted by another replica is in force here within a second.
+pub(super) async fn registered_clients(services: Arc<Services>, shutdown: Shutdown) {
+    let follow = |since| {
+        let s = services.clone();
+        Box::pin(async move { s.flows.clients.registrations.follow_changes(since).await })
+            as BoxFuture<'_, _>
+    };
+    follow_until_stopped("registered client", Value::from("now"), follow, shutdown).await;
 }
 
 /// Follows the instances' feed until a stop is asked.

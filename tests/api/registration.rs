@@ -615,7 +615,54 @@ async fn concurrent_updates_all_land_and_keep_the_newest_secret(backend: Backend
     );
 }
 
+async fn a_client_unregistered_on_another_replica_is_forgotten_here_within_seconds(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let provider = RegisteringProvider::mount(&app.provider).await;
+    let ty = registering_type(&app, json!({})).await;
+    let inst = app.new_instance(None).await;
+    let (url, _) = connect(&app, &inst, &ty, "").await;
+    assert_eq!(query_of(&url)["client_id"], "client-1");
+
+    // Another replica on the same store unregisters it.
+    let mut settings = app.settings.clone();
+    settings.listen = "127.0.0.1:0".into();
+    let other = crate::helpers::spawn_with_settings(
+        settings,
+        app._dir.clone(),
+        wiremock::MockServer::start().await,
+    )
+    .await;
+    let (status, _) = admin_json(
+        &other,
+        reqwest::Method::DELETE,
+        &format!("/admin/registered_clients/{ty}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(provider.with(|s| s.deletions), 1);
+
+    // This replica had client-1 cached: its changes feed makes it register anew.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let resp = start_with(&app, &inst, &ty, "").await;
+        assert_eq!(resp.status(), 303);
+        let client = query_of(&location(&resp))["client_id"].clone();
+        if client == "client-2" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still using the deleted {client}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 both_stores!(
+    a_client_unregistered_on_another_replica_is_forgotten_here_within_seconds,
     concurrent_updates_all_land_and_keep_the_newest_secret,
     concurrent_first_starts_end_with_one_sealed_client,
     a_slow_registration_endpoint_is_a_timeout,
