@@ -100,7 +100,7 @@ async fn run(couch: bool, stored: usize, due: usize, n_instances: usize) {
         )
         .await
         .unwrap();
-    let registry = Instances::new(store.clone(), oauth_broker::domain::Clock::system());
+    let registry = Instances::new(store.clone());
     let mut instances: Vec<Instance> = Vec::with_capacity(n_instances);
     for i in 0..n_instances {
         let domain = Domain::parse(&format!("bench{i}.example")).unwrap();

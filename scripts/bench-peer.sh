@@ -10,12 +10,8 @@ if [ ! -d benches/peer/node_modules/grant ]; then
   npm install --prefix benches/peer --no-audit --no-fund --loglevel=error >&2
 fi
 if [ "${1:-}" = "--couchdb" ]; then
-  tools="$(pwd)/.tools"
-  mkdir -p "$tools"
   . scripts/pouchdb.sh
-  install_pouchdb "$tools"
-  trap 'kill ${POUCH_PID:-} 2>/dev/null || true' EXIT
-  start_pouchdb "$tools" "$tools/pouchdb-bench.log"
+  pouchdb_for_bench
   export BENCH_COUCHDB_URL="http://127.0.0.1:$POUCH_PORT"
 fi
 cargo bench --bench peer

@@ -6,12 +6,8 @@
 # Settings come from the environment, e.g. BENCH_SCENARIOS=10000:1000 or BENCH_INSTANCES=10.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools="$(pwd)/.tools"
-mkdir -p "$tools"
 . scripts/pouchdb.sh
-install_pouchdb "$tools"
-trap 'kill ${POUCH_PID:-} 2>/dev/null || true' EXIT
-start_pouchdb "$tools" "$tools/pouchdb-bench.log"
+pouchdb_for_bench
 cargo bench --bench refresher
 BENCH_STORE=couch BROKER_TEST_COUCHDB_URL="http://127.0.0.1:$POUCH_PORT" \
   cargo bench --bench refresher

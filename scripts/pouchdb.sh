@@ -1,4 +1,4 @@
-# Sourced by scripts/test.sh and scripts/bench-peer.sh: installs pouchdb-server into a
+# Sourced by scripts/test.sh, scripts/bench-peer.sh and scripts/bench-refresher.sh: installs pouchdb-server into a
 # tools folder and starts it in memory on a free loopback port.
 
 # A free TCP port on the loopback.
@@ -28,4 +28,15 @@ start_pouchdb() {
   done
   echo "pouchdb-server did not answer" >&2
   return 1
+}
+
+# pouchdb_for_bench: for a benchmark script run from the repository's root: installs
+# pouchdb-server into .tools/, starts it, stops it when the script exits; sets POUCH_PORT.
+pouchdb_for_bench() {
+  local tools
+  tools="$(pwd)/.tools"
+  mkdir -p "$tools"
+  install_pouchdb "$tools"
+  trap 'kill ${POUCH_PID:-} 2>/dev/null || true' EXIT
+  start_pouchdb "$tools" "$tools/pouchdb-bench.log"
 }

@@ -191,7 +191,7 @@ impl Services {
         .map_err(|e| setting("webhooks", &e))?;
 
         let account_types = AccountTypes::new(store.clone(), keyring.clone());
-        let instances = Instances::new(store.clone(), clock.clone());
+        let instances = Instances::new(store.clone());
         let credentials = Credentials::new(store.clone());
         let schedule = Schedule::new(store.clone());
         let accounts = Accounts::new(

@@ -90,12 +90,14 @@ impl Refreshes {
         mode: Mode,
     ) -> Result<Value, Error> {
         let outcome = self.refresh_unlabelled(inst, scope, id, mode).await;
-        let label = match &outcome {
-            Ok(_) => "ok",
-            Err(e) => e.kind().as_str(),
-        };
-        self.metrics.refreshes.with_label_values(&[label]).inc();
+        self.count(outcome.as_ref().err());
         outcome
+    }
+
+    /// Counts a refresh by outcome (`ok`, or the failure's kind).
+    pub(super) fn count(&self, failure: Option<&Error>) {
+        let label = failure.map_or("ok", |e| e.kind().as_str());
+        self.metrics.refreshes.with_label_values(&[label]).inc();
     }
 
     async fn refresh_unlabelled(

@@ -1,8 +1,10 @@
 //! One pass of the background refresher, in bulk: the due accounts of a batch are read
 //! from the schedule in one query, their leases taken in one write, their documents read
 //! in one request per instance, and their new plans and lease releases written in one
-//! request each. Per refresh that leaves the account's own write (and a read when its
-//! instance has no other account in the batch): at most three store round-trips.
+//! request each. Per refresh that leaves the account's own write, plus a read when its
+//! instance has no other account in the batch, plus the instance's own read the first
+//! time the process meets it (then cached): from about one round-trip to a little over
+//! three when every due account is alone on an instance seen for the first time.
 
 use super::refresh::{Mode, Refreshes};
 use super::Error;
@@ -165,11 +167,7 @@ impl Refreshes {
         };
         let service_id = crate::domain::account::service_of(&doc).to_owned();
         let outcome = self.refresh_with_doc(inst, id, lease, doc).await;
-        let label = match &outcome {
-            Ok(_) => "ok",
-            Err(e) => e.kind().as_str(),
-        };
-        self.metrics.refreshes.with_label_values(&[label]).inc();
+        self.count(outcome.as_ref().err());
         match outcome {
             Ok((saved, at)) => match self.next_due(&saved, &at) {
                 Some(due_at) => Replan::At {

@@ -13,6 +13,7 @@ use crate::domain::{AccountType, TokenMode};
 use crate::domain::{Classified, ErrorKind, Timestamp};
 use crate::oauth::{ProviderClient, ProviderError};
 use crate::store::account_types::LookupError;
+use crate::store::cache::ChangesCache;
 use crate::store::{put_creating_db, rev_of, SharedStore, StoreError, REGISTERED_CLIENTS_DB};
 use oauth2::{ClientId, ClientSecret};
 use reqwest::Method;
@@ -154,7 +155,7 @@ pub(crate) struct Registrations {
     locks: KeyedLocks,
     /// Registered clients as last read, by id: flows read them on every start and
     /// redirect. Forgotten on this process's writes and through the changes feed.
-    cache: Arc<std::sync::Mutex<ClientCache>>,
+    cache: Arc<ChangesCache<Option<RegisteredClient>>>,
 }
 
 /// Registered clients remembered at most; the table is emptied when full.
@@ -164,14 +165,6 @@ const CLIENT_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60)
 /// How long a changes-feed request waits for a change.
 const CHANGES_WAIT: std::time::Duration = std::time::Duration::from_secs(25);
 
-/// Cached clients and a count of invalidations: a read that began before an
-/// invalidation does not cache what it read.
-#[derive(Default)]
-struct ClientCache {
-    entries: std::collections::HashMap<String, (RegisteredClient, std::time::Instant)>,
-    generation: u64,
-}
-
 impl Registrations {
     /// The service over a store.
     pub(crate) fn new(store: SharedStore, keyring: Arc<Keyring>, provider: ProviderClient) -> Self {
@@ -180,21 +173,13 @@ impl Registrations {
             keyring,
             provider,
             locks: KeyedLocks::default(),
-            cache: Arc::default(),
+            cache: Arc::new(ChangesCache::new(MAX_CACHED_CLIENTS, CLIENT_CACHE_TTL)),
         }
-    }
-
-    fn cache(&self) -> std::sync::MutexGuard<'_, ClientCache> {
-        self.cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Forgets a cached client (after this process wrote or deleted it).
     fn forget(&self, id: &str) {
-        let mut cache = self.cache();
-        cache.generation += 1;
-        cache.entries.remove(id);
+        self.cache.forget([id]);
     }
 
     /// Waits for changes to the registered clients after `since` and forgets the cached
@@ -212,39 +197,19 @@ impl Registrations {
             other => other?,
         };
         if !batch.changes.is_empty() {
-            let mut cache = self.cache();
-            cache.generation += 1;
-            for change in &batch.changes {
-                cache.entries.remove(&change.id);
-            }
+            self.cache
+                .forget(batch.changes.iter().map(|c| c.id.as_str()));
         }
         Ok(batch.last_seq)
     }
 
     /// [`Registrations::load`]'s client through the cache.
     async fn cached_client(&self, id: &str) -> Result<Option<RegisteredClient>, RegistrationError> {
-        let generation = {
-            let cache = self.cache();
-            if let Some((client, at)) = cache.entries.get(id) {
-                if at.elapsed() < CLIENT_CACHE_TTL {
-                    return Ok(Some(client.clone()));
-                }
-            }
-            cache.generation
-        };
-        let Some((_, client)) = self.load(id).await? else {
-            return Ok(None);
-        };
-        let mut cache = self.cache();
-        if cache.generation == generation {
-            if cache.entries.len() >= MAX_CACHED_CLIENTS {
-                cache.entries.clear();
-            }
-            cache
-                .entries
-                .insert(id.to_owned(), (client.clone(), std::time::Instant::now()));
-        }
-        Ok(Some(client))
+        self.cache
+            .get_or_load(id, || async {
+                Ok(self.load(id).await?.map(|(_, client)| client))
+            })
+            .await
     }
 
     fn aad(id: &str, member: &str) -> String {

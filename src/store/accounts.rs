@@ -22,6 +22,11 @@ pub struct Accounts {
     seal_refresh_tokens: bool,
 }
 
+/// Whether `id` can name an account (not a design document, bounded); others are absent.
+fn is_account_id(id: &str) -> bool {
+    !id.is_empty() && !id.starts_with('_') && id.len() <= 256
+}
+
 impl Accounts {
     /// Accounts over the store.
     pub fn new(store: SharedStore, keyring: Arc<Keyring>, seal_refresh_tokens: bool) -> Accounts {
@@ -174,7 +179,7 @@ impl Accounts {
 
     /// An account by id; `None` when missing (or when the database does not exist yet).
     pub async fn get(&self, inst: &Instance, id: &str) -> Result<Option<Value>, StoreError> {
-        if id.is_empty() || id.starts_with('_') || id.len() > 256 {
+        if !is_account_id(id) {
             return Ok(None);
         }
         match self.store.get(&inst.accounts_db(), id).await {
@@ -189,11 +194,7 @@ impl Accounts {
         inst: &Instance,
         ids: &[String],
     ) -> Result<std::collections::HashMap<String, Value>, StoreError> {
-        let ids: Vec<String> = ids
-            .iter()
-            .filter(|id| !id.is_empty() && !id.starts_with('_') && id.len() <= 256)
-            .cloned()
-            .collect();
+        let ids: Vec<String> = ids.iter().filter(|id| is_account_id(id)).cloned().collect();
         let docs = match self.store.get_many(&inst.accounts_db(), &ids).await {
             Err(StoreError::NoDatabase(_)) => return Ok(Default::default()),
             other => other?,

@@ -57,15 +57,9 @@ impl CouchStore {
         if docs.is_empty() {
             return Ok(Vec::new());
         }
-        let body = serde_json::json!({ "docs": docs });
         let resp = self
-            .client
-            .req(Method::POST, &format!("{}/_bulk_docs", self.path(db)), None)
-            .header("Content-Type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(transport)?;
+            .post_json(db, "_bulk_docs", None, &serde_json::json!({ "docs": docs }))
+            .await?;
         if resp.status().as_u16() == 404 {
             return Err(StoreError::NoDatabase(db.to_owned()));
         }
@@ -75,6 +69,27 @@ impl CouchStore {
             .await
             .map_err(|e| StoreError::Invalid(format!("bulk write answer: {e}")))?;
         Ok(answers)
+    }
+
+    /// `POST <db>/<endpoint>` with a JSON body.
+    async fn post_json(
+        &self,
+        db: &str,
+        endpoint: &str,
+        params: Option<&HashMap<String, String>>,
+        body: &Value,
+    ) -> Result<reqwest::Response, StoreError> {
+        self.client
+            .req(
+                Method::POST,
+                &format!("{}/{endpoint}", self.path(db)),
+                params,
+            )
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(transport)
     }
 
     fn db(&self, db: &str) -> Database {
@@ -149,13 +164,7 @@ impl Store for CouchStore {
 
     async fn ensure_index(&self, db: &str, field: &str) -> Result<(), StoreError> {
         let body = serde_json::json!({"index": {"fields": [field]}, "ddoc": format!("by-{field}"), "name": format!("by-{field}")});
-        let resp = self
-            .client
-            .req(Method::POST, &format!("{}/_index", self.path(db)), None)
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(transport)?;
+        let resp = self.post_json(db, "_index", None, &body).await?;
         succeeded(&resp, &format!("creating index by-{field}"))
     }
 
@@ -171,21 +180,11 @@ impl Store for CouchStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let params = HashMap::from([("include_docs".to_owned(), "true".to_owned())]);
         let body = serde_json::json!({ "keys": ids });
-        let mut params = HashMap::new();
-        params.insert("include_docs".to_owned(), "true".to_owned());
         let resp = self
-            .client
-            .req(
-                Method::POST,
-                &format!("{}/_all_docs", self.path(db)),
-                Some(&params),
-            )
-            .header("Content-Type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(transport)?;
+            .post_json(db, "_all_docs", Some(&params), &body)
+            .await?;
         // As `get`: nothing is found in a database that does not exist.
         if resp.status().as_u16() == 404 {
             return Ok(vec![None; ids.len()]);

@@ -1,12 +1,12 @@
 //! Session codes and instance API tokens, stored hashed in broker databases.
 
+use super::cache::ChangesCache;
 use super::{rev_of, SharedStore, StoreError, API_TOKENS_DB, SESSION_CODES_DB};
 use crate::domain::secret::Credential;
 use crate::domain::{Domain, Timestamp, TokenScope};
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// API tokens remembered at most; the table is emptied when full.
 const MAX_CACHED_TOKENS: usize = 10_000;
@@ -24,15 +24,7 @@ type Known = Option<(Domain, TokenScope)>;
 #[derive(Clone)]
 pub struct Credentials {
     store: SharedStore,
-    tokens: Arc<Mutex<TokenCache>>,
-}
-
-/// Cached token lookups, and a count of invalidations: a lookup that read the store
-/// before an invalidation does not cache what it read.
-#[derive(Default)]
-struct TokenCache {
-    entries: HashMap<String, (Known, Instant)>,
-    generation: u64,
+    tokens: Arc<ChangesCache<Known>>,
 }
 
 impl Credentials {
@@ -40,12 +32,8 @@ impl Credentials {
     pub fn new(store: SharedStore) -> Credentials {
         Credentials {
             store,
-            tokens: Arc::default(),
+            tokens: Arc::new(ChangesCache::new(MAX_CACHED_TOKENS, TOKEN_CACHE_TTL)),
         }
-    }
-
-    fn cache(&self) -> MutexGuard<'_, TokenCache> {
-        self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Waits for changes to the API tokens after `since` and forgets the cached lookups
@@ -56,11 +44,8 @@ impl Credentials {
             .changes(API_TOKENS_DB, &since, CHANGES_WAIT)
             .await?;
         if !batch.changes.is_empty() {
-            let mut cache = self.cache();
-            cache.generation += 1;
-            for change in &batch.changes {
-                cache.entries.remove(&change.id);
-            }
+            self.tokens
+                .forget(batch.changes.iter().map(|c| c.id.as_str()));
         }
         Ok(batch.last_seq)
     }
@@ -119,11 +104,7 @@ impl Credentials {
         }
         let id = Credential::from_presented(presented).hashed();
         // Forgotten here at once; other replicas forget it through the changes feed.
-        {
-            let mut cache = self.cache();
-            cache.generation += 1;
-            cache.entries.remove(&id);
-        }
+        self.tokens.forget([id.as_str()]);
         let Some(doc) = self.store.get(API_TOKENS_DB, &id).await? else {
             return Ok(false);
         };
@@ -166,29 +147,16 @@ impl Credentials {
         }
         // Looked up by hash: no comparison of the secret itself happens here.
         let id = Credential::from_presented(presented).hashed();
-        let generation = {
-            let cache = self.cache();
-            if let Some((known, at)) = cache.entries.get(&id) {
-                if at.elapsed() < TOKEN_CACHE_TTL {
-                    return Ok(known.clone());
-                }
-            }
-            cache.generation
-        };
-        let doc = self.store.get(API_TOKENS_DB, &id).await?;
-        let known: Known = doc.as_ref().and_then(|d| {
-            // Tokens issued before limits existed have none: no expiry, every type.
-            let scope = serde_json::from_value(d.clone()).unwrap_or_default();
-            instance_of(d).map(|i| (i, scope))
-        });
-        let mut cache = self.cache();
-        if cache.generation == generation {
-            if cache.entries.len() >= MAX_CACHED_TOKENS {
-                cache.entries.clear();
-            }
-            cache.entries.insert(id, (known.clone(), Instant::now()));
-        }
-        Ok(known)
+        self.tokens
+            .get_or_load(&id, || async {
+                let doc = self.store.get(API_TOKENS_DB, &id).await?;
+                Ok(doc.as_ref().and_then(|d| {
+                    // Tokens issued before limits existed have none: no expiry, every type.
+                    let scope = serde_json::from_value(d.clone()).unwrap_or_default();
+                    instance_of(d).map(|i| (i, scope))
+                }))
+            })
+            .await
     }
 }
 

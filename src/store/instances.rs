@@ -1,12 +1,12 @@
 //! Instances in `global/instances`, in cozy-stack's shape.
 
+use super::cache::ChangesCache;
 use super::{put_creating_db, Selector, SharedStore, StoreError, INSTANCES_DB};
 use crate::domain::cozy::InstanceKeys;
 use crate::domain::error_kind::{Classified, ErrorKind};
-use crate::domain::{Clock, Domain, Instance, Timestamp};
+use crate::domain::{Domain, Instance};
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Hosts remembered at most; the table is emptied when full.
@@ -27,15 +27,6 @@ pub enum HostLookup {
     Unknown,
 }
 
-/// Cached lookups by host and by domain, and a count of invalidations: a lookup that read
-/// the store before an invalidation does not cache what it read.
-#[derive(Default)]
-struct HostCache {
-    entries: HashMap<String, (HostLookup, Timestamp)>,
-    domains: HashMap<String, (Option<Instance>, Timestamp)>,
-    generation: u64,
-}
-
 /// Why an instance could not be added.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddError {
@@ -51,17 +42,19 @@ pub enum AddError {
 #[derive(Clone)]
 pub struct Instances {
     store: SharedStore,
-    clock: Clock,
-    hosts: Arc<Mutex<HostCache>>,
+    /// Lookups by host, forgotten on any change to `global/instances`.
+    hosts: Arc<ChangesCache<HostLookup>>,
+    /// Instances by domain, forgotten likewise.
+    domains: Arc<ChangesCache<Option<Instance>>>,
 }
 
 impl Instances {
     /// Instances over the store.
-    pub fn new(store: SharedStore, clock: Clock) -> Instances {
+    pub fn new(store: SharedStore) -> Instances {
         Instances {
             store,
-            clock,
-            hosts: Arc::default(),
+            hosts: Arc::new(ChangesCache::new(MAX_CACHED_HOSTS, HOST_CACHE_TTL)),
+            domains: Arc::new(ChangesCache::new(MAX_CACHED_HOSTS, HOST_CACHE_TTL)),
         }
     }
 
@@ -73,31 +66,15 @@ impl Instances {
         let Some(key) = candidates.first().cloned() else {
             return Ok(HostLookup::Unknown);
         };
-        let now = self.clock.now();
-        let generation = {
-            let cache = self.cache();
-            if let Some((hit, at)) = cache.entries.get(&key) {
-                if now < at.plus(HOST_CACHE_TTL) {
-                    return Ok(hit.clone());
-                }
-            }
-            cache.generation
-        };
-        let found = self.look_up(&candidates).await?;
-        let mut cache = self.cache();
-        if cache.generation == generation {
-            if cache.entries.len() >= MAX_CACHED_HOSTS {
-                cache.entries.clear();
-            }
-            cache.entries.insert(key, (found.clone(), now));
-        }
-        Ok(found)
+        self.hosts
+            .get_or_load(&key, || self.look_up(&candidates))
+            .await
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HostCache> {
-        self.hosts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Forgets every cached host and domain (any instance may have changed).
+    fn forget_all(&self) {
+        self.hosts.forget_all();
+        self.domains.forget_all();
     }
 
     async fn look_up(&self, candidates: &[String]) -> Result<HostLookup, StoreError> {
@@ -138,10 +115,7 @@ impl Instances {
             .changes(INSTANCES_DB, &since, CHANGES_WAIT)
             .await?;
         if !batch.changes.is_empty() {
-            let mut cache = self.cache();
-            cache.generation += 1;
-            cache.entries.clear();
-            cache.domains.clear();
+            self.forget_all();
         }
         Ok(batch.last_seq)
     }
@@ -159,10 +133,7 @@ impl Instances {
         match put_creating_db(self.store.as_ref(), INSTANCES_DB, &doc).await {
             Ok(_) => {
                 // In force here at once; other processes learn it from the changes feed.
-                let mut cache = self.cache();
-                cache.generation += 1;
-                cache.entries.clear();
-                cache.domains.clear();
+                self.forget_all();
                 Ok(inst)
             }
             Err(StoreError::Conflict) => Err(AddError::Exists(inst.domain.to_string())),
@@ -172,27 +143,9 @@ impl Instances {
 
     /// The instance of a domain (cached, forgotten on any change to `global/instances`).
     pub async fn get(&self, domain: &Domain) -> Result<Option<Instance>, StoreError> {
-        let now = self.clock.now();
-        let generation = {
-            let cache = self.cache();
-            if let Some((hit, at)) = cache.domains.get(domain.as_str()) {
-                if now < at.plus(HOST_CACHE_TTL) {
-                    return Ok(hit.clone());
-                }
-            }
-            cache.generation
-        };
-        let found = self.read(domain).await?;
-        let mut cache = self.cache();
-        if cache.generation == generation {
-            if cache.domains.len() >= MAX_CACHED_HOSTS {
-                cache.domains.clear();
-            }
-            cache
-                .domains
-                .insert(domain.as_str().to_owned(), (found.clone(), now));
-        }
-        Ok(found)
+        self.domains
+            .get_or_load(domain.as_str(), || self.read(domain))
+            .await
     }
 
     /// The instance of a domain from the store: by id for the broker's documents, by

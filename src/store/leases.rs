@@ -45,8 +45,7 @@ impl Leases {
         ttl: Duration,
     ) -> Result<Option<Lease>, StoreError> {
         let now_ms = now.unix_millis();
-        let until_ms = now.plus(ttl).unix_millis();
-        let mut doc = json!({"_id": key, "owner": owner, "expires_at_ms": until_ms});
+        let doc = lease_doc(key, owner, now, ttl);
         // Usually nobody holds it: one write takes it.
         match self.store.put(REFRESH_LEASES_DB, &doc).await {
             Ok(rev) => {
@@ -59,6 +58,19 @@ impl Leases {
             Err(StoreError::Conflict) => {}
             Err(e) => return Err(e),
         }
+        self.take_over(key, owner, now, ttl).await
+    }
+
+    /// Takes a lease someone holds, if theirs has expired (its holder died or hung).
+    async fn take_over(
+        &self,
+        key: &str,
+        owner: &str,
+        now: Timestamp,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        let now_ms = now.unix_millis();
+        let mut doc = lease_doc(key, owner, now, ttl);
         let Some(held) = self.store.get(REFRESH_LEASES_DB, key).await? else {
             return Ok(None); // released meanwhile: the next attempt takes it
         };
@@ -92,11 +104,7 @@ impl Leases {
         ttl: Duration,
     ) -> Result<Vec<Option<Lease>>, StoreError> {
         let now_ms = now.unix_millis();
-        let until_ms = now.plus(ttl).unix_millis();
-        let docs: Vec<Value> = keys
-            .iter()
-            .map(|k| json!({"_id": k, "owner": owner, "expires_at_ms": until_ms}))
-            .collect();
+        let docs: Vec<Value> = keys.iter().map(|k| lease_doc(k, owner, now, ttl)).collect();
         let outcomes = self.store.put_many(REFRESH_LEASES_DB, &docs).await?;
         let mut leases = Vec::with_capacity(keys.len());
         for (key, outcome) in keys.iter().zip(outcomes) {
@@ -106,8 +114,8 @@ impl Leases {
                     rev,
                     since_ms: now_ms,
                 }),
-                // Held, or left behind by a holder that died: the one-by-one rules decide.
-                Err(StoreError::Conflict) => self.try_acquire(key, owner, now, ttl).await?,
+                // Held, or left behind by a holder that died.
+                Err(StoreError::Conflict) => self.take_over(key, owner, now, ttl).await?,
                 Err(e) => return Err(e),
             });
         }
@@ -132,8 +140,8 @@ impl Leases {
         now: Timestamp,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let doc = json!({"_id": lease.id, "_rev": lease.rev, "owner": owner,
-                         "expires_at_ms": now.plus(ttl).unix_millis()});
+        let mut doc = lease_doc(&lease.id, owner, now, ttl);
+        doc["_rev"] = lease.rev.clone().into();
         match self.store.put(REFRESH_LEASES_DB, &doc).await {
             Ok(rev) => {
                 lease.rev = rev;
@@ -158,4 +166,9 @@ impl Leases {
             }
         }
     }
+}
+
+/// A lease document held by `owner` until `now + ttl`.
+fn lease_doc(key: &str, owner: &str, now: Timestamp, ttl: Duration) -> Value {
+    json!({"_id": key, "owner": owner, "expires_at_ms": now.plus(ttl).unix_millis()})
 }

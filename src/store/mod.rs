@@ -3,6 +3,7 @@
 
 pub mod account_types;
 pub mod accounts;
+pub mod cache;
 pub mod couch;
 pub mod cozy;
 pub mod cozy_session_codes;
@@ -30,7 +31,7 @@ pub use selector::Selector;
 pub const ACCOUNT_TYPES_DB: &str = "secrets/io-cozy-account_types";
 /// Instances, shared with cozy-stack.
 pub const INSTANCES_DB: &str = "global/instances";
-/// Flow states (the server side of `state`).
+/// Spent flow states: one document per `state` a redirect used (single use).
 pub const FLOW_STATES_DB: &str = "broker/flow_states";
 /// One-time session codes accepted by `start`.
 pub const SESSION_CODES_DB: &str = "broker/session_codes";

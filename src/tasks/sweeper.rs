@@ -1,4 +1,4 @@
-//! Purges expired flow states and session codes.
+//! Purges spent flow states and expired session codes.
 
 use super::{Prune, Shutdown};
 use crate::app::Services;
@@ -6,9 +6,11 @@ use crate::store::{sweep_expired, FLOW_STATES_DB, SESSION_CODES_DB};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often expired flow states and session codes are purged.
+/// How often spent flow states and expired session codes are purged.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
-/// How long a used or expired state is kept, so a replay is told apart from a forgery.
+/// How long a spent state's document outlives the state's own expiry: well past any
+/// clock difference between replicas, so a state is refused as expired before its
+/// document can go.
 const KEEP_SPENT_STATES: Duration = Duration::from_secs(24 * 3600);
 
 /// Runs until a stop is asked.

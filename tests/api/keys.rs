@@ -271,6 +271,35 @@ async fn a_state_made_before_a_key_rotation_completes_after_it(b: Backend) {
 
 both_stores!(a_state_made_before_a_key_rotation_completes_after_it);
 
+async fn a_damaged_flow_key_stops_start_up_with_its_name(b: Backend) {
+    // Its own namespace: the flow key is shared by every broker on a store.
+    let namespace = format!("{}_", unique("flowkey"));
+    let app = spawn_app_with(b, move |s| s.couchdb.db_prefix = namespace).await;
+    let mut key = app
+        .store
+        .get(oauth_broker::store::KEYS_DB, "flow-state-key")
+        .await
+        .unwrap()
+        .expect("drawn at first start");
+    key["key"] = "not a key".into();
+    app.store
+        .put(oauth_broker::store::KEYS_DB, &key)
+        .await
+        .unwrap();
+    let mut settings = app.settings.clone();
+    settings.listen = "127.0.0.1:0".into();
+    let refused = oauth_broker::startup::Application::build(&settings)
+        .await
+        .err()
+        .expect("a broker does not start on a damaged flow key");
+    assert!(
+        format!("{refused:#}").contains("broker/keys/flow-state-key is damaged"),
+        "{refused:#}"
+    );
+}
+
+both_stores!(a_damaged_flow_key_stops_start_up_with_its_name);
+
 /// `oauth-broker keys rotate` on the app's store with `keys`; its output.
 fn rotate(app: &TestApp, keys: &str) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_oauth-broker"))

@@ -458,6 +458,78 @@ async fn a_rotated_pair_survives_a_store_cut_right_after_the_provider_answers() 
 }
 
 #[tokio::test]
+async fn a_background_pass_cut_from_the_store_after_the_provider_answers_loses_nothing() {
+    let relay = CouchRelay::start().await;
+    // A namespace of its own: the pass takes every due account of its store.
+    let (url, namespace) = (relay.url.clone(), format!("{}_", unique("cutpass")));
+    let app = spawn_app_with(Backend::Couch, move |s| {
+        s.couchdb.url = Some(url);
+        s.couchdb.timeout_secs = 2;
+        s.couchdb.db_prefix = namespace;
+        // The cut pass cannot release its lease: let it expire soon.
+        s.refresh.lease_secs = 2;
+    })
+    .await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    let id = app
+        .seed_account(
+            &inst,
+            json!({"account_type": t, "name": "", "oauth": {"access_token": "at-1", "refresh_token": "rt-1", "expires_at": "2020-01-01T00:00:00Z"}}),
+        )
+        .await;
+    oauth_broker::store::schedule::Schedule::new(app.store.clone())
+        .set(&inst.domain, &id, 0, 0, true)
+        .await
+        .unwrap();
+    slow_rotating_provider(&app.provider).await;
+    let pass = tokio::spawn({
+        let services = app.services.clone();
+        async move { services.refresh_due_once().await }
+    });
+    let mut waited = 0;
+    while presented(&app.provider, "rt-1").await == 0 {
+        assert!(
+            waited < 250 && !pass.is_finished(),
+            "the pass never asked the provider"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        waited += 1;
+    }
+    // The provider rotates; the store goes before it answers.
+    relay.set_down(true).await;
+    assert_eq!(pass.await.unwrap(), 1);
+    relay.set_down(false).await;
+    waited = 0;
+    while app.account(&inst, &id).await["oauth"]["refresh_token"] != "rt-2" {
+        assert!(waited < 100, "the rotated pair never reached the account");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    // The plan the cut pass could not write is still due. Once the lease it could not
+    // release expires, a pass reads the settled account, finds it fresh, and plans it from
+    // the rotated token without presenting any refresh token again.
+    let (due_at, attempts) = loop {
+        assert_eq!(app.services.refresh_due_once().await, 1);
+        let (due_at, attempts) = app.planned(&inst, &id).await.unwrap();
+        if due_at > chrono::Utc::now().timestamp() {
+            break (due_at, attempts);
+        }
+        assert!(waited < 200, "never planned again: {due_at}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        waited += 1;
+    };
+    assert!(due_at > 0);
+    assert_eq!(attempts, 0);
+    assert_eq!(
+        presented(&app.provider, "rt-1").await,
+        1,
+        "rt-1 was presented again"
+    );
+    assert_eq!(presented(&app.provider, "rt-2").await, 0);
+}
+
+#[tokio::test]
 async fn a_rotated_pair_survives_the_process_killed_before_the_write() {
     let (relay, app, inst, token, t, id) = rotating_account_behind_a_relay().await;
     // The process keeps its journal in a directory of its own.

@@ -251,3 +251,59 @@ async fn a_misconfigured_type_backs_off_and_keeps_the_account_planned(b: Backend
 }
 
 both_stores!(a_misconfigured_type_backs_off_and_keeps_the_account_planned);
+
+async fn a_plan_changed_during_a_pass_is_read_again_and_the_pass_decides(b: Backend) {
+    // The refresher does not run on its own here: the test runs one pass.
+    let namespace = format!("{}_", unique("replan"));
+    let app = spawn_app_with(b, move |s| s.couchdb.db_prefix = namespace).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    let id = account_from(
+        &app,
+        &inst,
+        &t,
+        "due",
+        json!({"access_token": "a1", "refresh_token": "rt-due", "expires_in": 300}),
+    )
+    .await;
+    Mock::given(path("/token"))
+        .and(body_string_contains("refresh_token=rt-due"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "a2", "expires_in": 3600}))
+                .set_delay(Duration::from_millis(800)),
+        )
+        .expect(1)
+        .mount(&app.provider)
+        .await;
+    let pass = tokio::spawn({
+        let services = app.services.clone();
+        async move { services.refresh_due_once().await }
+    });
+    // While the provider answers, someone else rewrites the plan (a new revision).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let key = format!("{}/{id}", inst.domain);
+    let mut plan = app
+        .store
+        .get(oauth_broker::store::REFRESH_SCHEDULE_DB, &key)
+        .await
+        .unwrap()
+        .unwrap();
+    plan["attempts"] = 5.into();
+    app.store
+        .put(oauth_broker::store::REFRESH_SCHEDULE_DB, &plan)
+        .await
+        .unwrap();
+    assert_eq!(pass.await.unwrap(), 1);
+    assert_eq!(app.account(&inst, &id).await["oauth"]["access_token"], "a2");
+    // The pass's bulk write conflicted; its decision was written over the newer revision.
+    let (due_at, attempts) = planned(&app, &inst, &id).await.unwrap();
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(attempts, 0);
+    assert!(
+        (now + 3600 - 600 - 5..=now + 3600 - 600 + 5).contains(&due_at),
+        "planned from the new token: {due_at}"
+    );
+}
+
+both_stores!(a_plan_changed_during_a_pass_is_read_again_and_the_pass_decides);
