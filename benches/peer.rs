@@ -48,7 +48,10 @@ async fn provider() -> String {
             )
             .route(
                 "/token",
-                web::post().to(|| async {
+                // The form is read, as a real token endpoint reads it: actix-web closes a
+                // connection whose request body was left unread, and the clients would
+                // then open one per exchange.
+                web::post().to(|_form: web::Bytes| async {
                     HttpResponse::Ok().json(serde_json::json!({
                         "access_token": "at", "refresh_token": "rt", "expires_in": 3600, "token_type": "Bearer"}))
                 }),
