@@ -279,19 +279,28 @@ fn main() {
         let mut broker_rates = Vec::new();
         for c in CONCURRENCY {
             let n = if c == 1 { 300 } else { 2000 };
-            let cpu = cpu_ms(broker.0.id());
+            let (cpu, own) = (cpu_ms(broker.0.id()), cpu_ms(std::process::id()));
             let b = measure(n, c, broker_flow).await;
             let b_cpu = (cpu_ms(broker.0.id()) - cpu) / n as f64;
-            let cpu = cpu_ms(grant.0.id());
+            let b_own = (cpu_ms(std::process::id()) - own) / n as f64;
+            let (cpu, own) = (cpu_ms(grant.0.id()), cpu_ms(std::process::id()));
             let g = measure(n, c, grant_flow).await;
             let g_cpu = (cpu_ms(grant.0.id()) - cpu) / n as f64;
+            let g_own = (cpu_ms(std::process::id()) - own) / n as f64;
             println!("| oauth-broker | {c} | {:.0} | {:.2} | {:.2} |", b.0, b.1, b.2);
             println!("| grant + express | {c} | {:.0} | {:.2} | {:.2} |", g.0, g.1, g.2);
-            ratios.push((c, b.0 / g.0, b_cpu, g_cpu));
+            ratios.push((c, b.0 / g.0, b_cpu, g_cpu, b_own, g_own, b.0));
             broker_rates.push((c, b.0));
         }
-        for (c, r, b_cpu, g_cpu) in ratios {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        for (c, r, b_cpu, g_cpu, b_own, g_own, b_rate) in ratios {
             println!("ratio (broker / grant flows per second) at concurrency {c}: {r:.2}; CPU per flow: broker {b_cpu:.3} ms, grant {g_cpu:.3} ms (grant / broker {:.2})", g_cpu / b_cpu);
+            // This process is the browsers and the provider: on a small machine it shares
+            // the cores with the server under test, so it caps the rate either can reach.
+            println!(
+                "  load generator and provider (this process) CPU per flow: {b_own:.3} ms beside the broker, {g_own:.3} ms beside grant; cores busy during the broker's run: {:.2} of {cores}",
+                (b_cpu + b_own) * b_rate / 1000.0
+            );
         }
         println!("peak memory: oauth-broker {:.1} MiB, grant + express (node) {:.1} MiB", peak_mib(broker.0.id()), peak_mib(grant.0.id()));
 
