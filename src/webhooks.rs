@@ -29,6 +29,10 @@ pub(crate) enum Kind {
     RefreshFailed,
     /// A reconnection renewed an account's tokens.
     AccountReconnected,
+    /// A failing account refreshed again.
+    AccountRecovered,
+    /// The provider granted less than the flow asked for.
+    ScopeMissing,
 }
 
 impl Kind {
@@ -37,6 +41,8 @@ impl Kind {
             Kind::AccountCreated => "account.created",
             Kind::RefreshFailed => "refresh.failed",
             Kind::AccountReconnected => "account.reconnected",
+            Kind::AccountRecovered => "account.recovered",
+            Kind::ScopeMissing => "account.scope_missing",
         }
     }
 }

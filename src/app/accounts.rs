@@ -42,6 +42,7 @@ pub(crate) struct AccountActions {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) webhooks: Webhooks,
     pub(crate) clock: Clock,
+    pub(crate) audit: super::audit::Audit,
 }
 
 impl AccountActions {
@@ -165,6 +166,7 @@ impl AccountActions {
     /// and its refresh plan; `true` when the provider was told.
     pub(crate) async fn revoke_and_delete(
         &self,
+        actor: &super::audit::Actor,
         access: &InstanceAccess,
         id: &str,
     ) -> Result<bool, Error> {
@@ -208,7 +210,13 @@ impl AccountActions {
         if let Err(e) = self.schedule.clear(&inst.domain, id).await {
             tracing::warn!(error = %e, "could not clear the refresh schedule");
         }
+        if let Err(e) = self.refreshes.health.forget(inst.domain.as_str(), id).await {
+            tracing::warn!(error = %e, "could not forget the account's health");
+        }
         tracing::info!(instance = %inst.domain, revoked, "account deleted");
+        self.audit
+            .record(actor, "account.delete", &format!("{}/{id}", inst.domain))
+            .await;
         Ok(revoked)
     }
 }

@@ -5,13 +5,19 @@ use super::accounts::AccountActions;
 use super::callers::{InstanceAccess, Scope};
 use super::clients::Clients;
 use super::registrations::{registration_id, Registrations};
+use super::audit::{Actor, Audit};
 use super::Error;
 use crate::domain::account_type::redacted;
 use crate::domain::secret::Credential;
-use crate::domain::{AccountType, Clock, Domain, Instance, TokenScope};
+use crate::domain::health::{summarize, ProviderHealth};
+use crate::domain::secret::sha256_hex;
+use crate::domain::{AccountType, Clock, Domain, Instance, Timestamp, TokenScope};
+use crate::store::audit::AuditEntry;
+use crate::store::health::{Filter, Page};
 use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
 use crate::store::credentials::Credentials;
+use crate::store::health::HealthRecords;
 use crate::store::instances::Instances;
 use serde_json::Value;
 use std::sync::Arc;
@@ -42,6 +48,10 @@ pub(crate) struct Admin {
     pub(crate) clock: Clock,
     /// Session code lifetime.
     pub(crate) session_code_ttl: Duration,
+    /// Where state-changing actions are recorded.
+    pub(crate) audit: Audit,
+    /// Accounts' refresh health.
+    pub(crate) health: HealthRecords,
 }
 
 impl Admin {
@@ -74,17 +84,20 @@ impl Admin {
     /// Validates and stores an account type; returns it and its new revision.
     pub(crate) async fn put_account_type(
         &self,
+        actor: &Actor,
         doc: Value,
     ) -> Result<(AccountType, String), Error> {
         let (at, rev) = self.account_types.put(doc).await?;
         tracing::info!(account_type = %at.id, "account type stored");
+        self.audit.record(actor, "account_type.put", &at.id).await;
         Ok((at, rev))
     }
 
     /// Deletes an account type.
-    pub(crate) async fn delete_account_type(&self, id: &str) -> Result<(), Error> {
+    pub(crate) async fn delete_account_type(&self, actor: &Actor, id: &str) -> Result<(), Error> {
         if self.account_types.delete(id).await? {
             tracing::info!(account_type = %id, "account type deleted");
+            self.audit.record(actor, "account_type.delete", id).await;
             Ok(())
         } else {
             Err(Error::NotFound("account type"))
@@ -94,11 +107,15 @@ impl Admin {
     /// Adds an instance; its prefix is computed as cozy-stack does.
     pub(crate) async fn add_instance(
         &self,
+        actor: &Actor,
         domain: &str,
         context: Option<String>,
     ) -> Result<Instance, Error> {
         let inst = self.instances.add(parse_domain(domain)?, context).await?;
         tracing::info!(instance = %inst.domain, "instance added");
+        self.audit
+            .record(actor, "instance.add", inst.domain.as_str())
+            .await;
         Ok(inst)
     }
 
@@ -119,6 +136,7 @@ impl Admin {
     /// Issues a one-time session code for `start`, and its lifetime.
     pub(crate) async fn issue_session_code(
         &self,
+        actor: &Actor,
         domain: &str,
     ) -> Result<(Credential, Duration), Error> {
         let inst = self.instance(domain).await?;
@@ -127,6 +145,9 @@ impl Admin {
             .credentials
             .issue_session_code(&inst.domain, expires)
             .await?;
+        self.audit
+            .record(actor, "session_code.issue", inst.domain.as_str())
+            .await;
         Ok((code, self.session_code_ttl))
     }
 
@@ -134,6 +155,7 @@ impl Admin {
     /// the account types listed if any.
     pub(crate) async fn issue_api_token(
         &self,
+        actor: &Actor,
         domain: &str,
         lifetime: Option<Duration>,
         account_types: Option<Vec<String>>,
@@ -157,13 +179,19 @@ impl Admin {
             .issue_api_token(&inst.domain, now, &scope)
             .await?;
         tracing::info!(instance = %inst.domain, "API token issued");
+        self.audit
+            .record(actor, "api_token.issue", inst.domain.as_str())
+            .await;
         Ok(token)
     }
 
     /// Revokes an instance API token.
-    pub(crate) async fn revoke_api_token(&self, token: &str) -> Result<(), Error> {
+    pub(crate) async fn revoke_api_token(&self, actor: &Actor, token: &str) -> Result<(), Error> {
         if self.credentials.revoke_api_token(token).await? {
             tracing::info!("API token revoked");
+            // The token itself never goes in: a fingerprint tells which one it was.
+            let target = format!("token:{}", &sha256_hex(token)[..8]);
+            self.audit.record(actor, "api_token.revoke", &target).await;
             Ok(())
         } else {
             Err(Error::NotFound("token"))
@@ -189,6 +217,7 @@ impl Admin {
     /// the client id.
     pub(crate) async fn register_client(
         &self,
+        actor: &Actor,
         account_type: &str,
         provider_url: Option<&str>,
     ) -> Result<(String, String), Error> {
@@ -211,35 +240,84 @@ impl Admin {
             .as_ref()
             .map(|c| c.as_str().to_owned())
             .unwrap_or_default();
+        self.audit.record(actor, "registration.add", &id).await;
         Ok((id, client_id))
     }
 
     /// Sends the client's metadata again (RFC 7592 update), with a new secret on request.
     pub(crate) async fn update_registered_client(
         &self,
+        actor: &Actor,
         id: &str,
         reset_secret: bool,
     ) -> Result<Value, Error> {
-        self.clients.update_registration(id, reset_secret).await
+        let updated = self.clients.update_registration(id, reset_secret).await?;
+        let action = if reset_secret {
+            "registration.reset_secret"
+        } else {
+            "registration.update"
+        };
+        self.audit.record(actor, action, id).await;
+        Ok(updated)
     }
 
     /// Deletes the client at the provider (RFC 7592) and here.
-    pub(crate) async fn unregister_client(&self, id: &str) -> Result<(), Error> {
-        Ok(self.registrations.unregister(id).await?)
+    pub(crate) async fn unregister_client(&self, actor: &Actor, id: &str) -> Result<(), Error> {
+        self.registrations.unregister(id).await?;
+        self.audit.record(actor, "registration.remove", id).await;
+        Ok(())
     }
 
     /// Revokes an account's tokens at the provider and deletes it; `true` when revoked.
-    pub(crate) async fn delete_account(&self, domain: &str, id: &str) -> Result<bool, Error> {
+    pub(crate) async fn delete_account(
+        &self,
+        actor: &Actor,
+        domain: &str,
+        id: &str,
+    ) -> Result<bool, Error> {
         let instance = self.instance(domain).await?;
         let operator = InstanceAccess {
             instance,
             scope: Scope::all(),
         };
-        self.account_actions.revoke_and_delete(&operator, id).await
+        self.account_actions
+            .revoke_and_delete(actor, &operator, id)
+            .await
+    }
+
+    /// A page of accounts' refresh health, with the cursor of the next one.
+    pub(crate) async fn accounts_health(
+        &self,
+        filter: &Filter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, Error> {
+        Ok(self.health.page(filter, after, limit).await?)
+    }
+
+    /// Each provider's health, summed up from its accounts'.
+    pub(crate) async fn providers_health(&self) -> Result<Vec<ProviderHealth>, Error> {
+        Ok(summarize(&self.health.all().await?))
+    }
+
+    /// Audit entries since `since`, a page at a time.
+    pub(crate) async fn audit_since(
+        &self,
+        since: Timestamp,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<AuditEntry>, Option<String>), Error> {
+        Ok(self.audit.since(since, after, limit).await?)
     }
 
     /// Re-seals every client secret (and sealed refresh token) with the newest key.
-    pub(crate) async fn rotate_keys(&self) -> Result<Rotation, Error> {
+    pub(crate) async fn rotate_keys(&self, actor: &Actor) -> Result<Rotation, Error> {
+        let rotation = self.rotate_keys_unrecorded().await?;
+        self.audit.record(actor, "keys.rotate", "all").await;
+        Ok(rotation)
+    }
+
+    async fn rotate_keys_unrecorded(&self) -> Result<Rotation, Error> {
         let (account_types, failed) = self.account_types.reseal_all().await?;
         let mut rotation = Rotation {
             account_types,

@@ -8,6 +8,7 @@ use super::refresh::Refreshes;
 use super::Error;
 use crate::domain::account::{self, Identity};
 use crate::domain::flow_state::OpenedFlow;
+use crate::domain::health::{self, AccountHealth, Outcome};
 use crate::domain::{
     AccountType, Classified, Clock, ErrorKind, FlowState, GrantMode, Instance, Slug, Subdomains,
 };
@@ -20,6 +21,7 @@ use crate::oauth::ProviderClient;
 use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
 use crate::store::flow_states::FlowStates;
+use crate::store::health::{to_doc as health_doc, Record};
 use crate::store::id_of;
 use crate::store::instances::Instances;
 use crate::webhooks::{Event, Kind, Webhooks};
@@ -163,6 +165,7 @@ impl Flows {
             bound: self.binding,
             account_id: p.account_id,
             provider_url: provider.as_ref().map(|p| p.as_str().to_owned()),
+            scope: Some(p.scope.clone()).filter(|s| !s.is_empty()),
         };
         // Sealed into the state: nothing is written until the redirect.
         let sealed = self.states.begin(&flow);
@@ -349,6 +352,15 @@ impl Flows {
         if let Some(cid) = connection_id {
             account::record_connection_id(&mut doc, cid);
         }
+        // What the provider granted short of what the flow asked for, told to the app so
+        // it can offer a reconnection (a narrowed grant fails later, and silently).
+        let asked = flow.scope.as_deref().or(at.scope.as_deref()).unwrap_or_default();
+        let scope_missing = health::missing_scopes(
+            asked,
+            doc.pointer("/oauth_callback_results/scope")
+                .and_then(Value::as_str),
+        );
+        account::record_scope_missing(&mut doc, &scope_missing);
         // The account this authorization renews: the one reconnected, or the one of the
         // same provider connection.
         let existing = match (&flow.account_id, connection_id) {
@@ -372,6 +384,7 @@ impl Flows {
                     .accounts
                     .update_with(inst, existing, |d| {
                         account::merge_authorization(d, &doc);
+                        account::record_scope_missing(d, &scope_missing);
                         if let Some(who) = &identity {
                             account::apply_identity(d, who);
                         }
@@ -379,6 +392,18 @@ impl Flows {
                     .await?;
                 let id = id_of(&saved).unwrap_or_default().to_owned();
                 self.refreshes.plan(inst, &id, &saved, &at, false).await;
+                // A reconnection is its own news (`account.reconnected`): recorded, not told.
+                let record = Record {
+                    instance: inst.domain.to_string(),
+                    account_id: id.clone(),
+                    account_type: service_id.to_owned(),
+                    outcome: Outcome::Success { token_ms: None },
+                    scope_missing: Some(scope_missing.clone()),
+                };
+                let now = self.clock.now().unix_secs();
+                if let Err(e) = self.refreshes.health.record(&record, now).await {
+                    tracing::warn!(error = %e, "could not record account health");
+                }
                 id
             }
             None => {
@@ -386,22 +411,28 @@ impl Flows {
                 // embedded store), not after it; a plan whose account did not land is
                 // dropped by the refresher.
                 let id = Accounts::new_id();
+                let mut healthy = AccountHealth::new(inst.domain.as_str(), &id, service_id);
+                healthy.last_success_at = Some(self.clock.now().unix_secs());
+                healthy.scope_missing.clone_from(&scope_missing);
                 let (created, ()) = tokio::join!(
                     self.accounts.create_with_id(inst, &id, &doc),
-                    self.refreshes.plan(inst, &id, &doc, &at, true)
+                    self.refreshes
+                        .plan_new(inst, &id, &doc, &at, health_doc(&healthy))
                 );
                 created?;
                 id
             }
         };
-        if let Some(kind) = event {
+        let scope_event = (!scope_missing.is_empty()).then_some(Kind::ScopeMissing);
+        for kind in event.into_iter().chain(scope_event) {
             self.webhooks
                 .emit(Event {
                     kind,
                     instance: inst.domain.to_string(),
                     account_id: id.clone(),
                     account_type: service_id.to_owned(),
-                    error: None,
+                    // The scopes it lacks, space-separated (no secret in a scope name).
+                    error: (kind == Kind::ScopeMissing).then(|| scope_missing.join(" ")),
                     at: self.clock.now(),
                 })
                 .await;
@@ -452,10 +483,11 @@ impl Flows {
         };
         let request = provider_request::code_exchange(at, &exchange)
             .ok_or(Error::NoAuthorizationStep(at.id.clone()))?;
-        let grant = self
+        let mut grant = self
             .metrics
             .time_provider("exchange", self.provider.request_token(&request))
             .await?;
+        self.refreshes.settle_expiry(at, &mut grant);
         Ok(account::from_token_grant(service_id, &grant))
     }
 

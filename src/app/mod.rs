@@ -4,11 +4,13 @@
 
 pub(crate) mod accounts;
 pub(crate) mod admin;
+pub(crate) mod audit;
 pub mod backfill;
 pub(crate) mod callers;
 pub(crate) mod clients;
 mod error;
 pub(crate) mod flows;
+pub(crate) mod health;
 pub(crate) mod keyed_locks;
 pub(crate) mod refresh;
 pub(crate) mod refresher;
@@ -37,6 +39,9 @@ use crate::store::instrumented::Instrumented;
 use crate::store::jobs::Checkpoints;
 use crate::store::leases::Leases;
 use crate::store::pending_grants::PendingGrants;
+use crate::store::audit::AuditLog;
+use crate::store::health::HealthRecords;
+use audit::Audit;
 use crate::store::schedule::Schedule;
 use crate::store::{SharedStore, StoreError};
 use crate::webhooks::Webhooks;
@@ -194,6 +199,10 @@ impl Services {
         let instances = Instances::new(store.clone());
         let credentials = Credentials::new(store.clone());
         let schedule = Schedule::new(store.clone());
+        let audit = Audit {
+            log: AuditLog::new(store.clone()),
+            clock: clock.clone(),
+        };
         let accounts = Accounts::new(
             store.clone(),
             keyring.clone(),
@@ -232,6 +241,8 @@ impl Services {
             process_id: random_hex(8),
             locks: Default::default(),
             pending: PendingGrants::open(&settings.data_dir, keyring.clone())?,
+            health: HealthRecords::new(store.clone()),
+            observed: Default::default(),
         });
         let account_actions = Arc::new(AccountActions {
             accounts: accounts.clone(),
@@ -243,6 +254,7 @@ impl Services {
             metrics: metrics.clone(),
             webhooks: webhooks.clone(),
             clock: clock.clone(),
+            audit: audit.clone(),
         });
         let flows = Flows {
             instances: instances.clone(),
@@ -270,6 +282,8 @@ impl Services {
             account_actions: account_actions.clone(),
             clock: clock.clone(),
             session_code_ttl: Duration::from_secs(settings.session_code_ttl_secs),
+            audit,
+            health: HealthRecords::new(store.clone()),
         };
         let cozy_codes = match settings.cozy.redis_url() {
             Some(url) => Some(Arc::new(

@@ -18,6 +18,7 @@ use crate::store::accounts::Applied;
 use crate::store::instances::Instances;
 use crate::store::leases::{Lease, Leases};
 use crate::store::pending_grants::PendingGrants;
+use crate::store::health::HealthRecords;
 use crate::store::schedule::Schedule;
 use crate::webhooks::{Event, Kind, Webhooks};
 use serde_json::Value;
@@ -64,6 +65,10 @@ pub(crate) struct Refreshes {
     pub(crate) locks: KeyedLocks,
     /// Tokens a provider issued that are not yet in their account.
     pub(crate) pending: PendingGrants,
+    /// Each account's refresh health.
+    pub(crate) health: HealthRecords,
+    /// Token lifetimes and endpoint times seen, for expiry inference and health.
+    pub(crate) observed: super::health::Observed,
 }
 
 enum Taken {
@@ -91,6 +96,25 @@ impl Refreshes {
     ) -> Result<Value, Error> {
         let outcome = self.refresh_unlabelled(inst, scope, id, mode).await;
         self.count(outcome.as_ref().err());
+        let service_id = match &outcome {
+            Ok(doc) => Some(account::service_of(doc).to_owned()),
+            Err(_) => self
+                .accounts
+                .get(inst, id)
+                .await
+                .ok()
+                .flatten()
+                .map(|d| account::service_of(&d).to_owned()),
+        };
+        if let Some(service_id) = service_id {
+            let record = self.health_record(
+                inst.domain.as_str(),
+                id,
+                &service_id,
+                outcome.as_ref().map(|_| ()),
+            );
+            self.note_health(record.into_iter().collect()).await;
+        }
         outcome
     }
 
@@ -218,6 +242,30 @@ impl Refreshes {
     ) {
         if let Err(e) = self.try_plan(inst, id, doc, at, new).await {
             tracing::warn!(error = %e, "could not plan the next refresh");
+        }
+    }
+
+    /// Plans a new account's first refresh, its health record `beside` it in the same
+    /// grouped write. A failure is logged: the account itself is safe.
+    pub(crate) async fn plan_new(
+        &self,
+        inst: &Instance,
+        id: &str,
+        doc: &Value,
+        at: &AccountType,
+        beside: Value,
+    ) {
+        let written = match self.next_due(doc, at) {
+            Some(due_at) => {
+                self.schedule
+                    .set_with(&inst.domain, id, due_at, 0, true, Some(beside))
+                    .await
+            }
+            // Nothing to keep fresh: no plan, and no health to follow.
+            None => Ok(()),
+        };
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not plan the first refresh");
         }
     }
 
@@ -354,12 +402,17 @@ impl Refreshes {
         let request = request.ok_or(Error::NotRefreshable(
             "this account's type has no token endpoint",
         ))?;
-        let grant = match self
+        let asked = std::time::Instant::now();
+        let answer = self
             .metrics
             .time_provider("refresh", self.provider.request_token(&request))
-            .await
-        {
-            Ok(grant) => grant,
+            .await;
+        self.observed.token_time(key, asked.elapsed());
+        let grant = match answer {
+            Ok(mut grant) => {
+                self.settle_expiry(at, &mut grant);
+                grant
+            }
             Err(e) => {
                 tracing::warn!(account_type = at.service_id(), error = %e, "refresh failed at the provider");
                 if !e.is_invalid_token() {

@@ -9,6 +9,7 @@
 use super::refresh::{Mode, Refreshes};
 use super::Error;
 use crate::domain::{AccountType, Classified, Domain, ErrorKind, Instance};
+use crate::store::health::Record;
 use crate::store::leases::Lease;
 use crate::store::schedule::{Due, Replan};
 use futures::StreamExt;
@@ -71,30 +72,34 @@ impl Refreshes {
             return n;
         }
 
-        let done: Vec<(Due, Replan, Option<Lease>)> = futures::stream::iter(items)
-            .map(|mut item| async move {
-                let plan = match (&mut item.lease, item.doc.take()) {
-                    _ if stop() => Replan::Keep,
-                    (Some(lease), doc) => {
-                        self.refresh_leased(&item.entry, &item.inst, lease, doc)
-                            .await
-                    }
-                    (None, _) => Replan::Keep,
-                };
-                (item.entry, plan, item.lease)
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+        let done: Vec<(Due, Replan, Option<Lease>, Option<Record>)> =
+            futures::stream::iter(items)
+                .map(|mut item| async move {
+                    let (plan, record) = match (&mut item.lease, item.doc.take()) {
+                        _ if stop() => (Replan::Keep, None),
+                        (Some(lease), doc) => {
+                            self.refresh_leased(&item.entry, &item.inst, lease, doc)
+                                .await
+                        }
+                        (None, _) => (Replan::Keep, None),
+                    };
+                    (item.entry, plan, item.lease, record)
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
         let mut leases = Vec::with_capacity(done.len());
-        for (entry, plan, lease) in done {
+        let mut records = Vec::with_capacity(done.len());
+        for (entry, plan, lease, record) in done {
             plans.push((entry, plan));
             leases.extend(lease);
+            records.extend(record);
         }
         if let Err(e) = self.schedule.replan_many(&plans).await {
             tracing::warn!(error = %e, "could not write the next refresh plans");
         }
         self.leases.release_many(leases).await;
+        self.note_health(records).await;
         n
     }
 
@@ -152,23 +157,32 @@ impl Refreshes {
     }
 
     /// Refreshes one account under the lease the pass took, with its document as read
-    /// under that lease; says what becomes of its plan.
+    /// under that lease; says what becomes of its plan, and what to record of its health.
     async fn refresh_leased(
         &self,
         entry: &Due,
         inst: &Instance,
         lease: &mut Lease,
         doc: Option<Value>,
-    ) -> Replan {
+    ) -> (Replan, Option<Record>) {
         let id = entry.account_id.as_str();
         let Some(doc) = doc else {
-            // Deleted meanwhile.
-            return Replan::Clear;
+            // Deleted meanwhile: its health record goes with it.
+            if let Err(e) = self.health.forget(inst.domain.as_str(), id).await {
+                tracing::warn!(error = %e, "could not forget a deleted account's health");
+            }
+            return (Replan::Clear, None);
         };
         let service_id = crate::domain::account::service_of(&doc).to_owned();
         let outcome = self.refresh_with_doc(inst, id, lease, doc).await;
         self.count(outcome.as_ref().err());
-        match outcome {
+        let record = self.health_record(
+            inst.domain.as_str(),
+            id,
+            &service_id,
+            outcome.as_ref().map(|_| ()),
+        );
+        let plan = match outcome {
             Ok((saved, at)) => match self.next_due(&saved, &at) {
                 Some(due_at) => Replan::At {
                     due_at,
@@ -177,7 +191,8 @@ impl Refreshes {
                 None => Replan::Clear,
             },
             Err(e) => self.after_failure(entry, inst, &service_id, &e).await,
-        }
+        };
+        (plan, record)
     }
 
     async fn refresh_with_doc(

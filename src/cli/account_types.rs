@@ -2,6 +2,7 @@
 
 use super::out;
 use super::source::{self, SourceArgs};
+use crate::app::audit::Actor;
 use crate::app::Services;
 use crate::domain::changes::changes;
 use crate::domain::AccountType;
@@ -84,7 +85,7 @@ pub async fn run(s: &Services, cmd: AccountTypesCmd) -> anyhow::Result<()> {
             let built = source::build(&args)?;
             let (at, rev) = s
                 .admin
-                .put_account_type(built.doc)
+                .put_account_type(&Actor::cli(), built.doc)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}: {e}", built.label))?;
             out!("stored `{}` (rev {rev})", at.id);
@@ -127,7 +128,7 @@ pub async fn run(s: &Services, cmd: AccountTypesCmd) -> anyhow::Result<()> {
             }
         }
         AccountTypesCmd::Rm { id } => {
-            match s.admin.delete_account_type(&id).await {
+            match s.admin.delete_account_type(&Actor::cli(), &id).await {
                 Ok(()) => {}
                 Err(crate::app::Error::NotFound(_)) => bail!("no account type `{id}`"),
                 Err(e) => return Err(e.into()),
@@ -212,7 +213,7 @@ async fn import(s: &Services, dir: &Path) -> anyhow::Result<()> {
             if stored.is_some() && changes(stored.as_ref(), &doc).is_empty() {
                 return Ok("unchanged");
             }
-            s.admin.put_account_type(doc).await?;
+            s.admin.put_account_type(&Actor::cli(), doc).await?;
             Ok::<_, crate::app::Error>(if stored.is_some() {
                 "updated"
             } else {

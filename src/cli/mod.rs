@@ -2,8 +2,10 @@
 
 pub mod account_types;
 pub mod dev;
+pub mod operators;
 pub mod source;
 
+use crate::app::audit::Actor;
 use crate::app::Services;
 use crate::config::Settings;
 use crate::startup::Application;
@@ -52,6 +54,31 @@ pub enum Command {
     /// Manage the refresh plan (when each account is next refreshed).
     #[command(subcommand, name = "refresh-plan")]
     RefreshPlan(RefreshPlanCmd),
+    /// How each provider fares.
+    #[command(subcommand)]
+    Providers(ProvidersCmd),
+    /// Who changed what: account types, instances, credentials, registrations, keys,
+    /// accounts deleted.
+    Audit {
+        /// From this time on: RFC 3339, or a duration ago (`15m`, `2h`, `7d`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `providers` sub-commands.
+#[derive(Debug, Subcommand)]
+pub enum ProvidersCmd {
+    /// Per account type: accounts, healthy, failing, needing reconnection, token endpoint
+    /// p50/p99, last error.
+    Health {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `refresh-plan` sub-commands.
@@ -110,6 +137,30 @@ pub enum RegisteredClientsCmd {
 /// `accounts` sub-commands.
 #[derive(Debug, Subcommand)]
 pub enum AccountsCmd {
+    /// The accounts the broker keeps fresh, with their health, a page at a time.
+    List {
+        /// Only this instance's accounts.
+        #[arg(long)]
+        instance: Option<String>,
+        /// Only this account type's.
+        #[arg(long = "type")]
+        account_type: Option<String>,
+        /// Only accounts waiting for their user to reconnect them.
+        #[arg(long)]
+        reconnect_needed: bool,
+        /// Only accounts whose refreshes fail.
+        #[arg(long)]
+        failing: bool,
+        /// Start after this cursor (printed at the end of the previous page).
+        #[arg(long)]
+        after: Option<String>,
+        /// Accounts per page.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: u16,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Revoke an account's tokens at the provider (RFC 7009) and delete it.
     Rm {
         /// Instance domain.
@@ -247,7 +298,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let s = services(&settings).await?;
             let revoked = s
                 .admin
-                .delete_account(&domain, &id)
+                .delete_account(&Actor::cli(), &domain, &id)
                 .await
                 .with_context(|| format!("account `{id}`"))?;
             out!(
@@ -255,6 +306,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 if revoked { " (tokens revoked)" } else { "" }
             );
             Ok(())
+        }
+        Command::Accounts(AccountsCmd::List {
+            instance,
+            account_type,
+            reconnect_needed,
+            failing,
+            after,
+            limit,
+            json,
+        }) => {
+            let filter = crate::store::health::Filter {
+                instance,
+                account_type,
+                reconnect_needed,
+                failing,
+            };
+            let s = services(&settings).await?;
+            operators::list_accounts(&s, filter, after, usize::from(limit), json).await
+        }
+        Command::Providers(ProvidersCmd::Health { json }) => {
+            operators::providers_health(&services(&settings).await?, json).await
+        }
+        Command::Audit { since, json } => {
+            operators::audit(&services(&settings).await?, since.as_deref(), json).await
         }
         Command::Keys(KeysCmd::Rotate) => rotate_keys(&services(&settings).await?).await,
         Command::RegisteredClients(cmd) => {
@@ -272,7 +347,7 @@ async fn services(settings: &Settings) -> anyhow::Result<Services> {
 async fn instances(s: &Services, cmd: InstancesCmd) -> anyhow::Result<()> {
     match cmd {
         InstancesCmd::Add { domain, context } => {
-            let inst = s.admin.add_instance(&domain, context).await?;
+            let inst = s.admin.add_instance(&Actor::cli(), &domain, context).await?;
             out!("added `{}` (prefix {})", inst.domain, inst.prefix);
         }
         InstancesCmd::List => {
@@ -293,6 +368,7 @@ async fn instances(s: &Services, cmd: InstancesCmd) -> anyhow::Result<()> {
             let token = s
                 .admin
                 .issue_api_token(
+                    &Actor::cli(),
                     &domain,
                     expires_in.map(std::time::Duration::from_secs),
                     (!account_types.is_empty()).then_some(account_types),
@@ -301,7 +377,7 @@ async fn instances(s: &Services, cmd: InstancesCmd) -> anyhow::Result<()> {
             out!("{}", token.expose());
         }
         InstancesCmd::SessionCode { domain } => {
-            let (code, _) = s.admin.issue_session_code(&domain).await?;
+            let (code, _) = s.admin.issue_session_code(&Actor::cli(), &domain).await?;
             out!("{}", code.expose());
         }
     }
@@ -309,7 +385,7 @@ async fn instances(s: &Services, cmd: InstancesCmd) -> anyhow::Result<()> {
 }
 
 async fn rotate_keys(s: &Services) -> anyhow::Result<()> {
-    let done = s.admin.rotate_keys().await?;
+    let done = s.admin.rotate_keys(&Actor::cli()).await?;
     out!(
         "re-sealed {} account type(s), {} registered client(s) and {} account(s)",
         done.account_types,
@@ -353,7 +429,7 @@ async fn registered_clients(s: &Services, cmd: RegisteredClientsCmd) -> anyhow::
         } => {
             let (id, client_id) = s
                 .admin
-                .register_client(&account_type, provider_url.as_deref())
+                .register_client(&Actor::cli(), &account_type, provider_url.as_deref())
                 .await?;
             out!("registered `{id}` as client {client_id}");
         }
@@ -361,14 +437,14 @@ async fn registered_clients(s: &Services, cmd: RegisteredClientsCmd) -> anyhow::
             show(&s.admin.registered_client(&id, remote).await?)?;
         }
         RegisteredClientsCmd::Update { id } => {
-            show(&s.admin.update_registered_client(&id, false).await?)?
+            show(&s.admin.update_registered_client(&Actor::cli(), &id, false).await?)?
         }
         RegisteredClientsCmd::ResetSecret { id } => {
-            show(&s.admin.update_registered_client(&id, true).await?)?;
+            show(&s.admin.update_registered_client(&Actor::cli(), &id, true).await?)?;
             eprintln!("new client secret stored for `{id}`");
         }
         RegisteredClientsCmd::Unregister { id } => {
-            s.admin.unregister_client(&id).await?;
+            s.admin.unregister_client(&Actor::cli(), &id).await?;
             out!("unregistered `{id}`");
         }
     }

@@ -302,6 +302,18 @@ mod tests {
     }
 }
 
+/// Sets the scopes the last grant lacked (`scope_missing`), or removes the member when it
+/// lacked none.
+pub fn record_scope_missing(doc: &mut Value, missing: &[String]) {
+    if let Some(obj) = doc.as_object_mut() {
+        if missing.is_empty() {
+            obj.remove("scope_missing");
+        } else {
+            obj.insert("scope_missing".into(), missing.to_vec().into());
+        }
+    }
+}
+
 /// The account's `oauth.expires_at`; `None` when unknown (Go's zero time) or unparsable.
 pub fn expires_at_of(doc: &Value) -> Option<DateTime<Utc>> {
     let raw = doc.pointer("/oauth/expires_at")?.as_str()?;

@@ -44,6 +44,8 @@ pub struct FlowState {
     pub account_id: Option<String>,
     /// The provider origin of a per-account type, checked at start.
     pub provider_url: Option<String>,
+    /// The scope `start` asked for, when it named one (else the type's default was asked).
+    pub scope: Option<String>,
 }
 
 impl std::fmt::Debug for FlowState {
@@ -195,6 +197,8 @@ struct Wire {
     c: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     p: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    o: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -229,6 +233,7 @@ impl FlowSeal {
             b: flow.bound,
             c: flow.account_id.clone(),
             p: flow.provider_url.clone(),
+            o: flow.scope.clone(),
         };
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
@@ -290,6 +295,7 @@ impl FlowSeal {
             bound: wire.b,
             account_id: wire.c,
             provider_url: wire.p,
+            scope: wire.o,
         };
         Ok(OpenedFlow {
             pkce_verifier: flow.pkce.then(|| derived(key, b"pkce", nonce)),
@@ -344,6 +350,7 @@ mod tests {
             bound: false,
             account_id: None,
             provider_url: None,
+            scope: None,
         }
     }
 

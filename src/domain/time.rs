@@ -94,6 +94,27 @@ impl Clock {
     }
 }
 
+/// A `since` as operators write it: an RFC 3339 time, or a duration ago (`90s`, `15m`,
+/// `2h`, `7d`, or bare seconds); `None` when it is neither.
+pub fn parse_since(raw: &str, now: Timestamp) -> Option<Timestamp> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
+        return Some(Timestamp::from_unix_millis(at.timestamp_millis()));
+    }
+    let (digits, unit) = match raw.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&raw[..i], c),
+        _ => (raw, 's'),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let secs = n.checked_mul(match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    })?;
+    Some(now.minus(std::time::Duration::from_secs(secs)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,8 @@
 use super::error::{Api, Page};
 use super::query::Query;
 use super::rate_limit::{Group, RateLimits};
+use super::request_log::current_request_id;
+use crate::app::audit::Actor;
 use crate::app::callers::{InstanceAccess, SessionCookie, StartCredentials};
 use crate::app::flows::StartParams;
 use crate::app::{Error, Services};
@@ -92,9 +94,9 @@ fn limit(req: &HttpRequest, group: Group) -> Result<(), Error> {
     limit_by(req, group, None)
 }
 
-/// The operator, authenticated by the admin token.
+/// The operator, authenticated by the admin token, as the audit trail names them.
 #[derive(Debug)]
-pub(crate) struct AdminCaller;
+pub(crate) struct AdminCaller(pub(crate) Actor);
 
 impl FromRequest for AdminCaller {
     type Error = Api;
@@ -104,7 +106,8 @@ impl FromRequest for AdminCaller {
         let checked = limit(req, Group::Admin)
             .and_then(|()| services(req))
             .and_then(|s| s.callers.admin(bearer(req)));
-        std::future::ready(checked.map(|()| AdminCaller).map_err(Api))
+        let actor = || Actor::admin(bearer(req).unwrap_or_default(), current_request_id());
+        std::future::ready(checked.map(|()| AdminCaller(actor())).map_err(Api))
     }
 }
 

@@ -86,6 +86,9 @@ routes! {
     POST "/admin/instances/{domain}/session_codes" => routes::admin::issue_session_code, Admin;
     POST "/admin/instances/{domain}/tokens" => routes::admin::issue_api_token, Admin;
     POST "/admin/tokens/revoke" => routes::admin::revoke_api_token, Admin;
+    GET "/admin/accounts" => routes::admin::list_accounts, Admin;
+    GET "/admin/providers/health" => routes::admin::providers_health, Admin;
+    GET "/admin/audit" => routes::admin::audit, Admin;
 }
 
 /// Reads a request body of at most [`MAX_BODY_BYTES`].

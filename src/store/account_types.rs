@@ -426,6 +426,16 @@ mod tests {
             self.check()?;
             self.inner.all_docs(db).await
         }
+        async fn docs_in_range(
+            &self,
+            db: &str,
+            prefix: &str,
+            after: Option<&str>,
+            limit: usize,
+        ) -> Result<Vec<Value>, StoreError> {
+            self.check()?;
+            self.inner.docs_in_range(db, prefix, after, limit).await
+        }
         async fn find(
             &self,
             db: &str,

@@ -229,6 +229,45 @@ impl Store for CouchStore {
         }
     }
 
+    async fn docs_in_range(
+        &self,
+        db: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Value>, StoreError> {
+        // `_all_docs` keys collate raw (by code point): `id\u{0}` is the first id after
+        // `id`, and `\u{fff0}` closes the prefix, as CouchDB's guide has it.
+        let start = after.map_or_else(|| prefix.to_owned(), |a| format!("{a}\u{0}"));
+        let params = HashMap::from([
+            ("include_docs".to_owned(), "true".to_owned()),
+            ("limit".to_owned(), limit.to_string()),
+            ("startkey".to_owned(), Value::from(start).to_string()),
+            ("endkey".to_owned(), Value::from(format!("{prefix}\u{fff0}")).to_string()),
+        ]);
+        let resp = self
+            .client
+            .req(Method::GET, &format!("{}/_all_docs", self.path(db)), Some(&params))
+            .send()
+            .await
+            .map_err(transport)?;
+        if resp.status().as_u16() == 404 {
+            return Err(StoreError::NoDatabase(db.to_owned()));
+        }
+        succeeded(&resp, "range read")?;
+        let answer: Value = resp
+            .json()
+            .await
+            .map_err(|e| StoreError::Invalid(format!("range read answer: {e}")))?;
+        Ok(answer
+            .get("rows")
+            .and_then(Value::as_array)
+            .ok_or_else(|| StoreError::Invalid("range read answer without rows".into()))?
+            .iter()
+            .filter_map(|r| r.get("doc").filter(|d| d.is_object()).cloned())
+            .collect())
+    }
+
     async fn all_docs(&self, db: &str) -> Result<Vec<Value>, StoreError> {
         self.db(db)
             .get_all_raw()

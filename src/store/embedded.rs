@@ -534,6 +534,41 @@ impl Store for EmbeddedStore {
             .await
     }
 
+    async fn docs_in_range(
+        &self,
+        db: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Value>, StoreError> {
+        let (db, prefix, after) = (db.to_owned(), prefix.to_owned(), after.map(str::to_owned));
+        self.run(move |c| {
+            if !db_exists(c, &db)? {
+                return Err(StoreError::NoDatabase(db));
+            }
+            // Text compares bytewise: U+10FFFF's encoding sorts after every character's.
+            let end = format!("{prefix}\u{10FFFF}");
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, rev, body FROM docs WHERE db = ?1 AND deleted = 0
+                     AND id >= ?2 AND id > ?3 AND id < ?4 ORDER BY id LIMIT ?5",
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map(
+                    params![db, prefix, after.unwrap_or_default(), end, limit as i64],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+                )
+                .map_err(sql)?;
+            rows.map(|r| {
+                let (id, rev, body) = r.map_err(sql)?;
+                with_meta(&id, &rev, &body)
+            })
+            .collect()
+        })
+        .await
+    }
+
     async fn all_docs(&self, db: &str) -> Result<Vec<Value>, StoreError> {
         let db = db.to_owned();
         self.run(move |c| live_docs(c, &db)).await

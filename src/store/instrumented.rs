@@ -83,6 +83,16 @@ impl Store for Instrumented {
     async fn all_docs(&self, db: &str) -> Result<Vec<Value>, StoreError> {
         self.timed("all_docs", self.inner.all_docs(db)).await
     }
+    async fn docs_in_range(
+        &self,
+        db: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Value>, StoreError> {
+        self.timed("docs_in_range", self.inner.docs_in_range(db, prefix, after, limit))
+            .await
+    }
     async fn find(
         &self,
         db: &str,

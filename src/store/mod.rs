@@ -2,6 +2,7 @@
 //! implementations, and the repositories the broker uses on top of it.
 
 pub mod account_types;
+pub mod audit;
 pub mod accounts;
 pub mod cache;
 pub mod couch;
@@ -10,6 +11,7 @@ pub mod cozy_session_codes;
 pub mod credentials;
 pub mod embedded;
 pub mod flow_states;
+pub mod health;
 pub mod instances;
 pub mod instrumented;
 pub mod jobs;
@@ -56,8 +58,11 @@ pub const JOBS_DB: &str = "broker/jobs";
 /// Keys the broker draws itself (the flow-state key, without `encryption_keys`).
 pub const KEYS_DB: &str = "broker/keys";
 
+/// Who changed what: operator and konnector actions that change state.
+pub const AUDIT_DB: &str = "broker/audit";
+
 /// Every database the broker creates at start-up.
-pub const BROKER_DBS: [&str; 11] = [
+pub const BROKER_DBS: [&str; 12] = [
     ACCOUNT_TYPES_DB,
     INSTANCES_DB,
     FLOW_STATES_DB,
@@ -69,6 +74,7 @@ pub const BROKER_DBS: [&str; 11] = [
     WEBHOOK_OUTBOX_DB,
     JOBS_DB,
     KEYS_DB,
+    AUDIT_DB,
 ];
 
 /// A failed store operation.
@@ -160,6 +166,16 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Every live document of a database.
     async fn all_docs(&self, db: &str) -> Result<Vec<Value>, StoreError>;
+    /// Up to `limit` live documents whose id starts with `prefix` and sorts after `after`
+    /// (from the first when `None`), in id order: one page of a listing, read through the
+    /// id index (`_all_docs` ranges on CouchDB) however large the database.
+    async fn docs_in_range(
+        &self,
+        db: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Value>, StoreError>;
     /// Documents matching a selector, at most `limit`.
     async fn find(
         &self,

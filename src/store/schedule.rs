@@ -44,8 +44,9 @@ pub struct Schedule {
     first_plans: Arc<FirstPlans>,
 }
 
-/// A plan waiting for its group's write, and where its outcome goes.
-type QueuedPlan = (Value, oneshot::Sender<Result<(), StoreError>>);
+/// A plan (and the documents written beside it) waiting for its group's write, and where
+/// the plan's outcome goes.
+type QueuedPlan = (Vec<Value>, oneshot::Sender<Result<(), StoreError>>);
 
 /// The first plans of new accounts, written in groups: whoever holds `writer` writes every
 /// plan queued meanwhile in one request and answers each waiter, so concurrent flows share
@@ -79,11 +80,27 @@ impl Schedule {
         attempts: u32,
         new: bool,
     ) -> Result<(), StoreError> {
+        self.set_with(instance, account_id, due_at, attempts, new, None)
+            .await
+    }
+
+    /// [`Schedule::set`]; a new account's `beside` document (its health record) goes out
+    /// in the same grouped write as its first plan.
+    pub async fn set_with(
+        &self,
+        instance: &Domain,
+        account_id: &str,
+        due_at: i64,
+        attempts: u32,
+        new: bool,
+        beside: Option<Value>,
+    ) -> Result<(), StoreError> {
         let id = key(instance, account_id);
         let mut doc = json!({"_id": id, "instance": instance.as_str(), "account_id": account_id,
                              "due_at": due_at, "attempts": attempts});
         if new {
-            match self.put_first(doc.clone()).await {
+            let docs = std::iter::once(doc.clone()).chain(beside).collect();
+            match self.put_first(docs).await {
                 Err(StoreError::Conflict) => {}
                 other => return other,
             }
@@ -105,14 +122,15 @@ impl Schedule {
         Err(StoreError::Conflict)
     }
 
-    /// Creates a plan document, in a group with the others queued meanwhile.
-    async fn put_first(&self, doc: Value) -> Result<(), StoreError> {
+    /// Creates a plan document (the first of `docs`, the others beside it), in a group
+    /// with the others queued meanwhile; answers the plan's outcome.
+    async fn put_first(&self, docs: Vec<Value>) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
         self.first_plans
             .queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((doc, tx));
+            .push((docs, tx));
         {
             let _writing = self.first_plans.writer.lock().await;
             let group = std::mem::take(
@@ -128,15 +146,24 @@ impl Schedule {
                 // the connection) cannot drop the others' plans half-way.
                 let store = self.store.clone();
                 let write = tokio::spawn(async move {
-                    let (docs, waiters): (Vec<Value>, Vec<_>) = group.into_iter().unzip();
+                    let mut docs = Vec::with_capacity(group.len() * 2);
+                    let mut waiters = Vec::with_capacity(group.len());
+                    for (mine, waiter) in group {
+                        waiters.push((docs.len(), waiter));
+                        docs.extend(mine);
+                    }
                     match store.put_many(REFRESH_SCHEDULE_DB, &docs).await {
-                        Ok(outcomes) => {
-                            for (waiter, outcome) in waiters.into_iter().zip(outcomes) {
+                        Ok(mut outcomes) => {
+                            for (first, waiter) in waiters {
+                                let outcome = outcomes.get_mut(first).map_or_else(
+                                    || Err(StoreError::Invalid("a bulk write answer short".into())),
+                                    |o| std::mem::replace(o, Err(StoreError::Conflict)),
+                                );
                                 let _ = waiter.send(outcome.map(|_| ()));
                             }
                         }
                         Err(e) => {
-                            for waiter in waiters {
+                            for (_, waiter) in waiters {
                                 let _ = waiter.send(Err(e.clone()));
                             }
                         }
@@ -194,6 +221,8 @@ impl Schedule {
             .await?;
         Ok(docs
             .iter()
+            // Only plans: the health records beside them have no `due_at`.
+            .filter(|d| d.get("due_at").is_some_and(Value::is_number))
             .filter_map(|d| {
                 Some(Due {
                     instance: Domain::parse(d.get("instance")?.as_str()?).ok()?,

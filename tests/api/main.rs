@@ -24,4 +24,5 @@ mod routes;
 mod start;
 mod store;
 mod trust;
+mod operators;
 mod webhooks;

@@ -8,7 +8,7 @@ use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// The events the hook received, in order, each checked against its signature.
-async fn events(hook: &MockServer) -> Vec<Value> {
+pub(crate) async fn events(hook: &MockServer) -> Vec<Value> {
     let mut out = Vec::new();
     for r in hook.received_requests().await.unwrap() {
         let sig = r
@@ -36,7 +36,7 @@ async fn events(hook: &MockServer) -> Vec<Value> {
     out
 }
 
-async fn wait_for(hook: &MockServer, n: usize) -> Vec<Value> {
+pub(crate) async fn wait_for(hook: &MockServer, n: usize) -> Vec<Value> {
     wait_for_within(hook, n, 5).await
 }
 

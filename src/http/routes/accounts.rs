@@ -2,6 +2,8 @@
 //! (revoke an account's tokens and delete it), `POST /accounts/{type}/{id}/refresh`
 //! (konnectors get fresh tokens) and `GET /accounts/{type}/{id}/status`.
 
+use crate::app::audit::Actor;
+use crate::http::request_log::current_request_id;
 use crate::app::Services;
 use crate::http::error::Api;
 use crate::http::extractors::InstanceCaller;
@@ -29,9 +31,10 @@ pub(crate) async fn delete(
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
     let (_, account_id) = path.into_inner();
+    let actor = Actor::konnector(access.instance.domain.as_str(), current_request_id());
     let revoked = services
         .accounts
-        .revoke_and_delete(&access, &account_id)
+        .revoke_and_delete(&actor, &access, &account_id)
         .await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "id": account_id, "revoked": revoked})))
 }

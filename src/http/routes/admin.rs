@@ -5,7 +5,11 @@ use crate::app::{Error, Services};
 use crate::http::error::Api;
 use crate::http::extractors::AdminCaller;
 use crate::http::{read_body, read_json};
-use actix_web::{web, HttpResponse};
+use crate::domain::time::parse_since;
+use crate::domain::Timestamp;
+use crate::http::query::Query;
+use crate::store::health::Filter;
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -38,7 +42,7 @@ pub(crate) async fn get_account_type(
 
 /// Validates and stores an account type.
 pub(crate) async fn put_account_type(
-    _: AdminCaller,
+    caller: AdminCaller,
     path: web::Path<String>,
     body: web::Payload,
     services: web::Data<Services>,
@@ -61,18 +65,18 @@ pub(crate) async fn put_account_type(
             obj.insert("_id".into(), id.into());
         }
     }
-    let (at, rev) = services.admin.put_account_type(doc).await?;
+    let (at, rev) = services.admin.put_account_type(&caller.0, doc).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "id": at.id, "rev": rev})))
 }
 
 /// Deletes an account type.
 pub(crate) async fn delete_account_type(
-    _: AdminCaller,
+    caller: AdminCaller,
     path: web::Path<String>,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
     let id = type_id(path.into_inner());
-    services.admin.delete_account_type(&id).await?;
+    services.admin.delete_account_type(&caller.0, &id).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true, "id": id})))
 }
 
@@ -101,14 +105,14 @@ pub(crate) async fn list_instances(
 
 /// Adds an instance, prefix computed as cozy-stack does.
 pub(crate) async fn add_instance(
-    _: AdminCaller,
+    caller: AdminCaller,
     body: web::Payload,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
     let new: NewInstance = read_json(body, r#"{"domain": .., "context": ..}"#).await?;
     let inst = services
         .admin
-        .add_instance(&new.domain, new.context)
+        .add_instance(&caller.0, &new.domain, new.context)
         .await?;
     Ok(HttpResponse::Created()
         .json(json!({"domain": inst.domain, "prefix": inst.prefix, "context": inst.context})))
@@ -116,13 +120,13 @@ pub(crate) async fn add_instance(
 
 /// Issues a one-time session code for `start`.
 pub(crate) async fn issue_session_code(
-    _: AdminCaller,
+    caller: AdminCaller,
     path: web::Path<String>,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
     let (code, ttl) = services
         .admin
-        .issue_session_code(&path.into_inner())
+        .issue_session_code(&caller.0, &path.into_inner())
         .await?;
     Ok(HttpResponse::Created()
         .json(json!({"session_code": code.expose(), "expires_in": ttl.as_secs()})))
@@ -141,7 +145,7 @@ pub(crate) struct NewToken {
 /// Issues an instance API token, shown once; `{"expires_in": s, "account_types": [..]}`
 /// limits it.
 pub(crate) async fn issue_api_token(
-    _: AdminCaller,
+    caller: AdminCaller,
     path: web::Path<String>,
     body: web::Payload,
     services: web::Data<Services>,
@@ -158,6 +162,7 @@ pub(crate) async fn issue_api_token(
     let token = services
         .admin
         .issue_api_token(
+            &caller.0,
             &path.into_inner(),
             limits.expires_in.map(std::time::Duration::from_secs),
             limits.account_types,
@@ -174,12 +179,12 @@ pub(crate) struct RevokeToken {
 
 /// Revokes an instance API token.
 pub(crate) async fn revoke_api_token(
-    _: AdminCaller,
+    caller: AdminCaller,
     body: web::Payload,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
     let revoke: RevokeToken = read_json(body, r#"{"token": ..}"#).await?;
-    services.admin.revoke_api_token(&revoke.token).await?;
+    services.admin.revoke_api_token(&caller.0, &revoke.token).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true})))
 }
 
@@ -223,7 +228,7 @@ pub(crate) struct UpdateBody {
 /// Sends the client's metadata again (RFC 7592 update); `{"reset_secret": true}` also
 /// asks for a new secret.
 pub(crate) async fn update_registered_client(
-    _: AdminCaller,
+    caller: AdminCaller,
     path: web::Path<String>,
     body: web::Payload,
     services: web::Data<Services>,
@@ -240,20 +245,105 @@ pub(crate) async fn update_registered_client(
     };
     let doc = services
         .admin
-        .update_registered_client(&id, update.reset_secret)
+        .update_registered_client(&caller.0, &id, update.reset_secret)
         .await?;
     Ok(HttpResponse::Ok().json(doc))
 }
 
 /// Deletes the client at the provider (RFC 7592) and here.
 pub(crate) async fn unregister_client(
-    _: AdminCaller,
+    caller: AdminCaller,
     path: web::Path<String>,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
     services
         .admin
-        .unregister_client(&type_id(path.into_inner()))
+        .unregister_client(&caller.0, &type_id(path.into_inner()))
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Most records one listing page holds.
+const MAX_PAGE: usize = 1000;
+/// Records a listing page holds when the caller names no `limit`.
+const DEFAULT_PAGE: usize = 100;
+
+/// `limit` as a page size, bounded.
+fn page_size(q: &Query) -> Result<usize, Error> {
+    match q.one("limit")? {
+        None => Ok(DEFAULT_PAGE),
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            _ => Err(Error::BadRequest {
+                code: "invalid_limit",
+                detail: format!("limit must be a whole number from 1 to {MAX_PAGE}"),
+            }),
+        },
+    }
+}
+
+/// A yes/no filter: `true` or `1` keeps only what it names.
+fn flag(q: &Query, key: &'static str) -> Result<bool, Error> {
+    match q.one(key)? {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(_) => Err(Error::BadRequest {
+            code: "invalid_parameter",
+            detail: format!("{key} must be true or false"),
+        }),
+    }
+}
+
+/// Accounts the broker keeps fresh, with their health, a page at a time:
+/// `?instance=&type=&reconnect_needed=true&failing=true&after=&limit=`.
+pub(crate) async fn list_accounts(
+    _: AdminCaller,
+    req: HttpRequest,
+    services: web::Data<Services>,
+) -> Result<HttpResponse, Api> {
+    let q = Query::parse(req.query_string())?;
+    let filter = Filter {
+        instance: q.one("instance")?.map(str::to_owned),
+        account_type: q.one("type")?.map(str::to_owned),
+        reconnect_needed: flag(&q, "reconnect_needed")?,
+        failing: flag(&q, "failing")?,
+    };
+    let page = services
+        .admin
+        .accounts_health(&filter, q.one("after")?, page_size(&q)?)
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({"accounts": page.records, "next": page.next})))
+}
+
+/// Each provider's health: accounts, healthy, failing, needing reconnection, token
+/// endpoint p50/p99, last error.
+pub(crate) async fn providers_health(
+    _: AdminCaller,
+    services: web::Data<Services>,
+) -> Result<HttpResponse, Api> {
+    let providers = services.admin.providers_health().await?;
+    Ok(HttpResponse::Ok().json(json!({"providers": providers})))
+}
+
+/// The audit trail since `?since=` (RFC 3339, or seconds ago like `3600`), a page at a
+/// time (`after`, `limit`).
+pub(crate) async fn audit(
+    _: AdminCaller,
+    req: HttpRequest,
+    services: web::Data<Services>,
+) -> Result<HttpResponse, Api> {
+    let q = Query::parse(req.query_string())?;
+    let now = services.clock.now();
+    let since = match q.one("since")? {
+        None => Timestamp::from_unix_secs(0),
+        Some(raw) => parse_since(raw, now).ok_or_else(|| Error::BadRequest {
+            code: "invalid_since",
+            detail: "since must be an RFC 3339 time or a number of seconds ago".into(),
+        })?,
+    };
+    let (entries, next) = services
+        .admin
+        .audit_since(since, q.one("after")?, page_size(&q)?)
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({"entries": entries, "next": next})))
 }
