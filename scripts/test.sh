@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: installs pouchdb-server and cozy-konnector-libs (npm) into .tools/ and
-# redis-server (Debian) if missing, starts pouchdb-server in memory and redis-server (the
+# redis-server and promtool (Debian) if missing, starts pouchdb-server in memory and redis-server (the
 # role of cozy-stack's Redis) on free loopback ports, runs `cargo test`, and stops them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +30,12 @@ export BROKER_TEST_KONNECTOR_LIBS="$konnector/node_modules"
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "redis-server not found: installing it from Debian" >&2
   apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+fi
+
+# promtool checks and unit-tests the alert rules in deploy/prometheus (tests/deploy.rs).
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "promtool not found: installing Debian's prometheus package" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
 redis_port=$(free_port)

@@ -1,8 +1,11 @@
 //! Prometheus metrics, served on `GET /metrics`: flows by account type and outcome,
-//! token endpoint latency, refresh outcomes, store latency.
+//! token endpoint latency, refresh outcomes by account type, store latency and failures,
+//! lease takeovers, and accounts failing or needing reconnection. `deploy/grafana` and
+//! `deploy/prometheus` are built on these names (a test keeps them in step).
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::future::Future;
 use std::time::Instant;
@@ -10,6 +13,8 @@ use std::time::Instant;
 /// The broker's collectors, in their own registry.
 pub(crate) struct Metrics {
     registry: Registry,
+    /// Every family registered: full name, help, type.
+    families: Vec<(String, String, &'static str)>,
     /// Flows started, by account type.
     pub flows_started: IntCounterVec,
     /// Flows that stored an account, by account type.
@@ -18,10 +23,18 @@ pub(crate) struct Metrics {
     pub flows_failed: IntCounterVec,
     /// Token endpoint latency, by request kind.
     pub provider_seconds: HistogramVec,
-    /// Refresh outcomes.
+    /// Refresh outcomes, by outcome and account type.
     pub refreshes: IntCounterVec,
     /// Store request latency, by operation.
     pub store_seconds: HistogramVec,
+    /// Store requests that failed for want of the store, by operation.
+    pub store_errors: IntCounterVec,
+    /// Refresh leases taken over from a holder that died or hung.
+    pub lease_takeovers: IntCounter,
+    /// Accounts whose refreshes fail, by account type (from the health records).
+    pub accounts_failing: IntGaugeVec,
+    /// Accounts waiting for their user to reconnect, by account type.
+    pub accounts_reconnect_needed: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -37,14 +50,30 @@ impl Metrics {
     #[allow(clippy::expect_used)]
     pub(crate) fn new() -> Metrics {
         let registry = Registry::new_custom(Some("broker".into()), None).expect("valid prefix");
+        let families = std::cell::RefCell::new(Vec::new());
+        let note = |name: &str, help: &str, kind: &'static str| {
+            families
+                .borrow_mut()
+                .push((format!("broker_{name}"), help.to_owned(), kind));
+        };
         let counter = |name: &str, help: &str, labels: &[&str]| {
+            note(name, help, "counter");
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
             registry
                 .register(Box::new(c.clone()))
                 .expect("registered once");
             c
         };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            note(name, help, "gauge");
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("registered once");
+            g
+        };
         let histogram = |name: &str, help: &str, labels: &[&str]| {
+            note(name, help, "histogram");
             let buckets = vec![
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ];
@@ -72,9 +101,43 @@ impl Metrics {
                 "Token endpoint latency",
                 &["kind"],
             ),
-            refreshes: counter("refreshes_total", "Refresh outcomes", &["outcome"]),
+            refreshes: counter(
+                "refreshes_total",
+                "Refresh outcomes",
+                &["outcome", "account_type"],
+            ),
             store_seconds: histogram("store_seconds", "Store request latency", &["op"]),
+            store_errors: counter(
+                "store_errors_total",
+                "Store requests that failed because the store was unavailable",
+                &["op"],
+            ),
+            lease_takeovers: {
+                note(
+                    "lease_takeovers_total",
+                    "Refresh leases taken over from a holder that died or hung",
+                    "counter",
+                );
+                let c = IntCounter::new(
+                    "lease_takeovers_total",
+                    "Refresh leases taken over from a holder that died or hung",
+                )
+                .expect("valid counter");
+                registry.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
+            accounts_failing: gauge(
+                "accounts_failing",
+                "Accounts whose refreshes fail",
+                &["account_type"],
+            ),
+            accounts_reconnect_needed: gauge(
+                "accounts_reconnect_needed",
+                "Accounts waiting for their user to reconnect them",
+                &["account_type"],
+            ),
             registry,
+            families: families.take(),
         }
     }
 
@@ -96,7 +159,16 @@ impl Metrics {
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buf)
             .expect("encoding to memory cannot fail");
-        String::from_utf8(buf).expect("the text format is UTF-8")
+        let mut text = String::from_utf8(buf).expect("the text format is UTF-8");
+        // A family with no sample yet (no refresh failed since the start) is left out by
+        // the encoder; its HELP and TYPE still say it exists, so that dashboards and
+        // alert rules can be checked against a fresh broker.
+        for (name, help, kind) in &self.families {
+            if !text.contains(&format!("# TYPE {name} ")) {
+                text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            }
+        }
+        text
     }
 }
 
@@ -107,9 +179,9 @@ mod tests {
     #[test]
     fn metrics_render() {
         let m = Metrics::new();
-        m.refreshes.with_label_values(&["ok"]).inc();
+        m.refreshes.with_label_values(&["ok", "google"]).inc();
         assert!(m
             .render()
-            .contains("broker_refreshes_total{outcome=\"ok\"} 1"));
+            .contains("broker_refreshes_total{account_type=\"google\",outcome=\"ok\"} 1"));
     }
 }

@@ -322,3 +322,118 @@ fn beside_cozy_stack_the_broker_and_cozy_stack_agree_on_subdomains_redis_and_cou
         assert!(nginx.contains(upstream), "{upstream}");
     }
 }
+
+fn manifest(file: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(file)
+}
+
+/// `promtool` (Debian's `prometheus` package; `scripts/test.sh` installs it) on `args`.
+fn promtool(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("promtool")
+        .args(args)
+        .current_dir(manifest("deploy/prometheus"))
+        .output()
+        .expect("promtool runs (scripts/test.sh installs Debian's prometheus package)")
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_and_fire_on_what_they_watch() {
+    let check = promtool(&["check", "rules", "alerts.yml"]);
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let test = promtool(&["test", "rules", "alerts.test.yml"]);
+    assert!(
+        test.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&test.stdout),
+        String::from_utf8_lossy(&test.stderr)
+    );
+}
+
+/// Every `broker_*` name in a file, with a histogram's `_bucket`, `_sum` and `_count`
+/// brought back to the family's name.
+fn metric_names(file: &str) -> std::collections::BTreeSet<String> {
+    let text = std::fs::read_to_string(manifest(file)).unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("broker_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        // `broker_*` in a comment names no metric.
+        if family.len() > "broker_".len() {
+            names.insert(family.to_owned());
+        }
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[tokio::test]
+async fn every_metric_the_dashboard_and_the_alerts_name_is_one_the_broker_exports() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(manifest("deploy/grafana/oauth-broker.json")).unwrap())
+            .expect("the dashboard is JSON");
+    assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() >= 8));
+    let mut named = metric_names("deploy/grafana/oauth-broker.json");
+    named.extend(metric_names("deploy/prometheus/alerts.yml"));
+    for watched in [
+        "broker_flows_failed_total",
+        "broker_refreshes_total",
+        "broker_token_endpoint_seconds",
+        "broker_store_seconds",
+        "broker_store_errors_total",
+        "broker_accounts_reconnect_needed",
+        "broker_lease_takeovers_total",
+    ] {
+        assert!(named.contains(watched), "{watched} is watched");
+    }
+
+    // A fresh broker on its embedded store: no flow or refresh yet.
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut broker = std::process::Command::new(env!("CARGO_BIN_EXE_oauth-broker"))
+        .env("BROKER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("BROKER__PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        .env("BROKER__DATA_DIR", dir.path())
+        .env("BROKER__COUCHDB__URL", "")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut exported = String::new();
+    for _ in 0..100 {
+        if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await {
+            exported = r.text().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = broker.kill();
+    let _ = broker.wait();
+    let families: std::collections::BTreeSet<&str> = exported
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    for name in &named {
+        assert!(
+            families.contains(name.as_str()),
+            "{name} is named by deploy/ but not exported: {families:?}"
+        );
+    }
+}

@@ -134,7 +134,11 @@ impl Services {
         let setting =
             |name: &str, e: &dyn std::fmt::Display| BuildError::Setting(format!("{name}: {e}"));
         let metrics = Arc::new(Metrics::new());
-        let store_stats = Arc::new(Instrumented::new(store, metrics.store_seconds.clone()));
+        let store_stats = Arc::new(Instrumented::new(
+            store,
+            metrics.store_seconds.clone(),
+            metrics.store_errors.clone(),
+        ));
         let store: SharedStore = store_stats.clone();
         let public_url = Url::parse(settings.public_url.trim_end_matches('/'))
             .map_err(|e| setting("public_url", &e))?;
@@ -223,7 +227,7 @@ impl Services {
         let refreshes = Arc::new(Refreshes {
             accounts: accounts.clone(),
             clients: clients.clone(),
-            leases: Leases::new(store.clone()),
+            leases: Leases::new(store.clone()).counting_takeovers(metrics.lease_takeovers.clone()),
             schedule: schedule.clone(),
             instances: instances.clone(),
             provider: provider.clone(),

@@ -95,7 +95,6 @@ impl Refreshes {
         mode: Mode,
     ) -> Result<Value, Error> {
         let outcome = self.refresh_unlabelled(inst, scope, id, mode).await;
-        self.count(outcome.as_ref().err());
         let service_id = match &outcome {
             Ok(doc) => Some(account::service_of(doc).to_owned()),
             Err(_) => self
@@ -106,6 +105,7 @@ impl Refreshes {
                 .flatten()
                 .map(|d| account::service_of(&d).to_owned()),
         };
+        self.count(outcome.as_ref().err(), service_id.as_deref().unwrap_or("-"));
         if let Some(service_id) = service_id {
             let record = self.health_record(
                 inst.domain.as_str(),
@@ -118,10 +118,13 @@ impl Refreshes {
         outcome
     }
 
-    /// Counts a refresh by outcome (`ok`, or the failure's kind).
-    pub(super) fn count(&self, failure: Option<&Error>) {
+    /// Counts a refresh by outcome (`ok`, or the failure's kind) and account type.
+    pub(super) fn count(&self, failure: Option<&Error>, account_type: &str) {
         let label = failure.map_or("ok", |e| e.kind().as_str());
-        self.metrics.refreshes.with_label_values(&[label]).inc();
+        self.metrics
+            .refreshes
+            .with_label_values(&[label, account_type])
+            .inc();
     }
 
     async fn refresh_unlabelled(

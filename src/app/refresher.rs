@@ -175,7 +175,7 @@ impl Refreshes {
         };
         let service_id = crate::domain::account::service_of(&doc).to_owned();
         let outcome = self.refresh_with_doc(inst, id, lease, doc).await;
-        self.count(outcome.as_ref().err());
+        self.count(outcome.as_ref().err(), &service_id);
         let record = self.health_record(
             inst.domain.as_str(),
             id,

@@ -2,7 +2,7 @@
 
 use super::{Changes, Selector, SharedStore, Store, StoreError};
 use async_trait::async_trait;
-use prometheus::HistogramVec;
+use prometheus::{HistogramVec, IntCounterVec};
 use serde_json::Value;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,15 +12,18 @@ use std::time::{Duration, Instant};
 pub struct Instrumented {
     inner: SharedStore,
     seconds: HistogramVec,
+    errors: IntCounterVec,
     requests: AtomicU64,
 }
 
 impl Instrumented {
-    /// Wraps `inner`, observing latency into `seconds` (label `op`).
-    pub fn new(inner: SharedStore, seconds: HistogramVec) -> Instrumented {
+    /// Wraps `inner`, observing latency into `seconds` and counting requests the store
+    /// could not serve into `errors` (both labelled `op`).
+    pub fn new(inner: SharedStore, seconds: HistogramVec, errors: IntCounterVec) -> Instrumented {
         Instrumented {
             inner,
             seconds,
+            errors,
             requests: AtomicU64::new(0),
         }
     }
@@ -30,13 +33,20 @@ impl Instrumented {
         self.requests.load(Ordering::Relaxed)
     }
 
-    async fn timed<T>(&self, op: &str, call: impl Future<Output = T>) -> T {
+    async fn timed<T>(
+        &self,
+        op: &str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let out = call.await;
         self.seconds
             .with_label_values(&[op])
             .observe(started.elapsed().as_secs_f64());
+        if let Err(StoreError::Unavailable(_)) = &out {
+            self.errors.with_label_values(&[op]).inc();
+        }
         out
     }
 }

@@ -27,12 +27,24 @@ impl Lease {
 #[derive(Clone)]
 pub struct Leases {
     store: SharedStore,
+    takeovers: Option<prometheus::IntCounter>,
 }
 
 impl Leases {
     /// Leases over the store.
     pub fn new(store: SharedStore) -> Leases {
-        Leases { store }
+        Leases {
+            store,
+            takeovers: None,
+        }
+    }
+
+    /// The same, counting each lease taken over from a dead or hung holder into `c`.
+    pub fn counting_takeovers(self, c: prometheus::IntCounter) -> Leases {
+        Leases {
+            takeovers: Some(c),
+            ..self
+        }
     }
 
     /// Takes the lease on `key` for `owner` until `now + ttl`, unless another owner
@@ -84,11 +96,16 @@ impl Leases {
         // Expired: its holder died or hung; take it over at its revision.
         doc["_rev"] = rev_of(&held).unwrap_or_default().into();
         match self.store.put(REFRESH_LEASES_DB, &doc).await {
-            Ok(rev) => Ok(Some(Lease {
+            Ok(rev) => {
+                if let Some(c) = &self.takeovers {
+                    c.inc();
+                }
+                Ok(Some(Lease {
                 id: key.to_owned(),
                 rev,
                 since_ms: now_ms,
-            })),
+                }))
+            }
             Err(StoreError::Conflict) => Ok(None),
             Err(e) => Err(e),
         }
