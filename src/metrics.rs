@@ -4,8 +4,8 @@
 //! `deploy/prometheus` are built on these names (a test keeps them in step).
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 use std::future::Future;
 use std::time::Instant;
@@ -123,7 +123,9 @@ impl Metrics {
                     "Refresh leases taken over from a holder that died or hung",
                 )
                 .expect("valid counter");
-                registry.register(Box::new(c.clone())).expect("registered once");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("registered once");
                 c
             },
             accounts_failing: gauge(

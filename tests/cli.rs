@@ -887,3 +887,138 @@ async fn backfill_plans_cozy_stack_accounts_on_the_embedded_store() {
 async fn backfill_plans_cozy_stack_accounts_on_couchdb() {
     backfill_plans_cozy_stack_accounts(true).await
 }
+
+/// Operators read health and the audit trail from the command line: `accounts list`
+/// filters and pages, `providers health` draws a plain table into a pipe (and JSON with
+/// `--json`), and `audit` lists what earlier commands changed, by whom.
+async fn operators_read_health_and_the_audit_trail(couch: bool) {
+    use oauth_broker::domain::health::Outcome;
+    use oauth_broker::store::health::{HealthRecords, Record};
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = oauth_broker::config::Settings::load(None).unwrap();
+    settings.data_dir = dir.path().to_path_buf();
+    settings.couchdb.url = couch.then(couch_url);
+    settings.couchdb.db_prefix = format!("{}_", unique("ops"));
+    let domain = format!("{}.cozy.test", unique("h"));
+    let added = broker_on(&settings, &["instances", "add", &domain]);
+    assert!(added.status.success(), "{}", text(&added));
+    {
+        let store = oauth_broker::app::open_store(&settings).await.unwrap();
+        let records = HealthRecords::new(store);
+        let record = |id: &str, t: &str, outcome: Outcome| Record {
+            instance: domain.clone(),
+            account_id: id.into(),
+            account_type: t.into(),
+            outcome,
+            scope_missing: None,
+        };
+        let fail = |reconnect: bool| Outcome::Failure {
+            cause: if reconnect {
+                "invalid_grant"
+            } else {
+                "upstream_timeout"
+            }
+            .into(),
+            token_ms: Some(900),
+            reconnect,
+        };
+        records
+            .record_many(
+                &[
+                    record("a1", "google", Outcome::Success { token_ms: Some(80) }),
+                    record("a2", "google", fail(false)),
+                    record("a3", "google", fail(true)),
+                    record("b1", "dropbox", Outcome::Success { token_ms: Some(40) }),
+                ],
+                1_795_000_000,
+            )
+            .await
+            .unwrap();
+    }
+
+    let listed = broker_on(
+        &settings,
+        &["accounts", "list", "--instance", &domain, "--limit", "2"],
+    );
+    assert!(listed.status.success(), "{}", text(&listed));
+    let out = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert_eq!(out.lines().count(), 3, "a header and a page of two: {out}");
+    let more = String::from_utf8_lossy(&listed.stderr).to_string();
+    let cursor = more
+        .split("--after '")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .unwrap_or_else(|| panic!("no cursor: {more}"))
+        .to_owned();
+    let next = broker_on(
+        &settings,
+        &[
+            "accounts",
+            "list",
+            "--instance",
+            &domain,
+            "--limit",
+            "2",
+            "--after",
+            &cursor,
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&next.stdout).lines().count(), 3);
+    for (flag, id) in [("--failing", "a2"), ("--reconnect-needed", "a3")] {
+        let only = broker_on(
+            &settings,
+            &["accounts", "list", "--instance", &domain, flag, "--json"],
+        );
+        let page: serde_json::Value = serde_json::from_slice(&only.stdout).unwrap();
+        let ids: Vec<&str> = page["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["account_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [id], "{flag}");
+    }
+
+    let table = broker_on(&settings, &["providers", "health"]);
+    assert!(table.status.success(), "{}", text(&table));
+    let table = String::from_utf8_lossy(&table.stdout).to_string();
+    assert!(
+        !table.contains('\u{1b}'),
+        "no colour into a pipe: {table:?}"
+    );
+    let google = table
+        .lines()
+        .find(|l| l.starts_with("google"))
+        .unwrap_or_else(|| panic!("{table}"));
+    let cells: Vec<&str> = google.split_whitespace().collect();
+    assert_eq!(&cells[1..5], ["3", "1", "1", "1"], "{google}");
+    assert!(google.contains("invalid_grant") || google.contains("upstream_timeout"));
+    let json = broker_on(&settings, &["providers", "health", "--json"]);
+    let health: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(health["providers"][0]["account_type"], "dropbox");
+
+    let trail = broker_on(&settings, &["audit", "--since", "1h", "--json"]);
+    assert!(trail.status.success(), "{}", text(&trail));
+    let entries: serde_json::Value = serde_json::from_slice(&trail.stdout).unwrap();
+    let added: Vec<&serde_json::Value> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "instance.add" && e["target"] == domain.as_str())
+        .collect();
+    assert_eq!(added.len(), 1, "{entries}");
+    assert!(added[0]["actor"].as_str().unwrap().starts_with("cli:"));
+    let bad = broker_on(&settings, &["audit", "--since", "yesterday"]);
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("--since"), "{}", text(&bad));
+}
+
+#[tokio::test]
+async fn operators_read_health_and_the_audit_trail_on_the_embedded_store() {
+    operators_read_health_and_the_audit_trail(false).await;
+}
+
+#[tokio::test]
+async fn operators_read_health_and_the_audit_trail_on_couchdb() {
+    operators_read_health_and_the_audit_trail(true).await;
+}

@@ -381,9 +381,10 @@ fn metric_names(file: &str) -> std::collections::BTreeSet<String> {
 
 #[tokio::test]
 async fn every_metric_the_dashboard_and_the_alerts_name_is_one_the_broker_exports() {
-    let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(manifest("deploy/grafana/oauth-broker.json")).unwrap())
-            .expect("the dashboard is JSON");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(manifest("deploy/grafana/oauth-broker.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
     assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() >= 8));
     let mut named = metric_names("deploy/grafana/oauth-broker.json");
     named.extend(metric_names("deploy/prometheus/alerts.yml"));
@@ -417,7 +418,11 @@ async fn every_metric_the_dashboard_and_the_alerts_name_is_one_the_broker_export
     let http = reqwest::Client::new();
     let mut exported = String::new();
     for _ in 0..100 {
-        if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/metrics")).send().await {
+        if let Ok(r) = http
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+        {
             exported = r.text().await.unwrap();
             break;
         }

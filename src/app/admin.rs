@@ -2,22 +2,22 @@
 //! instances, credentials, registered clients, key rotation, account removal.
 
 use super::accounts::AccountActions;
+use super::audit::{Actor, Audit};
 use super::callers::{InstanceAccess, Scope};
 use super::clients::Clients;
 use super::registrations::{registration_id, Registrations};
-use super::audit::{Actor, Audit};
 use super::Error;
 use crate::domain::account_type::redacted;
-use crate::domain::secret::Credential;
 use crate::domain::health::{summarize, ProviderHealth};
 use crate::domain::secret::sha256_hex;
+use crate::domain::secret::Credential;
 use crate::domain::{AccountType, Clock, Domain, Instance, Timestamp, TokenScope};
-use crate::store::audit::AuditEntry;
-use crate::store::health::{Filter, Page};
 use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
+use crate::store::audit::AuditEntry;
 use crate::store::credentials::Credentials;
 use crate::store::health::HealthRecords;
+use crate::store::health::{Filter, Page};
 use crate::store::instances::Instances;
 use serde_json::Value;
 use std::sync::Arc;

@@ -354,7 +354,11 @@ impl Flows {
         }
         // What the provider granted short of what the flow asked for, told to the app so
         // it can offer a reconnection (a narrowed grant fails later, and silently).
-        let asked = flow.scope.as_deref().or(at.scope.as_deref()).unwrap_or_default();
+        let asked = flow
+            .scope
+            .as_deref()
+            .or(at.scope.as_deref())
+            .unwrap_or_default();
         let scope_missing = health::missing_scopes(
             asked,
             doc.pointer("/oauth_callback_results/scope")

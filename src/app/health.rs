@@ -87,9 +87,7 @@ impl Refreshes {
             Ok(()) => Outcome::Success { token_ms },
             // Only what the provider said counts: a refused caller, a missing account, a
             // store cut or an account with nothing to refresh with tell nothing of it.
-            Err(e) if !matches!(e, Error::Provider(_) | Error::RefreshTokenRevoked) => {
-                return None
-            }
+            Err(e) if !matches!(e, Error::Provider(_) | Error::RefreshTokenRevoked) => return None,
             Err(e) => Outcome::Failure {
                 cause: cause_of(e),
                 token_ms,

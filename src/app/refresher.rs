@@ -72,22 +72,21 @@ impl Refreshes {
             return n;
         }
 
-        let done: Vec<(Due, Replan, Option<Lease>, Option<Record>)> =
-            futures::stream::iter(items)
-                .map(|mut item| async move {
-                    let (plan, record) = match (&mut item.lease, item.doc.take()) {
-                        _ if stop() => (Replan::Keep, None),
-                        (Some(lease), doc) => {
-                            self.refresh_leased(&item.entry, &item.inst, lease, doc)
-                                .await
-                        }
-                        (None, _) => (Replan::Keep, None),
-                    };
-                    (item.entry, plan, item.lease, record)
-                })
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
+        let done: Vec<(Due, Replan, Option<Lease>, Option<Record>)> = futures::stream::iter(items)
+            .map(|mut item| async move {
+                let (plan, record) = match (&mut item.lease, item.doc.take()) {
+                    _ if stop() => (Replan::Keep, None),
+                    (Some(lease), doc) => {
+                        self.refresh_leased(&item.entry, &item.inst, lease, doc)
+                            .await
+                    }
+                    (None, _) => (Replan::Keep, None),
+                };
+                (item.entry, plan, item.lease, record)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
         let mut leases = Vec::with_capacity(done.len());
         let mut records = Vec::with_capacity(done.len());
         for (entry, plan, lease, record) in done {

@@ -347,7 +347,10 @@ async fn services(settings: &Settings) -> anyhow::Result<Services> {
 async fn instances(s: &Services, cmd: InstancesCmd) -> anyhow::Result<()> {
     match cmd {
         InstancesCmd::Add { domain, context } => {
-            let inst = s.admin.add_instance(&Actor::cli(), &domain, context).await?;
+            let inst = s
+                .admin
+                .add_instance(&Actor::cli(), &domain, context)
+                .await?;
             out!("added `{}` (prefix {})", inst.domain, inst.prefix);
         }
         InstancesCmd::List => {
@@ -436,11 +439,17 @@ async fn registered_clients(s: &Services, cmd: RegisteredClientsCmd) -> anyhow::
         RegisteredClientsCmd::Get { id, remote } => {
             show(&s.admin.registered_client(&id, remote).await?)?;
         }
-        RegisteredClientsCmd::Update { id } => {
-            show(&s.admin.update_registered_client(&Actor::cli(), &id, false).await?)?
-        }
+        RegisteredClientsCmd::Update { id } => show(
+            &s.admin
+                .update_registered_client(&Actor::cli(), &id, false)
+                .await?,
+        )?,
         RegisteredClientsCmd::ResetSecret { id } => {
-            show(&s.admin.update_registered_client(&Actor::cli(), &id, true).await?)?;
+            show(
+                &s.admin
+                    .update_registered_client(&Actor::cli(), &id, true)
+                    .await?,
+            )?;
             eprintln!("new client secret stored for `{id}`");
         }
         RegisteredClientsCmd::Unregister { id } => {

@@ -99,7 +99,14 @@ pub(super) async fn providers_health(s: &Services, json: bool) -> anyhow::Result
 pub fn health_table(providers: &[ProviderHealth], on: bool) -> String {
     let ms = |v: Option<u64>| v.map_or_else(|| "-".into(), |v| v.to_string());
     let header = [
-        "TYPE", "ACCOUNTS", "HEALTHY", "FAILING", "RECONNECT", "P50 MS", "P99 MS", "LAST ERROR",
+        "TYPE",
+        "ACCOUNTS",
+        "HEALTHY",
+        "FAILING",
+        "RECONNECT",
+        "P50 MS",
+        "P99 MS",
+        "LAST ERROR",
     ];
     let rows: Vec<[String; 8]> = providers
         .iter()
@@ -215,7 +222,10 @@ mod tests {
 
     #[test]
     fn the_plain_table_is_aligned_and_has_no_escape_codes() {
-        let table = health_table(&[provider("google", 120, 1, 1), provider("x", 3, 0, 0)], false);
+        let table = health_table(
+            &[provider("google", 120, 1, 1), provider("x", 3, 0, 0)],
+            false,
+        );
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(!table.contains('\x1b'));
@@ -229,7 +239,10 @@ mod tests {
 
     #[test]
     fn on_a_terminal_counts_that_need_a_look_are_coloured() {
-        let table = health_table(&[provider("google", 120, 1, 1), provider("x", 3, 0, 0)], true);
+        let table = health_table(
+            &[provider("google", 120, 1, 1), provider("x", 3, 0, 0)],
+            true,
+        );
         assert!(table.contains("\x1b[33m"), "failing in yellow");
         assert!(table.contains("\x1b[31m"), "reconnection in red");
         assert!(table.contains("\x1b[32m"), "an all-healthy type in green");

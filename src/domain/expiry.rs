@@ -88,28 +88,48 @@ mod tests {
     fn the_providers_word_wins() {
         let told = Some(now() + Duration::seconds(60));
         let token = jwt(&format!(r#"{{"exp":{}}}"#, now().timestamp() + 999));
-        assert_eq!(infer(told, &token, Some(5), now()), (told, ExpirySource::Provider));
+        assert_eq!(
+            infer(told, &token, Some(5), now()),
+            (told, ExpirySource::Provider)
+        );
     }
 
     #[test]
     fn a_jwt_access_token_tells_its_own_expiry() {
         let exp = now().timestamp() + 1800;
         let (at, source) = infer(None, &jwt(&format!(r#"{{"exp":{exp}}}"#)), None, now());
-        assert_eq!((at.map(|a| a.timestamp()), source), (Some(exp), ExpirySource::Jwt));
+        assert_eq!(
+            (at.map(|a| a.timestamp()), source),
+            (Some(exp), ExpirySource::Jwt)
+        );
     }
 
     #[test]
     fn an_opaque_token_takes_the_lifetime_last_seen_then_the_default() {
         let (at, source) = infer(None, "opaque-token", Some(3600), now());
-        assert_eq!((at, source), (Some(now() + Duration::seconds(3600)), ExpirySource::LastSeen));
-        assert_eq!(infer(None, "opaque-token", None, now()), (None, ExpirySource::TypeDefault));
+        assert_eq!(
+            (at, source),
+            (
+                Some(now() + Duration::seconds(3600)),
+                ExpirySource::LastSeen
+            )
+        );
+        assert_eq!(
+            infer(None, "opaque-token", None, now()),
+            (None, ExpirySource::TypeDefault)
+        );
     }
 
     #[test]
     fn a_past_or_malformed_exp_is_no_expiry() {
         let past = jwt(&format!(r#"{{"exp":{}}}"#, now().timestamp() - 10));
         assert_eq!(infer(None, &past, None, now()).1, ExpirySource::TypeDefault);
-        for bad in [jwt(r#"{"exp":"soon"}"#), "a.b.c".into(), "a.!!.c".into(), jwt("[]")] {
+        for bad in [
+            jwt(r#"{"exp":"soon"}"#),
+            "a.b.c".into(),
+            "a.!!.c".into(),
+            jwt("[]"),
+        ] {
             assert_eq!(jwt_exp(&bad), None, "{bad}");
         }
     }

@@ -224,7 +224,10 @@ pub fn missing_scopes(asked: &str, granted: Option<&str>) -> Vec<String> {
             .collect()
     };
     let got = words(granted);
-    let mut missing: Vec<String> = words(asked).into_iter().filter(|w| !got.contains(w)).collect();
+    let mut missing: Vec<String> = words(asked)
+        .into_iter()
+        .filter(|w| !got.contains(w))
+        .collect();
     missing.dedup();
     missing
 }
@@ -253,8 +256,14 @@ mod tests {
     #[test]
     fn a_failure_run_is_told_once_and_its_end_is_a_recovery() {
         let mut h = AccountHealth::new("alice.example", "a1", "google");
-        assert_eq!(h.apply(&failure("upstream", false), 10), Transition::StartedFailing);
-        assert_eq!(h.apply(&failure("upstream", false), 20), Transition::Unchanged);
+        assert_eq!(
+            h.apply(&failure("upstream", false), 10),
+            Transition::StartedFailing
+        );
+        assert_eq!(
+            h.apply(&failure("upstream", false), 20),
+            Transition::Unchanged
+        );
         assert_eq!(h.consecutive_failures, 2);
         assert!(h.failing());
         assert_eq!(
@@ -263,15 +272,25 @@ mod tests {
         );
         assert!(h.healthy());
         assert_eq!((h.last_success_at, h.token_ms), (Some(30), Some(12)));
-        assert_eq!(h.last_error.as_deref(), Some("upstream"), "kept for the record");
+        assert_eq!(
+            h.last_error.as_deref(),
+            Some("upstream"),
+            "kept for the record"
+        );
     }
 
     #[test]
     fn a_refused_refresh_token_needs_the_user_until_a_success() {
         let mut h = AccountHealth::new("alice.example", "a1", "google");
-        assert_eq!(h.apply(&failure("invalid_grant", true), 10), Transition::NeedsReconnection);
+        assert_eq!(
+            h.apply(&failure("invalid_grant", true), 10),
+            Transition::NeedsReconnection
+        );
         assert!(h.reconnect_needed && !h.failing() && !h.healthy());
-        assert_eq!(h.apply(&failure("invalid_grant", true), 20), Transition::Unchanged);
+        assert_eq!(
+            h.apply(&failure("invalid_grant", true), 20),
+            Transition::Unchanged
+        );
         assert_eq!(
             h.apply(&Outcome::Success { token_ms: None }, 30),
             Transition::Recovered
@@ -301,13 +320,22 @@ mod tests {
         dead.apply(&failure("invalid_grant", true), 50);
         let mut failing = AccountHealth::new("bob.example", "c", "google");
         failing.apply(&failure("upstream_timeout", false), 60);
-        records.extend([dead, failing, AccountHealth::new("bob.example", "d", "dropbox")]);
+        records.extend([
+            dead,
+            failing,
+            AccountHealth::new("bob.example", "d", "dropbox"),
+        ]);
         let summary = summarize(&records);
         assert_eq!(summary.len(), 2);
         assert_eq!(summary[0].account_type, "dropbox");
         let google = &summary[1];
         assert_eq!(
-            (google.accounts, google.healthy, google.failing, google.reconnect_needed),
+            (
+                google.accounts,
+                google.healthy,
+                google.failing,
+                google.reconnect_needed
+            ),
             (102, 100, 1, 1)
         );
         assert_eq!((google.p50_ms, google.p99_ms), (Some(50), Some(99)));

@@ -69,7 +69,10 @@ impl AuditLog {
             .docs_in_range(AUDIT_DB, "", Some(&start), limit.max(1))
             .await?;
         let next = (docs.len() == limit.max(1))
-            .then(|| docs.last().and_then(|d| d.get("_id")?.as_str().map(str::to_owned)))
+            .then(|| {
+                docs.last()
+                    .and_then(|d| d.get("_id")?.as_str().map(str::to_owned))
+            })
             .flatten();
         let entries = docs
             .into_iter()

@@ -243,11 +243,18 @@ impl Store for CouchStore {
             ("include_docs".to_owned(), "true".to_owned()),
             ("limit".to_owned(), limit.to_string()),
             ("startkey".to_owned(), Value::from(start).to_string()),
-            ("endkey".to_owned(), Value::from(format!("{prefix}\u{fff0}")).to_string()),
+            (
+                "endkey".to_owned(),
+                Value::from(format!("{prefix}\u{fff0}")).to_string(),
+            ),
         ]);
         let resp = self
             .client
-            .req(Method::GET, &format!("{}/_all_docs", self.path(db)), Some(&params))
+            .req(
+                Method::GET,
+                &format!("{}/_all_docs", self.path(db)),
+                Some(&params),
+            )
             .send()
             .await
             .map_err(transport)?;

@@ -557,7 +557,13 @@ impl Store for EmbeddedStore {
             let rows = stmt
                 .query_map(
                     params![db, prefix, after.unwrap_or_default(), end, limit as i64],
-                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                        ))
+                    },
                 )
                 .map_err(sql)?;
             rows.map(|r| {

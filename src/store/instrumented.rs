@@ -100,8 +100,11 @@ impl Store for Instrumented {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Value>, StoreError> {
-        self.timed("docs_in_range", self.inner.docs_in_range(db, prefix, after, limit))
-            .await
+        self.timed(
+            "docs_in_range",
+            self.inner.docs_in_range(db, prefix, after, limit),
+        )
+        .await
     }
     async fn find(
         &self,

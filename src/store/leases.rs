@@ -101,9 +101,9 @@ impl Leases {
                     c.inc();
                 }
                 Ok(Some(Lease {
-                id: key.to_owned(),
-                rev,
-                since_ms: now_ms,
+                    id: key.to_owned(),
+                    rev,
+                    since_ms: now_ms,
                 }))
             }
             Err(StoreError::Conflict) => Ok(None),

@@ -2,8 +2,8 @@
 //! implementations, and the repositories the broker uses on top of it.
 
 pub mod account_types;
-pub mod audit;
 pub mod accounts;
+pub mod audit;
 pub mod cache;
 pub mod couch;
 pub mod cozy;

@@ -21,7 +21,9 @@ pub(super) async fn run(services: Arc<Services>, mut shutdown: Shutdown) {
                 m.accounts_reconnect_needed.reset();
                 for p in providers {
                     let t = [p.account_type.as_str()];
-                    m.accounts_failing.with_label_values(&t).set(p.failing as i64);
+                    m.accounts_failing
+                        .with_label_values(&t)
+                        .set(p.failing as i64);
                     m.accounts_reconnect_needed
                         .with_label_values(&t)
                         .set(p.reconnect_needed as i64);

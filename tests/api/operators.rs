@@ -119,7 +119,10 @@ async fn a_failing_provider_that_recovers_moves_health_and_tells_the_app(b: Back
     .await;
     assert_eq!(listed["accounts"].as_array().unwrap().len(), 1);
     let row = provider_row(&app, &t).await;
-    assert_eq!((row["accounts"].clone(), row["failing"].clone()), (json!(1), json!(1)));
+    assert_eq!(
+        (row["accounts"].clone(), row["failing"].clone()),
+        (json!(1), json!(1))
+    );
     assert!(row["last_error"].is_string(), "{row}");
 
     // It comes back: healthy again, and the app is told the account recovered.
@@ -135,13 +138,19 @@ async fn a_failing_provider_that_recovers_moves_health_and_tells_the_app(b: Back
     assert_eq!(app.refresh(&t, &id, Some(&token)).await.status(), 200);
     let got = wait_for(&hook, 3).await;
     let kinds: Vec<&str> = got.iter().map(|e| e["event"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["account.created", "refresh.failed", "account.recovered"]);
+    assert_eq!(
+        kinds,
+        ["account.created", "refresh.failed", "account.recovered"]
+    );
     assert_eq!(got[1]["account_id"], id.as_str());
     assert_eq!(got[2]["account_id"], id.as_str());
     let healthy = health_of(&app, &inst, &id).await;
     assert_eq!(healthy["consecutive_failures"], 0, "{healthy}");
     let row = provider_row(&app, &t).await;
-    assert_eq!((row["healthy"].clone(), row["failing"].clone()), (json!(1), json!(0)));
+    assert_eq!(
+        (row["healthy"].clone(), row["failing"].clone()),
+        (json!(1), json!(0))
+    );
     assert!(row["p50_ms"].is_u64(), "token endpoint times kept: {row}");
 }
 
@@ -169,7 +178,10 @@ async fn a_dead_refresh_token_lists_the_account_as_needing_reconnection(b: Backe
     assert_eq!(app.refresh(&t, &id, Some(&token)).await.status(), 401);
     let listed = admin_json(
         &app,
-        &format!("/admin/accounts?instance={}&reconnect_needed=true", inst.domain),
+        &format!(
+            "/admin/accounts?instance={}&reconnect_needed=true",
+            inst.domain
+        ),
     )
     .await;
     let accounts = listed["accounts"].as_array().unwrap();
@@ -221,9 +233,7 @@ async fn a_jwt_access_token_without_expires_in_is_refreshed_before_its_exp(b: Ba
     assert_eq!(due, exp - 600, "planned from the inferred expiry");
     Mock::given(path("/token"))
         .and(body_string_contains("refresh_token=rt-jwt"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"access_token": "renewed"})),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "renewed"})))
         .mount(&app.provider)
         .await;
     for _ in 0..150 {
@@ -252,8 +262,14 @@ async fn a_narrowed_grant_sets_scope_missing_and_tells_the_app(b: Backend) {
         json!({"access_token": "a", "refresh_token": "r", "expires_in": 3600, "scope": "the"}),
     )
     .await;
-    assert_eq!(app.account(&inst, &id).await["scope_missing"], json!(["world"]));
-    assert_eq!(health_of(&app, &inst, &id).await["scope_missing"], json!(["world"]));
+    assert_eq!(
+        app.account(&inst, &id).await["scope_missing"],
+        json!(["world"])
+    );
+    assert_eq!(
+        health_of(&app, &inst, &id).await["scope_missing"],
+        json!(["world"])
+    );
     let got = wait_for(&hook, 2).await;
     let told = got
         .iter()
@@ -271,7 +287,11 @@ async fn a_narrowed_grant_sets_scope_missing_and_tells_the_app(b: Backend) {
         json!({"access_token": "a", "expires_in": 3600, "scope": "the,world"}),
     )
     .await;
-    assert!(app.account(&inst, &whole).await.get("scope_missing").is_none());
+    assert!(app
+        .account(&inst, &whole)
+        .await
+        .get("scope_missing")
+        .is_none());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let scope_events = events(&hook)
         .await
@@ -311,7 +331,10 @@ async fn account_listings_page_through_every_account_once(b: Backend) {
         let page = admin_json(&app, &q).await;
         let got = page["accounts"].as_array().unwrap();
         assert!(got.len() <= 2);
-        seen.extend(got.iter().map(|a| a["account_id"].as_str().unwrap().to_owned()));
+        seen.extend(
+            got.iter()
+                .map(|a| a["account_id"].as_str().unwrap().to_owned()),
+        );
         match page["next"].as_str() {
             Some(n) => after = Some(n.to_owned()),
             None => break,
@@ -320,7 +343,13 @@ async fn account_listings_page_through_every_account_once(b: Backend) {
     seen.sort();
     ids.sort();
     assert_eq!(seen, ids, "each account once");
-    for bad in ["limit=0", "limit=1001", "limit=x", "failing=maybe", "limit=1&limit=2"] {
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "limit=x",
+        "failing=maybe",
+        "limit=1&limit=2",
+    ] {
         let resp = app
             .admin(reqwest::Method::GET, &format!("/admin/accounts?{bad}"))
             .send()
@@ -351,9 +380,11 @@ async fn every_audited_action_leaves_one_entry_without_a_secret(b: Backend) {
     let secret = "client-secret-that-must-not-leak-0123";
     let put = app
         .admin(reqwest::Method::PUT, &format!("/admin/account_types/{t}"))
-        .json(&json!({"grant_mode": "authorization_code", "client_id": "c", "client_secret": secret,
+        .json(
+            &json!({"grant_mode": "authorization_code", "client_id": "c", "client_secret": secret,
             "auth_endpoint": format!("{}/authorize", app.provider.uri()),
-            "token_endpoint": format!("{}/token", app.provider.uri())}))
+            "token_endpoint": format!("{}/token", app.provider.uri())}),
+        )
         .send()
         .await
         .unwrap();
@@ -387,24 +418,26 @@ async fn every_audited_action_leaves_one_entry_without_a_secret(b: Backend) {
         .unwrap();
     assert_eq!(deleted.status(), 200);
     let gone = app
-        .admin(reqwest::Method::DELETE, &format!("/admin/account_types/{t}"))
+        .admin(
+            reqwest::Method::DELETE,
+            &format!("/admin/account_types/{t}"),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(gone.status(), 200);
     // A refused action changes nothing, so it records nothing.
     let refused = app
-        .admin(reqwest::Method::DELETE, &format!("/admin/account_types/{t}"))
+        .admin(
+            reqwest::Method::DELETE,
+            &format!("/admin/account_types/{t}"),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(refused.status(), 404);
 
-    let trail = admin_json(
-        &app,
-        &format!("/admin/audit?since={}", urlencoding(&since)),
-    )
-    .await;
+    let trail = admin_json(&app, &format!("/admin/audit?since={}", urlencoding(&since))).await;
     let entries: Vec<&Value> = trail["entries"]
         .as_array()
         .unwrap()
@@ -427,10 +460,16 @@ async fn every_audited_action_leaves_one_entry_without_a_secret(b: Backend) {
     // `start_flow` issues a session code of its own.
     assert_eq!(count("api_token.issue"), 2);
     assert_eq!(count("session_code.issue"), 2);
-    let put_entry = entries.iter().find(|e| e["action"] == "account_type.put").unwrap();
+    let put_entry = entries
+        .iter()
+        .find(|e| e["action"] == "account_type.put")
+        .unwrap();
     assert_eq!(put_entry["request_id"], put_request_id.as_str());
     assert!(put_entry["actor"].as_str().unwrap().starts_with("admin:"));
-    let by_konnector = entries.iter().find(|e| e["action"] == "account.delete").unwrap();
+    let by_konnector = entries
+        .iter()
+        .find(|e| e["action"] == "account.delete")
+        .unwrap();
     assert_eq!(
         by_konnector["actor"],
         format!("konnector:{}", inst.domain).as_str()

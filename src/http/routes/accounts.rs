@@ -3,10 +3,10 @@
 //! (konnectors get fresh tokens) and `GET /accounts/{type}/{id}/status`.
 
 use crate::app::audit::Actor;
-use crate::http::request_log::current_request_id;
 use crate::app::Services;
 use crate::http::error::Api;
 use crate::http::extractors::InstanceCaller;
+use crate::http::request_log::current_request_id;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};

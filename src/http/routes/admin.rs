@@ -2,12 +2,12 @@
 //! manage registered clients. Every handler takes [`AdminCaller`].
 
 use crate::app::{Error, Services};
-use crate::http::error::Api;
-use crate::http::extractors::AdminCaller;
-use crate::http::{read_body, read_json};
 use crate::domain::time::parse_since;
 use crate::domain::Timestamp;
+use crate::http::error::Api;
+use crate::http::extractors::AdminCaller;
 use crate::http::query::Query;
+use crate::http::{read_body, read_json};
 use crate::store::health::Filter;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -184,7 +184,10 @@ pub(crate) async fn revoke_api_token(
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
     let revoke: RevokeToken = read_json(body, r#"{"token": ..}"#).await?;
-    services.admin.revoke_api_token(&caller.0, &revoke.token).await?;
+    services
+        .admin
+        .revoke_api_token(&caller.0, &revoke.token)
+        .await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true})))
 }
 
