@@ -12,6 +12,9 @@ use crate::oauth::ProviderError;
 use crate::store::health::Record;
 use crate::webhooks::{Event, Kind};
 use std::collections::HashMap;
+
+/// Which accounts a health listing keeps (as the outer layers name it).
+pub(crate) use crate::store::health::Filter;
 use std::sync::Mutex;
 use std::time::Duration;
 

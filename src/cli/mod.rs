@@ -316,7 +316,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
             json,
         }) => {
-            let filter = crate::store::health::Filter {
+            let filter = crate::app::health::Filter {
                 instance,
                 account_type,
                 reconnect_needed,

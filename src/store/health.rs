@@ -9,6 +9,8 @@ use serde_json::Value;
 
 /// Where health records' ids start.
 const PREFIX: &str = "health/";
+/// Records a filtered listing reads per round-trip.
+const SCAN_STEP: usize = 1000;
 /// Conflicting writes tried again before giving up.
 const ATTEMPTS: usize = 3;
 
@@ -60,6 +62,11 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Whether it keeps only some of an instance's (or every) account.
+    fn selective(&self) -> bool {
+        self.account_type.is_some() || self.reconnect_needed || self.failing
+    }
+
     fn keeps(&self, h: &AccountHealth) -> bool {
         self.account_type
             .as_deref()
@@ -183,14 +190,21 @@ impl HealthRecords {
             None => PREFIX.to_owned(),
         };
         let limit = limit.max(1);
+        // A filter may keep few of what it reads: read in larger steps then, so that a
+        // page costs a handful of round-trips even when it scans many accounts.
+        let step = if filter.selective() {
+            limit.max(SCAN_STEP)
+        } else {
+            limit
+        };
         let mut cursor = after.map(str::to_owned);
         let mut records = Vec::new();
         loop {
             let docs = self
                 .store
-                .docs_in_range(REFRESH_SCHEDULE_DB, &prefix, cursor.as_deref(), limit)
+                .docs_in_range(REFRESH_SCHEDULE_DB, &prefix, cursor.as_deref(), step)
                 .await?;
-            let full = docs.len() == limit;
+            let full = docs.len() == step;
             for doc in &docs {
                 cursor = doc.get("_id").and_then(Value::as_str).map(str::to_owned);
                 if let Some(h) = from_doc(doc).filter(|h| filter.keeps(h)) {

@@ -71,7 +71,7 @@ struct Case {
     code: &'static str,
     /// A document this case may legitimately change, and what it must then contain (the
     /// state a provider refusal spends; the mark on an account whose token died).
-    may_change: Option<(String, &'static str)>,
+    may_change: Vec<(String, &'static str)>,
 }
 
 fn case(
@@ -89,7 +89,7 @@ fn case(
         body: None,
         status,
         code,
-        may_change: None,
+        may_change: Vec::new(),
     }
 }
 
@@ -109,14 +109,25 @@ impl Case {
         self
     }
     fn spends(mut self, state: &str) -> Case {
-        self.may_change = Some((
+        self.may_change.push((
             format!("{FLOW_STATES_DB}/{}", sha256_hex(state)),
             "\"used\":true",
         ));
         self
     }
     fn marks(mut self, db: String, account: &str) -> Case {
-        self.may_change = Some((format!("{db}/{account}"), "\"reconnect_needed\""));
+        self.may_change
+            .push((format!("{db}/{account}"), "\"reconnect_needed\""));
+        self
+    }
+
+    /// The provider failed the refresh: the account's health record says so (and only it
+    /// changes), for operators to see.
+    fn records_failure(mut self, domain: &str, account: &str, cause: &'static str) -> Case {
+        self.may_change.push((
+            format!("{REFRESH_SCHEDULE_DB}/health/{domain}/{account}"),
+            cause,
+        ));
         self
     }
 }
@@ -322,9 +333,12 @@ async fn every_route_refuses_bad_input_and_changes_nothing(b: Backend) {
         case("refresh of a design document", post.clone(), refresh("_design"), 404, "not_found").bearer(&token),
         case("refresh without a refresh token", post.clone(), refresh(&no_rt), 400, "not_refreshable").bearer(&token),
         case("refresh with a dead refresh token", post.clone(), refresh(&dead), 401, "oauth_refresh_invalid_token").bearer(&token)
-        .marks(inst.accounts_db(), &dead),
-        case("refresh with a provider answering HTML", post.clone(), refresh(&garbage), 502, "provider_error").bearer(&token),
-        case("refresh with a slow provider", post.clone(), refresh(&slow), 504, "provider_timeout").bearer(&token),
+        .marks(inst.accounts_db(), &dead)
+        .records_failure(inst.domain.as_str(), &dead, "\"last_error\":\"invalid_grant\""),
+        case("refresh with a provider answering HTML", post.clone(), refresh(&garbage), 502, "provider_error").bearer(&token)
+        .records_failure(inst.domain.as_str(), &garbage, "\"consecutive_failures\":1"),
+        case("refresh with a slow provider", post.clone(), refresh(&slow), 504, "provider_timeout").bearer(&token)
+        .records_failure(inst.domain.as_str(), &slow, "\"consecutive_failures\":1"),
         // admin
         case("admin without a token", g.clone(), "/admin/account_types".into(), 401, "admin_unauthorized"),
         case("admin with a wrong token", g.clone(), "/admin/account_types".into(), 401, "admin_unauthorized").bearer("nope"),
@@ -368,7 +382,7 @@ async fn every_route_refuses_bad_input_and_changes_nothing(b: Backend) {
         assert_eq!(resp.status().as_u16(), c.status, "{}", c.name);
         assert_eq!(error_code(resp).await, c.code, "{}", c.name);
         let mut after = snapshot(&app, &instances).await;
-        if let Some((key, mark)) = &c.may_change {
+        for (key, mark) in &c.may_change {
             assert!(after[key].contains(mark), "{}: {key} has {mark}", c.name);
             match before.get(key) {
                 Some(was) => after.insert(key.clone(), was.clone()),

@@ -1,6 +1,7 @@
 //! `/admin/*`: operators provision account types and instances, issue credentials and
 //! manage registered clients. Every handler takes [`AdminCaller`].
 
+use crate::app::health::Filter;
 use crate::app::{Error, Services};
 use crate::domain::time::parse_since;
 use crate::domain::Timestamp;
@@ -8,7 +9,6 @@ use crate::http::error::Api;
 use crate::http::extractors::AdminCaller;
 use crate::http::query::Query;
 use crate::http::{read_body, read_json};
-use crate::store::health::Filter;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
