@@ -57,11 +57,13 @@ async fn run(couch: bool, n: usize) {
         if i % 100 == 7 {
             h.consecutive_failures = 2;
             h.last_error = Some("upstream_timeout".into());
+            h.last_failure_at = Some(1_795_000_000 + i as i64);
         }
         if i % 200 == 13 {
             h.reconnect_needed = true;
             h.consecutive_failures = 1;
             h.last_error = Some("invalid_grant".into());
+            h.last_failure_at = Some(1_795_000_000 + i as i64);
         }
         docs.push(to_doc(&h));
         if docs.len() == 2_000 || i + 1 == n {
@@ -146,4 +148,36 @@ async fn run(couch: bool, n: usize) {
         "| `providers health` (every record) | - | {types} types | {:.1} | {trips} |",
         times[RUNS / 2]
     );
+
+    // The command line itself, as a process on the same store (start-up included).
+    println!();
+    println!("| command (a process, start-up included) | ms |");
+    println!("|---|---|");
+    let cli = |args: &[&str]| {
+        let t = Instant::now();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_oauth-broker"))
+            .args(args)
+            .env("BROKER__DATA_DIR", &settings.data_dir)
+            .env("BROKER__COUCHDB__URL", settings.couchdb.url.clone().unwrap_or_default())
+            .env("BROKER__COUCHDB__DB_PREFIX", &settings.couchdb.db_prefix)
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (t.elapsed().as_secs_f64() * 1000.0, String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    for args in [
+        &["accounts", "list", "--limit", "100"][..],
+        &["accounts", "list", "--failing", "--limit", "100"][..],
+        &["providers", "health"][..],
+    ] {
+        let (ms, _) = cli(args);
+        println!("| `oauth-broker {}` | {ms:.0} |", args.join(" "));
+    }
+    println!();
+    println!("`oauth-broker providers health` on this store:");
+    println!();
+    println!("```");
+    print!("{}", cli(&["providers", "health"]).1);
+    println!("```");
 }

@@ -997,6 +997,8 @@ async fn operators_read_health_and_the_audit_trail(couch: bool) {
     let health: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(health["providers"][0]["account_type"], "dropbox");
 
+    let rotated = broker_on(&settings, &["keys", "rotate"]);
+    assert!(rotated.status.success(), "{}", text(&rotated));
     let trail = broker_on(&settings, &["audit", "--since", "1h", "--json"]);
     assert!(trail.status.success(), "{}", text(&trail));
     let entries: serde_json::Value = serde_json::from_slice(&trail.stdout).unwrap();
@@ -1008,6 +1010,13 @@ async fn operators_read_health_and_the_audit_trail(couch: bool) {
         .collect();
     assert_eq!(added.len(), 1, "{entries}");
     assert!(added[0]["actor"].as_str().unwrap().starts_with("cli:"));
+    let rotations = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "keys.rotate")
+        .count();
+    assert_eq!(rotations, 1, "{entries}");
     let bad = broker_on(&settings, &["audit", "--since", "yesterday"]);
     assert!(!bad.status.success());
     assert!(text(&bad).contains("--since"), "{}", text(&bad));
