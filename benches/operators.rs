@@ -107,10 +107,10 @@ async fn run(couch: bool, n: usize) {
             None,
         ),
         (
-            "accounts list --reconnect-needed --type google",
+            "accounts list --reconnect-needed --type box",
             Filter {
                 reconnect_needed: true,
-                account_type: Some("google".into()),
+                account_type: Some("box".into()),
                 ..Filter::default()
             },
             None,
@@ -158,13 +158,23 @@ async fn run(couch: bool, n: usize) {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_oauth-broker"))
             .args(args)
             .env("BROKER__DATA_DIR", &settings.data_dir)
-            .env("BROKER__COUCHDB__URL", settings.couchdb.url.clone().unwrap_or_default())
+            .env(
+                "BROKER__COUCHDB__URL",
+                settings.couchdb.url.clone().unwrap_or_default(),
+            )
             .env("BROKER__COUCHDB__DB_PREFIX", &settings.couchdb.db_prefix)
             .env("RUST_LOG", "error")
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        (t.elapsed().as_secs_f64() * 1000.0, String::from_utf8_lossy(&out.stdout).to_string())
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            t.elapsed().as_secs_f64() * 1000.0,
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
     };
     for args in [
         &["accounts", "list", "--limit", "100"][..],

@@ -145,7 +145,9 @@ pub fn health_table(providers: &[ProviderHealth], on: bool) -> String {
         .enumerate()
         .map(|(i, h)| cell(i, h))
         .collect::<Vec<_>>()
-        .join("  ");
+        .join("  ")
+        .trim_end()
+        .to_owned();
     for (p, row) in providers.iter().zip(&rows) {
         table.push('\n');
         let cells: Vec<String> = row
