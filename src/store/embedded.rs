@@ -404,8 +404,16 @@ fn live_docs(conn: &Connection, db: &str) -> Result<Vec<Value>, StoreError> {
     let mut stmt = conn
         .prepare_cached("SELECT id, rev, body FROM docs WHERE db = ?1 AND deleted = 0 ORDER BY id")
         .map_err(sql)?;
+    documents(&mut stmt, [db])
+}
+
+/// The `(id, rev, body)` rows a statement yields, as documents with `_id` and `_rev`.
+fn documents(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Value>, StoreError> {
     let rows = stmt
-        .query_map([db], |r| {
+        .query_map(params, |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -554,23 +562,10 @@ impl Store for EmbeddedStore {
                      AND id >= ?2 AND id > ?3 AND id < ?4 ORDER BY id LIMIT ?5",
                 )
                 .map_err(sql)?;
-            let rows = stmt
-                .query_map(
-                    params![db, prefix, after.unwrap_or_default(), end, limit as i64],
-                    |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                        ))
-                    },
-                )
-                .map_err(sql)?;
-            rows.map(|r| {
-                let (id, rev, body) = r.map_err(sql)?;
-                with_meta(&id, &rev, &body)
-            })
-            .collect()
+            documents(
+                &mut stmt,
+                params![db, prefix, after.unwrap_or_default(), end, limit as i64],
+            )
         })
         .await
     }

@@ -163,17 +163,7 @@ impl HealthRecords {
     /// Forgets an account's record (the account is gone).
     pub async fn forget(&self, instance: &str, account_id: &str) -> Result<(), StoreError> {
         let id = health_id(instance, account_id);
-        if let Some(doc) = self.store.get(REFRESH_SCHEDULE_DB, &id).await? {
-            match self
-                .store
-                .delete(REFRESH_SCHEDULE_DB, &id, rev_of(&doc).unwrap_or_default())
-                .await
-            {
-                Ok(()) | Err(StoreError::Conflict) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        super::delete_if_present(&self.store, REFRESH_SCHEDULE_DB, &id).await
     }
 
     /// Up to `limit` records the filter keeps, after `after` in id order. Reads the id

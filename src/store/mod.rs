@@ -195,6 +195,17 @@ pub trait Store: Send + Sync + 'static {
 /// The store shared by every handler.
 pub type SharedStore = Arc<dyn Store>;
 
+/// Deletes a document if it is there; one deleted meanwhile by someone else is as good.
+pub async fn delete_if_present(store: &SharedStore, db: &str, id: &str) -> Result<(), StoreError> {
+    if let Some(doc) = store.get(db, id).await? {
+        match store.delete(db, id, rev_of(&doc).unwrap_or_default()).await {
+            Ok(()) | Err(StoreError::Conflict) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Creates the databases the broker uses (and the indexes cozy-stack's lookups and the
 /// refresher rely on).
 pub async fn ensure_databases(store: &SharedStore) -> Result<(), StoreError> {

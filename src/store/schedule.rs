@@ -179,17 +179,7 @@ impl Schedule {
     /// Stops refreshing an account (deleted, unrefreshable, or waiting for its user).
     pub async fn clear(&self, instance: &Domain, account_id: &str) -> Result<(), StoreError> {
         let id = key(instance, account_id);
-        if let Some(doc) = self.store.get(REFRESH_SCHEDULE_DB, &id).await? {
-            match self
-                .store
-                .delete(REFRESH_SCHEDULE_DB, &id, rev_of(&doc).unwrap_or_default())
-                .await
-            {
-                Ok(()) | Err(StoreError::Conflict) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        super::delete_if_present(&self.store, REFRESH_SCHEDULE_DB, &id).await
     }
 
     /// When an account is planned, if it is.

@@ -3,6 +3,7 @@
 
 use crate::both_stores;
 use crate::helpers::*;
+use crate::refresher::account_from;
 use crate::webhooks::{events, wait_for};
 use base64::Engine;
 use oauth_broker::domain::Instance;
@@ -30,24 +31,6 @@ async fn watched_app(b: Backend, hook: &MockServer, refresher: bool) -> TestApp 
         s.couchdb.db_prefix = namespace;
     })
     .await
-}
-
-/// Completes a flow whose code exchange answers `reply`; returns the account id.
-async fn account_from(app: &TestApp, inst: &Instance, t: &str, code: &str, reply: Value) -> String {
-    Mock::given(path("/token"))
-        .and(body_string_contains(format!("code={code}&")))
-        .respond_with(ResponseTemplate::new(200).set_body_json(reply))
-        .mount(&app.provider)
-        .await;
-    let url = app.start_flow(inst, t).await;
-    let loc = location(
-        &app.redirect(t, &[("code", code), ("state", &TestApp::state_in(&url))])
-            .await,
-    );
-    query_of(&loc)
-        .get("account")
-        .unwrap_or_else(|| panic!("no account in {loc}"))
-        .clone()
 }
 
 async fn admin_json(app: &TestApp, path: &str) -> Value {

@@ -21,7 +21,13 @@ async fn refreshing_app(b: Backend) -> TestApp {
 }
 
 /// Completes a flow whose code exchange answers `reply`; returns the account id.
-async fn account_from(app: &TestApp, inst: &Instance, t: &str, code: &str, reply: Value) -> String {
+pub(crate) async fn account_from(
+    app: &TestApp,
+    inst: &Instance,
+    t: &str,
+    code: &str,
+    reply: Value,
+) -> String {
     Mock::given(path("/token"))
         .and(body_string_contains(format!("code={code}&")))
         .respond_with(ResponseTemplate::new(200).set_body_json(reply))
