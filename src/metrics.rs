@@ -145,12 +145,22 @@ impl Metrics {
 
     /// Times a token endpoint request of `kind`.
     pub(crate) async fn time_provider<T>(&self, kind: &str, call: impl Future<Output = T>) -> T {
+        self.time_provider_took(kind, call).await.0
+    }
+
+    /// [`Metrics::time_provider`], also telling how long the request took.
+    pub(crate) async fn time_provider_took<T>(
+        &self,
+        kind: &str,
+        call: impl Future<Output = T>,
+    ) -> (T, std::time::Duration) {
         let started = Instant::now();
         let out = call.await;
+        let took = started.elapsed();
         self.provider_seconds
             .with_label_values(&[kind])
-            .observe(started.elapsed().as_secs_f64());
-        out
+            .observe(took.as_secs_f64());
+        (out, took)
     }
 
     /// The text exposition format.

@@ -810,7 +810,17 @@ async fn backfill_plans_cozy_stack_accounts(couch: bool) {
         }
         // One already planned by the broker; a run interrupted after the first instance.
         Schedule::new(store.clone())
-            .set(&instances[1].domain, "with-rt-1", 42, 0, true)
+            .set(
+                &instances[1].domain,
+                "with-rt-1",
+                42,
+                0,
+                Some(&oauth_broker::domain::health::AccountHealth::new(
+                    instances[1].domain.as_str(),
+                    "with-rt-1",
+                    &svc,
+                )),
+            )
             .await
             .unwrap();
         store

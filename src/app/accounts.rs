@@ -6,6 +6,7 @@ use super::clients::Clients;
 use super::refresh::Refreshes;
 use super::Error;
 use crate::domain::account::{self, RECONNECT_NEEDED};
+use crate::domain::health::AccountHealth;
 use crate::domain::{AccountType, Classified, Clock, ErrorKind, GrantMode, Timestamp};
 use crate::metrics::Metrics;
 use crate::oauth::{provider_request, ProviderClient, ProviderError};
@@ -105,7 +106,11 @@ impl AccountActions {
             })?;
         let doc = account::from_token_grant(at.service_id(), &grant);
         let id = self.accounts.create(inst, &doc).await?;
-        self.refreshes.plan(inst, &id, &doc, &at, true).await;
+        let mut healthy = AccountHealth::new(inst.domain.as_str(), &id, at.service_id());
+        healthy.last_success_at = Some(self.clock.now().unix_secs());
+        self.refreshes
+            .plan(inst, &id, &doc, &at, Some(&healthy))
+            .await;
         self.webhooks
             .emit(Event {
                 kind: Kind::AccountCreated,

@@ -9,7 +9,7 @@ use super::registrations::{registration_id, Registrations};
 use super::Error;
 use crate::domain::account_type::redacted;
 use crate::domain::health::{summarize, ProviderHealth};
-use crate::domain::secret::sha256_hex;
+use crate::domain::secret::fingerprint;
 use crate::domain::secret::Credential;
 use crate::domain::{AccountType, Clock, Domain, Instance, Timestamp, TokenScope};
 use crate::store::account_types::AccountTypes;
@@ -190,7 +190,7 @@ impl Admin {
         if self.credentials.revoke_api_token(token).await? {
             tracing::info!("API token revoked");
             // The token itself never goes in: a fingerprint tells which one it was.
-            let target = format!("token:{}", &sha256_hex(token)[..8]);
+            let target = format!("token:{}", fingerprint(token));
             self.audit.record(actor, "api_token.revoke", &target).await;
             Ok(())
         } else {

@@ -2,7 +2,7 @@
 //! or a konnector (an account deleted) is appended to the audit trail, with the actor and
 //! the request id, never a secret.
 
-use crate::domain::secret::sha256_hex;
+use crate::domain::secret::fingerprint;
 use crate::domain::{Clock, Timestamp};
 use crate::store::audit::{AuditEntry, AuditLog};
 use crate::store::StoreError;
@@ -17,11 +17,10 @@ pub(crate) struct Actor {
 }
 
 impl Actor {
-    /// The operator holding the admin token; named by a fingerprint of it (the first 8
-    /// hex digits of its SHA-256: enough to tell two tokens apart, useless to a thief).
+    /// The operator holding the admin token, named by its fingerprint.
     pub(crate) fn admin(token: &str, request_id: Option<String>) -> Actor {
         Actor {
-            who: format!("admin:{}", &sha256_hex(token)[..8]),
+            who: format!("admin:{}", fingerprint(token)),
             request_id,
         }
     }

@@ -6,6 +6,7 @@
 use super::refresh::Refreshes;
 use super::Error;
 use crate::domain::account;
+use crate::domain::health::AccountHealth;
 use crate::domain::Instance;
 use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
@@ -115,7 +116,11 @@ impl Backfill {
                     continue;
                 }
             };
-            self.refreshes.try_plan(inst, id, &doc, &at, true).await?;
+            // No refresh seen yet: the first one will say how the account fares.
+            let unknown = AccountHealth::new(inst.domain.as_str(), id, at.service_id());
+            self.refreshes
+                .try_plan(inst, id, &doc, &at, Some(&unknown))
+                .await?;
             summary.planned += 1;
         }
         Ok(())

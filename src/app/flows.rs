@@ -21,7 +21,7 @@ use crate::oauth::ProviderClient;
 use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
 use crate::store::flow_states::FlowStates;
-use crate::store::health::{to_doc as health_doc, Record};
+use crate::store::health::Record;
 use crate::store::id_of;
 use crate::store::instances::Instances;
 use crate::webhooks::{Event, Kind, Webhooks};
@@ -395,7 +395,7 @@ impl Flows {
                     })
                     .await?;
                 let id = id_of(&saved).unwrap_or_default().to_owned();
-                self.refreshes.plan(inst, &id, &saved, &at, false).await;
+                self.refreshes.plan(inst, &id, &saved, &at, None).await;
                 // A reconnection is its own news (`account.reconnected`): recorded, not told.
                 let record = Record {
                     instance: inst.domain.to_string(),
@@ -420,8 +420,7 @@ impl Flows {
                 healthy.scope_missing.clone_from(&scope_missing);
                 let (created, ()) = tokio::join!(
                     self.accounts.create_with_id(inst, &id, &doc),
-                    self.refreshes
-                        .plan_new(inst, &id, &doc, &at, health_doc(&healthy))
+                    self.refreshes.plan(inst, &id, &doc, &at, Some(&healthy))
                 );
                 created?;
                 id

@@ -9,6 +9,7 @@ use super::clients::Clients;
 use super::keyed_locks::KeyedLocks;
 use super::Error;
 use crate::domain::account;
+use crate::domain::health::AccountHealth;
 use crate::domain::secret::sha256_hex;
 use crate::domain::{AccountType, Classified, Clock, Domain, GrantMode, Instance};
 use crate::metrics::Metrics;
@@ -71,6 +72,15 @@ pub(crate) struct Refreshes {
     pub(crate) observed: super::health::Observed,
 }
 
+/// What an on-demand refresh learnt of the account before it ended.
+#[derive(Default)]
+struct Attempt {
+    /// Its type (service id), once the account was read and the caller let in.
+    account_type: Option<String>,
+    /// Whether its type refreshes at a token endpoint (the broker keeps it fresh).
+    kept_fresh: bool,
+}
+
 enum Taken {
     Lease(Lease),
     RefreshedMeanwhile(Value),
@@ -94,23 +104,17 @@ impl Refreshes {
         id: &str,
         mode: Mode,
     ) -> Result<Value, Error> {
-        let outcome = self.refresh_unlabelled(inst, scope, id, mode).await;
-        let service_id = match &outcome {
-            Ok(doc) => Some(account::service_of(doc).to_owned()),
-            Err(_) => self
-                .accounts
-                .get(inst, id)
-                .await
-                .ok()
-                .flatten()
-                .map(|d| account::service_of(&d).to_owned()),
-        };
-        self.count(outcome.as_ref().err(), service_id.as_deref().unwrap_or("-"));
-        if let Some(service_id) = service_id {
+        let mut attempt = Attempt::default();
+        let outcome = self
+            .refresh_unlabelled(inst, scope, id, mode, &mut attempt)
+            .await;
+        let account_type = attempt.account_type.as_deref().unwrap_or("-");
+        self.count(outcome.as_ref().err(), account_type);
+        if attempt.kept_fresh {
             let record = self.health_record(
                 inst.domain.as_str(),
                 id,
-                &service_id,
+                account_type,
                 outcome.as_ref().map(|_| ()),
             );
             self.note_health(record.into_iter().collect()).await;
@@ -127,12 +131,15 @@ impl Refreshes {
             .inc();
     }
 
+    /// The refresh; `attempt` says what it learnt of the account on the way, for the
+    /// metrics and the health record (read once, whatever the outcome).
     async fn refresh_unlabelled(
         &self,
         inst: &Instance,
         scope: &Scope,
         id: &str,
         mode: Mode,
+        attempt: &mut Attempt,
     ) -> Result<Value, Error> {
         let seen = self
             .accounts
@@ -140,6 +147,7 @@ impl Refreshes {
             .await?
             .ok_or(Error::NotFound("account"))?;
         scope.check_account(Verb::Get, &seen)?;
+        attempt.account_type = Some(account::service_of(&seen).to_owned());
         if !seen.get("oauth").is_some_and(Value::is_object) {
             return Err(Error::NotRefreshable("this account has no OAuth tokens"));
         }
@@ -150,6 +158,7 @@ impl Refreshes {
         if at.token_endpoint.is_none() {
             return self.hand_client_to_konnector(inst, seen, &at).await;
         }
+        attempt.kept_fresh = true;
 
         let key = format!("{}/{id}", inst.domain);
         let local = self.locks.lock_for(&key);
@@ -163,7 +172,7 @@ impl Refreshes {
             .await;
         self.leases.release(lease).await;
         match &outcome {
-            Ok(doc) => self.plan(inst, id, doc, &at, false).await,
+            Ok(doc) => self.plan(inst, id, doc, &at, None).await,
             Err(Error::RefreshTokenRevoked) => {
                 self.give_up_until_reconnected(inst, id, at.service_id())
                     .await
@@ -232,43 +241,19 @@ impl Refreshes {
         })
     }
 
-    /// Plans the next refresh of an account just written (`new` when just created), or
-    /// forgets it when it has nothing to refresh with. A failure is logged: the account
-    /// itself is safe.
+    /// Plans the next refresh of an account just written, or forgets it when it has
+    /// nothing to refresh with; `first` is a new account's first health record, written
+    /// beside its first plan. A failure is logged: the account itself is safe.
     pub(crate) async fn plan(
         &self,
         inst: &Instance,
         id: &str,
         doc: &Value,
         at: &AccountType,
-        new: bool,
+        first: Option<&AccountHealth>,
     ) {
-        if let Err(e) = self.try_plan(inst, id, doc, at, new).await {
+        if let Err(e) = self.try_plan(inst, id, doc, at, first).await {
             tracing::warn!(error = %e, "could not plan the next refresh");
-        }
-    }
-
-    /// Plans a new account's first refresh, its health record `beside` it in the same
-    /// grouped write. A failure is logged: the account itself is safe.
-    pub(crate) async fn plan_new(
-        &self,
-        inst: &Instance,
-        id: &str,
-        doc: &Value,
-        at: &AccountType,
-        beside: Value,
-    ) {
-        let written = match self.next_due(doc, at) {
-            Some(due_at) => {
-                self.schedule
-                    .set_with(&inst.domain, id, due_at, 0, true, Some(beside))
-                    .await
-            }
-            // Nothing to keep fresh: no plan, and no health to follow.
-            None => Ok(()),
-        };
-        if let Err(e) = written {
-            tracing::warn!(error = %e, "could not plan the first refresh");
         }
     }
 
@@ -279,12 +264,12 @@ impl Refreshes {
         id: &str,
         doc: &Value,
         at: &AccountType,
-        new: bool,
+        first: Option<&AccountHealth>,
     ) -> Result<(), crate::store::StoreError> {
         match self.next_due(doc, at) {
-            Some(due_at) => self.schedule.set(&inst.domain, id, due_at, 0, new).await,
-            // A new account has no plan to forget.
-            None if new => Ok(()),
+            Some(due_at) => self.schedule.set(&inst.domain, id, due_at, 0, first).await,
+            // A new account has no plan to forget, and no health to follow.
+            None if first.is_some() => Ok(()),
             None => self.schedule.clear(&inst.domain, id).await,
         }
     }
@@ -405,12 +390,11 @@ impl Refreshes {
         let request = request.ok_or(Error::NotRefreshable(
             "this account's type has no token endpoint",
         ))?;
-        let asked = std::time::Instant::now();
-        let answer = self
+        let (answer, took) = self
             .metrics
-            .time_provider("refresh", self.provider.request_token(&request))
+            .time_provider_took("refresh", self.provider.request_token(&request))
             .await;
-        self.observed.token_time(key, asked.elapsed());
+        self.observed.token_time(key, took);
         let grant = match answer {
             Ok(mut grant) => {
                 self.settle_expiry(at, &mut grant);

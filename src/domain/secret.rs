@@ -48,6 +48,12 @@ pub fn sha256_hex(input: &str) -> String {
     hex::encode(Sha256::digest(input.as_bytes()))
 }
 
+/// Names a secret in the audit trail without giving it away: the first 8 hex digits of
+/// its SHA-256, enough to tell two apart, useless to a thief.
+pub fn fingerprint(secret: &str) -> String {
+    sha256_hex(secret)[..8].to_owned()
+}
+
 /// HMAC-SHA256 of `message` under `key`.
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     use hmac::{Hmac, Mac};

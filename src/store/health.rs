@@ -146,20 +146,6 @@ impl HealthRecords {
         Err(StoreError::Conflict)
     }
 
-    /// An account's record, if it has one.
-    pub async fn get(
-        &self,
-        instance: &str,
-        account_id: &str,
-    ) -> Result<Option<AccountHealth>, StoreError> {
-        Ok(self
-            .store
-            .get(REFRESH_SCHEDULE_DB, &health_id(instance, account_id))
-            .await?
-            .as_ref()
-            .and_then(from_doc))
-    }
-
     /// Forgets an account's record (the account is gone).
     pub async fn forget(&self, instance: &str, account_id: &str) -> Result<(), StoreError> {
         let id = health_id(instance, account_id);

@@ -2,7 +2,9 @@
 //! broker keeps fresh, indexed on `due_at`, so finding what is due is one query however
 //! many instances there are.
 
+use super::health::to_doc as health_doc;
 use super::{rev_of, Selector, SharedStore, StoreError, REFRESH_SCHEDULE_DB};
+use crate::domain::health::AccountHealth;
 use crate::domain::{Domain, Timestamp};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -71,36 +73,21 @@ impl Schedule {
     }
 
     /// Plans the next refresh of an account at `due_at` (unix seconds), after `attempts` failures.
-    /// `new` says the account was just created: its plan is written without a read first.
+    /// `first` says the account was just created, with its first health record: the plan
+    /// is written without a read first, the record beside it in the same grouped write.
     pub async fn set(
         &self,
         instance: &Domain,
         account_id: &str,
         due_at: i64,
         attempts: u32,
-        new: bool,
-    ) -> Result<(), StoreError> {
-        self.set_with(instance, account_id, due_at, attempts, new, None)
-            .await
-    }
-
-    /// [`Schedule::set`]; a new account's `beside` document (its health record) goes out
-    /// in the same grouped write as its first plan.
-    pub async fn set_with(
-        &self,
-        instance: &Domain,
-        account_id: &str,
-        due_at: i64,
-        attempts: u32,
-        new: bool,
-        beside: Option<Value>,
+        first: Option<&AccountHealth>,
     ) -> Result<(), StoreError> {
         let id = key(instance, account_id);
         let mut doc = json!({"_id": id, "instance": instance.as_str(), "account_id": account_id,
                              "due_at": due_at, "attempts": attempts});
-        if new {
-            let docs = std::iter::once(doc.clone()).chain(beside).collect();
-            match self.put_first(docs).await {
+        if let Some(health) = first {
+            match self.put_first(vec![doc.clone(), health_doc(health)]).await {
                 Err(StoreError::Conflict) => {}
                 other => return other,
             }
@@ -254,7 +241,7 @@ impl Schedule {
                 match outcome {
                     Ok(_) => {}
                     Err(StoreError::Conflict) => {
-                        self.set(&due.instance, &due.account_id, due_at, attempts, false)
+                        self.set(&due.instance, &due.account_id, due_at, attempts, None)
                             .await?
                     }
                     Err(e) => return Err(e),

@@ -183,7 +183,7 @@ fn jwt_expiring_at(exp: i64) -> String {
     let b = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
     format!(
         "{}.{}.{}",
-        b(r#"{"alg":"none"}"#),
+        b(r#"{"alg":"RS256"}"#),
         b(&format!(r#"{{"sub":"u","exp":{exp}}}"#)),
         b("sig")
     )
@@ -472,3 +472,38 @@ async fn every_audited_action_leaves_one_entry_without_a_secret(b: Backend) {
 }
 
 both_stores!(every_audited_action_leaves_one_entry_without_a_secret);
+
+#[tokio::test]
+async fn operator_listings_say_the_store_is_down_and_the_metrics_count_it() {
+    let relay = CouchRelay::start().await;
+    let app = spawn_relayed_app(&relay).await;
+    let bad_since = app
+        .admin(reqwest::Method::GET, "/admin/audit?since=yesterday")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_since.status(), 400);
+    relay.set_down(true).await;
+    for path in ["/admin/accounts", "/admin/providers/health", "/admin/audit"] {
+        let resp = app.admin(reqwest::Method::GET, path).send().await.unwrap();
+        assert_eq!(resp.status(), 503, "{path}");
+        let body = resp.text().await.unwrap();
+        assert!(body.contains("store_unavailable"), "{path}: {body}");
+    }
+    relay.set_down(false).await;
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("broker_store_errors_total{op=\"docs_in_range\"}")),
+        "{metrics}"
+    );
+}

@@ -479,7 +479,17 @@ async fn a_background_pass_cut_from_the_store_after_the_provider_answers_loses_n
         )
         .await;
     oauth_broker::store::schedule::Schedule::new(app.store.clone())
-        .set(&inst.domain, &id, 0, 0, true)
+        .set(
+            &inst.domain,
+            &id,
+            0,
+            0,
+            Some(&oauth_broker::domain::health::AccountHealth::new(
+                inst.domain.as_str(),
+                &id,
+                &t,
+            )),
+        )
         .await
         .unwrap();
     slow_rotating_provider(&app.provider).await;
