@@ -59,6 +59,18 @@ impl Query {
         Ok(v)
     }
 
+    /// A yes/no parameter (`true`/`1`, `false`/`0`); absent is no.
+    pub fn flag(&self, key: &'static str) -> Result<bool, Error> {
+        match self.one(key)? {
+            None | Some("false" | "0") => Ok(false),
+            Some("true" | "1") => Ok(true),
+            Some(_) => Err(Error::BadRequest {
+                code: "invalid_parameter",
+                detail: format!("parameter `{key}` must be true or false"),
+            }),
+        }
+    }
+
     /// Every pair, in order.
     pub fn pairs(&self) -> &[(String, String)] {
         &self.pairs

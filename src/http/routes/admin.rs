@@ -285,18 +285,6 @@ fn page_size(q: &Query) -> Result<usize, Error> {
     }
 }
 
-/// A yes/no filter: `true` or `1` keeps only what it names.
-fn flag(q: &Query, key: &'static str) -> Result<bool, Error> {
-    match q.one(key)? {
-        None | Some("false" | "0") => Ok(false),
-        Some("true" | "1") => Ok(true),
-        Some(_) => Err(Error::BadRequest {
-            code: "invalid_parameter",
-            detail: format!("{key} must be true or false"),
-        }),
-    }
-}
-
 /// Accounts the broker keeps fresh, with their health, a page at a time:
 /// `?instance=&type=&reconnect_needed=true&failing=true&after=&limit=`.
 pub(crate) async fn list_accounts(
@@ -308,8 +296,8 @@ pub(crate) async fn list_accounts(
     let filter = Filter {
         instance: q.one("instance")?.map(str::to_owned),
         account_type: q.one("type")?.map(str::to_owned),
-        reconnect_needed: flag(&q, "reconnect_needed")?,
-        failing: flag(&q, "failing")?,
+        reconnect_needed: q.flag("reconnect_needed")?,
+        failing: q.flag("failing")?,
     };
     let page = services
         .admin
