@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
-# Runs every test: installs pouchdb-server and cozy-konnector-libs (npm) into .tools/ and
-# redis-server and promtool (Debian) if missing, starts pouchdb-server in memory and redis-server (the
-# role of cozy-stack's Redis) on free loopback ports, runs `cargo test`, and stops them.
+# Runs every test: installs pouchdb-server and cozy-konnector-libs (npm) into .tools/ and redis-server and
+# promtool (Debian) if missing, starts Apache CouchDB 3.5 (from ../shared/couchdb, see
+# scripts/couchdb.sh) as a single node and as a 3-node cluster, pouchdb-server, and redis-server (the role
+# of cozy-stack's Redis), all on free loopback ports, runs `cargo test`, and stops them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 tools="$root/.tools"
 mkdir -p "$tools"
 
+if ! command -v curl >/dev/null 2>&1; then
+  echo "curl not found: installing it from Debian" >&2
+  apt-get update -qq && apt-get install -y -qq curl >/dev/null
+fi
 if ! command -v npm >/dev/null 2>&1; then
   echo "npm not found: installing Node.js from Debian" >&2
   apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
 fi
 . scripts/pouchdb.sh
+. scripts/couchdb.sh
+# pouchdb-server too, for the Store contract tests only (tests/api/store.rs): it is more
+# lenient than CouchDB in ways the broker must not come to rely on.
 install_pouchdb "$tools"
 
 # cozy-konnector-libs for the standalone konnector test (tests/dev.rs). Its git-hosted
@@ -43,8 +51,13 @@ redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --d
   >"$tools/redis.log" 2>&1 &
 redis_pid=$!
 
-trap 'kill $redis_pid ${POUCH_PID:-} 2>/dev/null || true' EXIT
+trap 'kill $redis_pid ${POUCH_PID:-} 2>/dev/null || true; stop_couchdb "$tools/couchdb-single"; stop_couchdb "$tools/couchdb-cluster"' EXIT
 start_pouchdb "$tools" "$tools/pouchdb.log"
+start_couchdb single "$tools/couchdb-single"
+single_url=$COUCH_URL
+# The cluster tests (tests/cluster.rs) stop and start its nodes through couchdb.sh.
+start_couchdb cluster "$tools/couchdb-cluster"
+export BROKER_TEST_COUCHDB_CLUSTER="$tools/couchdb-cluster" COUCHDB_SH
 
 for _ in $(seq 1 50); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null; then break; fi
@@ -52,7 +65,8 @@ for _ in $(seq 1 50); do
   sleep 0.1
 done
 
-export BROKER_TEST_COUCHDB_URL="http://127.0.0.1:$POUCH_PORT"
+export BROKER_TEST_COUCHDB_URL="$single_url"
+export BROKER_TEST_POUCHDB_URL="http://127.0.0.1:$POUCH_PORT"
 # cozy-stack keeps session codes in Redis database 3 (`sessions`).
 export BROKER_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/3"
 cargo test --all-targets "$@"

@@ -85,7 +85,8 @@ impl CouchStore {
                 &format!("{}/{endpoint}", self.path(db)),
                 params,
             )
-            .header("Content-Type", "application/json")
+            // couch_rs's client already sends `Content-Type: application/json`; a second
+            // one makes Apache CouchDB answer 415.
             .body(body.to_string())
             .send()
             .await
@@ -364,9 +365,13 @@ impl Store for CouchStore {
         params.insert("timeout".to_owned(), server_wait.as_millis().to_string());
         let path = format!("{}/_changes", self.path(db));
         let request = async {
+            // The longpoll outlives the client's per-request timeout (`couchdb.timeout_secs`):
+            // this request gets its own, a little past the server's `timeout`, so that a
+            // feed that ends normally is never cut mid-body.
             let resp = self
                 .client
                 .req(Method::GET, &path, Some(&params))
+                .timeout(wait + Duration::from_secs(2))
                 .send()
                 .await
                 .map_err(transport)?;
@@ -377,7 +382,7 @@ impl Store for CouchStore {
             }
         };
         // pouchdb-server ignores `timeout` on longpoll and sends its headers at once, so the
-        // whole exchange, body included, is bounded here.
+        // whole exchange, body included, is bounded here (before the request's own timeout).
         let body = match tokio::time::timeout(wait, request).await {
             Err(_) => {
                 return Ok(Changes {

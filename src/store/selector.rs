@@ -9,7 +9,8 @@ pub enum Selector {
     Eq(&'static str, Value),
     /// The field at the dotted path is an array holding the value.
     Contains(&'static str, Value),
-    /// The numeric field at the dotted path is below the value.
+    /// The numeric field at the dotted path is below the value (a document without the
+    /// field, or with another type there, never matches).
     Lt(&'static str, i64),
     /// Every condition holds.
     And(Vec<Selector>),
@@ -21,7 +22,10 @@ impl Selector {
         match self {
             Selector::Eq(path, v) => json!({ *path: {"$eq": v} }),
             Selector::Contains(path, v) => json!({ *path: {"$elemMatch": {"$eq": v}} }),
-            Selector::Lt(path, n) => json!({ *path: {"$lt": n} }),
+            // `$type` as well: pouchdb-server's `$lt` also matches documents without the
+            // field, which would fill a page of due plans with the health records beside
+            // them. CouchDB still answers it from the field's index.
+            Selector::Lt(path, n) => json!({ *path: {"$type": "number", "$lt": n} }),
             Selector::And(all) => {
                 json!({"$and": all.iter().map(Selector::to_mango).collect::<Vec<_>>()})
             }

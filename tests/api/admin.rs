@@ -275,9 +275,13 @@ async fn a_document_put_straight_into_the_store_is_in_force_within_a_second(b: B
     );
     // Another writer: CouchDB itself, or a second process on the embedded file.
     let writer: Box<dyn Store> = match b {
-        Backend::Couch => Box::new(
-            oauth_broker::store::couch::CouchStore::new(&couch_url(), Duration::from_secs(5), "")
-                .unwrap(),
+        Backend::Couch | Backend::Pouch => Box::new(
+            oauth_broker::store::couch::CouchStore::new(
+                app.settings.couchdb.url.as_deref().unwrap(),
+                Duration::from_secs(5),
+                "",
+            )
+            .unwrap(),
         ),
         Backend::Embedded => {
             Box::new(oauth_broker::store::embedded::EmbeddedStore::open(app._dir.path()).unwrap())

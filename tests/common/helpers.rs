@@ -17,8 +17,11 @@ use wiremock::MockServer;
 /// Which store the broker runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// pouchdb-server, started by `scripts/test.sh`.
+    /// Apache CouchDB 3.5 (a single node), started by `scripts/test.sh`.
     Couch,
+    /// pouchdb-server, started by `scripts/test.sh` for the Store contract only: more
+    /// lenient than CouchDB in ways the broker must not rely on.
+    Pouch,
     /// The embedded SQLite store in a temporary directory.
     Embedded,
 }
@@ -42,10 +45,40 @@ macro_rules! both_stores {
     };
 }
 
-/// The CouchDB-compatible server the tests use.
+/// Runs each named `async fn(Backend)` on every store: CouchDB, pouchdb-server, embedded.
+#[macro_export]
+macro_rules! every_store {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn couchdb() {
+                    super::$name($crate::helpers::Backend::Couch).await
+                }
+                #[tokio::test]
+                async fn pouchdb() {
+                    super::$name($crate::helpers::Backend::Pouch).await
+                }
+                #[tokio::test]
+                async fn embedded() {
+                    super::$name($crate::helpers::Backend::Embedded).await
+                }
+            }
+        )*
+    };
+}
+
+/// The Apache CouchDB the tests use.
 pub fn couch_url() -> String {
     std::env::var("BROKER_TEST_COUCHDB_URL").expect(
-        "BROKER_TEST_COUCHDB_URL is not set: run the tests with scripts/test.sh, which starts pouchdb-server",
+        "BROKER_TEST_COUCHDB_URL is not set: run the tests with scripts/test.sh, which starts Apache CouchDB",
+    )
+}
+
+/// The pouchdb-server the Store contract tests also run on.
+pub fn pouch_url() -> String {
+    std::env::var("BROKER_TEST_POUCHDB_URL").expect(
+        "BROKER_TEST_POUCHDB_URL is not set: run the tests with scripts/test.sh, which starts pouchdb-server",
     )
 }
 
@@ -79,6 +112,7 @@ pub fn test_settings(backend: Backend, dir: &std::path::Path) -> Settings {
     s.refresh.enabled = false;
     s.couchdb.url = match backend {
         Backend::Couch => Some(couch_url()),
+        Backend::Pouch => Some(pouch_url()),
         Backend::Embedded => None,
     };
     s
