@@ -1,6 +1,7 @@
 //! The CouchDB store, through couch_rs (Apache CouchDB 3, or pouchdb-server in tests).
 
-use super::{Changes, DocChange, Selector, Store, StoreError};
+use super::cluster_writes::Answered;
+use super::{Changes, DocChange, Selector, Store, StoreError, DECIDING_DBS};
 use async_trait::async_trait;
 use couch_rs::database::Database;
 use couch_rs::error::CouchError;
@@ -8,14 +9,17 @@ use couch_rs::types::find::FindQuery;
 use reqwest::Method;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use url::Url;
 
 /// A CouchDB server, reached with the credentials of its URL.
 #[derive(Clone)]
 pub struct CouchStore {
-    client: couch_rs::Client,
+    pub(super) client: couch_rs::Client,
     db_prefix: String,
+    /// Copies kept of each database's documents (`n`), learned on first use.
+    pub(super) copies: Arc<Mutex<HashMap<String, u32>>>,
 }
 
 impl std::fmt::Debug for CouchStore {
@@ -44,12 +48,26 @@ impl CouchStore {
         Ok(CouchStore {
             client,
             db_prefix: db_prefix.to_owned(),
+            copies: Arc::default(),
         })
     }
 
     /// The database's name in URLs: prefixed, then percent-encoded.
-    fn path(&self, db: &str) -> String {
+    pub(super) fn path(&self, db: &str) -> String {
         escape_db(&format!("{}{db}", self.db_prefix))
+    }
+
+    /// A document's URL path: its id percent-encoded (`ctx/google` is `ctx%2Fgoogle`).
+    pub(super) fn doc_path(&self, db: &str, id: &str) -> String {
+        let mut escaped = String::with_capacity(id.len());
+        for b in id.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                escaped.push(b as char);
+            } else {
+                escaped.push_str(&format!("%{b:02X}"));
+            }
+        }
+        format!("{}/{escaped}", self.path(db))
     }
 
     /// `POST _bulk_docs`: one answer per document, in order.
@@ -98,6 +116,16 @@ impl CouchStore {
     }
 }
 
+/// A document to be decided, with a nonce of its writer's: two contenders writing the
+/// same content would otherwise make the same revision and both see it win.
+fn with_nonce(doc: &Value) -> Value {
+    let mut doc = doc.clone();
+    if doc.get("_deleted").and_then(Value::as_bool) != Some(true) {
+        doc["nonce"] = crate::domain::secret::random_hex(8).into();
+    }
+    doc
+}
+
 fn percent_decode(s: &str) -> String {
     url::form_urlencoded::parse(format!("x={s}").as_bytes())
         .next()
@@ -131,7 +159,7 @@ fn succeeded(resp: &reqwest::Response, what: &str) -> Result<(), StoreError> {
     }
 }
 
-fn transport(e: reqwest::Error) -> StoreError {
+pub(super) fn transport(e: reqwest::Error) -> StoreError {
     StoreError::Unavailable(format!("CouchDB request failed: {}", e.without_url()))
 }
 
@@ -212,21 +240,22 @@ impl Store for CouchStore {
     }
 
     async fn put(&self, db: &str, doc: &Value) -> Result<String, StoreError> {
-        let mut doc = doc.clone();
-        self.db(db)
-            .save(&mut doc)
-            .await
-            .map(|d| d.rev)
-            .map_err(|e| map_err(db, e))
+        if DECIDING_DBS.contains(&db) {
+            return self.put_deciding(db, &with_nonce(doc)).await;
+        }
+        let id = super::id_of(doc).unwrap_or_default().to_owned();
+        match self.put_answered(db, doc).await? {
+            // On a single node a 201 is the whole story; `confirm` knows which this is.
+            Answered::Quorum(rev) | Answered::Accepted(rev) => self.confirm(db, &id, rev).await,
+        }
     }
 
     async fn delete(&self, db: &str, id: &str, rev: &str) -> Result<(), StoreError> {
-        let doc = serde_json::json!({"_id": id, "_rev": rev});
-        match self.db(db).remove(&doc).await {
-            Ok(()) => Ok(()),
-            // Already gone: someone else deleted it first.
-            Err(e) if e.is_not_found() => Err(StoreError::Conflict),
-            Err(e) => Err(map_err(db, e)),
+        let doc = serde_json::json!({"_id": id, "_rev": rev, "_deleted": true});
+        if DECIDING_DBS.contains(&db) {
+            self.put_deciding(db, &doc).await.map(drop)
+        } else {
+            self.put_answered(db, &doc).await.map(drop)
         }
     }
 
@@ -289,20 +318,44 @@ impl Store for CouchStore {
         db: &str,
         docs: &[Value],
     ) -> Result<Vec<Result<String, StoreError>>, StoreError> {
+        if DECIDING_DBS.contains(&db) && self.copies(db).await? > 1 {
+            // Each one decided on its own (see `cluster_writes`), all at once.
+            let each = docs.iter().map(|d| async move {
+                match self.put(db, d).await {
+                    Err(StoreError::NoDatabase(n)) => Err(StoreError::NoDatabase(n)),
+                    other => Ok(other),
+                }
+            });
+            return futures::future::try_join_all(each).await;
+        }
         let answers = self.bulk(db, docs).await?;
-        Ok(answers
-            .iter()
-            .map(
-                |a| match (a.get("rev").and_then(Value::as_str), a.get("error")) {
-                    (Some(rev), None) => Ok(rev.to_owned()),
-                    (_, Some(e)) if e == "conflict" => Err(StoreError::Conflict),
-                    _ => Err(StoreError::Invalid(a.to_string())),
-                },
-            )
-            .collect())
+        let outcomes = answers.iter().map(|a| {
+            match (
+                a.get("id").and_then(Value::as_str),
+                a.get("rev").and_then(Value::as_str),
+                a.get("error"),
+            ) {
+                (Some(id), Some(rev), None) => Ok((id.to_owned(), rev.to_owned())),
+                (_, _, Some(e)) if e == "conflict" => Err(StoreError::Conflict),
+                _ => Err(StoreError::Invalid(a.to_string())),
+            }
+        });
+        // On a cluster every revision written is read back, as `put` does.
+        let confirmed = outcomes.map(|o| async move {
+            match o {
+                Ok((id, rev)) => self.confirm(db, &id, rev).await,
+                Err(e) => Err(e),
+            }
+        });
+        Ok(futures::future::join_all(confirmed).await)
     }
 
     async fn delete_many(&self, db: &str, docs: &[(String, String)]) -> Result<usize, StoreError> {
+        if DECIDING_DBS.contains(&db) && self.copies(db).await? > 1 {
+            let each = docs.iter().map(|(id, rev)| self.delete(db, id, rev));
+            let done = futures::future::join_all(each).await;
+            return Ok(done.iter().filter(|d| d.is_ok()).count());
+        }
         let gone: Vec<Value> = docs
             .iter()
             .map(|(id, rev)| serde_json::json!({"_id": id, "_rev": rev, "_deleted": true}))

@@ -5,6 +5,7 @@ pub mod account_types;
 pub mod accounts;
 pub mod audit;
 pub mod cache;
+mod cluster_writes;
 pub mod couch;
 pub mod cozy;
 pub mod cozy_session_codes;
@@ -61,8 +62,16 @@ pub const KEYS_DB: &str = "broker/keys";
 /// Who changed what: operator and konnector actions that change state.
 pub const AUDIT_DB: &str = "broker/audit";
 
+/// Decision records of writes that only one writer may win on a CouchDB cluster
+/// (`store/cluster_writes.rs`); swept when old.
+pub const DECISIONS_DB: &str = "broker/decisions";
+
+/// Databases whose writes decide between contenders (first writer wins): on a CouchDB
+/// cluster each such write is read back and recorded before it counts.
+pub const DECIDING_DBS: [&str; 4] = [FLOW_STATES_DB, SESSION_CODES_DB, REFRESH_LEASES_DB, KEYS_DB];
+
 /// Every database the broker creates at start-up.
-pub const BROKER_DBS: [&str; 12] = [
+pub const BROKER_DBS: [&str; 13] = [
     ACCOUNT_TYPES_DB,
     INSTANCES_DB,
     FLOW_STATES_DB,
@@ -75,6 +84,7 @@ pub const BROKER_DBS: [&str; 12] = [
     JOBS_DB,
     KEYS_DB,
     AUDIT_DB,
+    DECISIONS_DB,
 ];
 
 /// A failed store operation.
@@ -222,6 +232,7 @@ pub async fn ensure_databases(store: &SharedStore) -> Result<(), StoreError> {
     store.ensure_index(FLOW_STATES_DB, "expires_at").await?;
     store.ensure_index(SESSION_CODES_DB, "expires_at").await?;
     store.ensure_index(WEBHOOK_OUTBOX_DB, "next_at").await?;
+    store.ensure_index(DECISIONS_DB, "expires_at").await?;
     Ok(())
 }
 

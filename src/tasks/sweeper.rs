@@ -2,7 +2,7 @@
 
 use super::{Prune, Shutdown};
 use crate::app::Services;
-use crate::store::{sweep_expired, FLOW_STATES_DB, SESSION_CODES_DB};
+use crate::store::{sweep_expired, DECISIONS_DB, FLOW_STATES_DB, SESSION_CODES_DB};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ pub(super) async fn run(services: Arc<Services>, prune: Option<Prune>, mut shutd
         let sweeps = [
             (FLOW_STATES_DB, now.minus(KEEP_SPENT_STATES)),
             (SESSION_CODES_DB, now),
+            (DECISIONS_DB, now),
         ];
         for (db, before) in sweeps {
             match sweep_expired(services.store.as_ref(), db, before).await {
