@@ -96,6 +96,9 @@ pub struct RefreshSettings {
     pub idle_secs: u64,
     /// How long a refresh lease lasts; 0 means twice the provider timeout plus 5 s.
     pub lease_secs: u64,
+    /// A refresh asked within this many seconds of the last one answers the tokens it
+    /// stored without calling the provider (`force=true` still calls it); 0 turns it off.
+    pub fresh_window_secs: u64,
 }
 
 /// Rate limit settings.
@@ -191,6 +194,7 @@ impl Settings {
             .set_default("refresh.margin_secs", 600)?
             .set_default("refresh.idle_secs", 86_400)?
             .set_default("refresh.lease_secs", 0)?
+            .set_default("refresh.fresh_window_secs", 5)?
             .set_default("webhooks.secret", "")?
             .set_default("webhooks.retry_base_ms", 1000)?
             .set_default("couchdb.timeout_secs", 10)?

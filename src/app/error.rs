@@ -128,6 +128,9 @@ pub enum Error {
     /// A cozy-stack permission set that does not allow the action.
     #[error("Forbidden")]
     NotAllowed,
+    /// The failure of work this caller shared with others (one refresh for many callers).
+    #[error(transparent)]
+    Joined(std::sync::Arc<Error>),
 }
 
 impl From<ConsumeError> for Error {
@@ -154,6 +157,16 @@ impl From<AddError> for Error {
         match e {
             AddError::Exists(d) => Error::Conflict(format!("instance `{d}` already exists")),
             AddError::Store(s) => Error::Store(s),
+        }
+    }
+}
+
+impl Error {
+    /// The failure itself, out of the [`Error::Joined`] it may have been shared in.
+    pub(crate) fn unjoined(&self) -> &Error {
+        match self {
+            Error::Joined(e) => e.unjoined(),
+            other => other,
         }
     }
 }
@@ -187,6 +200,7 @@ impl Classified for Error {
             Store(e) => e.kind(),
             ProviderUrl(e) => e.kind(),
             Registration(e) => e.kind(),
+            Joined(e) => e.kind(),
         }
     }
 
@@ -220,6 +234,7 @@ impl Classified for Error {
             Store(e) => e.code(),
             ProviderUrl(e) => e.code(),
             Registration(e) => e.code(),
+            Joined(e) => e.code(),
             Moved(_) => "moved",
             UnknownHost => "unknown_instance",
             NotLoggedIn => "login_required",

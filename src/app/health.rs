@@ -44,7 +44,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// What a failed refresh says of the account: the provider's OAuth code when it gave a
 /// sane one, else the error's kind (never free text, which may echo a token).
 fn cause_of(e: &Error) -> String {
-    match e {
+    match e.unjoined() {
         Error::Provider(p @ ProviderError::OAuth { .. }) => p.app_error_code(),
         // What the provider said, as the `refresh.failed` webhook tells it.
         Error::RefreshTokenRevoked => "invalid_grant".to_owned(),
@@ -90,7 +90,14 @@ impl Refreshes {
             Ok(()) => Outcome::Success { token_ms },
             // Only what the provider said counts: a refused caller, a missing account, a
             // store cut or an account with nothing to refresh with tell nothing of it.
-            Err(e) if !matches!(e, Error::Provider(_) | Error::RefreshTokenRevoked) => return None,
+            Err(e)
+                if !matches!(
+                    e.unjoined(),
+                    Error::Provider(_) | Error::RefreshTokenRevoked
+                ) =>
+            {
+                return None
+            }
             Err(e) => Outcome::Failure {
                 cause: cause_of(e),
                 token_ms,

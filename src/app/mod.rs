@@ -15,6 +15,7 @@ pub(crate) mod keyed_locks;
 pub(crate) mod refresh;
 pub(crate) mod refresher;
 pub(crate) mod registrations;
+pub(crate) mod single_flight;
 
 pub(crate) use error::Error;
 
@@ -241,9 +242,11 @@ impl Services {
                     0 => 2 * settings.provider_timeout_secs.max(1) + 5,
                     s => s,
                 }),
+                fresh_window: Duration::from_secs(settings.refresh.fresh_window_secs),
             },
             process_id: random_hex(8),
             locks: Default::default(),
+            flights: Default::default(),
             pending: PendingGrants::open(&settings.data_dir, keyring.clone())?,
             health: HealthRecords::new(store.clone()),
             observed: Default::default(),

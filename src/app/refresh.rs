@@ -1,12 +1,15 @@
 //! Refreshing an account's tokens: the one path the refresh route and the background
 //! refresher take, and the refresh plan of every account written. Concurrent callers make
-//! one provider call: callers in this process queue on a keyed lock, processes compete for
-//! a lease in the store, and everyone who waited re-reads the account and returns the
-//! tokens the winner stored.
+//! one provider call: callers in this process share one flight (one lease attempt, one
+//! provider call, one answer), processes compete for a lease in the store, and a process
+//! that waits for another's lease looks again with backoff until the winner's tokens are
+//! stored. A refresh asked within `refresh.fresh_window_secs` of the last one answers the
+//! tokens it stored without calling the provider, unless `force=true`.
 
 use super::callers::{InstanceAccess, Scope, Verb};
 use super::clients::Clients;
 use super::keyed_locks::KeyedLocks;
+use super::single_flight::{Flights, Role};
 use super::Error;
 use crate::domain::account;
 use crate::domain::health::AccountHealth;
@@ -26,8 +29,11 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often a caller waiting for another process's lease looks again.
-const LEASE_POLL: Duration = Duration::from_millis(100);
+/// The first pause of a process waiting for another's lease; it doubles up to
+/// [`LEASE_POLL_MAX`], so a wait costs a few store reads, not twenty a second.
+const LEASE_POLL_FIRST: Duration = Duration::from_millis(25);
+/// The longest pause between two looks at another process's lease.
+const LEASE_POLL_MAX: Duration = Duration::from_millis(250);
 
 /// When accounts are refreshed, and how long a refresh may hold an account.
 #[derive(Debug, Clone, Copy)]
@@ -38,13 +44,17 @@ pub(crate) struct RefreshPolicy {
     pub(crate) idle: Duration,
     /// How long a lease lasts: longer than any provider call can take.
     pub(crate) lease_ttl: Duration,
+    /// A refresh asked this soon after the last one answers its tokens (zero: never).
+    pub(crate) fresh_window: Duration,
 }
 
 /// Whether a refresh happens whatever the expiry, or only when the account is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
-    /// A konnector asked: refresh now.
+    /// A konnector asked: refresh now, unless the tokens are seconds old.
     Always,
+    /// A konnector asked with `force=true`: refresh now, however new the tokens.
+    Forced,
     /// The background refresher: refresh only if still due once the lease is held.
     IfDue,
 }
@@ -64,6 +74,8 @@ pub(crate) struct Refreshes {
     /// This process's name as a lease owner.
     pub(crate) process_id: String,
     pub(crate) locks: KeyedLocks,
+    /// Refreshes in flight in this process, by account and mode.
+    pub(crate) flights: Flights<Result<Value, Arc<Error>>>,
     /// Tokens a provider issued that are not yet in their account.
     pub(crate) pending: PendingGrants,
     /// Each account's refresh health.
@@ -79,6 +91,9 @@ struct Attempt {
     account_type: Option<String>,
     /// Whether its type refreshes at a token endpoint (the broker keeps it fresh).
     kept_fresh: bool,
+    /// Whether this caller made the refresh (led this process's flight), rather than
+    /// share another caller's: only the one who made it records its health.
+    led: bool,
 }
 
 enum Taken {
@@ -87,13 +102,16 @@ enum Taken {
 }
 
 impl Refreshes {
-    /// Refreshes account `id` for a konnector, within its token's limits.
+    /// Refreshes account `id` for a konnector, within its token's limits; `force` even
+    /// when its tokens were refreshed a moment ago.
     pub(crate) async fn refresh_as(
         &self,
         access: &InstanceAccess,
         id: &str,
+        force: bool,
     ) -> Result<Value, Error> {
-        self.refresh_in(&access.instance, &access.scope, id, Mode::Always)
+        let mode = if force { Mode::Forced } else { Mode::Always };
+        self.refresh_in(&access.instance, &access.scope, id, mode)
             .await
     }
 
@@ -110,7 +128,7 @@ impl Refreshes {
             .await;
         let account_type = attempt.account_type.as_deref().unwrap_or("-");
         self.count(outcome.as_ref().err(), account_type);
-        if attempt.kept_fresh {
+        if attempt.kept_fresh && attempt.led {
             let record = self.health_record(
                 inst.domain.as_str(),
                 id,
@@ -160,19 +178,73 @@ impl Refreshes {
         }
         attempt.kept_fresh = true;
 
+        if mode == Mode::Always && self.just_refreshed(&seen) {
+            return Ok(seen);
+        }
         let key = format!("{}/{id}", inst.domain);
-        let local = self.locks.lock_for(&key);
+        let flight_key = format!("{key} {mode:?}");
+        loop {
+            match self.flights.join(&flight_key) {
+                Role::Follow(mut leader) => match Role::outcome(&mut leader).await {
+                    Some(outcome) => return outcome.map_err(Error::Joined),
+                    // The leader was cancelled: join again (and perhaps lead).
+                    None => continue,
+                },
+                Role::Lead(flight) => {
+                    attempt.led = true;
+                    let outcome = self
+                        .refresh_leading(inst, id, &key, &seen, &at, mode)
+                        .await
+                        .map_err(Arc::new);
+                    flight.land(outcome.clone());
+                    return outcome.map_err(Error::Joined);
+                }
+            }
+        }
+    }
+
+    /// Whether `doc`'s tokens are so new (refreshed within the fresh window, and the access
+    /// token outlives the window) that a refresh now would only repeat the last one.
+    fn just_refreshed(&self, doc: &Value) -> bool {
+        let window = self.policy.fresh_window;
+        let Ok(window) = chrono::Duration::from_std(window) else {
+            return false;
+        };
+        let Some(refreshed) = account::refreshed_at(doc) else {
+            return false;
+        };
+        let now = self.clock.now().to_datetime();
+        // A time ahead of this clock is not trusted.
+        let age = now - refreshed;
+        if window.is_zero() || age < chrono::Duration::zero() || age > window {
+            return false;
+        }
+        account::expires_at(doc).is_none_or(|expiry| expiry - now > window)
+    }
+
+    /// This process's one refresh of the account, for every caller waiting on it: under
+    /// the account's lock and the store's lease.
+    async fn refresh_leading(
+        &self,
+        inst: &Instance,
+        id: &str,
+        key: &str,
+        seen: &Value,
+        at: &AccountType,
+        mode: Mode,
+    ) -> Result<Value, Error> {
+        let local = self.locks.lock_for(key);
         let _queued = local.lock().await;
-        let mut lease = match self.take_lease(inst, id, &key, &seen).await? {
+        let mut lease = match self.take_lease(inst, id, key, seen).await? {
             Taken::Lease(lease) => lease,
             Taken::RefreshedMeanwhile(doc) => return Ok(doc),
         };
         let outcome = self
-            .refresh_with_lease(inst, id, &key, &mut lease, &seen, &at, mode)
+            .refresh_with_lease(inst, id, key, &mut lease, seen, at, mode)
             .await;
         self.leases.release(lease).await;
         match &outcome {
-            Ok(doc) => self.plan(inst, id, doc, &at, None).await,
+            Ok(doc) => self.plan(inst, id, doc, at, None).await,
             Err(Error::RefreshTokenRevoked) => {
                 self.give_up_until_reconnected(inst, id, at.service_id())
                     .await
@@ -284,6 +356,7 @@ impl Refreshes {
     ) -> Result<Taken, Error> {
         let ttl = self.policy.lease_ttl;
         let give_up = tokio::time::Instant::now() + ttl + ttl / 2;
+        let mut pause = LEASE_POLL_FIRST;
         loop {
             if let Some(lease) = self
                 .leases
@@ -292,14 +365,21 @@ impl Refreshes {
             {
                 return Ok(Taken::Lease(lease));
             }
-            // Held elsewhere: its holder may finish the refresh for us.
-            if let Some(doc) = self.refreshed_since(inst, id, seen).await? {
-                return Ok(Taken::RefreshedMeanwhile(doc));
+            // Held elsewhere: look at the account (a read) until its holder stores the new
+            // tokens, and at the lease only once it could have expired or been released.
+            loop {
+                if tokio::time::Instant::now() >= give_up {
+                    return Err(Error::Busy);
+                }
+                tokio::time::sleep(jittered(pause)).await;
+                pause = (pause * 2).min(LEASE_POLL_MAX);
+                if let Some(doc) = self.refreshed_since(inst, id, seen).await? {
+                    return Ok(Taken::RefreshedMeanwhile(doc));
+                }
+                if !self.leases.held(key, self.clock.now()).await? {
+                    break;
+                }
             }
-            if tokio::time::Instant::now() >= give_up {
-                return Err(Error::Busy);
-            }
-            tokio::time::sleep(LEASE_POLL).await;
         }
     }
 
@@ -414,16 +494,25 @@ impl Refreshes {
         };
         let Some(used) = used else {
             // Client credentials: nothing was spent, a lost reply costs only a new request.
+            let now = self.clock.now().to_datetime().to_rfc3339();
             return Ok(self
                 .accounts
-                .update_with(inst, current, |d| account::apply_refresh(d, &grant))
+                .update_with(inst, current, |d| {
+                    account::apply_refresh(d, &grant);
+                    d["oauth"][account::REFRESHED_AT] = now.clone().into();
+                })
                 .await?);
         };
         // The old refresh token may be dead now: the new pair is kept on disk until the
         // account holds it, and the lease is extended over the write.
+        let mut members = account::refresh_members(&grant);
+        members.insert(
+            account::REFRESHED_AT.into(),
+            self.clock.now().to_datetime().to_rfc3339().into(),
+        );
         let record = serde_json::json!({
             "instance": inst.domain.as_str(), "account_id": id, "used": used,
-            "members": account::refresh_members(&grant),
+            "members": members,
         });
         if let Err(e) = self.pending.keep(key, &record).await {
             tracing::error!(error = %e, "could not journal a refresh reply; writing it straight to the account");
@@ -562,6 +651,12 @@ fn renews_without_refresh_token(at: &AccountType) -> bool {
 }
 
 /// Whether `now` holds tokens stored after `seen` was read.
+/// `pause` give or take a quarter, so that waiting processes do not look in step.
+fn jittered(pause: Duration) -> Duration {
+    use rand::Rng;
+    pause.mul_f64(rand::thread_rng().gen_range(0.75..1.25))
+}
+
 fn changed_since(now: &Value, seen: &Value) -> bool {
     let token = |d: &Value| d.pointer("/oauth/access_token").cloned();
     now.get("_rev") != seen.get("_rev") && token(now) != token(seen)

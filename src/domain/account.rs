@@ -110,6 +110,29 @@ pub fn refresh_members(grant: &TokenGrant) -> Map<String, Value> {
     m
 }
 
+/// The `oauth` member telling when the broker last refreshed the tokens (RFC 3339): what
+/// lets a refresh asked just after another answer the tokens it stored.
+pub const REFRESHED_AT: &str = "refreshed_at";
+
+/// When the broker last refreshed the account's tokens, if it says.
+pub fn refreshed_at(doc: &Value) -> Option<DateTime<Utc>> {
+    let at = doc.get("oauth")?.get(REFRESHED_AT)?.as_str()?;
+    DateTime::parse_from_rfc3339(at)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The access token's expiry, when the account knows it.
+pub fn expires_at(doc: &Value) -> Option<DateTime<Utc>> {
+    let at = doc.get("oauth")?.get("expires_at")?.as_str()?;
+    if at == UNKNOWN_EXPIRY {
+        return None;
+    }
+    DateTime::parse_from_rfc3339(at)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
 /// Sets `members` in the account's `oauth`, keeping the others.
 pub fn apply_members(doc: &mut Value, members: &Map<String, Value>) {
     let oauth = oauth_mut(doc);

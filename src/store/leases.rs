@@ -139,6 +139,17 @@ impl Leases {
         Ok(leases)
     }
 
+    /// Whether someone holds an unexpired lease on `key` (a read, no write: what a
+    /// process waiting for another's refresh looks at).
+    pub async fn held(&self, key: &str, now: Timestamp) -> Result<bool, StoreError> {
+        Ok(self
+            .store
+            .get(REFRESH_LEASES_DB, key)
+            .await?
+            .and_then(|held| held.get("expires_at_ms").and_then(Value::as_i64))
+            .is_some_and(|until| until > now.unix_millis()))
+    }
+
     /// Releases many leases in one request; the ones taken over meanwhile are left to
     /// their new holders.
     pub async fn release_many(&self, leases: Vec<Lease>) {

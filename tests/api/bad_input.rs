@@ -339,6 +339,7 @@ async fn every_route_refuses_bad_input_and_changes_nothing(b: Backend) {
         .records_failure(inst.domain.as_str(), &garbage, "\"consecutive_failures\":1"),
         case("refresh with a slow provider", post.clone(), refresh(&slow), 504, "provider_timeout").bearer(&token)
         .records_failure(inst.domain.as_str(), &slow, "\"consecutive_failures\":1"),
+        case("refresh with a malformed force", post.clone(), format!("{}?force=maybe", refresh(&garbage)), 400, "invalid_parameter").bearer(&token),
         // admin
         case("admin without a token", g.clone(), "/admin/account_types".into(), 401, "admin_unauthorized"),
         case("admin with a wrong token", g.clone(), "/admin/account_types".into(), 401, "admin_unauthorized").bearer("nope"),

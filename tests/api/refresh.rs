@@ -319,16 +319,21 @@ async fn refresh_with_the_store_down_is_503() {
     assert_eq!(body["errors"][0]["code"], "store_unavailable");
 }
 
-async fn concurrent_refreshes_on_two_brokers_make_one_provider_call(b: Backend) {
-    let a = spawn_app(b).await;
+/// A second broker on the first one's store (and data directory), its own provider unused.
+async fn second_broker(a: &TestApp) -> TestApp {
     let mut settings = a.settings.clone();
     settings.listen = "127.0.0.1:0".into();
-    let other = spawn_with_settings(
+    spawn_with_settings(
         settings,
         a._dir.clone(),
         wiremock::MockServer::start().await,
     )
-    .await;
+    .await
+}
+
+async fn concurrent_refreshes_on_two_brokers_make_one_provider_call(b: Backend) {
+    let a = spawn_app(b).await;
+    let other = second_broker(&a).await;
     let inst = a.new_instance(None).await;
     let token = a.api_token(&inst).await;
     let t = a.code_type(json!({})).await;
@@ -340,16 +345,29 @@ async fn concurrent_refreshes_on_two_brokers_make_one_provider_call(b: Backend) 
         )
         .await;
     rotating_provider(&a.provider).await;
+    // Every caller is sent at once (a barrier), half through each broker.
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(50));
     let calls = (0..50).map(|i| {
-        let app = if i % 2 == 0 { &a } else { &other };
-        app.refresh(&t, &id, Some(&token))
+        let address = if i % 2 == 0 {
+            &a.address
+        } else {
+            &other.address
+        };
+        let url = format!("{address}/accounts/{t}/{id}/refresh");
+        let (http, token, barrier) = (a.http.clone(), token.clone(), barrier.clone());
+        tokio::spawn(async move {
+            barrier.wait().await;
+            http.post(url).bearer_auth(token).send().await.unwrap()
+        })
     });
     let answers = futures::future::join_all(calls).await;
     for resp in answers {
+        let resp = resp.unwrap();
         assert_eq!(resp.status(), 200);
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["data"]["attributes"]["oauth"]["access_token"], "at-2");
     }
+    assert_eq!(presented(&a.provider, "rt-1").await, 1, "one provider call");
     let stored = a.account(&inst, &id).await;
     assert_eq!(stored["oauth"]["refresh_token"], "rt-2");
     // Every lease was released.
@@ -366,7 +384,130 @@ async fn concurrent_refreshes_on_two_brokers_make_one_provider_call(b: Backend) 
     );
 }
 
-both_stores!(concurrent_refreshes_on_two_brokers_make_one_provider_call);
+async fn a_late_caller_on_another_broker_gets_the_fresh_tokens_without_a_provider_call(b: Backend) {
+    let a = spawn_app(b).await;
+    let other = second_broker(&a).await;
+    let inst = a.new_instance(None).await;
+    let token = a.api_token(&inst).await;
+    let t = a.code_type(json!({})).await;
+    let id = a
+        .seed_account(
+            &inst,
+            json!({"account_type": t, "name": "",
+            "oauth": {"access_token": "at-1", "refresh_token": "rt-1"}}),
+        )
+        .await;
+    rotating_provider(&a.provider).await;
+    assert_eq!(a.refresh(&t, &id, Some(&token)).await.status(), 200);
+    // The first refresh is over; a konnector on the other broker asks a moment later.
+    let late = other.refresh(&t, &id, Some(&token)).await;
+    assert_eq!(late.status(), 200);
+    let body: Value = late.json().await.unwrap();
+    assert_eq!(body["data"]["attributes"]["oauth"]["access_token"], "at-2");
+    assert_eq!(presented(&a.provider, "rt-1").await, 1);
+    assert_eq!(presented(&a.provider, "rt-2").await, 0, "no second refresh");
+}
+
+async fn a_forced_refresh_calls_the_provider_however_new_the_tokens(b: Backend) {
+    let f = fixture(b, json!({})).await;
+    Mock::given(path("/token"))
+        .and(body_string_contains("refresh_token=the-refresh-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": "at-2", "refresh_token": "rt-2", "expires_in": 3600}),
+        ))
+        .mount(&f.app.provider)
+        .await;
+    Mock::given(path("/token"))
+        .and(body_string_contains("refresh_token=rt-2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": "at-3", "refresh_token": "rt-3", "expires_in": 3600}),
+        ))
+        .mount(&f.app.provider)
+        .await;
+    assert_eq!(
+        f.app.refresh(&f.t, &f.id, Some(&f.token)).await.status(),
+        200
+    );
+    let again = f.app.refresh(&f.t, &f.id, Some(&f.token)).await;
+    let body: Value = again.json().await.unwrap();
+    assert_eq!(body["data"]["attributes"]["oauth"]["access_token"], "at-2");
+    let forced = f.app.refresh_forced(&f.t, &f.id, &f.token).await;
+    assert_eq!(forced.status(), 200);
+    let body: Value = forced.json().await.unwrap();
+    assert_eq!(body["data"]["attributes"]["oauth"]["access_token"], "at-3");
+    assert_eq!(presented(&f.app.provider, "rt-2").await, 1);
+}
+
+async fn a_token_that_dies_within_the_window_is_refreshed_again(b: Backend) {
+    let f = fixture(b, json!({})).await;
+    // Lives 2 s, less than the 5 s window: a refresh asked now must reach the provider.
+    Mock::given(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "short", "expires_in": 2})),
+        )
+        .expect(2)
+        .mount(&f.app.provider)
+        .await;
+    assert_eq!(
+        f.app.refresh(&f.t, &f.id, Some(&f.token)).await.status(),
+        200
+    );
+    assert_eq!(
+        f.app.refresh(&f.t, &f.id, Some(&f.token)).await.status(),
+        200
+    );
+}
+
+async fn a_refresh_after_the_window_calls_the_provider(b: Backend) {
+    use oauth_broker::domain::{Clock, Timestamp};
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let clock = Clock::fixed(Timestamp::from_unix_secs(1_900_000_000));
+    let app = spawn_with_clock(
+        test_settings(b, dir.path()),
+        dir.clone(),
+        wiremock::MockServer::start().await,
+        clock.clone(),
+    )
+    .await;
+    let inst = app.new_instance(None).await;
+    let token = app.api_token(&inst).await;
+    let t = app.code_type(json!({})).await;
+    let id = app
+        .seed_account(
+            &inst,
+            json!({"account_type": t, "name": "",
+            "oauth": {"access_token": "at-1", "refresh_token": "rt-1"}}),
+        )
+        .await;
+    Mock::given(path("/token"))
+        .respond_with(refreshed())
+        .expect(2)
+        .mount(&app.provider)
+        .await;
+    assert_eq!(app.refresh(&t, &id, Some(&token)).await.status(), 200);
+    clock.set(Timestamp::from_unix_secs(1_900_000_004));
+    assert_eq!(
+        app.refresh(&t, &id, Some(&token)).await.status(),
+        200,
+        "within: no call"
+    );
+    assert_eq!(app.provider.received_requests().await.unwrap().len(), 1);
+    clock.set(Timestamp::from_unix_secs(1_900_000_006));
+    assert_eq!(
+        app.refresh(&t, &id, Some(&token)).await.status(),
+        200,
+        "past: a call"
+    );
+}
+
+both_stores!(
+    concurrent_refreshes_on_two_brokers_make_one_provider_call,
+    a_late_caller_on_another_broker_gets_the_fresh_tokens_without_a_provider_call,
+    a_forced_refresh_calls_the_provider_however_new_the_tokens,
+    a_token_that_dies_within_the_window_is_refreshed_again,
+    a_refresh_after_the_window_calls_the_provider,
+);
 
 /// A provider that rotates `rt-1` into `rt-2` once, slowly, and says how often each
 /// refresh token was presented.
@@ -447,7 +588,8 @@ async fn a_rotated_pair_survives_a_store_cut_right_after_the_provider_answers() 
         app.account(&inst, &id).await["oauth"]["access_token"],
         "at-2"
     );
-    let next = app.refresh(&t, &id, Some(&token)).await;
+    // Forced: the pair is seconds old, and an ordinary refresh would answer it as it is.
+    let next = app.refresh_forced(&t, &id, &token).await;
     assert_eq!(next.status(), 200);
     assert_eq!(
         presented(&app.provider, "rt-1").await,

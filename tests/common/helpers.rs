@@ -422,6 +422,24 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
+    /// `POST /accounts/{type}/{id}/refresh?force=true`: a refresh however new the tokens.
+    pub async fn refresh_forced(
+        &self,
+        account_type: &str,
+        id: &str,
+        token: &str,
+    ) -> reqwest::Response {
+        self.http
+            .post(format!(
+                "{}/accounts/{account_type}/{id}/refresh?force=true",
+                self.address
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// An account read straight from the store.
     pub async fn account(&self, inst: &Instance, id: &str) -> Value {
         self.store

@@ -6,6 +6,7 @@ use crate::app::audit::Actor;
 use crate::app::Services;
 use crate::http::error::Api;
 use crate::http::extractors::InstanceCaller;
+use crate::http::query::Query;
 use crate::http::request_log::current_request_id;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
@@ -40,14 +41,24 @@ pub(crate) async fn delete(
 }
 
 /// Refreshes the account and answers it as a JSON:API document, as cozy-stack does.
+///
+/// A refresh asked within `refresh.fresh_window_secs` (5 s by default) of the last one,
+/// while the access token outlives that window, answers the tokens just stored without
+/// calling the provider: concurrent konnectors and a late caller get one refresh, not two.
+/// `?force=true` (a konnector whose new token the provider refused) refreshes anyway.
 pub(crate) async fn refresh(
     InstanceCaller(access): InstanceCaller,
     path: web::Path<(String, String)>,
+    req: actix_web::HttpRequest,
     services: web::Data<Services>,
 ) -> Result<HttpResponse, Api> {
     // The `{type}` segment is ignored, as in cozy-stack: the account names its type.
     let (_, account_id) = path.into_inner();
-    let saved = services.refreshes.refresh_as(&access, &account_id).await?;
+    let force = Query::parse(req.query_string())?.flag("force")?;
+    let saved = services
+        .refreshes
+        .refresh_as(&access, &account_id, force)
+        .await?;
     Ok(jsonapi(HttpResponse::Ok(), &jsonapi_account(&saved)))
 }
 
