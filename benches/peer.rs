@@ -2,7 +2,7 @@
 //! provider: the full authorization-code flow (start, provider, redirect, token exchange,
 //! tokens stored) at concurrency 1, 16 and 64, then `start` alone against a bare actix-web
 //! handler answering the same 303 (the ceiling). Run: `scripts/bench-peer.sh`.
-//! With `BENCH_COUCHDB_URL` set (`scripts/bench-peer.sh --couchdb` starts pouchdb-server)
+//! With `BENCH_COUCHDB_URL` set (`scripts/bench-peer.sh --couchdb` starts Apache CouchDB 3.5)
 //! the broker runs on that CouchDB-compatible store, and the store's own single-document
 //! write rate at each concurrency is printed beside the broker's flow rate.
 //! Under `cargo test` (no `--bench`) it does nothing: it needs the npm packages.

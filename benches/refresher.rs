@@ -6,7 +6,8 @@
 //! `cargo bench --bench refresher` runs 10,000 and 100,000 accounts stored with 1,000 due,
 //! spread over 100 instances, on the embedded store; `BENCH_STORE=couch` with
 //! `BROKER_TEST_COUCHDB_URL` set runs them on CouchDB (`scripts/bench-refresher.sh` starts
-//! pouchdb-server and runs both stores). `BENCH_SCENARIOS=stored:due,...` and
+//! Apache CouchDB 3.5 and pouchdb-server and runs every store; `BENCH_STORE_LABEL` names the
+//! store in the table). `BENCH_SCENARIOS=stored:due,...` and
 //! `BENCH_INSTANCES=N` change them. Under `cargo test` it is a smoke run (200 stored, 50 due).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
@@ -168,7 +169,12 @@ async fn run(couch: bool, stored: usize, due: usize, n_instances: usize) {
     assert_eq!(handled, due, "only the due accounts are taken");
     println!(
         "| {} | {stored} | {due} | {n_instances} | {:.0} | {:.2} |",
-        if couch { "CouchDB" } else { "embedded" },
+        std::env::var("BENCH_STORE_LABEL").unwrap_or_else(|_| if couch {
+            "CouchDB"
+        } else {
+            "embedded"
+        }
+        .to_owned()),
         due as f64 / elapsed.as_secs_f64(),
         calls as f64 / due as f64,
     );
