@@ -12,7 +12,8 @@
 //!    winner (the same deterministic choice on every copy: highest generation, then
 //!    highest revision hash), so contenders that all got an answer agree on one of them;
 //! 3. and its writer then creates the decision record `<db>/<id>@<generation>` in
-//!    `broker/decisions` with a 201, that is, on a majority of the copies: two majorities
+//!    `broker/decisions` with a 201 at `w` = a majority (asked for explicitly, so a lowered
+//!    `[cluster] w` cannot weaken it), that is, on a majority of the copies: two majorities
 //!    share a copy and a copy takes one creation only, so no two writers ever both hold
 //!    one decision, whatever step 2 saw.
 //!
@@ -52,11 +53,23 @@ impl Answered {
 impl CouchStore {
     /// `PUT <db>/<id>` (a deletion when `doc` has `_deleted`), telling 201 from 202.
     pub(super) async fn put_answered(&self, db: &str, doc: &Value) -> Result<Answered, StoreError> {
+        self.put_with_quorum(db, doc, None).await
+    }
+
+    /// [`CouchStore::put_answered`], asking for `w` copies when given (else the server's
+    /// `[cluster] w`).
+    async fn put_with_quorum(
+        &self,
+        db: &str,
+        doc: &Value,
+        w: Option<u32>,
+    ) -> Result<Answered, StoreError> {
         let id = super::id_of(doc)
             .ok_or_else(|| StoreError::Invalid("a document without _id".into()))?;
+        let params = w.map(|w| HashMap::from([("w".to_owned(), w.to_string())]));
         let resp = self
             .client
-            .req(Method::PUT, &self.doc_path(db, id), None)
+            .req(Method::PUT, &self.doc_path(db, id), params.as_ref())
             .body(doc.to_string())
             .send()
             .await
@@ -242,7 +255,12 @@ impl CouchStore {
             "rev": rev,
             "expires_at": expires_at,
         });
-        match self.put_answered(DECISIONS_DB, &record).await {
+        // A majority asked for explicitly: a lowered `[cluster] w` must not weaken it.
+        let majority = self.copies(DECISIONS_DB).await? / 2 + 1;
+        match self
+            .put_with_quorum(DECISIONS_DB, &record, Some(majority))
+            .await
+        {
             Ok(Answered::Quorum(_)) => Ok(true),
             Ok(Answered::Accepted(_)) | Err(StoreError::Conflict) => Ok(false),
             Err(e) => Err(e),

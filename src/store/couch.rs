@@ -351,11 +351,9 @@ impl Store for CouchStore {
     }
 
     async fn delete_many(&self, db: &str, docs: &[(String, String)]) -> Result<usize, StoreError> {
-        if DECIDING_DBS.contains(&db) && self.copies(db).await? > 1 {
-            let each = docs.iter().map(|(id, rev)| self.delete(db, id, rev));
-            let done = futures::future::join_all(each).await;
-            return Ok(done.iter().filter(|d| d.is_ok()).count());
-        }
+        // In bulk even where writes decide: what is deleted many at a time (expired states
+        // and codes, released leases) decides nothing; a tombstone that loses to a live
+        // revision leaves the live one, which is what a race with a new holder means.
         let gone: Vec<Value> = docs
             .iter()
             .map(|(id, rev)| serde_json::json!({"_id": id, "_rev": rev, "_deleted": true}))

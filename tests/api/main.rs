@@ -24,5 +24,6 @@ mod revoke;
 mod routes;
 mod start;
 mod store;
+mod store_faults;
 mod trust;
 mod webhooks;

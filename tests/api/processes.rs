@@ -103,7 +103,7 @@ async fn a_process_killed_mid_refresh_is_taken_over_after_its_lease(b: Backend) 
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    provider_has(&app.provider, 1).await;
     assert_eq!(
         app.provider.received_requests().await.unwrap().len(),
         1,
@@ -273,7 +273,8 @@ async fn sigterm_lets_an_in_flight_flow_finish(b: Backend) {
         );
         async move { http.get(url).header("cookie", cookie).send().await }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The flow is in flight once the provider has its code (and answers in 1.5 s).
+    provider_has(&app.provider, 1).await;
     let pid = broker.child.id().to_string();
     assert!(std::process::Command::new("kill")
         .args(["-TERM", &pid])

@@ -624,7 +624,8 @@ async fn an_account_write_during_a_store_blip_is_retried() {
     let relay = CouchRelay::start().await;
     let (app, inst, state, t) = relayed_flow(&relay, Duration::from_millis(600)).await;
     let blip = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The provider has the code (it answers in 0.6 s): the account write comes next.
+        provider_has(&app.provider, 1).await;
         relay.set_down(true).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         relay.set_down(false).await;
@@ -645,7 +646,7 @@ async fn an_account_write_with_the_store_gone_is_reported_to_the_app() {
     let relay = CouchRelay::start().await;
     let (app, inst, state, t) = relayed_flow(&relay, Duration::from_millis(400)).await;
     let outage = async {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        provider_has(&app.provider, 1).await;
         relay.set_down(true).await;
     };
     let pairs = [("code", "C"), ("state", state.as_str())];

@@ -269,7 +269,8 @@ async fn refresh_that_loses_a_write_conflict_keeps_both_writes(b: Backend) {
         .await;
     let app = &f.app;
     let concurrent = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // While the provider holds the refresh (it answers in 0.8 s).
+        provider_has(&app.provider, 1).await;
         let mut doc = app.account(&f.inst, &f.id).await;
         doc["label"] = "renamed meanwhile".into();
         app.store.put(&f.inst.accounts_db(), &doc).await.unwrap();

@@ -469,6 +469,19 @@ impl TestApp {
     }
 }
 
+/// Waits until `server` has received at least `n` requests (10 s at most): a condition
+/// with a deadline, where a fixed sleep would guess how long the broker takes.
+pub async fn provider_has(server: &MockServer, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.received_requests().await.unwrap_or_default().len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the provider never received {n} request(s)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// A TCP relay to CouchDB that a test can cut, to play "store down".
 pub struct CouchRelay {
     pub url: String,
