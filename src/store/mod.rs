@@ -228,6 +228,9 @@ pub async fn ensure_databases(store: &SharedStore) -> Result<(), StoreError> {
     // cozy-stack's instance documents are found by `domain`, not by id.
     store.ensure_index(INSTANCES_DB, "domain").await?;
     store.ensure_index(INSTANCES_DB, "old_domain").await?;
+    // A host that is an alias: CouchDB answers `$elemMatch` from a JSON index on the
+    // array (only documents with aliases are in it), instead of reading every instance.
+    store.ensure_index(INSTANCES_DB, "domain_aliases").await?;
     // The sweeper finds what expired without reading everything.
     store.ensure_index(FLOW_STATES_DB, "expires_at").await?;
     store.ensure_index(SESSION_CODES_DB, "expires_at").await?;

@@ -276,3 +276,25 @@ async fn one_sweep_clears_every_expired_state(b: Backend) {
 both_stores!(one_sweep_clears_every_expired_state);
 every_store!(a_range_query_never_answers_documents_without_the_field);
 every_store!(a_longpoll_longer_than_the_request_timeout_ends_normally);
+
+#[tokio::test]
+async fn an_alias_lookup_is_answered_from_an_index_on_couchdb() {
+    // The broker's own query for a host that may be an alias, planned by CouchDB itself.
+    let settings = test_settings(Backend::Couch, std::path::Path::new("/nonexistent"));
+    oauth_broker::app::open_store(&settings).await.unwrap();
+    let selector = Selector::Contains("domain_aliases", json!("alias.example")).to_mango();
+    let url = format!("{}/global%2Finstances/_explain", couch_url());
+    let plan: serde_json::Value = reqwest::Client::new()
+        .post(&url)
+        .json(&json!({"selector": selector, "limit": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        plan["index"]["name"], "by-domain_aliases",
+        "CouchDB would read every instance: {plan}"
+    );
+}
