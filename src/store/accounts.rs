@@ -12,7 +12,7 @@ use std::time::Duration;
 /// How many times an update re-reads and re-applies itself after a conflict.
 const CONFLICT_RETRIES: usize = 5;
 /// How many times a new account is written when the store does not answer.
-const CREATE_ATTEMPTS: u32 = 3;
+const CREATE_ATTEMPTS: u32 = 5;
 
 /// Reads and writes one instance's accounts.
 #[derive(Clone)]
@@ -262,15 +262,25 @@ impl Accounts {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match put_creating_db(self.store.as_ref(), &db, &doc).await {
+            let failure = match put_creating_db(self.store.as_ref(), &db, &doc).await {
                 Ok(_) => return Ok(id),
-                // Our earlier attempt landed; only its answer was lost.
-                Err(StoreError::Conflict) if attempt > 1 => return Ok(id),
-                Err(StoreError::Unavailable(e)) if attempt < CREATE_ATTEMPTS => {
+                // Our earlier attempt may have landed, only its answer lost; but on a
+                // cluster a conflict can also come from the one copy an attempt that
+                // failed reached (a copy about to go down), so only a read says so.
+                Err(StoreError::Conflict) if attempt > 1 => {
+                    if self.store.get(&db, &id).await?.is_some() {
+                        return Ok(id);
+                    }
+                    StoreError::Unavailable("the account is not readable after its write".into())
+                }
+                Err(e) => e,
+            };
+            match failure {
+                StoreError::Unavailable(e) if attempt < CREATE_ATTEMPTS => {
                     tracing::warn!(error = %e, attempt, "account write failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
                 }
-                Err(e) => return Err(e),
+                e => return Err(e),
             }
         }
     }

@@ -269,20 +269,25 @@ impl CouchStore {
 
     /// On a cluster, whether a write answered `rev` is the document's winner; a losing
     /// revision is removed and answered as a conflict, so the caller writes again over
-    /// the winner.
+    /// the winner. A document written (not deleted) that no copy read back has is not
+    /// written: the copies that took it may be the ones going down.
     pub(super) async fn confirm(
         &self,
         db: &str,
         id: &str,
+        deletion: bool,
         rev: String,
     ) -> Result<String, StoreError> {
-        if self.copies(db).await? == 1 {
+        let n = self.copies(db).await?;
+        if n == 1 {
             return Ok(rev);
         }
-        match self.winner(db, id, self.copies(db).await?).await? {
+        match self.winner(db, id, n).await? {
             Some((winner, _)) if winner == rev => Ok(rev),
-            // Deleted meanwhile: the write stands as far as it goes; the next read says so.
-            None => Ok(rev),
+            None if deletion => Ok(rev),
+            None => Err(StoreError::Unavailable(
+                "written, but no copy read back has the document".into(),
+            )),
             Some(_) => {
                 self.remove_revisions(db, id, std::slice::from_ref(&rev))
                     .await;

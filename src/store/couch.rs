@@ -243,10 +243,12 @@ impl Store for CouchStore {
         if DECIDING_DBS.contains(&db) {
             return self.put_deciding(db, &with_nonce(doc)).await;
         }
-        let id = super::id_of(doc).unwrap_or_default().to_owned();
         match self.put_answered(db, doc).await? {
             // On a single node a 201 is the whole story; `confirm` knows which this is.
-            Answered::Quorum(rev) | Answered::Accepted(rev) => self.confirm(db, &id, rev).await,
+            Answered::Quorum(rev) | Answered::Accepted(rev) => {
+                let id = super::id_of(doc).unwrap_or_default();
+                self.confirm(db, id, is_deletion(doc), rev).await
+            }
         }
     }
 
@@ -335,15 +337,16 @@ impl Store for CouchStore {
                 a.get("rev").and_then(Value::as_str),
                 a.get("error"),
             ) {
-                (Some(id), Some(rev), None) => Ok((id.to_owned(), rev.to_owned())),
+                (Some(id), Some(rev), None) => Ok((id, rev.to_owned())),
                 (_, _, Some(e)) if e == "conflict" => Err(StoreError::Conflict),
                 _ => Err(StoreError::Invalid(a.to_string())),
             }
         });
         // On a cluster every revision written is read back, as `put` does.
-        let confirmed = outcomes.map(|o| async move {
+        // `_bulk_docs` answers in the order of the documents sent.
+        let confirmed = outcomes.zip(docs).map(|(o, doc)| async move {
             match o {
-                Ok((id, rev)) => self.confirm(db, &id, rev).await,
+                Ok((id, rev)) => self.confirm(db, id, is_deletion(doc), rev).await,
                 Err(e) => Err(e),
             }
         });
@@ -466,4 +469,9 @@ impl Store for CouchStore {
                 .unwrap_or_else(|| since.clone()),
         })
     }
+}
+
+/// Whether a document written is a deletion (`_deleted: true`).
+fn is_deletion(doc: &Value) -> bool {
+    doc.get("_deleted").and_then(Value::as_bool) == Some(true)
 }

@@ -3,9 +3,13 @@
 //! broken (409, 412, 415, 500, 503, a body cut short). `tests/cluster.rs` plays the races
 //! on a real cluster; here each answer is chosen.
 
+use oauth_broker::domain::instance::{Domain, Instance};
+use oauth_broker::domain::sealed::Keyring;
+use oauth_broker::store::accounts::Accounts;
 use oauth_broker::store::couch::CouchStore;
 use oauth_broker::store::{Store, StoreError, FLOW_STATES_DB};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 use wiremock::matchers::{method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -171,4 +175,120 @@ async fn broken_answers_are_clear_errors_never_a_spend() {
             ),
         }
     }
+}
+
+/// An instance's accounts database on a played cluster (`n` = 3), and its path.
+async fn played_accounts_db(couch: &MockServer) -> (Instance, String) {
+    let inst = Instance::new(Domain::parse("alice.cozy.example").unwrap(), None);
+    let db_path = format!("/{}", inst.accounts_db().replace('/', "%2F"));
+    Mock::given(method("GET"))
+        .and(path(db_path.as_str()))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"db_name": "x", "cluster": {"n": 3, "q": 2, "w": 2, "r": 2}}),
+            ),
+        )
+        .mount(couch)
+        .await;
+    (inst, db_path)
+}
+
+async fn puts(couch: &MockServer) -> usize {
+    couch
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "PUT")
+        .count()
+}
+
+/// What a cluster answers when a copy goes down mid-write: the failed attempt reached
+/// only that copy, so the retry is refused as a conflict by it while no copy that stays
+/// up has the account. The account is written again rather than announced.
+#[tokio::test]
+async fn an_account_create_refused_as_a_conflict_after_a_failed_attempt_is_written_again() {
+    let (couch, store) = played_cluster(3).await;
+    let (inst, db_path) = played_accounts_db(&couch).await;
+    let doc_re = format!("^{db_path}/[0-9a-f]{{32}}$");
+    let doc_path = || path_regex(doc_re.as_str());
+    Mock::given(method("PUT"))
+        .and(doc_path())
+        .respond_with(ResponseTemplate::new(500).set_body_string(r#"{"error":"unknown_error"}"#))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&couch)
+        .await;
+    Mock::given(method("PUT"))
+        .and(doc_path())
+        .respond_with(ResponseTemplate::new(409).set_body_string(r#"{"error":"conflict"}"#))
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&couch)
+        .await;
+    Mock::given(method("PUT"))
+        .and(doc_path())
+        .respond_with(accepted(201, "1-aaa"))
+        .with_priority(3)
+        .mount(&couch)
+        .await;
+    // Until the third write, no copy that answers has it; then every copy does.
+    Mock::given(method("GET"))
+        .and(doc_path())
+        .and(query_param("r", "3"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"_id": "x", "_rev": "1-aaa"})),
+        )
+        .mount(&couch)
+        .await;
+    Mock::given(method("GET"))
+        .and(doc_path())
+        .respond_with(
+            ResponseTemplate::new(404)
+                .set_body_string(r#"{"error":"not_found","reason":"missing"}"#),
+        )
+        .mount(&couch)
+        .await;
+    let accounts = Accounts::new(
+        Arc::new(store),
+        Arc::new(Keyring::parse("").unwrap()),
+        false,
+    );
+    let created = accounts
+        .create(
+            &inst,
+            &json!({"account_type": "t", "oauth": {"access_token": "a"}}),
+        )
+        .await;
+    assert!(created.is_ok(), "{created:?}");
+    assert_eq!(puts(&couch).await, 3, "written again after the conflict");
+}
+
+/// A write answered 202 (fewer copies than `w`) that no copy read back has is an error
+/// the caller can retry, not a write.
+#[tokio::test]
+async fn an_account_write_accepted_but_read_back_by_no_copy_is_not_a_write() {
+    let (couch, store) = played_cluster(3).await;
+    let (inst, db_path) = played_accounts_db(&couch).await;
+    let doc_path = format!("{db_path}/acc1");
+    Mock::given(method("PUT"))
+        .and(path(doc_path.as_str()))
+        .respond_with(accepted(202, "1-aaa"))
+        .mount(&couch)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(doc_path.as_str()))
+        .respond_with(
+            ResponseTemplate::new(404)
+                .set_body_string(r#"{"error":"not_found","reason":"missing"}"#),
+        )
+        .mount(&couch)
+        .await;
+    let written = store
+        .put(&inst.accounts_db(), &json!({"_id": "acc1", "oauth": {}}))
+        .await;
+    assert!(
+        matches!(written, Err(StoreError::Unavailable(_))),
+        "{written:?}"
+    );
 }
