@@ -1,6 +1,7 @@
 //! Wiring: the store, the services, the background tasks and the HTTP server, started in
 //! that order and stopped in the reverse one.
 
+use crate::app::doctor::{self, Severity};
 use crate::app::{open_store, Services};
 use crate::config::{redact_url, Settings};
 use crate::domain::Clock;
@@ -38,6 +39,22 @@ fn trusted_proxies(settings: &Settings) -> anyhow::Result<Vec<IpBlock>> {
         .collect()
 }
 
+/// Logs a report's warnings; fails with every error, one line each, when there is one.
+fn refuse_errors(report: &doctor::Report) -> anyhow::Result<()> {
+    for f in report.of(Severity::Warning) {
+        tracing::warn!(check = %f.check, setting = f.setting.unwrap_or(""), "{}", f.detail);
+    }
+    let errors: Vec<String> = report.of(Severity::Error).map(|f| f.line()).collect();
+    if !errors.is_empty() {
+        anyhow::bail!(
+            "this deployment cannot work ({} problem(s); `oauth-broker doctor` checks more):\n  {}",
+            errors.len(),
+            errors.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
 /// A bound, running broker.
 pub struct Application {
     port: u16,
@@ -64,7 +81,23 @@ impl Application {
                 tracing::info!(data_dir = %settings.data_dir.display(), "using the embedded store")
             }
         }
+        // What cannot work is refused here, every problem at once and by its setting,
+        // rather than met by the first user (see `oauth-broker doctor`).
+        let preflight = doctor::preflight(settings, true).await;
+        refuse_errors(&preflight)?;
         let store = open_store(settings).await?;
+        let mut scope = doctor::Report::default();
+        doctor::cookie(settings, store.as_ref(), &mut scope).await;
+        refuse_errors(&scope)?;
+        let settings = &match scope.inferred_cookie_domain {
+            Some(domain) => {
+                tracing::info!(%domain, "flow binding cookie domain inferred from the public URL and the instance hosts");
+                let mut inferred = settings.clone();
+                inferred.flow_binding_cookie_domain = domain;
+                inferred
+            }
+            None => settings.clone(),
+        };
         let services = Services::build(settings, store, clock).await?;
         let services = Arc::new(services);
         let rate_limits = web::Data::new(RateLimits::new(

@@ -8,6 +8,7 @@ pub(crate) mod audit;
 pub mod backfill;
 pub(crate) mod callers;
 pub(crate) mod clients;
+pub mod doctor;
 mod error;
 pub(crate) mod flows;
 pub(crate) mod health;
@@ -84,9 +85,23 @@ pub async fn open_store(settings: &Settings) -> Result<SharedStore, StoreError> 
     Ok(store)
 }
 
+/// What provider names may resolve to, as the settings ask (`allow_insecure_provider_urls`,
+/// `provider_private_hosts`).
+pub(crate) fn dns_policy(settings: &Settings) -> DnsPolicy {
+    DnsPolicy {
+        allow_loopback: settings.allow_insecure_provider_urls,
+        private_hosts: settings
+            .provider_private_hosts
+            .split(',')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect(),
+    }
+}
+
 /// The binding cookie's parent domain, which must cover the redirect host (the public
 /// URL's), or the cookie would never come back.
-fn cookie_domain(settings: &Settings) -> Result<Option<String>, BuildError> {
+pub(crate) fn cookie_domain(settings: &Settings) -> Result<Option<String>, BuildError> {
     let domain = settings
         .flow_binding_cookie_domain
         .trim()
@@ -147,15 +162,7 @@ impl Services {
             Duration::from_secs(settings.provider_connect_timeout_secs.max(1)),
             Duration::from_secs(settings.provider_timeout_secs.max(1)),
             clock.clone(),
-            DnsPolicy {
-                allow_loopback: settings.allow_insecure_provider_urls,
-                private_hosts: settings
-                    .provider_private_hosts
-                    .split(',')
-                    .map(|h| h.trim().to_ascii_lowercase())
-                    .filter(|h| !h.is_empty())
-                    .collect(),
-            },
+            dns_policy(settings),
         )
         .map_err(|e| setting("provider client", &e))?;
         let keyring = Arc::new(

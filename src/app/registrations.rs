@@ -212,7 +212,7 @@ impl Registrations {
             .await
     }
 
-    fn aad(id: &str, member: &str) -> String {
+    pub(crate) fn aad(id: &str, member: &str) -> String {
         format!("registered_client:{id}:{member}")
     }
 

@@ -33,6 +33,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server.
     Serve,
+    /// Check the deployment: settings, CouchDB and its databases, Redis, the binding
+    /// cookie, stored secrets, provider hosts. Changes nothing; exits non-zero on an error.
+    Doctor {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage account types (provider OAuth clients).
     #[command(subcommand, name = "account-types")]
     AccountTypes(AccountTypesCmd),
@@ -234,6 +241,33 @@ impl Output {
     }
 }
 
+/// `doctor`: the findings as a table (or JSON), and an error when one cannot work.
+async fn doctor(settings: &Settings, json: bool) -> anyhow::Result<()> {
+    use crate::app::doctor::Severity;
+    let report = crate::app::doctor::examine(settings).await;
+    if json {
+        out!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for f in &report.findings {
+            let severity = match f.severity {
+                Severity::Ok => "ok",
+                Severity::Warning => "warning",
+                Severity::Error => "error",
+            };
+            out!("{severity:<8} {}", f.line());
+        }
+    }
+    let errors = report.of(Severity::Error).count();
+    let warnings = report.of(Severity::Warning).count();
+    if errors > 0 {
+        bail!("{errors} error(s), {warnings} warning(s): this deployment cannot work as it is");
+    }
+    if !json {
+        out!("no error, {warnings} warning(s)");
+    }
+    Ok(())
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
@@ -244,6 +278,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped().await?;
             Ok(())
         }
+        Command::Doctor { json } => doctor(&settings, json).await,
         Command::Dev(cmd) => dev::run(cmd).await,
         Command::AccountTypes(cmd) => match account_types::run_offline(&cmd) {
             Some(done) => done,

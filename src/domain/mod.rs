@@ -3,6 +3,7 @@
 pub mod account;
 pub mod account_type;
 pub mod changes;
+pub mod cookie_scope;
 pub mod cozy;
 pub mod error_kind;
 pub mod expiry;

@@ -334,7 +334,7 @@ impl AccountTypes {
 }
 
 /// Associated data of a sealed client secret: the document it belongs to.
-fn secret_aad(id: &str) -> String {
+pub(crate) fn secret_aad(id: &str) -> String {
     format!("account_type/{id}/client_secret")
 }
 

@@ -55,6 +55,16 @@ impl CozySessionCodes {
         Ok(c)
     }
 
+    /// Whether Redis answers (`PING`), for `doctor` and start-up.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut c = self.connection().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut c)
+            .await
+            .map(drop)
+            .map_err(unavailable)
+    }
+
     /// Spends `code` of the instance whose database prefix is `prefix`: true when it
     /// existed (and is now gone).
     pub async fn redeem(&self, prefix: &str, code: &str) -> Result<bool, StoreError> {

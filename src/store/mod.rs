@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod embedded;
 pub mod flow_states;
 pub mod health;
+pub mod inspect;
 pub mod instances;
 pub mod instrumented;
 pub mod jobs;
@@ -85,6 +86,25 @@ pub const BROKER_DBS: [&str; 13] = [
     KEYS_DB,
     AUDIT_DB,
     DECISIONS_DB,
+];
+
+/// The Mango indexes the broker's queries need (database, field); CouchDB would read
+/// every document of the database without them.
+pub const INDEXES: [(&str, &str); 9] = [
+    // cozy-stack's index for secret lookups by konnector slug, and the refresher's.
+    (ACCOUNT_TYPES_DB, "slug"),
+    (REFRESH_SCHEDULE_DB, "due_at"),
+    // cozy-stack's instance documents are found by `domain`, not by id, and by an alias:
+    // CouchDB answers `$elemMatch` from a JSON index on the array (only documents with
+    // aliases are in it) instead of reading every instance.
+    (INSTANCES_DB, "domain"),
+    (INSTANCES_DB, "old_domain"),
+    (INSTANCES_DB, "domain_aliases"),
+    // The sweeper finds what expired without reading everything.
+    (FLOW_STATES_DB, "expires_at"),
+    (SESSION_CODES_DB, "expires_at"),
+    (WEBHOOK_OUTBOX_DB, "next_at"),
+    (DECISIONS_DB, "expires_at"),
 ];
 
 /// A failed store operation.
@@ -222,20 +242,9 @@ pub async fn ensure_databases(store: &SharedStore) -> Result<(), StoreError> {
     for db in BROKER_DBS {
         store.ensure_db(db).await?;
     }
-    // cozy-stack's index for secret lookups by konnector slug, and the refresher's.
-    store.ensure_index(ACCOUNT_TYPES_DB, "slug").await?;
-    store.ensure_index(REFRESH_SCHEDULE_DB, "due_at").await?;
-    // cozy-stack's instance documents are found by `domain`, not by id.
-    store.ensure_index(INSTANCES_DB, "domain").await?;
-    store.ensure_index(INSTANCES_DB, "old_domain").await?;
-    // A host that is an alias: CouchDB answers `$elemMatch` from a JSON index on the
-    // array (only documents with aliases are in it), instead of reading every instance.
-    store.ensure_index(INSTANCES_DB, "domain_aliases").await?;
-    // The sweeper finds what expired without reading everything.
-    store.ensure_index(FLOW_STATES_DB, "expires_at").await?;
-    store.ensure_index(SESSION_CODES_DB, "expires_at").await?;
-    store.ensure_index(WEBHOOK_OUTBOX_DB, "next_at").await?;
-    store.ensure_index(DECISIONS_DB, "expires_at").await?;
+    for (db, field) in INDEXES {
+        store.ensure_index(db, field).await?;
+    }
     Ok(())
 }
 

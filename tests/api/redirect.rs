@@ -886,7 +886,93 @@ async fn a_cookie_domain_that_misses_the_redirect_host_is_refused() {
     assert!(e.contains("flow_binding_cookie_domain"), "{e}");
 }
 
+/// An instance under `domain`, added through the admin API.
+async fn instance_at(app: &TestApp, domain: &str) -> Instance {
+    let resp = app
+        .admin(reqwest::Method::POST, "/admin/instances")
+        .json(&json!({"domain": domain}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    Instance::new(
+        oauth_broker::domain::instance::Domain::parse(domain).unwrap(),
+        None,
+    )
+}
+
+/// The broker started again on `app`'s settings (and store), serving on its own port.
+async fn restarted(settings: &oauth_broker::config::Settings) -> anyhow::Result<String> {
+    let mut settings = settings.clone();
+    settings.listen = "127.0.0.1:0".into();
+    let again = oauth_broker::startup::Application::build(&settings).await?;
+    let address = format!("http://127.0.0.1:{}", again.port());
+    tokio::spawn(again.run_until_stopped());
+    Ok(address)
+}
+
+async fn an_unset_cookie_domain_is_inferred_from_the_instance_hosts(b: Backend) {
+    // Beside cozy-stack, the operator left flow_binding_cookie_domain unset.
+    let app = spawn_app_with(b, |s| {
+        s.public_url = "https://oauthcallback.mycozy.cloud".into();
+        // Its own instances: the suite's others live under other domains.
+        s.couchdb.db_prefix = format!("{}_", unique("cookie"));
+    })
+    .await;
+    let domain = format!("{}.mycozy.cloud", unique("alice"));
+    let inst = instance_at(&app, &domain).await;
+    let t = app.code_type(json!({})).await;
+    let start = |address: String, code: String| {
+        let (http, t, domain) = (app.http.clone(), t.clone(), domain.clone());
+        async move {
+            let resp = http
+                .get(format!("{address}/accounts/{t}/start?session_code={code}"))
+                .header("host", domain)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 303);
+            resp.headers()["set-cookie"].to_str().unwrap().to_owned()
+        }
+    };
+    // Started when no instance was known: a host-only cookie.
+    let before = start(app.address.clone(), app.session_code(&inst).await).await;
+    assert!(!before.contains("Domain="), "{before}");
+    // Started again with the instance known: its host and the callback host share
+    // `mycozy.cloud`, so the cookie is scoped there and comes back to the redirect.
+    let address = restarted(&app.settings).await.unwrap();
+    let after = start(address, app.session_code(&inst).await).await;
+    assert!(after.contains("Domain=mycozy.cloud"), "{after}");
+}
+
+async fn a_cookie_domain_that_misses_an_instance_host_is_a_warning_naming_it(b: Backend) {
+    let app = spawn_app_with(b, |s| {
+        s.public_url = "https://oauthcallback.mycozy.cloud".into();
+        s.flow_binding_cookie_domain = "mycozy.cloud".into();
+        s.couchdb.db_prefix = format!("{}_", unique("cookie"));
+    })
+    .await;
+    let elsewhere = format!("{}.other-cloud.example", unique("bob"));
+    instance_at(&app, &elsewhere).await;
+    let report = oauth_broker::app::doctor::examine(&app.settings).await;
+    let cookie = report
+        .findings
+        .iter()
+        .find(|f| f.check == "flow binding cookie")
+        .unwrap();
+    assert_eq!(
+        cookie.severity,
+        oauth_broker::app::doctor::Severity::Warning
+    );
+    assert_eq!(cookie.setting, Some("flow_binding_cookie_domain"));
+    assert!(cookie.detail.contains(&elsewhere), "{}", cookie.detail);
+    // It starts all the same: other instances' sign-ins work.
+    restarted(&app.settings).await.unwrap();
+}
+
 both_stores!(
+    an_unset_cookie_domain_is_inferred_from_the_instance_hosts,
+    a_cookie_domain_that_misses_an_instance_host_is_a_warning_naming_it,
     flow_binding_needs_the_cookie_set_at_start,
     flow_binding_is_on_by_default_and_can_be_turned_off,
     the_binding_cookie_reaches_a_redirect_host_under_the_same_parent,
