@@ -81,6 +81,9 @@ pub struct WebhookSettings {
     pub secret: String,
     /// First retry delay in milliseconds; doubles on each attempt.
     pub retry_base_ms: u64,
+    /// Deliveries under way at once (events about one account still go one at a time,
+    /// in order).
+    pub concurrency: usize,
 }
 
 /// Background refresher settings.
@@ -197,6 +200,7 @@ impl Settings {
             .set_default("refresh.fresh_window_secs", 5)?
             .set_default("webhooks.secret", "")?
             .set_default("webhooks.retry_base_ms", 1000)?
+            .set_default("webhooks.concurrency", 8)?
             .set_default("couchdb.timeout_secs", 10)?
             .set_default("cozy.redis_url", "")?
             .set_default("couchdb.db_prefix", "")?;

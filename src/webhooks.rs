@@ -6,6 +6,7 @@
 
 use crate::domain::{Clock, Timestamp};
 use crate::store::{id_of, rev_of, Selector, SharedStore, StoreError, WEBHOOK_OUTBOX_DB};
+use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -15,8 +16,10 @@ use tokio::sync::Notify;
 
 /// Delivery attempts per event.
 const ATTEMPTS: u64 = 4;
-/// Events one delivery pass takes.
-const BATCH: usize = 50;
+/// Events one delivery pass attempts, at most.
+const BATCH: usize = 200;
+/// Pending events one pass reads (due or not), to keep each account's in order.
+const OUTBOX_SCAN: usize = 2000;
 /// How long a replica has to deliver an event it claimed before another may.
 const CLAIM: Duration = Duration::from_secs(60);
 
@@ -76,6 +79,8 @@ pub(crate) struct Target {
     secret: Vec<u8>,
     http: reqwest::Client,
     retry_base: Duration,
+    /// Deliveries under way at once.
+    concurrency: usize,
     store: SharedStore,
     clock: Clock,
     /// Wakes the delivery task when an event is stored.
@@ -88,6 +93,7 @@ impl Webhooks {
         url: Option<url::Url>,
         secret: &str,
         retry_base: Duration,
+        concurrency: usize,
         store: SharedStore,
         clock: Clock,
     ) -> Result<Webhooks, reqwest::Error> {
@@ -104,6 +110,7 @@ impl Webhooks {
                 secret: secret.as_bytes().to_vec(),
                 http,
                 retry_base,
+                concurrency,
                 store,
                 clock,
                 stored: Notify::new(),
@@ -137,6 +144,7 @@ impl Webhooks {
             // Sortable by time, unique by chance.
             "_id": format!("{:015}-{}", now.unix_millis(), crate::domain::secret::random_hex(8)),
             "event": event.kind.as_str(), "body": body, "signature": signature,
+            "key": format!("{}/{}", event.instance, event.account_id),
             "attempts": 0, "next_at": now.unix_secs(),
         });
         match t.store.put(WEBHOOK_OUTBOX_DB, &doc).await {
@@ -160,35 +168,79 @@ impl Target {
             .clamp(Duration::from_millis(50), Duration::from_secs(1))
     }
 
-    /// Delivers the events that are due; returns how many were attempted.
+    /// Delivers the events that are due, up to `concurrency` at once; returns how many
+    /// were attempted. Events about one account go one at a time in the order they were
+    /// stored, and one waits while an earlier one about its account is pending (a retry
+    /// not yet due, or a delivery another replica claimed), so a consumer never sees an
+    /// account's `refresh.failed` before its `account.created`.
     pub(crate) async fn deliver_due(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
-        let due = self
+        // Every pending event: the `next_at` index holds them all (a century ahead is
+        // later than any retry or claim).
+        let mut pending = self
             .store
             .find(
                 WEBHOOK_OUTBOX_DB,
-                &Selector::Lt("next_at", now.unix_secs() + 1),
-                BATCH,
+                &Selector::Lt("next_at", now.unix_secs() + 100 * 365 * 86_400),
+                OUTBOX_SCAN,
             )
             .await?;
+        // Ids sort by the time they were stored.
+        pending.sort_by(|a, b| id_of(a).cmp(&id_of(b)));
+        let mut queues: Vec<Vec<Value>> = Vec::new();
+        let mut queue_of: std::collections::HashMap<String, usize> = Default::default();
+        let mut blocked = std::collections::HashSet::new();
+        let mut taken = 0;
+        for doc in pending {
+            let key = account_key(&doc);
+            let due = doc.get("next_at").and_then(Value::as_i64).unwrap_or(0) <= now.unix_secs();
+            if blocked.contains(&key) {
+                continue;
+            }
+            if !due || taken >= BATCH {
+                blocked.insert(key);
+                continue;
+            }
+            taken += 1;
+            let i = *queue_of.entry(key).or_insert_with(|| {
+                queues.push(Vec::new());
+                queues.len() - 1
+            });
+            queues[i].push(doc);
+        }
+        let outcomes: Vec<Result<usize, StoreError>> = futures::stream::iter(queues)
+            .map(|queue| self.deliver_in_order(queue))
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        outcomes.into_iter().sum()
+    }
+
+    /// One account's due events, one after the other; stops at the first that is not
+    /// delivered, so the next waits behind it.
+    async fn deliver_in_order(&self, queue: Vec<Value>) -> Result<usize, StoreError> {
         let mut attempted = 0;
-        for doc in due {
+        for doc in queue {
             // Claimed first: another replica seeing it due meanwhile gets a conflict.
-            let mut claimed = doc.clone();
-            claimed["next_at"] = now.plus(CLAIM).unix_secs().into();
+            let mut claimed = doc;
+            claimed["next_at"] = self.clock.now().plus(CLAIM).unix_secs().into();
             let rev = match self.store.put(WEBHOOK_OUTBOX_DB, &claimed).await {
                 Ok(rev) => rev,
-                Err(StoreError::Conflict) => continue,
+                Err(StoreError::Conflict) => return Ok(attempted),
                 Err(e) => return Err(e),
             };
             claimed["_rev"] = rev.into();
             attempted += 1;
-            self.attempt(claimed).await?;
+            if !self.attempt(claimed).await? {
+                break;
+            }
         }
         Ok(attempted)
     }
 
-    async fn attempt(&self, mut doc: Value) -> Result<(), StoreError> {
+    /// Sends one event; `true` when it is done with (delivered, or dropped after its
+    /// last attempt), `false` when it waits for a retry.
+    async fn attempt(&self, mut doc: Value) -> Result<bool, StoreError> {
         let field = |k: &str| {
             doc.get(k)
                 .and_then(Value::as_str)
@@ -207,19 +259,19 @@ impl Target {
             .await;
         let attempts = doc.get("attempts").and_then(Value::as_u64).unwrap_or(0) + 1;
         match sent {
-            Ok(r) if r.status().is_success() => return self.remove(&doc).await,
+            Ok(r) if r.status().is_success() => return self.remove(&doc).await.map(|()| true),
             Ok(r) => tracing::warn!(status = r.status().as_u16(), attempts, "webhook refused"),
             Err(e) => tracing::warn!(error = %e.without_url(), attempts, "webhook not delivered"),
         }
         if attempts >= ATTEMPTS {
             tracing::error!(event = %event, "webhook dropped after {ATTEMPTS} attempts");
-            return self.remove(&doc).await;
+            return self.remove(&doc).await.map(|()| true);
         }
         let wait = self.retry_base * 2u32.pow((attempts - 1) as u32);
         doc["attempts"] = attempts.into();
         doc["next_at"] = self.clock.now().plus(wait).unix_secs().into();
         match self.store.put(WEBHOOK_OUTBOX_DB, &doc).await {
-            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Ok(_) | Err(StoreError::Conflict) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -233,6 +285,24 @@ impl Target {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The account an outbox event is about (`key`; read from the body for events stored
+/// before it was written).
+fn account_key(doc: &Value) -> String {
+    if let Some(k) = doc.get("key").and_then(Value::as_str) {
+        return k.to_owned();
+    }
+    let body: Value = doc
+        .get("body")
+        .and_then(Value::as_str)
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or_default();
+    format!(
+        "{}/{}",
+        body["instance"].as_str().unwrap_or_default(),
+        body["account_id"].as_str().unwrap_or_default()
+    )
 }
 
 /// Hex HMAC-SHA256 of `body` under `secret`.

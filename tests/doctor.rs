@@ -327,7 +327,7 @@ fn serve_refuses_to_start_on_an_unreachable_couchdb_naming_the_setting() {
         dir.path(),
         &[
             ("BROKER__COUCHDB__URL", "http://127.0.0.1:9"),
-            ("BROKER__COZY__REDIS_URL", "redis://127.0.0.1:9/3"),
+            ("BROKER__ENCRYPTION_KEYS", "not-a-key"),
             ("BROKER__LISTEN", "127.0.0.1:0"),
         ],
         &["serve"],
@@ -336,5 +336,37 @@ fn serve_refuses_to_start_on_an_unreachable_couchdb_naming_the_setting() {
     let t = text(&out);
     // Every problem at once, each by its setting.
     assert!(t.contains("setting couchdb.url"), "{t}");
-    assert!(t.contains("setting cozy.redis_url"), "{t}");
+    assert!(t.contains("setting encryption_keys"), "{t}");
+}
+
+#[test]
+fn serve_starts_with_redis_down_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oauth-broker"))
+        .env("BROKER__DATA_DIR", dir.path())
+        .env("BROKER__COUCHDB__URL", "")
+        .env("BROKER__COZY__REDIS_URL", "redis://127.0.0.1:9/3")
+        .env("BROKER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(up, "serve listens: {}", text(&out));
+    assert!(text(&out).contains("cozy.redis_url"), "{}", text(&out));
 }

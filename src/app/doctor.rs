@@ -143,7 +143,14 @@ pub async fn preflight(settings: &Settings, at_start: bool) -> Report {
         couchdb(settings, url, at_start, &mut report).await;
     }
     if let Some(url) = settings.cozy.redis_url() {
-        report.findings.push(redis(url).await);
+        let mut found = redis(url).await;
+        // Down at start-up is not a reason to stay down: everything but cozy-stack's
+        // session codes works, and Redis may be back by the first sign-in.
+        if at_start && found.severity == Severity::Error && found.detail.contains("does not answer")
+        {
+            found.severity = Severity::Warning;
+        }
+        report.findings.push(found);
     }
     report
 }

@@ -202,6 +202,7 @@ impl Services {
             webhook_url,
             &settings.webhooks.secret,
             Duration::from_millis(settings.webhooks.retry_base_ms),
+            settings.webhooks.concurrency.max(1),
             store.clone(),
             clock.clone(),
         )

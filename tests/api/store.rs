@@ -250,7 +250,8 @@ async fn one_sweep_clears_every_expired_state(b: Backend) {
             .map(|i| json!({"_id": format!("s{chunk}-{i}"), "expires_at": 100, "used": false}))
             .collect();
         let written = s.put_many(&db, &docs).await.unwrap();
-        assert!(written.iter().all(Result::is_ok));
+        let failed: Vec<_> = written.iter().filter(|w| w.is_err()).take(3).collect();
+        assert!(failed.is_empty(), "{failed:?}");
     }
     let live: Vec<_> = (0..10)
         .map(|i| json!({"_id": format!("live-{i}"), "expires_at": 10_000}))

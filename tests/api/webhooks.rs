@@ -3,6 +3,8 @@
 use crate::both_stores;
 use crate::helpers::*;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -221,3 +223,159 @@ async fn an_undelivered_event_survives_the_process_being_killed(b: Backend) {
 }
 
 both_stores!(an_undelivered_event_survives_the_process_being_killed);
+
+/// Puts events straight into the outbox, as `emit` stores them: `(key, n)` each, in
+/// that order (ids sort by the order stored).
+async fn seed_outbox(app: &TestApp, events: &[(&str, &str)]) {
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    for (i, (key, n)) in events.iter().enumerate() {
+        let body = json!({"event": "account.created", "instance": key, "n": n}).to_string();
+        let doc = json!({"_id": format!("{:015}-{i:04}", base), "event": "account.created",
+            "body": body, "signature": "sha256=0", "key": key, "attempts": 0, "next_at": 0});
+        app.store
+            .put(oauth_broker::store::WEBHOOK_OUTBOX_DB, &doc)
+            .await
+            .unwrap();
+    }
+}
+
+/// A webhook endpoint that holds each delivery until `hold` are under way (or a second
+/// has passed) and records the most it saw at once.
+async fn holding_endpoint(hold: usize) -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (now, most, done) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let (most2, done2) = (most.clone(), done.clone());
+    tokio::spawn(async move {
+        loop {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let (now, most, done) = (now.clone(), most.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                // The whole request: headers, then Content-Length bytes of body.
+                loop {
+                    let n = sock.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&seen).to_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if seen.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(at_once, Ordering::SeqCst);
+                for _ in 0..100 {
+                    if now.load(Ordering::SeqCst) >= hold {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                // Let the others of this round see the count before it falls.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                done.fetch_add(1, Ordering::SeqCst);
+                let _ = sock
+                    .write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (url, most2, done2)
+}
+
+async fn webhook_deliveries_overlap_up_to_the_configured_limit(b: Backend) {
+    let (url, most, done) = holding_endpoint(3).await;
+    let app = spawn_app_with(b, move |s| {
+        s.webhooks.url = Some(url);
+        s.webhooks.secret = "whsec-0123456789abcdef".into();
+        s.webhooks.retry_base_ms = 50;
+        s.webhooks.concurrency = 3;
+        s.couchdb.db_prefix = format!("{}_", unique("hooks"));
+    })
+    .await;
+    let events: Vec<(String, String)> =
+        (0..9).map(|i| (format!("acc{i}"), i.to_string())).collect();
+    let events: Vec<(&str, &str)> = events
+        .iter()
+        .map(|(k, n)| (k.as_str(), n.as_str()))
+        .collect();
+    seed_outbox(&app, &events).await;
+    for _ in 0..100 {
+        if done.load(Ordering::SeqCst) >= 9 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(done.load(Ordering::SeqCst), 9, "every event delivered");
+    assert_eq!(most.load(Ordering::SeqCst), 3, "three at once, never more");
+}
+
+async fn one_accounts_events_arrive_in_order_even_across_a_retry(b: Backend) {
+    let hook = MockServer::start().await;
+    // The account's first event is refused once; its second is due meanwhile.
+    Mock::given(method("POST"))
+        .and(body_string_contains("\"n\":\"first\""))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&hook)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .with_priority(2)
+        .mount(&hook)
+        .await;
+    let url = format!("{}/hook", hook.uri());
+    let app = spawn_app_with(b, move |s| {
+        s.webhooks.url = Some(url);
+        s.webhooks.secret = "whsec-0123456789abcdef".into();
+        s.webhooks.retry_base_ms = 50;
+        s.couchdb.db_prefix = format!("{}_", unique("hooks"));
+    })
+    .await;
+    seed_outbox(&app, &[("x", "first"), ("x", "second"), ("y", "other")]).await;
+    let mut order = Vec::new();
+    for _ in 0..100 {
+        order = hook
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
+            .filter(|b| b["instance"] == "x")
+            .map(|b| b["n"].as_str().unwrap().to_owned())
+            .collect();
+        if order.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        order,
+        ["first", "first", "second"],
+        "retried first, then the next"
+    );
+}
+
+both_stores!(
+    webhook_deliveries_overlap_up_to_the_configured_limit,
+    one_accounts_events_arrive_in_order_even_across_a_retry,
+);
