@@ -55,6 +55,15 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// Beside cozy-stack: what the broker shares with it.
     pub cozy: CozySettings,
+    /// How long the audit trail is kept.
+    pub audit: AuditSettings,
+}
+
+/// Audit trail retention.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AuditSettings {
+    /// Entries older than this many days are removed by the sweeper; 0 keeps them all.
+    pub keep_days: u64,
 }
 
 /// Settings for running beside cozy-stack, authenticating its clients.
@@ -201,6 +210,7 @@ impl Settings {
             .set_default("webhooks.secret", "")?
             .set_default("webhooks.retry_base_ms", 1000)?
             .set_default("webhooks.concurrency", 8)?
+            .set_default("audit.keep_days", 365)?
             .set_default("couchdb.timeout_secs", 10)?
             .set_default("cozy.redis_url", "")?
             .set_default("couchdb.db_prefix", "")?;

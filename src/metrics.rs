@@ -31,6 +31,8 @@ pub(crate) struct Metrics {
     pub store_errors: IntCounterVec,
     /// Refresh leases taken over from a holder that died or hung.
     pub lease_takeovers: IntCounter,
+    /// Audit entries removed for their age (`audit.keep_days`).
+    pub audit_pruned: IntCounter,
     /// Accounts whose refreshes fail, by account type (from the health records).
     pub accounts_failing: IntGaugeVec,
     /// Accounts waiting for their user to reconnect, by account type.
@@ -121,6 +123,22 @@ impl Metrics {
                 let c = IntCounter::new(
                     "lease_takeovers_total",
                     "Refresh leases taken over from a holder that died or hung",
+                )
+                .expect("valid counter");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("registered once");
+                c
+            },
+            audit_pruned: {
+                note(
+                    "audit_entries_pruned_total",
+                    "Audit entries removed for their age (audit.keep_days)",
+                    "counter",
+                );
+                let c = IntCounter::new(
+                    "audit_entries_pruned_total",
+                    "Audit entries removed for their age (audit.keep_days)",
                 )
                 .expect("valid counter");
                 registry

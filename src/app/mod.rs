@@ -138,6 +138,8 @@ pub struct Services {
     pub(crate) backfill: Backfill,
     pub(crate) webhooks: Webhooks,
     pub(crate) clock: Clock,
+    /// How long audit entries are kept (`audit.keep_days`); none: for ever.
+    pub(crate) audit_kept: Option<Duration>,
 }
 
 impl Services {
@@ -336,6 +338,8 @@ impl Services {
             callers,
             webhooks,
             clock,
+            audit_kept: (settings.audit.keep_days > 0)
+                .then(|| Duration::from_secs(settings.audit.keep_days.saturating_mul(86_400))),
         };
         Ok(services)
     }

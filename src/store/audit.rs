@@ -50,6 +50,37 @@ impl AuditLog {
         self.store.put(AUDIT_DB, &doc).await.map(|_| ())
     }
 
+    /// Removes the entries made before `before`, oldest first, a page per request;
+    /// returns how many went.
+    pub async fn prune_before(&self, before: Timestamp) -> Result<usize, StoreError> {
+        const PAGE: usize = 500;
+        let floor = format!("{:015}", before.unix_millis().max(0));
+        let mut gone = 0;
+        loop {
+            let page = match self.store.docs_in_range(AUDIT_DB, "", None, PAGE).await {
+                Err(StoreError::NoDatabase(_)) => return Ok(gone),
+                other => other?,
+            };
+            let old: Vec<(String, String)> = page
+                .iter()
+                .filter_map(|d| {
+                    let id = super::id_of(d)?;
+                    (id < floor.as_str())
+                        .then(|| Some((id.to_owned(), super::rev_of(d)?.to_owned())))?
+                })
+                .collect();
+            if old.is_empty() {
+                return Ok(gone);
+            }
+            let deleted = self.store.delete_many(AUDIT_DB, &old).await?;
+            gone += deleted;
+            // A short page was the last; nothing deleted means another replica races us.
+            if old.len() < PAGE || deleted == 0 {
+                return Ok(gone);
+            }
+        }
+    }
+
     /// Up to `limit` entries made at or after `since`, oldest first, and the cursor of
     /// the next page (`after`), if any.
     pub async fn since(

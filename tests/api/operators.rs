@@ -507,3 +507,82 @@ async fn operator_listings_say_the_store_is_down_and_the_metrics_count_it() {
         "{metrics}"
     );
 }
+
+/// Entries older than `audit.keep_days` go at the sweeper's first pass (at start-up);
+/// newer ones stay, and `broker_audit_entries_pruned_total` counts what went.
+async fn audit_entries_past_their_retention_are_removed_and_counted(b: Backend) {
+    let app = spawn_app_with(b, |s| {
+        s.audit.keep_days = 30;
+        s.couchdb.db_prefix = format!("{}_", unique("audit"));
+    })
+    .await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let day = 86_400_000i64;
+    let entry = |ms: i64, n: usize| {
+        json!({"_id": format!("{ms:015}-old{n:03}"), "at": "then", "actor": "cli:test",
+            "action": "instance.add", "target": format!("t{n}")})
+    };
+    let old: Vec<_> = (0..7)
+        .map(|n| entry(now_ms - 40 * day - n as i64, n))
+        .collect();
+    let recent: Vec<_> = (0..3).map(|n| entry(now_ms - 2 * day, 100 + n)).collect();
+    for doc in old.iter().chain(&recent) {
+        app.store
+            .put(oauth_broker::store::AUDIT_DB, doc)
+            .await
+            .unwrap();
+    }
+    // The sweeper of a broker started now makes its first pass at once.
+    let mut settings = app.settings.clone();
+    settings.listen = "127.0.0.1:0".into();
+    let again = oauth_broker::startup::Application::build(&settings)
+        .await
+        .unwrap();
+    let address = format!("http://127.0.0.1:{}", again.port());
+    tokio::spawn(again.run_until_stopped());
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        left = app
+            .store
+            .all_docs(oauth_broker::store::AUDIT_DB)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|d| d["target"].as_str().map(str::to_owned))
+            .filter(|t| t.starts_with('t'))
+            .collect();
+        if left.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        left,
+        ["t100", "t101", "t102"],
+        "the old entries went, the recent stayed"
+    );
+    // Whichever broker's sweeper got there first counted them, once.
+    let mut pruned = 0;
+    for base in [&app.address, &address] {
+        let metrics = app
+            .http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        pruned += metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("broker_audit_entries_pruned_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .expect("the counter is exported");
+    }
+    assert_eq!(pruned, 7);
+}
+
+both_stores!(audit_entries_past_their_retention_are_removed_and_counted);
