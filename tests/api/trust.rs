@@ -475,13 +475,15 @@ async fn an_expired_token_is_refused(b: Backend) {
     let app = spawn_app(b).await;
     let inst = app.new_instance(None).await;
     let t = app.code_type(json!({})).await;
-    let token = app.api_token_with(&inst, json!({"expires_in": 1})).await;
     let id = app
         .seed_account(
             &inst,
             json!({"account_type": t, "oauth": {"access_token": "a"}}),
         )
         .await;
+    // Expiry is counted in whole seconds: a token issued late in a second has a little
+    // over `expires_in - 1` of life, so 3 leaves the first call two seconds at least.
+    let token = app.api_token_with(&inst, json!({"expires_in": 3})).await;
     let status = |token: String| {
         let app = &app;
         let (t, id) = (t.clone(), id.clone());
@@ -495,7 +497,7 @@ async fn an_expired_token_is_refused(b: Backend) {
         }
     };
     assert_eq!(status(token.clone()).await.status(), 200);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     assert_eq!(
         error_code(status(token).await).await,
         (403, "bad_credentials".into())
