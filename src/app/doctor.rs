@@ -125,11 +125,22 @@ pub async fn examine(settings: &Settings) -> Report {
         None => return report,
     };
     cookie(settings, store.as_ref(), &mut report).await;
+    // Read once: both scans go through every account type.
+    let types = match docs(store.as_ref(), ACCOUNT_TYPES_DB, usize::MAX).await {
+        Ok(t) => t,
+        Err(e) => {
+            report.findings.push(Finding::error(
+                "account types",
+                format!("could not be read: {e}"),
+            ));
+            return report;
+        }
+    };
     let keyring = Keyring::parse(settings.encryption_keys.as_deref().unwrap_or("")).ok();
     if let Some(keyring) = keyring {
-        secrets(store.as_ref(), &keyring, &mut report).await;
+        secrets(store.as_ref(), &types, &keyring, &mut report).await;
     }
-    provider_hosts(settings, store.as_ref(), &mut report).await;
+    provider_hosts(settings, &types, &mut report).await;
     report
 }
 
@@ -507,7 +518,7 @@ pub async fn cookie(settings: &Settings, store: &dyn Store, report: &mut Report)
             format!(
                 "Domain={domain} does not cover {}: a sign-in started on those hosts ends in \
                  \"started in another browser\"",
-                shown_hosts(&hosts.iter().collect::<Vec<_>>())
+                shown_hosts(&hosts)
             ),
         )
     };
@@ -548,7 +559,7 @@ pub async fn cookie(settings: &Settings, store: &dyn Store, report: &mut Report)
                     "{} share no parent domain with public_url's host {public}: a sign-in \
                      started there cannot keep its binding cookie; serve public_url under \
                      their parent domain",
-                    shown_hosts(&others.iter().collect::<Vec<_>>())
+                    shown_hosts(&others)
                 ),
             )
             .about("public_url"),
@@ -558,7 +569,7 @@ pub async fn cookie(settings: &Settings, store: &dyn Store, report: &mut Report)
 }
 
 /// A few hosts, and how many more.
-fn shown_hosts(hosts: &[&String]) -> String {
+fn shown_hosts(hosts: &[String]) -> String {
     let shown: Vec<&str> = hosts.iter().take(3).map(|h| h.as_str()).collect();
     let more = hosts.len().saturating_sub(3);
     let mut s = shown.join(", ");
@@ -570,7 +581,7 @@ fn shown_hosts(hosts: &[&String]) -> String {
 
 /// Every sealed secret (account types' client secrets, registered clients' secrets)
 /// opens with the configured keys.
-async fn secrets(store: &dyn Store, keyring: &Keyring, report: &mut Report) {
+async fn secrets(store: &dyn Store, types: &[Value], keyring: &Keyring, report: &mut Report) {
     let mut sealed = 0;
     let mut unreadable = Vec::new();
     let mut check = |value: Option<&str>, aad: String, what: String| {
@@ -581,11 +592,9 @@ async fn secrets(store: &dyn Store, keyring: &Keyring, report: &mut Report) {
             }
         }
     };
-    let types = docs(store, ACCOUNT_TYPES_DB, usize::MAX).await;
-    let clients = docs(store, REGISTERED_CLIENTS_DB, usize::MAX).await;
-    match (types, clients) {
-        (Ok(types), Ok(clients)) => {
-            for t in &types {
+    match docs(store, REGISTERED_CLIENTS_DB, usize::MAX).await {
+        Ok(clients) => {
+            for t in types {
                 let id = t["_id"].as_str().unwrap_or_default();
                 check(
                     t["client_secret"].as_str(),
@@ -604,7 +613,7 @@ async fn secrets(store: &dyn Store, keyring: &Keyring, report: &mut Report) {
                 }
             }
         }
-        (Err(e), _) | (_, Err(e)) => {
+        Err(e) => {
             report.findings.push(Finding::error(
                 "stored secrets",
                 format!("could not be read: {e}"),
@@ -630,15 +639,11 @@ async fn secrets(store: &dyn Store, keyring: &Keyring, report: &mut Report) {
 
 /// Each account type's provider hosts resolve, and to addresses the SSRF rules let the
 /// broker reach.
-async fn provider_hosts(settings: &Settings, store: &dyn Store, report: &mut Report) {
-    let types = match docs(store, ACCOUNT_TYPES_DB, usize::MAX).await {
-        Ok(t) => t,
-        Err(_) => return,
-    };
+async fn provider_hosts(settings: &Settings, types: &[Value], report: &mut Report) {
     let policy = super::dns_policy(settings);
     let mut checked = 0;
     let mut problems = Vec::new();
-    for doc in &types {
+    for doc in types {
         let id = doc["_id"].as_str().unwrap_or_default().to_owned();
         let at = match AccountType::from_document(doc) {
             Ok(at) => at,

@@ -536,13 +536,7 @@ async fn audit_entries_past_their_retention_are_removed_and_counted(b: Backend) 
             .unwrap();
     }
     // The sweeper of a broker started now makes its first pass at once.
-    let mut settings = app.settings.clone();
-    settings.listen = "127.0.0.1:0".into();
-    let again = oauth_broker::startup::Application::build(&settings)
-        .await
-        .unwrap();
-    let address = format!("http://127.0.0.1:{}", again.port());
-    tokio::spawn(again.run_until_stopped());
+    let address = restarted(&app.settings).await.unwrap();
     let mut left = Vec::new();
     for _ in 0..50 {
         left = app

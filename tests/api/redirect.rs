@@ -901,16 +901,6 @@ async fn instance_at(app: &TestApp, domain: &str) -> Instance {
     )
 }
 
-/// The broker started again on `app`'s settings (and store), serving on its own port.
-async fn restarted(settings: &oauth_broker::config::Settings) -> anyhow::Result<String> {
-    let mut settings = settings.clone();
-    settings.listen = "127.0.0.1:0".into();
-    let again = oauth_broker::startup::Application::build(&settings).await?;
-    let address = format!("http://127.0.0.1:{}", again.port());
-    tokio::spawn(again.run_until_stopped());
-    Ok(address)
-}
-
 async fn an_unset_cookie_domain_is_inferred_from_the_instance_hosts(b: Backend) {
     // Beside cozy-stack, the operator left flow_binding_cookie_domain unset.
     let app = spawn_app_with(b, |s| {

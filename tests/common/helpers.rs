@@ -640,3 +640,15 @@ pub async fn rotating_provider(server: &MockServer) {
         .mount(server)
         .await;
 }
+
+/// Another broker in this process on `settings` (and so on the same store), serving on
+/// its own port: start-up work (checks, the sweeper's first pass) runs again over what
+/// is stored. Its address, or why it did not start.
+pub async fn restarted(settings: &Settings) -> anyhow::Result<String> {
+    let mut settings = settings.clone();
+    settings.listen = "127.0.0.1:0".into();
+    let again = oauth_broker::startup::Application::build(&settings).await?;
+    let address = format!("http://127.0.0.1:{}", again.port());
+    tokio::spawn(again.run_until_stopped());
+    Ok(address)
+}
