@@ -4,6 +4,11 @@
 //! parameters its `[name]` placeholders take). The catalogue is built into the binary, so
 //! an operator needs nothing but the binary; `--catalogue DIR` reads another one.
 
+mod category;
+pub(crate) mod markdown;
+
+pub(crate) use category::Category;
+
 use crate::domain::account_type::{AccountType, AccountTypeError};
 use include_dir::{include_dir, Dir};
 use serde_json::{Map, Value};
@@ -44,7 +49,7 @@ pub enum TemplateError {
 }
 
 /// What a `[name]` placeholder may hold; checked so a value cannot move the endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParamKind {
     /// One DNS label: a tenant or region.
     Label,
@@ -52,19 +57,49 @@ pub enum ParamKind {
     Host,
     /// A host and a path (a Keycloak realm).
     HostPath,
+    /// One of a fixed list (a provider's regional domains: `eu`, `com.au`, ...).
+    Choice(Vec<String>),
 }
 
 impl ParamKind {
-    fn parse(raw: &str) -> Option<ParamKind> {
-        match raw {
-            "label" => Some(ParamKind::Label),
-            "host" => Some(ParamKind::Host),
-            "host_path" => Some(ParamKind::HostPath),
-            _ => None,
+    fn parse(spec: &Value) -> Result<ParamKind, &'static str> {
+        match spec.get("kind").and_then(Value::as_str) {
+            Some("label") => Ok(ParamKind::Label),
+            Some("host") => Ok(ParamKind::Host),
+            Some("host_path") => Ok(ParamKind::HostPath),
+            Some("choice") => {
+                let values: Vec<String> = spec
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                    .unwrap_or_default();
+                // A choice is spliced into a host name: each value must be labels, so that
+                // no listed value can carry a path or another host.
+                let dns = |v: &String| {
+                    v.split('.').all(|l| {
+                        !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    })
+                };
+                if values.is_empty() || !values.iter().all(dns) {
+                    return Err("a `choice` needs `values`, a list of DNS labels such as `eu` or `com.au`");
+                }
+                Ok(ParamKind::Choice(values))
+            }
+            _ => Err("must be `label`, `host`, `host_path` or `choice`"),
         }
     }
 
-    fn accepts(self, value: &str) -> bool {
+    /// A value the parameter accepts, for checking a template once filled in.
+    pub fn sample(&self) -> &str {
+        match self {
+            ParamKind::HostPath => "tenant.example/realms/r",
+            ParamKind::Host => "tenant.example",
+            ParamKind::Label => "tenant",
+            ParamKind::Choice(values) => &values[0],
+        }
+    }
+
+    fn accepts(&self, value: &str) -> bool {
         let label = |s: &str| {
             !s.is_empty()
                 && s.len() <= 63
@@ -82,6 +117,7 @@ impl ParamKind {
                 && port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0))
         };
         match self {
+            ParamKind::Choice(values) => values.iter().any(|v| v == value),
             ParamKind::Label => label(value),
             ParamKind::Host => host(value),
             ParamKind::HostPath => {
@@ -110,6 +146,17 @@ pub struct Param {
     pub description: String,
 }
 
+/// Where a template's endpoints were checked, and when.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The provider's documentation of its OAuth flow.
+    pub docs: url::Url,
+    /// The day the endpoints were last checked (`YYYY-MM-DD`).
+    pub checked: chrono::NaiveDate,
+    /// What they were checked against (Grant's list, Nango's, the documentation).
+    pub checked_against: Vec<String>,
+}
+
 /// A parsed template.
 #[derive(Debug, Clone)]
 pub struct Template {
@@ -117,6 +164,12 @@ pub struct Template {
     pub name: String,
     /// Provider name for people.
     pub display_name: String,
+    /// What the provider is for.
+    pub category: Category,
+    /// Where its endpoints come from.
+    pub source: Source,
+    /// Why its endpoints differ from Grant's list, when they do (checked by a test).
+    pub grant_differs: Option<String>,
     /// Placeholders and what they take.
     pub params: BTreeMap<String, Param>,
     doc: Map<String, Value>,
@@ -185,21 +238,23 @@ impl Template {
             Some(Value::String(s)) => s.clone(),
             Some(_) => return Err(field("template.name", "must be a string")),
         };
+        let category = match meta.get("category").and_then(Value::as_str) {
+            Some(raw) => Category::parse(raw).map_err(|r| field("template.category", &r))?,
+            None => return Err(field("template.category", "is required")),
+        };
+        let source = parse_source(meta.get("source")).map_err(|(f, r)| field(&f, &r))?;
+        let grant_differs = match meta.get("grant_differs") {
+            None => None,
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            Some(_) => return Err(field("template.grant_differs", "must be a non-empty reason")),
+        };
         let mut params = BTreeMap::new();
         match meta.get("parameters") {
             None => {}
             Some(Value::Object(ps)) => {
                 for (p, spec) in ps {
-                    let kind = spec
-                        .get("kind")
-                        .and_then(Value::as_str)
-                        .and_then(ParamKind::parse)
-                        .ok_or_else(|| {
-                            field(
-                                &format!("template.parameters.{p}.kind"),
-                                "must be `label`, `host` or `host_path`",
-                            )
-                        })?;
+                    let kind = ParamKind::parse(spec)
+                        .map_err(|r| field(&format!("template.parameters.{p}.kind"), r))?;
                     let description = spec
                         .get("description")
                         .and_then(Value::as_str)
@@ -228,6 +283,9 @@ impl Template {
         let t = Template {
             name,
             display_name,
+            category,
+            source,
+            grant_differs,
             params,
             doc,
         };
@@ -238,14 +296,7 @@ impl Template {
             params: t
                 .params
                 .iter()
-                .map(|(k, p)| {
-                    let v = match p.kind {
-                        ParamKind::HostPath => "tenant.example/realms/r",
-                        ParamKind::Host => "tenant.example",
-                        ParamKind::Label => "tenant",
-                    };
-                    (k.clone(), v.to_owned())
-                })
+                .map(|(k, p)| (k.clone(), p.kind.sample().to_owned()))
                 .collect(),
             ..Inputs::default()
         };
@@ -276,7 +327,14 @@ impl Template {
             if !p.kind.accepts(v) {
                 return Err(field(
                     format!("--param {k}"),
-                    format!("`{v}` is not a valid {:?} ({})", p.kind, p.description),
+                    match &p.kind {
+                        ParamKind::Choice(values) => format!(
+                            "`{v}` is not one of {} ({})",
+                            values.join(", "),
+                            p.description
+                        ),
+                        kind => format!("`{v}` is not a valid {kind:?} ({})", p.description),
+                    },
                 ));
             }
         }
@@ -322,6 +380,41 @@ impl Template {
                 .join(", ")
         }
     }
+}
+
+/// Reads `template.source`; an error names the field.
+fn parse_source(raw: Option<&Value>) -> Result<Source, (String, String)> {
+    let err = |f: &str, r: &str| (format!("template.source{f}"), r.to_owned());
+    let Some(Value::Object(src)) = raw else {
+        return Err(err("", "is required: {docs, checked, checked_against}"));
+    };
+    let docs = src
+        .get("docs")
+        .and_then(Value::as_str)
+        .and_then(|d| url::Url::parse(d).ok())
+        .filter(|u| u.scheme() == "https")
+        .ok_or_else(|| err(".docs", "must be the https URL of the provider's documentation"))?;
+    let checked = src
+        .get("checked")
+        .and_then(Value::as_str)
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .ok_or_else(|| err(".checked", "must be the date the endpoints were checked, YYYY-MM-DD"))?;
+    let checked_against: Vec<String> = src
+        .get("checked_against")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default();
+    if checked_against.is_empty() {
+        return Err(err(
+            ".checked_against",
+            "must list what the endpoints were checked against",
+        ));
+    }
+    Ok(Source {
+        docs,
+        checked,
+        checked_against,
+    })
 }
 
 fn placeholders(v: &Value) -> Vec<String> {
@@ -427,6 +520,22 @@ impl Catalogue {
         self.templates.values().map(|(_, t)| t)
     }
 
+    /// The templates whose name or provider contains `name` (any case) and, when given,
+    /// of `category`.
+    pub fn filter<'a>(
+        &'a self,
+        name: Option<&'a str>,
+        category: Option<Category>,
+    ) -> impl Iterator<Item = &'a Template> + 'a {
+        let needle = name.map(str::to_lowercase);
+        self.iter().filter(move |t| {
+            category.is_none_or(|c| t.category == c)
+                && needle.as_deref().is_none_or(|n| {
+                    t.name.to_lowercase().contains(n) || t.display_name.to_lowercase().contains(n)
+                })
+        })
+    }
+
     /// How many templates there are.
     pub fn len(&self) -> usize {
         self.templates.len()
@@ -452,9 +561,81 @@ mod tests {
     }
 
     #[test]
-    fn the_builtin_catalogue_has_at_least_sixty_valid_templates() {
+    fn the_builtin_catalogue_has_at_least_250_valid_templates() {
         let c = Catalogue::builtin().unwrap();
-        assert!(c.len() >= 60, "{}", c.len());
+        assert!(c.len() >= 250, "{}", c.len());
+    }
+
+    const META: &str = r#""template": {"category": "other", "source": {"docs": "https://p.example/docs",
+        "checked": "2026-12-07", "checked_against": ["provider documentation"]}}"#;
+
+    fn parse_with(meta: &str) -> Result<Template, TemplateError> {
+        Template::parse(
+            "x.json",
+            &format!(
+                r#"{{"_id": "x", "grant_mode": "authorization_code", "client_id": null,
+                "auth_endpoint": "https://[region].p.example/a", {meta}}}"#
+            ),
+        )
+    }
+
+    #[test]
+    fn a_template_without_a_category_or_source_is_refused() {
+        let e = parse_with(r#""template": {}"#).unwrap_err();
+        assert!(e.to_string().contains("template.category"), "{e}");
+        let e = parse_with(r#""template": {"category": "banking"}"#).unwrap_err();
+        assert!(e.to_string().contains("template.source"), "{e}");
+    }
+
+    #[test]
+    fn a_source_needs_an_https_doc_a_date_and_what_was_checked() {
+        for (source, bad) in [
+            (r#"{"docs": "http://p.example", "checked": "2026-12-07", "checked_against": ["x"]}"#, "source.docs"),
+            (r#"{"docs": "https://p.example", "checked": "7/12/2026", "checked_against": ["x"]}"#, "source.checked"),
+            (r#"{"docs": "https://p.example", "checked": "2026-12-07", "checked_against": []}"#, "source.checked_against"),
+        ] {
+            let e = parse_with(&format!(r#""template": {{"category": "other", "source": {source}}}"#))
+                .unwrap_err();
+            assert!(e.to_string().contains(bad), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_choice_parameter_takes_only_its_values() {
+        let meta = META.replace(
+            "}}",
+            r#"}, "parameters": {"region": {"kind": "choice", "values": ["eu", "com.au"]}}}"#,
+        );
+        let t = parse_with(&meta).unwrap();
+        let fill = |v: &str| {
+            t.instantiate(
+                "x.json",
+                Inputs {
+                    client_id: Some("c".into()),
+                    params: [("region".into(), v.into())].into(),
+                    ..Inputs::default()
+                },
+            )
+        };
+        assert_eq!(fill("com.au").unwrap()["auth_endpoint"], "https://com.au.p.example/a");
+        let e = fill("evil.example/x").unwrap_err();
+        assert!(e.to_string().contains("not one of eu, com.au"), "{e}");
+    }
+
+    #[test]
+    fn a_choice_value_that_is_not_dns_labels_is_refused() {
+        let meta = META.replace(
+            "}}",
+            r#"}, "parameters": {"region": {"kind": "choice", "values": ["eu", "x/../y"]}}}"#,
+        );
+        let e = parse_with(&meta).unwrap_err();
+        assert!(e.to_string().contains("template.parameters.region.kind"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_category_is_refused_by_name() {
+        let e = parse_with(&META.replace("\"other\"", "\"bank\"")).unwrap_err();
+        assert!(e.to_string().contains("unknown category `bank`"), "{e}");
     }
 
     #[test]
@@ -534,8 +715,10 @@ mod tests {
     fn an_undeclared_placeholder_is_refused() {
         let err = Template::parse(
             "x.json",
-            r#"{"_id": "x", "grant_mode": "authorization_code",
-                "auth_endpoint": "https://[tenant].p.example/a"}"#,
+            &format!(
+                r#"{{"_id": "x", "grant_mode": "authorization_code",
+                "auth_endpoint": "https://[tenant].p.example/a", {META}}}"#
+            ),
         )
         .unwrap_err();
         assert!(err.to_string().contains("[tenant]"), "{err}");

@@ -4,6 +4,7 @@ use super::out;
 use super::source::{self, SourceArgs};
 use crate::app::audit::Actor;
 use crate::app::Services;
+use crate::catalogue::{markdown, Category};
 use crate::domain::changes::changes;
 use crate::domain::AccountType;
 use anyhow::{bail, Context};
@@ -14,11 +15,21 @@ use std::path::{Path, PathBuf};
 /// `account-types` sub-commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum AccountTypesCmd {
-    /// List the provider templates of the catalogue.
+    /// List the provider templates of the catalogue, and how many there are.
     Templates {
         /// Read templates from this folder instead of the built-in catalogue.
         #[arg(long)]
         catalogue: Option<PathBuf>,
+        /// Only templates whose name or provider contains this (any case).
+        #[arg(long)]
+        name: Option<String>,
+        /// Only templates of this category (`banking`, `health`, ...).
+        #[arg(long, value_parser = parse_category)]
+        category: Option<Category>,
+        /// `tsv` (name, provider, category, parameters), or the READMEs' lists:
+        /// `markdown` (README.md) or `catalogue` (account_types/README.md).
+        #[arg(long, value_enum, default_value_t = ListFormat::Tsv)]
+        format: ListFormat,
     },
     /// Store an account type from a JSON file or a template:
     /// `put google --client-id ID --client-secret-file FILE`.
@@ -52,10 +63,35 @@ pub enum AccountTypesCmd {
     Validate(SourceArgs),
 }
 
+/// How `templates` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    /// One template a line, tab-separated.
+    Tsv,
+    /// The top-level README's list by category.
+    Markdown,
+    /// `account_types/README.md`.
+    Catalogue,
+}
+
+fn parse_category(raw: &str) -> Result<Category, String> {
+    Category::parse(raw)
+}
+
 /// Runs the commands that need no store; `None` for the others.
 pub fn run_offline(cmd: &AccountTypesCmd) -> Option<anyhow::Result<()>> {
     match cmd {
-        AccountTypesCmd::Templates { catalogue } => Some(templates(catalogue.as_deref())),
+        AccountTypesCmd::Templates {
+            catalogue,
+            name,
+            category,
+            format,
+        } => Some(templates(
+            catalogue.as_deref(),
+            name.as_deref(),
+            *category,
+            *format,
+        )),
         AccountTypesCmd::Validate(args) => Some(validate(args)),
         _ => None,
     }
@@ -68,13 +104,38 @@ fn validate(args: &SourceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn templates(dir: Option<&Path>) -> anyhow::Result<()> {
+fn templates(
+    dir: Option<&Path>,
+    name: Option<&str>,
+    category: Option<Category>,
+    format: ListFormat,
+) -> anyhow::Result<()> {
     let cat = source::catalogue(dir)?;
-    for t in cat.iter() {
-        let params: Vec<String> = t.params.keys().map(|k| format!("--param {k}=..")).collect();
-        out!("{}\t{}\t{}", t.name, t.display_name, params.join(" "));
+    match format {
+        ListFormat::Markdown => out!("{}", markdown::summary(&cat)),
+        ListFormat::Catalogue => out!("{}", markdown::catalogue_readme(&cat)),
+        ListFormat::Tsv => {
+            let mut shown = 0;
+            for t in cat.filter(name, category) {
+                let params: Vec<String> =
+                    t.params.keys().map(|k| format!("--param {k}=..")).collect();
+                out!(
+                    "{}\t{}\t{}\t{}",
+                    t.name,
+                    t.display_name,
+                    t.category,
+                    params.join(" ")
+                );
+                shown += 1;
+            }
+            // On stderr, so that stdout stays one template a line for scripts.
+            if shown == cat.len() {
+                eprintln!("{shown} templates");
+            } else {
+                eprintln!("{shown} of {} templates", cat.len());
+            }
+        }
     }
-    eprintln!("{} templates", cat.len());
     Ok(())
 }
 
