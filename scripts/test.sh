@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: installs pouchdb-server and cozy-konnector-libs (npm) into .tools/ and redis-server and
+# Runs every test: installs pouchdb-server, cozy-konnector-libs and grant (npm) into .tools/ and redis-server and
 # promtool (Debian) if missing, starts Apache CouchDB 3.5 (from ../shared/couchdb, see
 # scripts/couchdb.sh) as a single node and as a 3-node cluster, pouchdb-server, and redis-server (the role
 # of cozy-stack's Redis), all on free loopback ports, runs `cargo test`, and stops them.
@@ -34,6 +34,15 @@ if ! cmp -s tests/konnector/package.json "$konnector/package.json" || [ ! -d "$k
   npm install --prefix "$konnector" --no-audit --no-fund --loglevel=error --legacy-peer-deps >&2
 fi
 export BROKER_TEST_KONNECTOR_LIBS="$konnector/node_modules"
+
+# Grant 5.4's provider list, which the catalogue is checked against (tests/catalogue_grant.rs).
+grant_list="$tools/grant/node_modules/grant/config/oauth.json"
+if [ ! -f "$grant_list" ] || ! grep -q '"version": "5.4.24"' "$tools/grant/node_modules/grant/package.json"; then
+  echo "installing npm grant 5.4.24 (its provider list)" >&2
+  mkdir -p "$tools/grant"
+  npm install --prefix "$tools/grant" --no-audit --no-fund --loglevel=error --no-save grant@5.4.24 >&2
+fi
+export BROKER_TEST_GRANT_OAUTH_JSON="$grant_list"
 
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "redis-server not found: installing it from Debian" >&2

@@ -71,7 +71,12 @@ impl ParamKind {
                 let values: Vec<String> = spec
                     .get("values")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
                     .unwrap_or_default();
                 // A choice is spliced into a host name: each value must be labels, so that
                 // no listed value can carry a path or another host.
@@ -81,7 +86,9 @@ impl ParamKind {
                     })
                 };
                 if values.is_empty() || !values.iter().all(dns) {
-                    return Err("a `choice` needs `values`, a list of DNS labels such as `eu` or `com.au`");
+                    return Err(
+                        "a `choice` needs `values`, a list of DNS labels such as `eu` or `com.au`",
+                    );
                 }
                 Ok(ParamKind::Choice(values))
             }
@@ -246,7 +253,12 @@ impl Template {
         let grant_differs = match meta.get("grant_differs") {
             None => None,
             Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
-            Some(_) => return Err(field("template.grant_differs", "must be a non-empty reason")),
+            Some(_) => {
+                return Err(field(
+                    "template.grant_differs",
+                    "must be a non-empty reason",
+                ))
+            }
         };
         let mut params = BTreeMap::new();
         match meta.get("parameters") {
@@ -393,16 +405,31 @@ fn parse_source(raw: Option<&Value>) -> Result<Source, (String, String)> {
         .and_then(Value::as_str)
         .and_then(|d| url::Url::parse(d).ok())
         .filter(|u| u.scheme() == "https")
-        .ok_or_else(|| err(".docs", "must be the https URL of the provider's documentation"))?;
+        .ok_or_else(|| {
+            err(
+                ".docs",
+                "must be the https URL of the provider's documentation",
+            )
+        })?;
     let checked = src
         .get("checked")
         .and_then(Value::as_str)
         .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        .ok_or_else(|| err(".checked", "must be the date the endpoints were checked, YYYY-MM-DD"))?;
+        .ok_or_else(|| {
+            err(
+                ".checked",
+                "must be the date the endpoints were checked, YYYY-MM-DD",
+            )
+        })?;
     let checked_against: Vec<String> = src
         .get("checked_against")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     if checked_against.is_empty() {
         return Err(err(
@@ -590,12 +617,23 @@ mod tests {
     #[test]
     fn a_source_needs_an_https_doc_a_date_and_what_was_checked() {
         for (source, bad) in [
-            (r#"{"docs": "http://p.example", "checked": "2026-12-07", "checked_against": ["x"]}"#, "source.docs"),
-            (r#"{"docs": "https://p.example", "checked": "7/12/2026", "checked_against": ["x"]}"#, "source.checked"),
-            (r#"{"docs": "https://p.example", "checked": "2026-12-07", "checked_against": []}"#, "source.checked_against"),
+            (
+                r#"{"docs": "http://p.example", "checked": "2026-12-07", "checked_against": ["x"]}"#,
+                "source.docs",
+            ),
+            (
+                r#"{"docs": "https://p.example", "checked": "7/12/2026", "checked_against": ["x"]}"#,
+                "source.checked",
+            ),
+            (
+                r#"{"docs": "https://p.example", "checked": "2026-12-07", "checked_against": []}"#,
+                "source.checked_against",
+            ),
         ] {
-            let e = parse_with(&format!(r#""template": {{"category": "other", "source": {source}}}"#))
-                .unwrap_err();
+            let e = parse_with(&format!(
+                r#""template": {{"category": "other", "source": {source}}}"#
+            ))
+            .unwrap_err();
             assert!(e.to_string().contains(bad), "{bad}: {e}");
         }
     }
@@ -617,7 +655,10 @@ mod tests {
                 },
             )
         };
-        assert_eq!(fill("com.au").unwrap()["auth_endpoint"], "https://com.au.p.example/a");
+        assert_eq!(
+            fill("com.au").unwrap()["auth_endpoint"],
+            "https://com.au.p.example/a"
+        );
         let e = fill("evil.example/x").unwrap_err();
         assert!(e.to_string().contains("not one of eu, com.au"), "{e}");
     }
@@ -629,7 +670,10 @@ mod tests {
             r#"}, "parameters": {"region": {"kind": "choice", "values": ["eu", "x/../y"]}}}"#,
         );
         let e = parse_with(&meta).unwrap_err();
-        assert!(e.to_string().contains("template.parameters.region.kind"), "{e}");
+        assert!(
+            e.to_string().contains("template.parameters.region.kind"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -266,13 +266,111 @@ fn secret_file(dir: &Path, value: &str) -> String {
 }
 
 #[test]
-fn templates_lists_the_whole_catalogue() {
+fn templates_lists_the_whole_catalogue_and_counts_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = broker(dir.path(), false, &["account-types", "templates"]);
     assert!(out.status.success(), "{}", text(&out));
     let listed = String::from_utf8_lossy(&out.stdout).lines().count();
-    assert!(listed >= 60, "{listed}");
-    assert!(text(&out).contains("zendesk\tZendesk\t--param subdomain=.."));
+    assert!(listed >= 250, "{listed}");
+    assert!(text(&out).contains("zendesk\tZendesk\tsupport\t--param subdomain=.."));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("{listed} templates")), "{stderr}");
+}
+
+#[test]
+fn templates_filter_by_category_and_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = |args: &[&str]| {
+        let out = broker(dir.path(), false, args);
+        assert!(out.status.success(), "{}", text(&out));
+        let rows: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        (rows, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (banking, note) = lines(&["account-types", "templates", "--category", "banking"]);
+    assert!(
+        banking
+            .iter()
+            .all(|l| l.split('\t').nth(2) == Some("banking")),
+        "{banking:?}"
+    );
+    assert!(
+        banking.iter().any(|l| l.starts_with("qonto\t")),
+        "{banking:?}"
+    );
+    assert!(note.contains(&format!("{} of ", banking.len())), "{note}");
+    // By template name or provider name, any case.
+    let (named, _) = lines(&["account-types", "templates", "--name", "QONTO"]);
+    assert_eq!(named.len(), 1, "{named:?}");
+    let (both, _) = lines(&[
+        "account-types",
+        "templates",
+        "--category",
+        "storage",
+        "--name",
+        "cloud",
+    ]);
+    assert!(
+        both.iter().any(|l| l.starts_with("nextcloud\t")),
+        "{both:?}"
+    );
+    assert!(both.iter().all(|l| l.contains("\tstorage\t")), "{both:?}");
+    let bad = broker(
+        dir.path(),
+        false,
+        &["account-types", "templates", "--category", "bank"],
+    );
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("expected one of"), "{}", text(&bad));
+}
+
+/// Every template, filled in with a client id, a secret and a value for each parameter,
+/// passes `account-types validate`, as an operator would run it.
+#[test]
+fn every_template_validates_with_its_parameters_filled() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = secret_file(dir.path(), "client-secret-value");
+    let out = broker(dir.path(), false, &["account-types", "templates"]);
+    let list = String::from_utf8_lossy(&out.stdout).into_owned();
+    let catalogue = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("account_types");
+    let mut failed = Vec::new();
+    for line in list.lines() {
+        let name = line.split('\t').next().unwrap();
+        let doc: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(catalogue.join(format!("{name}.json"))).unwrap(),
+        )
+        .unwrap();
+        let mut args = vec![
+            "account-types".to_owned(),
+            "validate".to_owned(),
+            name.to_owned(),
+            "--client-id".to_owned(),
+            "cid".to_owned(),
+            "--client-secret-file".to_owned(),
+            secret.clone(),
+        ];
+        if let Some(params) = doc["template"]["parameters"].as_object() {
+            for (p, spec) in params {
+                let value = match spec["kind"].as_str().unwrap() {
+                    "choice" => spec["values"][0].as_str().unwrap().to_owned(),
+                    "label" => "acme".to_owned(),
+                    "host" => "sso.acme.example".to_owned(),
+                    _ => "sso.acme.example/realms/main".to_owned(),
+                };
+                args.push("--param".to_owned());
+                args.push(format!("{p}={value}"));
+            }
+        }
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = broker(dir.path(), false, &argv);
+        if !out.status.success() || !text(&out).contains("valid account type") {
+            failed.push(format!("{name}: {}", text(&out)));
+        }
+    }
+    assert!(list.lines().count() >= 250);
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 
 /// put from a template, then diff, on one store.

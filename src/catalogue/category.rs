@@ -161,7 +161,10 @@ impl Category {
             .find(|c| c.as_str() == raw)
             .ok_or_else(|| {
                 let known: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
-                format!("unknown category `{raw}`; expected one of {}", known.join(", "))
+                format!(
+                    "unknown category `{raw}`; expected one of {}",
+                    known.join(", ")
+                )
             })
     }
 }

@@ -27,7 +27,13 @@ pub(crate) fn summary(cat: &Catalogue) -> String {
     );
     for (c, ts) in by_category(cat) {
         let names: Vec<String> = ts.iter().map(|t| format!("`{}`", t.name)).collect();
-        let _ = writeln!(out, "| {} | {} | {} |", c.title(), ts.len(), names.join(" "));
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            c.title(),
+            ts.len(),
+            names.join(" ")
+        );
     }
     out.push_str(END);
     out
@@ -68,7 +74,11 @@ pub(crate) fn catalogue_readme(cat: &Catalogue) -> String {
                 t.name,
                 t.display_name,
                 s("token_mode").unwrap_or("form"),
-                if doc.get("pkce").and_then(|v| v.as_bool()) == Some(true) { "yes" } else { "no" },
+                if doc.get("pkce").and_then(|v| v.as_bool()) == Some(true) {
+                    "yes"
+                } else {
+                    "no"
+                },
                 delimiter(s("scope_delimiter")),
                 params.join(", "),
                 against,
