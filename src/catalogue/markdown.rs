@@ -134,6 +134,30 @@ query is form-encoded, so a space goes out as `+`).
 Every file is parsed, instantiated with its parameters and validated by the tests
 (`catalogue::tests`, `tests/cli.rs`).
 
+## Looked for and not templated
+
+French and European services that konnectors serve, and why they have no template (as of
+the `checked` date of this catalogue):
+
+- **Enedis Data Connect** and **GRDF ADICT**: the customer's consent is given on the
+  provider's page, but tokens come from a `client_credentials` grant, not from an
+  authorization code; there is no code for the broker to exchange.
+- **FranceConnect**: its v2 documentation gives the integration hosts; the production host
+  was not confirmed.
+- **Infomaniak** (kDrive): its OAuth server issues identity tokens only; the data APIs take
+  personal access tokens.
+- **La Poste**, **SNCF Connect**, **Free**, **Doctolib**: no public OAuth 2 authorization
+  flow for third parties (La Poste's developer APIs take an API key).
+- **Banks' PSD2 APIs** (BNP Paribas, Société Générale, Crédit Agricole, ...): open to
+  licensed third parties only, with eIDAS certificates on mutual TLS.
+- **Revolut Business**, **DATEV**, **Twinfield**: a signed JWT client assertion, or an
+  `id_token`/`nonce` response the broker does not ask for.
+- **PayFit**: the only published token endpoint seen (Nango's list) is PagerDuty's, a
+  copy-paste error; not templated until PayFit's own documentation is read.
+
+Grant's providers without a template, and why, are in
+[`grant-not-templated.tsv`](grant-not-templated.tsv).
+
 ## Licence of the endpoints
 
 Where `checked_against` names Grant, `auth_endpoint`, `token_endpoint` and
