@@ -486,7 +486,9 @@ fn bad_template_stores_nothing(couch: bool) {
         cat.join(format!("{name}.json")),
         json!({"_id": name, "grant_mode": "authorization_code",
                "auth_endpoint": "https://acme.example/auth", "token_endpoint": "https://acme.example/token",
-               "token_mode": "sometimes"})
+               "token_mode": "sometimes",
+               "template": {"category": "other", "source": {"docs": "https://acme.example/docs",
+                   "checked": "2026-12-07", "checked_against": ["provider documentation"]}}})
         .to_string(),
     )
     .unwrap();
