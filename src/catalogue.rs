@@ -68,16 +68,7 @@ impl ParamKind {
             Some("host") => Ok(ParamKind::Host),
             Some("host_path") => Ok(ParamKind::HostPath),
             Some("choice") => {
-                let values: Vec<String> = spec
-                    .get("values")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let values = string_list(spec.get("values")).unwrap_or_default();
                 // A choice is spliced into a host name: each value must be labels, so that
                 // no listed value can carry a path or another host.
                 let dns = |v: &String| {
@@ -394,6 +385,15 @@ impl Template {
     }
 }
 
+/// An array of strings; `None` for anything else, so that a stray number in a list is
+/// refused rather than dropped.
+fn string_list(v: Option<&Value>) -> Option<Vec<String>> {
+    v?.as_array()?
+        .iter()
+        .map(|x| x.as_str().map(str::to_owned))
+        .collect()
+}
+
 /// Reads `template.source`; an error names the field.
 fn parse_source(raw: Option<&Value>) -> Result<Source, (String, String)> {
     let err = |f: &str, r: &str| (format!("template.source{f}"), r.to_owned());
@@ -421,16 +421,7 @@ fn parse_source(raw: Option<&Value>) -> Result<Source, (String, String)> {
                 "must be the date the endpoints were checked, YYYY-MM-DD",
             )
         })?;
-    let checked_against: Vec<String> = src
-        .get("checked_against")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let checked_against = string_list(src.get("checked_against")).unwrap_or_default();
     if checked_against.is_empty() {
         return Err(err(
             ".checked_against",
@@ -674,6 +665,22 @@ mod tests {
             e.to_string().contains("template.parameters.region.kind"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_list_with_a_value_that_is_not_a_string_is_refused() {
+        let meta = META.replace(
+            "}}",
+            r#"}, "parameters": {"region": {"kind": "choice", "values": ["eu", 3]}}}"#,
+        );
+        let e = parse_with(&meta).unwrap_err();
+        assert!(
+            e.to_string().contains("template.parameters.region.kind"),
+            "{e}"
+        );
+        let meta = META.replace(r#"["provider documentation"]"#, r#"["grant", 5]"#);
+        let e = parse_with(&meta).unwrap_err();
+        assert!(e.to_string().contains("source.checked_against"), "{e}");
     }
 
     #[test]

@@ -20,12 +20,13 @@ fn by_category(cat: &Catalogue) -> BTreeMap<Category, Vec<&Template>> {
 
 /// The top-level README's list: each category, its count, its templates.
 pub(crate) fn summary(cat: &Catalogue) -> String {
+    let groups = by_category(cat);
     let mut out = format!(
         "{BEGIN}\n**{} templates** in {} categories:\n\n| category | count | templates |\n|---|---|---|\n",
         cat.len(),
-        by_category(cat).len()
+        groups.len()
     );
-    for (c, ts) in by_category(cat) {
+    for (c, ts) in groups {
         let names: Vec<String> = ts.iter().map(|t| format!("`{}`", t.name)).collect();
         let _ = writeln!(
             out,
