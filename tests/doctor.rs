@@ -84,6 +84,34 @@ fn doctor_on_a_healthy_embedded_store_exits_zero() {
 }
 
 #[test]
+fn doctor_on_a_healthy_couchdb_holding_account_types_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = key("k1");
+    let prefix = format!("{}_", unique("healthy"));
+    let couch = couch_url();
+    let env = [
+        ("BROKER__ENCRYPTION_KEYS", k.as_str()),
+        ("BROKER__COUCHDB__URL", couch.as_str()),
+        ("BROKER__COUCHDB__DB_PREFIX", prefix.as_str()),
+    ];
+    for _ in 0..3 {
+        put_type(
+            dir.path(),
+            &env,
+            json!({"_id": unique("svc"), "grant_mode": "authorization_code", "client_id": "cid",
+                "client_secret": "healthy-secret-value",
+                "auth_endpoint": "https://93.184.215.14/authorize",
+                "token_endpoint": "https://93.184.215.14/token"}),
+        );
+    }
+    let out = broker(dir.path(), &env, &["doctor"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("stored secrets: 3 sealed, all open"), "{t}");
+    assert!(!t.contains("healthy-secret-value"), "{t}");
+}
+
+#[test]
 fn doctor_as_json_says_each_finding_with_its_severity() {
     let dir = tempfile::tempdir().unwrap();
     let out = broker(

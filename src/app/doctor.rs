@@ -449,16 +449,31 @@ fn read_only_store(settings: &Settings, report: &mut Report) -> Option<SharedSto
     }
 }
 
-/// Documents of `db`, none when it does not exist yet.
+/// Up to `limit` documents of `db` (design documents left out), none when it does not
+/// exist yet; read a page at a time, since CouchDB refuses a `limit` past `i64`.
 async fn docs(store: &dyn Store, db: &str, limit: usize) -> Result<Vec<Value>, StoreError> {
-    match store.docs_in_range(db, "", None, limit).await {
-        Err(StoreError::NoDatabase(_)) => Ok(Vec::new()),
-        other => other.map(|d| {
-            d.into_iter()
-                .filter(|d| !d["_id"].as_str().unwrap_or("_").starts_with('_'))
-                .collect()
-        }),
+    const PAGE: usize = 500;
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    while found.len() < limit {
+        let page = match store
+            .docs_in_range(db, "", after.as_deref(), PAGE.min(limit - found.len()))
+            .await
+        {
+            Err(StoreError::NoDatabase(_)) => return Ok(Vec::new()),
+            other => other?,
+        };
+        let full = page.len() == PAGE;
+        after = page.last().and_then(|d| d["_id"].as_str()).map(str::to_owned);
+        found.extend(
+            page.into_iter()
+                .filter(|d| !d["_id"].as_str().unwrap_or("_").starts_with('_')),
+        );
+        if !full || after.is_none() {
+            break;
+        }
     }
+    Ok(found)
 }
 
 /// Where the binding cookie must come back: `start` sets it on the instance's host, the
