@@ -1,7 +1,12 @@
 //! Throughput of the broker's hot paths, against a broker on the embedded store and a
 //! provider played by wiremock, all on loopback. Run: `cargo bench --bench flow`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub
+)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -10,7 +10,12 @@
 //! refresh, and a caller of a burst that comes late is answered from the window as it
 //! would be in production. Under `cargo test` it is a smoke run (2 bursts).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub
+)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;

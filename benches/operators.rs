@@ -5,7 +5,12 @@
 //! store, or on CouchDB with `BENCH_STORE=couch` (`scripts/bench-operators.sh` runs both).
 //! `BENCH_ACCOUNTS` changes the count.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub
+)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;

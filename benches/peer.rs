@@ -7,7 +7,12 @@
 //! write rate at each concurrency is printed beside the broker's flow rate.
 //! Under `cargo test` (no `--bench`) it does nothing: it needs the npm packages.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub
+)]
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use futures::StreamExt;

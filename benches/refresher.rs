@@ -10,7 +10,12 @@
 //! store in the table). `BENCH_SCENARIOS=stored:due,...` and
 //! `BENCH_INSTANCES=N` change them. Under `cargo test` it is a smoke run (200 stored, 50 due).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub
+)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -6,7 +6,12 @@
 //! `cargo bench --bench webhooks` runs it on the embedded store (`BENCH_EVENTS=N`
 //! events, 400 by default). Under `cargo test` it is a smoke run (16 events).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub
+)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -74,6 +74,8 @@ for _ in $(seq 1 50); do
   sleep 0.1
 done
 
+# Every test runs here: a test that would skip for want of a server or tool fails instead.
+export BROKER_TEST_REQUIRE_ALL=1
 export BROKER_TEST_COUCHDB_URL="$single_url"
 export BROKER_TEST_POUCHDB_URL="http://127.0.0.1:$POUCH_PORT"
 # cozy-stack keeps session codes in Redis database 3 (`sessions`).

@@ -3,9 +3,12 @@
 use crate::domain::Subdomains;
 use config::{Config, Environment, File};
 use serde::Deserialize;
+#[cfg(test)]
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// Everything the broker reads at start-up.
+#[cfg_attr(test, derive(Serialize))]
 #[derive(Clone, Deserialize)]
 pub struct Settings {
     /// Address to listen on (`BROKER__LISTEN`).
@@ -60,6 +63,7 @@ pub struct Settings {
 }
 
 /// Audit trail retention.
+#[cfg_attr(test, derive(Serialize))]
 #[derive(Clone, Debug, Deserialize)]
 pub struct AuditSettings {
     /// Entries older than this many days are removed by the sweeper; 0 keeps them all.
@@ -67,6 +71,7 @@ pub struct AuditSettings {
 }
 
 /// Settings for running beside cozy-stack, authenticating its clients.
+#[cfg_attr(test, derive(Serialize))]
 #[derive(Clone, Default, Deserialize)]
 pub struct CozySettings {
     /// cozy-stack's Redis `sessions` database (`redis://host:6379/3`), to spend the
@@ -82,6 +87,7 @@ impl CozySettings {
 }
 
 /// Webhook settings.
+#[cfg_attr(test, derive(Serialize))]
 #[derive(Clone, Deserialize)]
 pub struct WebhookSettings {
     /// Endpoint receiving `account.created`, `refresh.failed`, `account.reconnected`.
@@ -96,6 +102,7 @@ pub struct WebhookSettings {
 }
 
 /// Background refresher settings.
+#[cfg_attr(test, derive(Serialize))]
 #[derive(Clone, Debug, Deserialize)]
 pub struct RefreshSettings {
     /// Run the background refresher in this process.
@@ -114,6 +121,7 @@ pub struct RefreshSettings {
 }
 
 /// Rate limit settings.
+#[cfg_attr(test, derive(Serialize))]
 #[derive(Clone, Debug, Deserialize)]
 pub struct RateLimitSettings {
     /// Requests per minute per client address and route group; 0 turns limits off.
@@ -128,6 +136,7 @@ pub struct RateLimitSettings {
 }
 
 /// CouchDB settings.
+#[cfg_attr(test, derive(Serialize))]
 #[derive(Clone, Deserialize)]
 pub struct CouchSettings {
     /// `http://user:password@host:5984`; empty or absent selects the embedded store.
@@ -139,7 +148,95 @@ pub struct CouchSettings {
     pub db_prefix: String,
 }
 
+/// A setting's built-in value.
+#[derive(Debug, Clone, Copy)]
+pub enum DefaultValue {
+    /// A string.
+    Text(&'static str),
+    /// A number.
+    Number(i64),
+    /// A boolean.
+    Flag(bool),
+    /// None: the feature it enables is off.
+    Unset,
+}
+
+impl std::fmt::Display for DefaultValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DefaultValue::Text("") => f.write_str("empty"),
+            DefaultValue::Text(v) => write!(f, "`{v}`"),
+            DefaultValue::Number(v) => write!(f, "`{v}`"),
+            DefaultValue::Flag(v) => write!(f, "`{v}`"),
+            DefaultValue::Unset => f.write_str("unset"),
+        }
+    }
+}
+
+/// One setting as documented: its key, built-in value and meaning.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// Dotted key (`couchdb.url`); the environment variable is `BROKER__COUCHDB__URL`.
+    pub key: &'static str,
+    /// Built-in value.
+    pub default: DefaultValue,
+    /// What it does, in Markdown.
+    pub meaning: &'static str,
+}
+
+impl Setting {
+    /// The environment variable that sets it.
+    pub fn env_var(&self) -> String {
+        format!(
+            "BROKER__{}",
+            self.key.replace('.', "__").to_ascii_uppercase()
+        )
+    }
+}
+
+/// Every setting: the defaults `Settings::load` starts from and the documented table are
+/// this one list (a unit test holds it to the fields of [`Settings`]).
+#[rustfmt::skip]
+pub const SETTINGS: &[Setting] = &[
+    Setting { key: "listen", default: DefaultValue::Text("127.0.0.1:8080"), meaning: "address to listen on" },
+    Setting { key: "public_url", default: DefaultValue::Text("http://127.0.0.1:8080"), meaning: "base of the default redirect URI `{public_url}/accounts/{type}/redirect`" },
+    Setting { key: "couchdb.url", default: DefaultValue::Unset, meaning: "`http://user:password@host:5984`; unset or empty: the embedded store" },
+    Setting { key: "couchdb.timeout_secs", default: DefaultValue::Number(10), meaning: "time allowed to one CouchDB request" },
+    Setting { key: "couchdb.db_prefix", default: DefaultValue::Text(""), meaning: "prepended to every database name (several brokers on one CouchDB); empty keeps cozy-stack's names" },
+    Setting { key: "data_dir", default: DefaultValue::Text("./data"), meaning: "embedded store directory" },
+    Setting { key: "admin_token", default: DefaultValue::Unset, meaning: "bearer token of `/admin/*`, at least 32 characters (`openssl rand -hex 32`); the admin API is off without it" },
+    Setting { key: "subdomains", default: DefaultValue::Text("nested"), meaning: "`nested` (`home.alice.mycozy.cloud`) or `flat` (`alice-home.mycozy.cloud`)" },
+    Setting { key: "log_format", default: DefaultValue::Text("text"), meaning: "`text` or `json`; the level comes from `RUST_LOG` (default `info`)" },
+    Setting { key: "provider_timeout_secs", default: DefaultValue::Number(15), meaning: "total time allowed to a token endpoint" },
+    Setting { key: "provider_connect_timeout_secs", default: DefaultValue::Number(5), meaning: "time allowed to connect to a token endpoint" },
+    Setting { key: "flow_ttl_secs", default: DefaultValue::Number(900), meaning: "lifetime of a flow state" },
+    Setting { key: "session_code_ttl_secs", default: DefaultValue::Number(600), meaning: "lifetime of a session code" },
+    Setting { key: "flow_binding", default: DefaultValue::Flag(true), meaning: "bind each flow to the starting browser with a cookie" },
+    Setting { key: "flow_binding_cookie_domain", default: DefaultValue::Text(""), meaning: "parent domain of the binding cookie when start and redirect are on two hosts under it; empty: inferred at start-up from `public_url` and the instances' domains when unambiguous, else host-only" },
+    Setting { key: "allow_insecure_provider_urls", default: DefaultValue::Flag(false), meaning: "development only: accept loopback `http` `provider_url`s" },
+    Setting { key: "provider_private_hosts", default: DefaultValue::Text(""), meaning: "provider host names allowed to resolve to private addresses (an in-house identity provider), comma-separated" },
+    Setting { key: "rate_limit.per_minute", default: DefaultValue::Number(120), meaning: "requests per minute per client address, for each of start, redirect and `/admin`; `0` turns limits off" },
+    Setting { key: "rate_limit.burst", default: DefaultValue::Number(30), meaning: "requests a client may make at once before the rate applies" },
+    Setting { key: "rate_limit.trusted_proxies", default: DefaultValue::Text(""), meaning: "addresses or CIDR blocks of the proxies in front of the broker, comma-separated; from them the client is the right-most `X-Forwarded-For` hop they did not add (`Forwarded` is never read); IPv6 clients are limited per /64" },
+    Setting { key: "rate_limit.trust_forwarded_for", default: DefaultValue::Flag(false), meaning: "replaced by `trusted_proxies`: `true` without them is refused at start-up, since it let any client pick its own address" },
+    Setting { key: "encryption_keys", default: DefaultValue::Unset, meaning: "keys sealing secrets at rest: `id:base64-of-32-bytes`, comma-separated, newest first (`oauth-broker keys generate ID`)" },
+    Setting { key: "encrypt_refresh_tokens", default: DefaultValue::Flag(false), meaning: "also seal the refresh tokens stored in accounts (needs `encryption_keys`)" },
+    Setting { key: "refresh.enabled", default: DefaultValue::Flag(true), meaning: "run the background refresher in this process" },
+    Setting { key: "refresh.interval_secs", default: DefaultValue::Number(30), meaning: "how often it looks for due accounts" },
+    Setting { key: "refresh.margin_secs", default: DefaultValue::Number(600), meaning: "default refresh margin before expiry (an account type may set its own)" },
+    Setting { key: "refresh.idle_secs", default: DefaultValue::Number(86_400), meaning: "default longest time between refreshes, also used when the expiry is unknown" },
+    Setting { key: "refresh.lease_secs", default: DefaultValue::Number(0), meaning: "refresh lease lifetime; `0`: twice the provider timeout plus 5 s" },
+    Setting { key: "refresh.fresh_window_secs", default: DefaultValue::Number(5), meaning: "a refresh asked this soon after the last answers the stored tokens without a provider call (while the access token outlives the window; `?force=true` refreshes anyway); `0` turns it off" },
+    Setting { key: "webhooks.url", default: DefaultValue::Unset, meaning: "endpoint for account events" },
+    Setting { key: "webhooks.secret", default: DefaultValue::Text(""), meaning: "HMAC-SHA256 key of `X-Broker-Signature`; at least 16 characters, required when `webhooks.url` is set" },
+    Setting { key: "webhooks.retry_base_ms", default: DefaultValue::Number(1000), meaning: "first retry delay; doubles each attempt" },
+    Setting { key: "webhooks.concurrency", default: DefaultValue::Number(8), meaning: "deliveries under way at once (one account's events still one at a time, in order)" },
+    Setting { key: "cozy.redis_url", default: DefaultValue::Text(""), meaning: "beside cozy-stack: its Redis `sessions` database (`redis://redis:6379/3`), to spend the session codes the flagship app sends; empty: such a code is refused" },
+    Setting { key: "audit.keep_days", default: DefaultValue::Number(365), meaning: "audit entries older than this are removed by the sweeper; `0` keeps them all" },
+];
+
 /// Log line format.
+#[cfg_attr(test, derive(Serialize))]
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -182,38 +279,15 @@ pub fn redact_url(raw: &str) -> String {
 impl Settings {
     /// Loads settings; `file` is an optional TOML file.
     pub fn load(file: Option<&Path>) -> Result<Settings, config::ConfigError> {
-        let mut builder = Config::builder()
-            .set_default("listen", "127.0.0.1:8080")?
-            .set_default("public_url", "http://127.0.0.1:8080")?
-            .set_default("data_dir", "./data")?
-            .set_default("subdomains", "nested")?
-            .set_default("log_format", "text")?
-            .set_default("provider_timeout_secs", 15)?
-            .set_default("provider_connect_timeout_secs", 5)?
-            .set_default("flow_ttl_secs", 900)?
-            .set_default("session_code_ttl_secs", 600)?
-            .set_default("flow_binding", true)?
-            .set_default("flow_binding_cookie_domain", "")?
-            .set_default("allow_insecure_provider_urls", false)?
-            .set_default("provider_private_hosts", "")?
-            .set_default("rate_limit.per_minute", 120)?
-            .set_default("rate_limit.burst", 30)?
-            .set_default("rate_limit.trust_forwarded_for", false)?
-            .set_default("rate_limit.trusted_proxies", "")?
-            .set_default("encrypt_refresh_tokens", false)?
-            .set_default("refresh.enabled", true)?
-            .set_default("refresh.interval_secs", 30)?
-            .set_default("refresh.margin_secs", 600)?
-            .set_default("refresh.idle_secs", 86_400)?
-            .set_default("refresh.lease_secs", 0)?
-            .set_default("refresh.fresh_window_secs", 5)?
-            .set_default("webhooks.secret", "")?
-            .set_default("webhooks.retry_base_ms", 1000)?
-            .set_default("webhooks.concurrency", 8)?
-            .set_default("audit.keep_days", 365)?
-            .set_default("couchdb.timeout_secs", 10)?
-            .set_default("cozy.redis_url", "")?
-            .set_default("couchdb.db_prefix", "")?;
+        let mut builder = Config::builder();
+        for setting in SETTINGS {
+            builder = match setting.default {
+                DefaultValue::Text(v) => builder.set_default(setting.key, v)?,
+                DefaultValue::Number(v) => builder.set_default(setting.key, v)?,
+                DefaultValue::Flag(v) => builder.set_default(setting.key, v)?,
+                DefaultValue::Unset => builder,
+            };
+        }
         if let Some(path) = file {
             builder = builder.add_source(File::from(path).required(true));
         }
@@ -253,6 +327,34 @@ mod tests {
             !shown.contains("topsecret") && !shown.contains("hunter2"),
             "{shown}"
         );
+    }
+
+    /// The dotted keys of a serialized value's leaves.
+    fn leaves(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        match v.as_object() {
+            Some(o) => {
+                for (k, v) in o {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(&key, v, out);
+                }
+            }
+            None => out.push(prefix.to_owned()),
+        }
+    }
+
+    #[test]
+    fn the_settings_table_names_every_setting_once() {
+        let loaded = serde_json::to_value(Settings::load(None).unwrap()).unwrap();
+        let mut fields = Vec::new();
+        leaves("", &loaded, &mut fields);
+        fields.sort();
+        let mut table: Vec<String> = SETTINGS.iter().map(|s| s.key.to_owned()).collect();
+        table.sort();
+        assert_eq!(fields, table);
     }
 
     #[test]

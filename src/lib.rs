@@ -5,7 +5,7 @@
 //! `domain` ← `oauth`, `store`, `catalogue`, `config`, `metrics`, `webhooks` ← `app` ←
 //! `http`, `tasks`, `cli`, `dev`, `startup`.
 
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod app;
 mod catalogue;
@@ -16,6 +16,7 @@ pub mod domain;
 pub mod http;
 mod metrics;
 pub mod oauth;
+pub mod reference;
 pub mod startup;
 pub mod store;
 mod tasks;

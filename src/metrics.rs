@@ -10,11 +10,24 @@ use prometheus::{
 use std::future::Future;
 use std::time::Instant;
 
+/// One metric family as registered: what the metrics reference lists.
+#[derive(Debug, Clone)]
+pub(crate) struct Family {
+    /// Full name (`broker_...`).
+    pub name: String,
+    /// Its HELP line.
+    pub help: String,
+    /// `counter`, `gauge` or `histogram`.
+    pub kind: &'static str,
+    /// Its label names.
+    pub labels: Vec<String>,
+}
+
 /// The broker's collectors, in their own registry.
 pub(crate) struct Metrics {
     registry: Registry,
-    /// Every family registered: full name, help, type.
-    families: Vec<(String, String, &'static str)>,
+    /// Every family registered.
+    families: Vec<Family>,
     /// Flows started, by account type.
     pub flows_started: IntCounterVec,
     /// Flows that stored an account, by account type.
@@ -53,13 +66,16 @@ impl Metrics {
     pub(crate) fn new() -> Metrics {
         let registry = Registry::new_custom(Some("broker".into()), None).expect("valid prefix");
         let families = std::cell::RefCell::new(Vec::new());
-        let note = |name: &str, help: &str, kind: &'static str| {
-            families
-                .borrow_mut()
-                .push((format!("broker_{name}"), help.to_owned(), kind));
+        let note = |name: &str, help: &str, kind: &'static str, labels: &[&str]| {
+            families.borrow_mut().push(Family {
+                name: format!("broker_{name}"),
+                help: help.to_owned(),
+                kind,
+                labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+            });
         };
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            note(name, help, "counter");
+            note(name, help, "counter", labels);
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
             registry
                 .register(Box::new(c.clone()))
@@ -67,7 +83,7 @@ impl Metrics {
             c
         };
         let gauge = |name: &str, help: &str, labels: &[&str]| {
-            note(name, help, "gauge");
+            note(name, help, "gauge", labels);
             let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge");
             registry
                 .register(Box::new(g.clone()))
@@ -75,7 +91,7 @@ impl Metrics {
             g
         };
         let histogram = |name: &str, help: &str, labels: &[&str]| {
-            note(name, help, "histogram");
+            note(name, help, "histogram", labels);
             let buckets = vec![
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ];
@@ -119,6 +135,7 @@ impl Metrics {
                     "lease_takeovers_total",
                     "Refresh leases taken over from a holder that died or hung",
                     "counter",
+                    &[],
                 );
                 let c = IntCounter::new(
                     "lease_takeovers_total",
@@ -135,6 +152,7 @@ impl Metrics {
                     "audit_entries_pruned_total",
                     "Audit entries removed for their age (audit.keep_days)",
                     "counter",
+                    &[],
                 );
                 let c = IntCounter::new(
                     "audit_entries_pruned_total",
@@ -159,6 +177,11 @@ impl Metrics {
             registry,
             families: families.take(),
         }
+    }
+
+    /// Every family, in the order registered.
+    pub(crate) fn families(&self) -> &[Family] {
+        &self.families
     }
 
     /// Times a token endpoint request of `kind`.
@@ -193,7 +216,10 @@ impl Metrics {
         // A family with no sample yet (no refresh failed since the start) is left out by
         // the encoder; its HELP and TYPE still say it exists, so that dashboards and
         // alert rules can be checked against a fresh broker.
-        for (name, help, kind) in &self.families {
+        for Family {
+            name, help, kind, ..
+        } in &self.families
+        {
             if !text.contains(&format!("# TYPE {name} ")) {
                 text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
             }

@@ -1,6 +1,11 @@
 //! The `oauth-broker` command line, run as a process against both stores.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub
+)]
 
 use serde_json::json;
 use std::path::Path;
@@ -116,6 +121,9 @@ fn account_types_put_get_list_rm_on_the_embedded_store() {
 
 #[test]
 fn account_types_put_get_list_rm_on_couchdb() {
+    if common::needs::env("BROKER_TEST_COUCHDB_URL", "Apache CouchDB").is_none() {
+        return;
+    }
     account_type_round_trip(true)
 }
 
@@ -472,6 +480,9 @@ fn put_and_diff_from_a_template_on_the_embedded_store() {
 
 #[test]
 fn put_and_diff_from_a_template_on_couchdb() {
+    if common::needs::env("BROKER_TEST_COUCHDB_URL", "Apache CouchDB").is_none() {
+        return;
+    }
     put_and_diff_from_a_template(true)
 }
 
@@ -554,6 +565,9 @@ fn bad_template_names_file_and_field_and_stores_nothing_on_the_embedded_store() 
 
 #[test]
 fn bad_template_names_file_and_field_and_stores_nothing_on_couchdb() {
+    if common::needs::env("BROKER_TEST_COUCHDB_URL", "Apache CouchDB").is_none() {
+        return;
+    }
     bad_template_stores_nothing(true)
 }
 
@@ -639,6 +653,9 @@ fn import_creates_updates_and_skips_unchanged_on_the_embedded_store() {
 
 #[test]
 fn import_creates_updates_and_skips_unchanged_on_couchdb() {
+    if common::needs::env("BROKER_TEST_COUCHDB_URL", "Apache CouchDB").is_none() {
+        return;
+    }
     import_a_folder(true)
 }
 
@@ -734,6 +751,9 @@ async fn registered_clients_from_the_cli_on_the_embedded_store() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn registered_clients_from_the_cli_on_couchdb() {
+    if common::needs::env("BROKER_TEST_COUCHDB_URL", "Apache CouchDB").is_none() {
+        return;
+    }
     registered_clients_round_trip(true).await
 }
 
@@ -995,6 +1015,9 @@ async fn backfill_plans_cozy_stack_accounts_on_the_embedded_store() {
 
 #[tokio::test]
 async fn backfill_plans_cozy_stack_accounts_on_couchdb() {
+    if common::needs::env("BROKER_TEST_COUCHDB_URL", "Apache CouchDB").is_none() {
+        return;
+    }
     backfill_plans_cozy_stack_accounts(true).await
 }
 
@@ -1139,5 +1162,8 @@ async fn operators_read_health_and_the_audit_trail_on_the_embedded_store() {
 
 #[tokio::test]
 async fn operators_read_health_and_the_audit_trail_on_couchdb() {
+    if common::needs::env("BROKER_TEST_COUCHDB_URL", "Apache CouchDB").is_none() {
+        return;
+    }
     operators_read_health_and_the_audit_trail(true).await;
 }

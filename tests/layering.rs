@@ -29,6 +29,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("dev", &["domain", "oauth"]),
     ("telemetry", &["config"]),
     ("startup", &["domain", "app", "config", "http", "tasks"]),
+    // The generated reference pages read the tables the code keeps.
+    ("reference", &["domain", "config", "http", "metrics"]),
     (
         "cli",
         &[
@@ -37,6 +39,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "catalogue",
             "config",
             "dev",
+            "reference",
             "startup",
             "telemetry",
         ],

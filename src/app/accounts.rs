@@ -7,6 +7,7 @@ use super::refresh::Refreshes;
 use super::Error;
 use crate::domain::account::{self, RECONNECT_NEEDED};
 use crate::domain::health::AccountHealth;
+use crate::domain::ErrorCode;
 use crate::domain::{AccountType, Classified, Clock, ErrorKind, GrantMode, Timestamp};
 use crate::metrics::Metrics;
 use crate::oauth::{provider_request, ProviderClient, ProviderError};
@@ -91,7 +92,7 @@ impl AccountActions {
         let request = provider_request::client_credentials(&at)
             .filter(|_| at.grant_mode == Some(GrantMode::ClientCredentials))
             .ok_or_else(|| Error::BadRequest {
-                code: "not_client_credentials",
+                code: ErrorCode::NotClientCredentials,
                 detail: format!(
                     "account type `{}` is not a client_credentials type: use its start route",
                     at.id

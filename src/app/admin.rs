@@ -11,6 +11,7 @@ use crate::domain::account_type::redacted;
 use crate::domain::health::{summarize, ProviderHealth};
 use crate::domain::secret::fingerprint;
 use crate::domain::secret::Credential;
+use crate::domain::ErrorCode;
 use crate::domain::{AccountType, Clock, Domain, Instance, Timestamp, TokenScope};
 use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
@@ -164,7 +165,7 @@ impl Admin {
         if let Some(types) = &account_types {
             for t in types {
                 crate::domain::account_type::validate_id(t).map_err(|e| Error::BadRequest {
-                    code: "invalid_account_type",
+                    code: ErrorCode::InvalidAccountType,
                     detail: format!("account_types: `{t}`: {}", e.reason),
                 })?;
             }
@@ -224,7 +225,7 @@ impl Admin {
         let at = self.account_types.lookup_id(account_type).await?;
         if !at.registers() {
             return Err(Error::BadRequest {
-                code: "not_registering",
+                code: ErrorCode::NotRegistering,
                 detail: format!(
                     "account type `{account_type}` has a fixed client (no registration_endpoint)"
                 ),
@@ -349,7 +350,7 @@ impl Admin {
 
 fn parse_domain(raw: &str) -> Result<Domain, Error> {
     Domain::parse(raw).map_err(|detail| Error::BadRequest {
-        code: "invalid_domain",
+        code: ErrorCode::InvalidDomain,
         detail,
     })
 }

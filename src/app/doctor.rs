@@ -464,7 +464,10 @@ async fn docs(store: &dyn Store, db: &str, limit: usize) -> Result<Vec<Value>, S
             other => other?,
         };
         let full = page.len() == PAGE;
-        after = page.last().and_then(|d| d["_id"].as_str()).map(str::to_owned);
+        after = page
+            .last()
+            .and_then(|d| d["_id"].as_str())
+            .map(str::to_owned);
         found.extend(
             page.into_iter()
                 .filter(|d| !d["_id"].as_str().unwrap_or("_").starts_with('_')),

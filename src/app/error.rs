@@ -4,6 +4,7 @@ use super::registrations::RegistrationError;
 use crate::domain::cozy::JwtError;
 use crate::domain::provider_url::ProviderUrlError;
 use crate::domain::sealed::SealError;
+use crate::domain::ErrorCode;
 use crate::domain::{AccountTypeError, Classified, ErrorKind, StateRejection};
 use crate::oauth::ProviderError;
 use crate::store::account_types::{LookupError, WriteError};
@@ -44,7 +45,7 @@ pub enum Error {
     #[error("{detail}")]
     BadRequest {
         /// Stable error code.
-        code: &'static str,
+        code: crate::domain::ErrorCode,
         /// What to fix.
         detail: String,
     },
@@ -204,28 +205,28 @@ impl Classified for Error {
         }
     }
 
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         use Error::*;
         match self {
-            NoCredentials => "no_credentials",
-            LoginRequired => "login_required",
-            BadCredentials => "bad_credentials",
-            AdminDisabled => "admin_disabled",
-            TypeNotAllowed(_) => "token_not_allowed",
-            AdminUnauthorized => "admin_unauthorized",
-            NoAuthorizationStep(_) => "no_authorization_step",
-            BadRequest { code, .. } => code,
-            RateLimited { .. } => "rate_limited",
-            TooLarge(_) => "too_large",
-            UnknownInstance(_) => "unknown_instance",
-            NotFound(_) => "not_found",
-            Conflict(_) => "conflict",
-            NotRefreshable(_) => "not_refreshable",
+            NoCredentials => ErrorCode::NoCredentials,
+            LoginRequired => ErrorCode::LoginRequired,
+            BadCredentials => ErrorCode::BadCredentials,
+            AdminDisabled => ErrorCode::AdminDisabled,
+            TypeNotAllowed(_) => ErrorCode::TokenNotAllowed,
+            AdminUnauthorized => ErrorCode::AdminUnauthorized,
+            NoAuthorizationStep(_) => ErrorCode::NoAuthorizationStep,
+            BadRequest { code, .. } => *code,
+            RateLimited { .. } => ErrorCode::RateLimited,
+            TooLarge(_) => ErrorCode::TooLarge,
+            UnknownInstance(_) => ErrorCode::UnknownInstance,
+            NotFound(_) => ErrorCode::NotFound,
+            Conflict(_) => ErrorCode::Conflict,
+            NotRefreshable(_) => ErrorCode::NotRefreshable,
             // cozy-stack's code: konnectors test for it.
-            RefreshTokenRevoked => "oauth_refresh_invalid_token",
+            RefreshTokenRevoked => ErrorCode::OauthRefreshInvalidToken,
             // As before the kinds: a busy refresh answers 409 `conflict`.
-            Busy => "conflict",
-            NoProvider(_) | FixedProvider(_) => "invalid_provider_url",
+            Busy => ErrorCode::Conflict,
+            NoProvider(_) | FixedProvider(_) => ErrorCode::InvalidProviderUrl,
             AccountType(e) => e.code(),
             State(e) => e.code(),
             InvalidDocument(e) => e.code(),
@@ -235,13 +236,13 @@ impl Classified for Error {
             ProviderUrl(e) => e.code(),
             Registration(e) => e.code(),
             Joined(e) => e.code(),
-            Moved(_) => "moved",
-            UnknownHost => "unknown_instance",
-            NotLoggedIn => "login_required",
-            SessionCodeNeedsRedis => "session_code_unsupported",
-            CozyToken(JwtError::Invalid) => "invalid_token",
-            CozyToken(JwtError::Expired) => "expired_token",
-            NotAllowed => "forbidden",
+            Moved(_) => ErrorCode::Moved,
+            UnknownHost => ErrorCode::UnknownInstance,
+            NotLoggedIn => ErrorCode::LoginRequired,
+            SessionCodeNeedsRedis => ErrorCode::SessionCodeUnsupported,
+            CozyToken(JwtError::Invalid) => ErrorCode::InvalidToken,
+            CozyToken(JwtError::Expired) => ErrorCode::ExpiredToken,
+            NotAllowed => ErrorCode::Forbidden,
         }
     }
 }

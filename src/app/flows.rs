@@ -9,6 +9,7 @@ use super::Error;
 use crate::domain::account::{self, Identity};
 use crate::domain::flow_state::OpenedFlow;
 use crate::domain::health::{self, AccountHealth, Outcome};
+use crate::domain::ErrorCode;
 use crate::domain::{
     AccountType, Classified, Clock, ErrorKind, FlowState, GrantMode, Instance, Slug, Subdomains,
 };
@@ -279,7 +280,7 @@ impl Flows {
                 done(back.location(Some(&account_id), None))
             }
             Err(e) => {
-                tracing::warn!(account_type = %flow.account_type, code = e.code(), error = %e, "flow failed after a valid state");
+                tracing::warn!(account_type = %flow.account_type, code = e.code().as_str(), error = %e, "flow failed after a valid state");
                 self.failed(&flow.account_type, e.kind());
                 done(back.location(None, Some(&e.redirect_code())))
             }
@@ -309,7 +310,7 @@ impl Flows {
         };
         match expected {
             Some(want) if want != iss.trim_end_matches('/') => Err(Error::BadRequest {
-                code: "issuer_mismatch",
+                code: ErrorCode::IssuerMismatch,
                 detail: "the authorization response names another issuer".into(),
             }),
             _ => Ok(()),
@@ -472,7 +473,7 @@ impl Flows {
         }
         let Some(code) = &p.code else {
             return Err(Error::BadRequest {
-                code: "code_missing",
+                code: ErrorCode::CodeMissing,
                 detail: "the provider came back without a code".into(),
             });
         };

@@ -9,6 +9,7 @@
 use super::keyed_locks::KeyedLocks;
 use crate::domain::provider_url::ProviderUrl;
 use crate::domain::sealed::{Keyring, SealError};
+use crate::domain::ErrorCode;
 use crate::domain::{AccountType, TokenMode};
 use crate::domain::{Classified, ErrorKind, Timestamp};
 use crate::oauth::{ProviderClient, ProviderError};
@@ -63,12 +64,14 @@ impl Classified for RegistrationError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            RegistrationError::Provider(ProviderError::Timeout) => "provider_timeout",
-            RegistrationError::Provider(_) | RegistrationError::NoClientId => "registration_failed",
-            RegistrationError::NotRegistered(_) => "not_registered",
-            RegistrationError::NotManageable(_) => "not_manageable",
+            RegistrationError::Provider(ProviderError::Timeout) => ErrorCode::ProviderTimeout,
+            RegistrationError::Provider(_) | RegistrationError::NoClientId => {
+                ErrorCode::RegistrationFailed
+            }
+            RegistrationError::NotRegistered(_) => ErrorCode::NotRegistered,
+            RegistrationError::NotManageable(_) => ErrorCode::NotManageable,
             RegistrationError::Sealed(_, e) => e.code(),
             RegistrationError::Store(e) => e.code(),
             RegistrationError::AccountType(e) => e.code(),

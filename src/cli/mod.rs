@@ -3,6 +3,7 @@
 pub mod account_types;
 pub mod dev;
 pub mod operators;
+pub mod reference;
 pub mod source;
 
 use crate::app::audit::Actor;
@@ -64,6 +65,15 @@ pub enum Command {
     /// How each provider fares.
     #[command(subcommand)]
     Providers(ProvidersCmd),
+    /// Print a page of the reference (`settings`, `errors`, `routes`, `metrics`, `cli`),
+    /// written from the code; `--write DIR` writes them all.
+    Reference {
+        /// The page to print.
+        page: Option<String>,
+        /// Write every page into this folder (`docs/reference`).
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
     /// Who changed what: account types, instances, credentials, registrations, keys,
     /// accounts deleted.
     Audit {
@@ -279,6 +289,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Doctor { json } => doctor(&settings, json).await,
+        Command::Reference { page, write } => match (page, write) {
+            (_, Some(dir)) => reference::write(&dir),
+            (Some(name), None) => {
+                let file = format!("{name}.md");
+                match reference::pages().into_iter().find(|(f, _)| *f == file) {
+                    Some((_, md)) => {
+                        out!("{}", md.trim_end());
+                        Ok(())
+                    }
+                    None => bail!(
+                        "no reference page `{name}`: settings, errors, routes, metrics or cli"
+                    ),
+                }
+            }
+            (None, None) => {
+                bail!("name a page (settings, errors, routes, metrics, cli) or give --write DIR")
+            }
+        },
         Command::Dev(cmd) => dev::run(cmd).await,
         Command::AccountTypes(cmd) => match account_types::run_offline(&cmd) {
             Some(done) => done,

@@ -2,6 +2,7 @@
 
 use super::provider_url::{ProviderPattern, ProviderUrl, PLACEHOLDER};
 use super::{GrantMode, TokenMode};
+use crate::domain::ErrorCode;
 use oauth2::{ClientId, ClientSecret};
 use serde_json::{Map, Value};
 use url::Url;
@@ -499,8 +500,8 @@ impl crate::domain::error_kind::Classified for AccountTypeError {
         crate::domain::ErrorKind::Invalid
     }
 
-    fn code(&self) -> &'static str {
-        "invalid_account_type"
+    fn code(&self) -> ErrorCode {
+        ErrorCode::InvalidAccountType
     }
 }
 

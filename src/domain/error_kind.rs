@@ -107,7 +107,7 @@ pub trait Classified {
     /// A stable snake_case code naming the failure more precisely than its kind (the
     /// JSON:API `code`, the error page's `error:` line); chosen by the broker, never by a
     /// caller or a provider.
-    fn code(&self) -> &'static str;
+    fn code(&self) -> super::ErrorCode;
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 
 use super::secret::{hmac_sha256, sha256_hex};
 use super::{Domain, Slug};
+use crate::domain::ErrorCode;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -322,13 +323,13 @@ impl crate::domain::error_kind::Classified for StateRejection {
         crate::domain::ErrorKind::Invalid
     }
 
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            StateRejection::Unknown => "state_unknown",
-            StateRejection::Expired => "state_expired",
-            StateRejection::Replayed => "state_replayed",
-            StateRejection::Mismatch => "state_mismatch",
-            StateRejection::BindingMismatch => "flow_binding_mismatch",
+            StateRejection::Unknown => ErrorCode::StateUnknown,
+            StateRejection::Expired => ErrorCode::StateExpired,
+            StateRejection::Replayed => ErrorCode::StateReplayed,
+            StateRejection::Mismatch => ErrorCode::StateMismatch,
+            StateRejection::BindingMismatch => ErrorCode::FlowBindingMismatch,
         }
     }
 }

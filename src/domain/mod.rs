@@ -5,6 +5,7 @@ pub mod account_type;
 pub mod changes;
 pub mod cookie_scope;
 pub mod cozy;
+pub mod error_code;
 pub mod error_kind;
 pub mod expiry;
 pub mod flow_state;
@@ -20,6 +21,7 @@ pub mod token_mode;
 pub mod token_scope;
 
 pub use account_type::{AccountType, AccountTypeError};
+pub use error_code::ErrorCode;
 pub use error_kind::{Classified, ErrorKind};
 pub use flow_state::{FlowState, StateRejection};
 pub use grant_mode::GrantMode;

@@ -4,6 +4,7 @@
 //! The broker sends client credentials and users to this URL, so it must be a public
 //! https origin the operator allowed: no http, no IP literal, no userinfo, no path.
 
+use crate::domain::ErrorCode;
 use url::{Host, Url};
 
 /// Placeholder that endpoints of per-account types start with.
@@ -168,8 +169,8 @@ impl crate::domain::error_kind::Classified for ProviderUrlError {
         crate::domain::ErrorKind::Invalid
     }
 
-    fn code(&self) -> &'static str {
-        "invalid_provider_url"
+    fn code(&self) -> ErrorCode {
+        ErrorCode::InvalidProviderUrl
     }
 }
 

@@ -4,6 +4,7 @@
 //! document keeps its JSON types. The associated data names the document and field, so a
 //! sealed value copied into another document does not open.
 
+use crate::domain::ErrorCode;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -157,8 +158,8 @@ impl crate::domain::error_kind::Classified for SealError {
         crate::domain::ErrorKind::KeyUnavailable
     }
 
-    fn code(&self) -> &'static str {
-        "key_unavailable"
+    fn code(&self) -> ErrorCode {
+        ErrorCode::KeyUnavailable
     }
 }
 

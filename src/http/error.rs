@@ -29,7 +29,7 @@ pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
 }
 
 fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
-    (status_of(e.kind()), e.code())
+    (status_of(e.kind()), e.code().as_str())
 }
 
 /// Adds `Retry-After` to a rate-limited answer.

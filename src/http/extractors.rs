@@ -14,7 +14,7 @@ use crate::app::callers::{InstanceAccess, SessionCookie, StartCredentials};
 use crate::app::flows::StartParams;
 use crate::app::{Error, Services};
 use crate::domain::secret::sha256_hex;
-use crate::domain::Slug;
+use crate::domain::{ErrorCode, Slug};
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
@@ -183,11 +183,11 @@ impl FromRequest for StartCaller {
 
 fn start_params(req: &HttpRequest, q: &Query) -> Result<StartParams, Error> {
     let bad = |code, detail: String| Error::BadRequest { code, detail };
-    let slug = Slug::parse(q.bounded("slug", 64)?).map_err(|d| bad("invalid_slug", d))?;
+    let slug = Slug::parse(q.bounded("slug", 64)?).map_err(|d| bad(ErrorCode::InvalidSlug, d))?;
     let login_hint = q.bounded("login_hint", 256)?.to_owned();
     if login_hint.chars().any(char::is_control) {
         return Err(bad(
-            "invalid_login_hint",
+            ErrorCode::InvalidLoginHint,
             "login_hint must not contain control characters".into(),
         ));
     }

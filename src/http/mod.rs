@@ -9,6 +9,7 @@ pub(crate) mod request_log;
 mod routes;
 
 use crate::app::Error;
+use crate::domain::ErrorCode;
 use actix_web::{middleware, web};
 
 /// Largest admin request body accepted.
@@ -38,16 +39,32 @@ pub struct Route {
     pub path: &'static str,
     /// Who may call it.
     pub access: Access,
+    /// What it answers, in Markdown (the HTTP reference's column).
+    pub answers: &'static str,
+}
+
+impl Access {
+    /// Who this is, for the HTTP reference.
+    pub fn who(self) -> &'static str {
+        match self {
+            Access::Public => "anyone (orchestrator, Prometheus)",
+            Access::Admin => "operator (`Authorization: Bearer` admin token)",
+            Access::Instance => "konnector, app or operator acting for an instance (cozy-stack JWT, or the broker's API token)",
+            Access::Start => "the Home app in a browser (cozy session cookie, session code or token)",
+            Access::Redirect => "the provider, through the browser (the `state` is the proof)",
+        }
+    }
 }
 
 /// Declares every route once: the table tests walk and the registration are one list.
 macro_rules! routes {
-    ($($method:ident $path:literal => $handler:path, $access:ident;)*) => {
+    ($($method:ident $path:literal => $handler:path, $access:ident, $answers:literal;)*) => {
         /// Every route the broker serves.
         pub const ROUTES: &[Route] = &[$(Route {
             method: stringify!($method),
             path: $path,
             access: Access::$access,
+            answers: $answers,
         }),*];
 
         /// Registers every route.
@@ -62,33 +79,60 @@ macro_rules! routes {
 }
 
 routes! {
-    GET "/healthz" => routes::health::healthz, Public;
-    GET "/metrics" => routes::health::metrics, Public;
-    GET "/readyz" => routes::health::readyz, Public;
-    GET "/accounts/{type}/start" => routes::start::start, Start;
-    GET "/accounts/{type}/redirect" => routes::redirect::redirect, Redirect;
-    POST "/accounts/{type}" => routes::accounts::create, Instance;
-    DELETE "/accounts/{type}/{id}" => routes::accounts::delete, Instance;
-    GET "/accounts/{type}/{id}/reconnect" => routes::start::start, Start;
-    GET "/accounts/{type}/{id}/manage" => routes::start::manage, Start;
-    POST "/accounts/{type}/{id}/refresh" => routes::accounts::refresh, Instance;
-    GET "/accounts/{type}/{id}/status" => routes::accounts::status, Instance;
-    GET "/admin/account_types" => routes::admin::list_account_types, Admin;
-    GET "/admin/account_types/{id:.+}" => routes::admin::get_account_type, Admin;
-    PUT "/admin/account_types/{id:.+}" => routes::admin::put_account_type, Admin;
-    DELETE "/admin/account_types/{id:.+}" => routes::admin::delete_account_type, Admin;
-    GET "/admin/registered_clients" => routes::admin::list_registered_clients, Admin;
-    GET "/admin/registered_clients/{id:.+}" => routes::admin::get_registered_client, Admin;
-    PUT "/admin/registered_clients/{id:.+}" => routes::admin::update_registered_client, Admin;
-    DELETE "/admin/registered_clients/{id:.+}" => routes::admin::unregister_client, Admin;
-    GET "/admin/instances" => routes::admin::list_instances, Admin;
-    POST "/admin/instances" => routes::admin::add_instance, Admin;
-    POST "/admin/instances/{domain}/session_codes" => routes::admin::issue_session_code, Admin;
-    POST "/admin/instances/{domain}/tokens" => routes::admin::issue_api_token, Admin;
-    POST "/admin/tokens/revoke" => routes::admin::revoke_api_token, Admin;
-    GET "/admin/accounts" => routes::admin::list_accounts, Admin;
-    GET "/admin/providers/health" => routes::admin::providers_health, Admin;
-    GET "/admin/audit" => routes::admin::audit, Admin;
+    GET "/healthz" => routes::health::healthz, Public,
+        "200 when the process is up";
+    GET "/metrics" => routes::health::metrics, Public,
+        "Prometheus text format (see Metrics)";
+    GET "/readyz" => routes::health::readyz, Public,
+        "200 when the store answers, 503 otherwise";
+    GET "/accounts/{type}/start" => routes::start::start, Start,
+        "`?state&nonce&scope&slug&session_code[&login_hint][&provider_url]`: 303 to the provider; an HTML error page otherwise";
+    GET "/accounts/{type}/redirect" => routes::redirect::redirect, Redirect,
+        "`?code&state` (or `access_token`, `error`): 303 to the app, `?account=..&state=..` or `?error=..&state=..`; 400 HTML page for a bad state";
+    POST "/accounts/{type}" => routes::accounts::create, Instance,
+        "`client_credentials` types: 201 JSON:API account holding a token obtained with the type's credentials";
+    DELETE "/accounts/{type}/{id}" => routes::accounts::delete, Instance,
+        "revokes the tokens at the type's `revocation_endpoint` (RFC 7009), then deletes the account; 502 and nothing deleted if the provider fails";
+    GET "/accounts/{type}/{id}/reconnect" => routes::start::start, Start,
+        "like `start`; the redirect then renews account `{id}` in place";
+    GET "/accounts/{type}/{id}/manage" => routes::start::manage, Start,
+        "logged in like `start`, then 400 `wrong_account_type`: Budget Insight types stay on cozy-stack";
+    POST "/accounts/{type}/{id}/refresh" => routes::accounts::refresh, Instance,
+        "`[?force=true]`: 200 JSON:API account with fresh tokens; within `refresh.fresh_window_secs` of the last refresh, the stored ones";
+    GET "/accounts/{type}/{id}/status" => routes::accounts::status, Instance,
+        "200 JSON:API `io.cozy.accounts.status` (`active`, `expires_at`, `scope`, `reconnect_needed`, `source`); 502/504 when introspection fails";
+    GET "/admin/account_types" => routes::admin::list_account_types, Admin,
+        "`{\"account_types\": [..]}`, secrets redacted";
+    GET "/admin/account_types/{id:.+}" => routes::admin::get_account_type, Admin,
+        "one account type, secrets redacted";
+    PUT "/admin/account_types/{id:.+}" => routes::admin::put_account_type, Admin,
+        "stores an account type (client secret sealed when keys are set)";
+    DELETE "/admin/account_types/{id:.+}" => routes::admin::delete_account_type, Admin,
+        "removes an account type";
+    GET "/admin/registered_clients" => routes::admin::list_registered_clients, Admin,
+        "registered clients, secrets redacted";
+    GET "/admin/registered_clients/{id:.+}" => routes::admin::get_registered_client, Admin,
+        "one registered client, secrets redacted; `?remote=true` reads it at the provider";
+    PUT "/admin/registered_clients/{id:.+}" => routes::admin::update_registered_client, Admin,
+        "sends the metadata again (RFC 7592); `{\"reset_secret\": true}` rotates the secret";
+    DELETE "/admin/registered_clients/{id:.+}" => routes::admin::unregister_client, Admin,
+        "unregisters at the provider and forgets the client";
+    GET "/admin/instances" => routes::admin::list_instances, Admin,
+        "the broker's own instances";
+    POST "/admin/instances" => routes::admin::add_instance, Admin,
+        "`{\"domain\": ..}`: adds an instance";
+    POST "/admin/instances/{domain}/session_codes" => routes::admin::issue_session_code, Admin,
+        "a one-time session code for `start`";
+    POST "/admin/instances/{domain}/tokens" => routes::admin::issue_api_token, Admin,
+        "an API token for the instance, shown once; `{\"expires_in\": s, \"account_types\": [..]}` limits it";
+    POST "/admin/tokens/revoke" => routes::admin::revoke_api_token, Admin,
+        "revokes an API token";
+    GET "/admin/accounts" => routes::admin::list_accounts, Admin,
+        "`?instance&type&reconnect_needed&failing&after&limit`: health records of the accounts kept fresh, a page at a time";
+    GET "/admin/providers/health" => routes::admin::providers_health, Admin,
+        "per account type: accounts, healthy, failing, reconnect needed, token endpoint p50/p99, last error";
+    GET "/admin/audit" => routes::admin::audit, Admin,
+        "`?since&after&limit`: who changed what, a page at a time";
 }
 
 /// Reads a request body of at most [`MAX_BODY_BYTES`].
@@ -97,7 +141,7 @@ pub(crate) async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, E
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| Error::BadRequest {
-            code: "invalid_body",
+            code: ErrorCode::InvalidBody,
             detail: "the request body could not be read".into(),
         })?;
         if body.len() + chunk.len() > MAX_BODY_BYTES {
@@ -115,7 +159,7 @@ pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
 ) -> Result<T, Error> {
     let body = read_body(payload).await?;
     serde_json::from_slice(&body).map_err(|e| Error::BadRequest {
-        code: "invalid_json",
+        code: ErrorCode::InvalidJson,
         detail: format!("expected {expected}: {e}"),
     })
 }

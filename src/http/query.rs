@@ -1,6 +1,7 @@
 //! Query strings parsed once, bounded in size, with single-valued parameters enforced.
 
 use crate::app::Error;
+use crate::domain::ErrorCode;
 
 /// Longest query string accepted.
 pub const MAX_QUERY_BYTES: usize = 8 * 1024;
@@ -33,7 +34,7 @@ impl Query {
         let first = values.next();
         if values.next().is_some() {
             return Err(Error::BadRequest {
-                code: "duplicate_parameter",
+                code: ErrorCode::DuplicateParameter,
                 detail: format!("parameter `{key}` must appear at most once"),
             });
         }
@@ -46,13 +47,13 @@ impl Query {
         let v = self.one(key)?.unwrap_or("");
         if v.len() > max {
             return Err(Error::BadRequest {
-                code: "parameter_too_long",
+                code: ErrorCode::ParameterTooLong,
                 detail: format!("parameter `{key}` is longer than {max} bytes"),
             });
         }
         if v.chars().any(char::is_control) {
             return Err(Error::BadRequest {
-                code: "invalid_parameter",
+                code: ErrorCode::InvalidParameter,
                 detail: format!("parameter `{key}` contains control characters"),
             });
         }
@@ -65,7 +66,7 @@ impl Query {
             None | Some("false" | "0") => Ok(false),
             Some("true" | "1") => Ok(true),
             Some(_) => Err(Error::BadRequest {
-                code: "invalid_parameter",
+                code: ErrorCode::InvalidParameter,
                 detail: format!("parameter `{key}` must be true or false"),
             }),
         }

@@ -6,6 +6,7 @@ use super::token_reply::{self, ReplyError};
 use crate::domain::account::TokenGrant;
 use crate::domain::error_kind::{Classified, ErrorKind};
 use crate::domain::Clock;
+use crate::domain::ErrorCode;
 use std::time::Duration;
 
 /// Largest token reply read; a bigger one is garbage.
@@ -239,10 +240,10 @@ impl Classified for ProviderError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            ProviderError::Timeout => "provider_timeout",
-            _ => "provider_error",
+            ProviderError::Timeout => ErrorCode::ProviderTimeout,
+            _ => ErrorCode::ProviderError,
         }
     }
 }

@@ -4,6 +4,7 @@ use super::{put_creating_db, rev_of, SharedStore, StoreError, ACCOUNT_TYPES_DB};
 use crate::domain::account_type::{self, AccountType, AccountTypeError, REDACTED};
 use crate::domain::error_kind::{Classified, ErrorKind};
 use crate::domain::sealed::{is_sealed, Keyring};
+use crate::domain::ErrorCode;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -347,10 +348,10 @@ impl Classified for LookupError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            LookupError::NotFound(_) => "unknown_account_type",
-            LookupError::Invalid { .. } => "invalid_account_type",
+            LookupError::NotFound(_) => ErrorCode::UnknownAccountType,
+            LookupError::Invalid { .. } => ErrorCode::InvalidAccountType,
             LookupError::Store(s) => s.code(),
         }
     }
@@ -365,10 +366,10 @@ impl Classified for WriteError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            WriteError::Invalid(_) => "invalid_account_type",
-            WriteError::Conflict => "conflict",
+            WriteError::Invalid(_) => ErrorCode::InvalidAccountType,
+            WriteError::Conflict => ErrorCode::Conflict,
             WriteError::Store(s) => s.code(),
         }
     }

@@ -4,6 +4,7 @@
 use super::{SharedStore, StoreError, FLOW_STATES_DB, KEYS_DB};
 use crate::domain::error_kind::{Classified, ErrorKind};
 use crate::domain::flow_state::{FlowSeal, OpenedFlow, SealedFlow};
+use crate::domain::ErrorCode;
 use crate::domain::{FlowState, StateRejection, Timestamp};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -109,7 +110,7 @@ impl Classified for ConsumeError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
             ConsumeError::Rejected(r) => r.code(),
             ConsumeError::Store(s) => s.code(),

@@ -4,6 +4,7 @@ use super::cache::ChangesCache;
 use super::{put_creating_db, Selector, SharedStore, StoreError, INSTANCES_DB};
 use crate::domain::cozy::InstanceKeys;
 use crate::domain::error_kind::{Classified, ErrorKind};
+use crate::domain::ErrorCode;
 use crate::domain::{Domain, Instance};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -258,9 +259,9 @@ impl Classified for AddError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            AddError::Exists(_) => "conflict",
+            AddError::Exists(_) => ErrorCode::Conflict,
             AddError::Store(s) => s.code(),
         }
     }

@@ -23,6 +23,7 @@ pub mod schedule;
 pub mod selector;
 
 use crate::domain::error_kind::{Classified, ErrorKind};
+use crate::domain::ErrorCode;
 use crate::domain::Timestamp;
 use async_trait::async_trait;
 use serde_json::Value;
@@ -319,10 +320,10 @@ impl Classified for StoreError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    fn code(&self) -> ErrorCode {
         match self {
-            StoreError::Conflict => "conflict",
-            _ => "store_unavailable",
+            StoreError::Conflict => ErrorCode::Conflict,
+            _ => ErrorCode::StoreUnavailable,
         }
     }
 }

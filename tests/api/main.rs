@@ -1,6 +1,11 @@
 //! Black-box tests of the broker's HTTP API, each run on CouchDB and on the embedded store.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub
+)]
 
 #[path = "../common/mod.rs"]
 mod common;

@@ -587,7 +587,9 @@ both_stores!(
 
 #[tokio::test]
 async fn store_down_during_redirect_answers_503_and_loses_nothing() {
-    let relay = CouchRelay::start().await;
+    let Some(relay) = CouchRelay::start().await else {
+        return;
+    };
     let app = spawn_relayed_app(&relay).await;
     let inst = app.new_instance(None).await;
     let (state, t) = started(&app, &inst, json!({})).await;
@@ -621,7 +623,9 @@ async fn relayed_flow(relay: &CouchRelay, delay: Duration) -> (TestApp, Instance
 
 #[tokio::test]
 async fn an_account_write_during_a_store_blip_is_retried() {
-    let relay = CouchRelay::start().await;
+    let Some(relay) = CouchRelay::start().await else {
+        return;
+    };
     let (app, inst, state, t) = relayed_flow(&relay, Duration::from_millis(600)).await;
     let blip = async {
         // The provider has the code (it answers in 0.6 s): the account write comes next.
@@ -643,7 +647,9 @@ async fn an_account_write_during_a_store_blip_is_retried() {
 
 #[tokio::test]
 async fn an_account_write_with_the_store_gone_is_reported_to_the_app() {
-    let relay = CouchRelay::start().await;
+    let Some(relay) = CouchRelay::start().await else {
+        return;
+    };
     let (app, inst, state, t) = relayed_flow(&relay, Duration::from_millis(400)).await;
     let outage = async {
         provider_has(&app.provider, 1).await;

@@ -679,7 +679,9 @@ both_stores!(
 
 #[tokio::test]
 async fn store_down_answers_503_and_the_provider_is_not_asked() {
-    let relay = crate::helpers::CouchRelay::start().await;
+    let Some(relay) = crate::helpers::CouchRelay::start().await else {
+        return;
+    };
     let app = crate::helpers::spawn_relayed_app(&relay).await;
     let provider = RegisteringProvider::mount(&app.provider).await;
     let ty = registering_type(&app, json!({})).await;

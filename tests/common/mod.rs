@@ -4,4 +4,5 @@
 
 pub mod cozy_stack;
 pub mod helpers;
+pub mod needs;
 pub mod registering_provider;

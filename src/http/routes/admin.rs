@@ -4,6 +4,7 @@
 use crate::app::health::Filter;
 use crate::app::{Error, Services};
 use crate::domain::time::parse_since;
+use crate::domain::ErrorCode;
 use crate::domain::Timestamp;
 use crate::http::error::Api;
 use crate::http::extractors::AdminCaller;
@@ -50,13 +51,13 @@ pub(crate) async fn put_account_type(
     let id = type_id(path.into_inner());
     let mut doc: Value = read_json(body, "an account type document").await?;
     let obj = doc.as_object_mut().ok_or_else(|| Error::BadRequest {
-        code: "invalid_json",
+        code: ErrorCode::InvalidJson,
         detail: "the body must be a JSON object".into(),
     })?;
     match obj.get("_id").and_then(Value::as_str) {
         Some(body_id) if body_id != id => {
             return Err(Error::BadRequest {
-                code: "id_mismatch",
+                code: ErrorCode::IdMismatch,
                 detail: format!("the body's _id `{body_id}` differs from the URL's `{id}`"),
             }
             .into())
@@ -155,7 +156,7 @@ pub(crate) async fn issue_api_token(
         NewToken::default()
     } else {
         serde_json::from_slice(&raw).map_err(|e| Error::BadRequest {
-            code: "invalid_body",
+            code: ErrorCode::InvalidBody,
             detail: format!("expected {{\"expires_in\": seconds, \"account_types\": [..]}}: {e}"),
         })?
     };
@@ -242,7 +243,7 @@ pub(crate) async fn update_registered_client(
         UpdateBody::default()
     } else {
         serde_json::from_slice(&raw).map_err(|e| Error::BadRequest {
-            code: "invalid_body",
+            code: ErrorCode::InvalidBody,
             detail: format!("expected {{\"reset_secret\": true|false}}: {e}"),
         })?
     };
@@ -278,7 +279,7 @@ fn page_size(q: &Query) -> Result<usize, Error> {
         Some(raw) => match raw.parse::<usize>() {
             Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
             _ => Err(Error::BadRequest {
-                code: "invalid_limit",
+                code: ErrorCode::InvalidLimit,
                 detail: format!("limit must be a whole number from 1 to {MAX_PAGE}"),
             }),
         },
@@ -328,7 +329,7 @@ pub(crate) async fn audit(
     let since = match q.one("since")? {
         None => Timestamp::from_unix_secs(0),
         Some(raw) => parse_since(raw, now).ok_or_else(|| Error::BadRequest {
-            code: "invalid_since",
+            code: ErrorCode::InvalidSince,
             detail: "since must be an RFC 3339 time or a number of seconds ago".into(),
         })?,
     };

@@ -2,6 +2,7 @@
 
 use crate::app::flows::RedirectParams;
 use crate::app::{Error, Services};
+use crate::domain::ErrorCode;
 use crate::domain::FlowState;
 use crate::http::error::Page;
 use crate::http::extractors::RedirectCaller;
@@ -38,7 +39,7 @@ pub(crate) async fn redirect(
 fn parse(req: &HttpRequest, service_id: String) -> Result<RedirectParams, Error> {
     let q = Query::parse(req.query_string())?;
     let state = q.one("state")?.ok_or_else(|| Error::BadRequest {
-        code: "state_missing",
+        code: ErrorCode::StateMissing,
         detail: "the provider came back without a state; start the connection again".into(),
     })?;
     let present = |v: &str| (!v.is_empty()).then(|| v.to_owned());

@@ -3,6 +3,7 @@
 //! `GET /accounts/{type}/{id}/manage` (Budget Insight's webview, not run here).
 
 use crate::app::Services;
+use crate::domain::ErrorCode;
 use crate::http::error::Page;
 use crate::http::extractors::StartCaller;
 use actix_web::cookie::time::Duration as CookieDuration;
@@ -57,7 +58,7 @@ pub(crate) async fn start(
 /// type" for every other type too).
 pub(crate) async fn manage(caller: StartCaller) -> Result<HttpResponse, Page> {
     Err(Page(crate::app::Error::BadRequest {
-        code: "wrong_account_type",
+        code: ErrorCode::WrongAccountType,
         detail: format!(
             "`manage` opens a Budget Insight webview; account type `{}` is not a Budget \
              Insight type here (such konnectors stay on cozy-stack)",
