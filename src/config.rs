@@ -1,5 +1,9 @@
 //! Settings: built-in defaults, then an optional file, then `BROKER__*` environment variables.
 
+mod checks;
+
+pub use checks::{SettingFinding, Severity};
+
 use crate::domain::Subdomains;
 use config::{Config, Environment, File};
 use serde::Deserialize;

@@ -6,7 +6,7 @@ use crate::app::{open_store, Services};
 use crate::config::{redact_url, Settings};
 use crate::domain::Clock;
 use crate::http;
-use crate::http::rate_limit::{IpBlock, RateLimits};
+use crate::http::rate_limit::RateLimits;
 use crate::tasks::{TaskSettings, Tasks};
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -19,25 +19,6 @@ use std::time::Duration;
 const HTTP_DRAIN_SECS: u64 = 30;
 /// How long background tasks get to finish after HTTP has drained.
 const TASKS_GRACE: Duration = Duration::from_secs(10);
-
-/// The proxies whose `X-Forwarded-For` is believed.
-fn trusted_proxies(settings: &Settings) -> anyhow::Result<Vec<IpBlock>> {
-    let raw = settings.rate_limit.trusted_proxies.trim();
-    if raw.is_empty() && settings.rate_limit.trust_forwarded_for {
-        anyhow::bail!(
-            "invalid setting: rate_limit.trust_forwarded_for trusted any client's word; list \
-             the proxies in front of the broker in rate_limit.trusted_proxies instead \
-             (e.g. 10.0.0.0/8)"
-        );
-    }
-    raw.split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| {
-            IpBlock::parse(s)
-                .map_err(|e| anyhow::anyhow!("invalid setting: rate_limit.trusted_proxies: {e}"))
-        })
-        .collect()
-}
 
 /// Logs a report's warnings; fails with every error, one line each, when there is one.
 fn refuse_errors(report: &doctor::Report) -> anyhow::Result<()> {
@@ -103,7 +84,9 @@ impl Application {
         let rate_limits = web::Data::new(RateLimits::new(
             settings.rate_limit.per_minute,
             settings.rate_limit.burst,
-            trusted_proxies(settings)?,
+            settings
+                .trusted_proxies()
+                .map_err(|e| anyhow::anyhow!("invalid setting: rate_limit.trusted_proxies: {e}"))?,
         ));
         let tasks = Tasks::start(
             services.clone(),

@@ -389,6 +389,88 @@ fn serve_refuses_to_start_on_an_unreachable_couchdb_naming_the_setting() {
     assert!(t.contains("setting encryption_keys"), "{t}");
 }
 
+/// `serve` on `env`, given a few seconds to refuse; a serve that starts is killed and
+/// counts as not refusing.
+fn serve_refuses(dir: &Path, env: &[(&str, &str)]) -> Option<String> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oauth-broker"));
+    cmd.arg("serve")
+        .env("BROKER__DATA_DIR", dir)
+        .env("BROKER__COUCHDB__URL", "")
+        .env("BROKER__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    for _ in 0..100 {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            return (!out.status.success()).then(|| text(&out));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn doctor_and_serve_agree_on_every_bad_setting() {
+    // Each refused by serve and an error for doctor, by its setting (doctor once called a
+    // short admin token a warning, and never looked at the webhook secret or the proxies).
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        (
+            "admin_token",
+            &[("BROKER__ADMIN_TOKEN", "twenty-characters-ok")],
+        ),
+        (
+            "webhooks.secret",
+            &[
+                ("BROKER__WEBHOOKS__URL", "https://hooks.example/in"),
+                ("BROKER__WEBHOOKS__SECRET", "short"),
+            ],
+        ),
+        (
+            "rate_limit.trusted_proxies",
+            &[("BROKER__RATE_LIMIT__TRUSTED_PROXIES", "10.0.0.0/99")],
+        ),
+        (
+            "rate_limit.trust_forwarded_for",
+            &[("BROKER__RATE_LIMIT__TRUST_FORWARDED_FOR", "true")],
+        ),
+        (
+            "flow_binding_cookie_domain",
+            &[("BROKER__FLOW_BINDING_COOKIE_DOMAIN", "elsewhere.example")],
+        ),
+        (
+            "encryption_keys",
+            &[("BROKER__ENCRYPTION_KEYS", "not-a-key")],
+        ),
+    ];
+    for (setting, env) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let doctor = broker(dir.path(), env, &["doctor"]);
+        assert!(
+            !doctor.status.success(),
+            "doctor passed {setting}: {}",
+            text(&doctor)
+        );
+        let named = format!("setting {setting}");
+        assert!(
+            error_lines(&doctor).iter().any(|l| l.contains(&named)),
+            "{setting}: {}",
+            text(&doctor)
+        );
+        let serve = serve_refuses(dir.path(), env)
+            .unwrap_or_else(|| panic!("serve started with a bad {setting}"));
+        assert!(serve.contains(&named), "{setting}: {serve}");
+        assert!(!serve.contains("twenty-characters-ok"), "{serve}");
+        assert!(!text(&doctor).contains("twenty-characters-ok"));
+    }
+}
+
 #[test]
 fn serve_starts_with_redis_down_and_says_so() {
     let dir = tempfile::tempdir().unwrap();

@@ -31,17 +31,7 @@ const INSTANCE_SAMPLE: usize = 1000;
 /// How long one provider host may take to resolve.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// As it should be.
-    Ok,
-    /// Works, but risky or slow; `serve` starts and logs it.
-    Warning,
-    /// Cannot work; `serve` refuses to start, `doctor` exits non-zero.
-    Error,
-}
+pub use crate::config::Severity;
 
 /// One thing checked and what was found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -167,88 +157,19 @@ pub async fn preflight(settings: &Settings, at_start: bool) -> Report {
 }
 
 /// What the settings say on their own.
+/// The settings' own rules (`Settings::check`, which `serve` refuses on too).
 fn settings_findings(settings: &Settings) -> Vec<Finding> {
-    let mut found = Vec::new();
-    match Url::parse(settings.public_url.trim_end_matches('/')) {
-        Err(e) => found.push(
-            Finding::error(
-                "public_url",
-                format!("`{}` is not a URL: {e}", settings.public_url),
-            )
-            .about("public_url"),
-        ),
-        Ok(u) if u.scheme() != "https" && !is_loopback_host(u.host_str().unwrap_or("")) => found
-            .push(
-                Finding::warning(
-                    "public_url",
-                    format!(
-                        "`{u}` is not https: providers refuse plain http redirect URIs \
-                         except on loopback, and the binding cookie travels in clear"
-                    ),
-                )
-                .about("public_url"),
-            ),
-        Ok(u) => found.push(Finding::ok(
-            "public_url",
-            format!("redirects come back to {u}"),
-        )),
-    }
-    match settings.admin_token() {
-        None => found.push(Finding::ok("admin_token", "unset: the admin API is off")),
-        Some(t) if t.len() < 32 => found.push(
-            Finding::warning(
-                "admin_token",
-                format!("{} characters: use at least 32 random ones", t.len()),
-            )
-            .about("admin_token"),
-        ),
-        Some(_) => found.push(Finding::ok("admin_token", "set")),
-    }
-    match Keyring::parse(settings.encryption_keys.as_deref().unwrap_or("")) {
-        Err(e) => found.push(Finding::error("encryption_keys", e).about("encryption_keys")),
-        Ok(k) if k.primary_id().is_none() => {
-            found.push(
-                Finding::warning(
-                    "encryption_keys",
-                    "unset: client secrets are stored as given (generate one with \
-                     `oauth-broker keys generate ID`)",
-                )
-                .about("encryption_keys"),
-            );
-            if settings.encrypt_refresh_tokens {
-                found.push(
-                    Finding::error(
-                        "encrypt_refresh_tokens",
-                        "refresh tokens cannot be sealed without encryption_keys",
-                    )
-                    .about("encryption_keys"),
-                );
+    settings
+        .check()
+        .into_iter()
+        .map(|f| {
+            let found = Finding::new(f.setting, f.severity, f.detail);
+            match f.severity {
+                Severity::Ok => found,
+                _ => found.about(f.setting),
             }
-        }
-        Ok(k) => found.push(Finding::ok(
-            "encryption_keys",
-            format!("newest key `{}`", k.primary_id().unwrap_or_default()),
-        )),
-    }
-    if let Err(e) = super::cookie_domain(settings) {
-        let detail = e.to_string();
-        let detail = detail
-            .strip_prefix("invalid setting: flow_binding_cookie_domain: ")
-            .unwrap_or(&detail);
-        found.push(
-            Finding::error("flow_binding_cookie_domain", detail)
-                .about("flow_binding_cookie_domain"),
-        );
-    }
-    found
-}
-
-fn is_loopback_host(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+        })
+        .collect()
 }
 
 /// CouchDB: reachable, the credentials taken, its version and nodes, and each database
@@ -541,7 +462,7 @@ pub async fn cookie(settings: &Settings, store: &dyn Store, report: &mut Report)
         )
     };
     let all: Vec<String> = domains.iter().chain(&aliases).cloned().collect();
-    let finding = match super::cookie_domain(settings).ok().flatten() {
+    let finding = match settings.cookie_domain().ok().flatten() {
         Some(domain) => match not_under(&domain, &all) {
             m if m.is_empty() => Finding::ok(
                 CHECK,

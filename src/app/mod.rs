@@ -99,30 +99,6 @@ pub(crate) fn dns_policy(settings: &Settings) -> DnsPolicy {
     }
 }
 
-/// The binding cookie's parent domain, which must cover the redirect host (the public
-/// URL's), or the cookie would never come back.
-pub(crate) fn cookie_domain(settings: &Settings) -> Result<Option<String>, BuildError> {
-    let domain = settings
-        .flow_binding_cookie_domain
-        .trim()
-        .trim_start_matches('.')
-        .to_ascii_lowercase();
-    if domain.is_empty() {
-        return Ok(None);
-    }
-    let public = Url::parse(&settings.public_url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-        .unwrap_or_default();
-    let covered = public == domain || public.ends_with(&format!(".{domain}"));
-    if !domain.contains('.') || !covered {
-        return Err(BuildError::Setting(format!(
-            "flow_binding_cookie_domain: `{domain}` must be a parent domain (with a dot) of the public_url's host `{public}`, where the redirect is served"
-        )));
-    }
-    Ok(Some(domain))
-}
-
 /// Every use case, built once and shared by the HTTP handlers, the command line and the
 /// background tasks.
 pub struct Services {
@@ -151,6 +127,15 @@ impl Services {
     ) -> Result<Services, BuildError> {
         let setting =
             |name: &str, e: &dyn std::fmt::Display| BuildError::Setting(format!("{name}: {e}"));
+        // The same rules `serve`'s preflight and `doctor` apply, for callers that build the
+        // services without them (the command line, tests).
+        if let Some(f) = settings
+            .check()
+            .into_iter()
+            .find(|f| f.severity == crate::config::Severity::Error)
+        {
+            return Err(setting(f.setting, &f.detail));
+        }
         let metrics = Arc::new(Metrics::new());
         let store_stats = Arc::new(Instrumented::new(
             store,
@@ -171,11 +156,6 @@ impl Services {
             Keyring::parse(settings.encryption_keys.as_deref().unwrap_or(""))
                 .map_err(|e| setting("encryption_keys", &e))?,
         );
-        if settings.encrypt_refresh_tokens && keyring.primary_id().is_none() {
-            return Err(BuildError::Setting(
-                "encrypt_refresh_tokens needs encryption_keys".into(),
-            ));
-        }
         // States are sealed with keys derived from the encryption keys; a broker without
         // any shares one drawn at first start through the store.
         let flow_keys = match keyring.derive("flow states") {
@@ -184,22 +164,9 @@ impl Services {
         };
         let flow_seal =
             Arc::new(FlowSeal::new(&flow_keys).ok_or_else(|| setting("flow keys", &"none"))?);
-        let webhook_url = match settings.webhooks.url.as_deref().filter(|u| !u.is_empty()) {
-            Some(u) => Some(Url::parse(u).map_err(|e| setting("webhooks.url", &e))?),
-            None => None,
-        };
-        if settings.admin_token().is_some_and(|t| t.len() < 32) {
-            return Err(BuildError::Setting(
-                "admin_token: at least 32 characters (`openssl rand -hex 32` makes one)".into(),
-            ));
-        }
-        // Unsigned events would let anyone who can reach the endpoint forge them.
-        if webhook_url.is_some() && settings.webhooks.secret.len() < 16 {
-            return Err(BuildError::Setting(
-                "webhooks.secret: at least 16 characters are needed when webhooks.url is set"
-                    .into(),
-            ));
-        }
+        let webhook_url = settings
+            .webhook_url()
+            .map_err(|e| setting("webhooks.url", &e))?;
         let webhooks = Webhooks::new(
             webhook_url,
             &settings.webhooks.secret,
@@ -287,7 +254,9 @@ impl Services {
             subdomains: settings.subdomains,
             ttl: Duration::from_secs(settings.flow_ttl_secs),
             binding: settings.flow_binding,
-            cookie_domain: cookie_domain(settings)?,
+            cookie_domain: settings
+                .cookie_domain()
+                .map_err(|e| setting("flow_binding_cookie_domain", &e))?,
         };
         let admin = Admin {
             account_types: account_types.clone(),

@@ -12,6 +12,7 @@ pub mod flow_state;
 pub mod grant_mode;
 pub mod health;
 pub mod instance;
+pub mod ip_block;
 pub mod provider_url;
 pub mod sealed;
 pub mod secret;
