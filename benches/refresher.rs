@@ -168,7 +168,7 @@ async fn run(couch: bool, stored: usize, due: usize, n_instances: usize) {
     let provider_calls = provider.received_requests().await.unwrap().len();
     for (k, id) in due_ids.iter().step_by((due / 10).max(1)) {
         let doc = accounts.get(&instances[*k], id).await.unwrap().unwrap();
-        assert_eq!(doc["oauth"]["access_token"], "fresh");
+        assert_eq!(doc.access_token(), Some("fresh"));
     }
     assert_eq!(provider_calls, due, "one provider call per due account");
     assert_eq!(handled, due, "only the due accounts are taken");

@@ -20,4 +20,7 @@ if [ ! -d "$dbs/advisory-db-3157b0e258782691" ]; then
   tar -xzf "$snapshot" -C "$dbs"
   mv "$dbs/advisory-db" "$dbs/advisory-db-3157b0e258782691"
 fi
+# cargo-deny reads the metadata of every platform's dependencies: fetch them (from
+# crates.io) so that it can run with --offline, which keeps it off GitHub.
+cargo fetch --locked --quiet
 "$deny" --offline check advisories

@@ -5,7 +5,7 @@ use super::callers::{InstanceAccess, Verb};
 use super::clients::Clients;
 use super::refresh::Refreshes;
 use super::Error;
-use crate::domain::account::{self, RECONNECT_NEEDED};
+use crate::domain::account::Account;
 use crate::domain::health::AccountHealth;
 use crate::domain::ErrorCode;
 use crate::domain::{AccountType, Classified, Clock, ErrorKind, GrantMode, Timestamp};
@@ -57,14 +57,14 @@ impl AccountActions {
         id: &str,
         service_id: Option<&str>,
         verb: Verb,
-    ) -> Result<(Value, Result<Arc<AccountType>, Error>), Error> {
+    ) -> Result<(Account, Result<Arc<AccountType>, Error>), Error> {
         let inst = &access.instance;
         let doc = self
             .accounts
             .get(inst, id)
             .await?
             .ok_or(Error::NotFound("account"))?;
-        let its_service = account::service_of(&doc);
+        let its_service = doc.service();
         if service_id.is_some_and(|s| s != its_service) {
             return Err(Error::NotFound("account of this type"));
         }
@@ -82,7 +82,7 @@ impl AccountActions {
         &self,
         access: &InstanceAccess,
         service_id: &str,
-    ) -> Result<Value, Error> {
+    ) -> Result<Account, Error> {
         access.scope.check_type(Verb::Post, service_id)?;
         let inst = &access.instance;
         let at = self
@@ -105,7 +105,7 @@ impl AccountActions {
             .inspect_err(|e| {
                 tracing::warn!(account_type = at.service_id(), error = %e, "client credentials token refused");
             })?;
-        let doc = account::from_token_grant(at.service_id(), &grant);
+        let doc = Account::from_token_grant(at.service_id(), &grant);
         let id = self.accounts.create(inst, &doc).await?;
         let mut healthy = AccountHealth::new(inst.domain.as_str(), &id, at.service_id());
         healthy.last_success_at = Some(self.clock.now().unix_secs());
@@ -140,11 +140,8 @@ impl AccountActions {
             .with_client(access, id, Some(service_id), Verb::Get)
             .await?;
         let at = at?;
-        let token = doc
-            .pointer("/oauth/access_token")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty());
-        let reconnect_needed = doc.get(RECONNECT_NEEDED).is_some();
+        let token = doc.access_token().filter(|t| !t.is_empty());
+        let reconnect_needed = doc.reconnect_needed();
         if let Some(request) = token.and_then(|t| provider_request::introspection(&at, t)) {
             let (_, reply) = self
                 .metrics
@@ -154,15 +151,12 @@ impl AccountActions {
             status.reconnect_needed = reconnect_needed;
             return Ok(status);
         }
-        let expires_at = account::expires_at_of(&doc);
+        let expires_at = doc.expires_at();
         let now = self.clock.now().to_datetime();
         Ok(TokenStatus {
             active: token.is_some() && !reconnect_needed && expires_at.is_none_or(|e| e > now),
             expires_at: expires_at.map(|t| Timestamp::from_unix_millis(t.timestamp_millis())),
-            scope: doc
-                .pointer("/oauth_callback_results/scope")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            scope: doc.granted_scope().map(str::to_owned),
             source: "stored",
             reconnect_needed,
         })
@@ -187,10 +181,7 @@ impl AccountActions {
                             what: "the stored refresh token",
                             error,
                         })?;
-                let access = doc
-                    .pointer("/oauth/access_token")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
+                let access = doc.access_token().map(str::to_owned);
                 // Revoking the refresh token ends the grant; without one, the access token.
                 let token = refresh
                     .map(|t| (t, "refresh_token"))

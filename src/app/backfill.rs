@@ -5,7 +5,6 @@
 
 use super::refresh::Refreshes;
 use super::Error;
-use crate::domain::account;
 use crate::domain::health::AccountHealth;
 use crate::domain::Instance;
 use crate::store::account_types::AccountTypes;
@@ -14,7 +13,7 @@ use crate::store::instances::Instances;
 use crate::store::jobs::Checkpoints;
 use crate::store::schedule::Schedule;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 
 /// The checkpoint's name in `broker/jobs`.
@@ -94,20 +93,18 @@ impl Backfill {
     async fn instance(&self, inst: &Instance, summary: &mut BackfillSummary) -> Result<(), Error> {
         for doc in self.accounts.all(inst).await? {
             summary.accounts += 1;
-            if account::refresh_token_of(&doc).is_none() {
+            if doc.refresh_token().is_none() {
                 continue;
             }
             summary.with_refresh_token += 1;
-            let Some(id) = doc.get("_id").and_then(Value::as_str) else {
-                continue;
-            };
+            let id = doc.id();
             if self.schedule.due_at(&inst.domain, id).await?.is_some() {
                 summary.already_planned += 1;
                 continue;
             }
             let at = match self
                 .account_types
-                .lookup(account::service_of(&doc), inst.context.as_deref())
+                .lookup(doc.service(), inst.context.as_deref())
                 .await
             {
                 Ok(at) if at.token_endpoint.is_some() => at,

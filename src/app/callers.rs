@@ -5,7 +5,7 @@
 //! nothing else checks a credential.
 
 use super::Error;
-use crate::domain::account;
+use crate::domain::account::Account;
 use crate::domain::cozy::{self, AccountRef, Audience, CozyClaims, JwtError, PermissionSet};
 use crate::domain::secret::sha256_hex;
 use crate::domain::{Clock, Domain, Instance, Subdomains, TokenScope};
@@ -13,7 +13,6 @@ use crate::store::cozy::{CozyDocs, Holder};
 use crate::store::cozy_session_codes::{is_cozy_session_code, CozySessionCodes};
 use crate::store::credentials::Credentials;
 use crate::store::instances::{HostLookup, Instances};
-use serde_json::Value;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
@@ -86,14 +85,13 @@ impl Scope {
     }
 
     /// Refuses unless the caller may `verb` the account `doc` (`Allow` in cozy-stack).
-    pub(crate) fn check_account(&self, verb: Verb, doc: &Value) -> Result<(), Error> {
+    pub(crate) fn check_account(&self, verb: Verb, doc: &Account) -> Result<(), Error> {
         match self {
-            Scope::Token(_) => self.check_type(verb, account::service_of(doc)),
+            Scope::Token(_) => self.check_type(verb, doc.service()),
             Scope::Cozy(set) => {
-                let field = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or_default();
                 let target = AccountRef {
-                    id: field("_id"),
-                    account_type: field("account_type"),
+                    id: doc.id(),
+                    account_type: doc.account_type(),
                 };
                 if set.allows(verb.as_str(), target) {
                     Ok(())

@@ -3,7 +3,7 @@
 
 use super::registrations::{registration_id, Registrations};
 use super::Error;
-use crate::domain::account;
+use crate::domain::account::Account;
 use crate::domain::provider_url::ProviderUrl;
 use crate::domain::{AccountType, Clock};
 use crate::store::account_types::AccountTypes;
@@ -110,13 +110,10 @@ impl Clients {
     pub(crate) async fn for_account(
         &self,
         context: Option<&str>,
-        doc: &serde_json::Value,
+        doc: &Account,
     ) -> Result<Arc<AccountType>, Error> {
-        let at = self
-            .account_types
-            .lookup(account::service_of(doc), context)
-            .await?;
-        let provider = self.parse_provider_url(&at, account::stored_provider_url(doc))?;
+        let at = self.account_types.lookup(doc.service(), context).await?;
+        let provider = self.parse_provider_url(&at, doc.stored_provider_url())?;
         self.resolve(&at, provider.as_ref()).await
     }
 

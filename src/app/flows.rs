@@ -6,7 +6,7 @@ use super::callers::{InstanceAccess, Verb};
 use super::clients::Clients;
 use super::refresh::Refreshes;
 use super::Error;
-use crate::domain::account::{self, Identity};
+use crate::domain::account::{Account, Identity};
 use crate::domain::flow_state::OpenedFlow;
 use crate::domain::health::{self, AccountHealth, Outcome};
 use crate::domain::ErrorCode;
@@ -23,10 +23,8 @@ use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
 use crate::store::flow_states::FlowStates;
 use crate::store::health::Record;
-use crate::store::id_of;
 use crate::store::instances::Instances;
 use crate::webhooks::{Event, Kind, Webhooks};
-use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -142,11 +140,11 @@ impl Flows {
             // A reconnection goes back to the account's own provider, if still allowed.
             if let Some(own) = self
                 .clients
-                .parse_provider_url(&at, account::stored_provider_url(&account))?
+                .parse_provider_url(&at, account.stored_provider_url())?
             {
                 provider = Some(own);
             }
-            if account::service_of(&account) != at.service_id() {
+            if account.service() != at.service_id() {
                 return Err(Error::NotFound("account of this type"));
             }
         }
@@ -336,22 +334,20 @@ impl Flows {
         let at = self.clients.resolve(&at, provider.as_ref()).await?;
         let mut doc = self.tokens(&at, opened, p).await?;
         if let Some(pu) = &provider {
-            account::record_provider_url(&mut doc, pu.as_str());
+            doc.record_provider_url(pu.as_str());
         }
         // Who connected, so the Home app can tell accounts apart; tokens matter more, so a
         // failure here is only logged.
-        let identity = match (&at.userinfo_endpoint, doc.pointer("/oauth/access_token")) {
-            (Some(endpoint), Some(Value::String(token))) => {
-                self.userinfo(service_id, endpoint, token).await
-            }
+        let identity = match (&at.userinfo_endpoint, doc.access_token()) {
+            (Some(endpoint), Some(token)) => self.userinfo(service_id, endpoint, token).await,
             _ => None,
         };
         if let Some(who) = &identity {
-            account::apply_identity(&mut doc, who);
+            doc.apply_identity(who);
         }
         let connection_id = p.connection_id.as_deref();
         if let Some(cid) = connection_id {
-            account::record_connection_id(&mut doc, cid);
+            doc.record_connection_id(cid);
         }
         // What the provider granted short of what the flow asked for, told to the app so
         // it can offer a reconnection (a narrowed grant fails later, and silently).
@@ -360,12 +356,8 @@ impl Flows {
             .as_deref()
             .or(at.scope.as_deref())
             .unwrap_or_default();
-        let scope_missing = health::missing_scopes(
-            asked,
-            doc.pointer("/oauth_callback_results/scope")
-                .and_then(Value::as_str),
-        );
-        account::record_scope_missing(&mut doc, &scope_missing);
+        let scope_missing = health::missing_scopes(asked, doc.granted_scope());
+        doc.record_scope_missing(&scope_missing);
         // The account this authorization renews: the one reconnected, or the one of the
         // same provider connection.
         let existing = match (&flow.account_id, connection_id) {
@@ -380,7 +372,7 @@ impl Flows {
         let event = match &existing {
             None => Some(Kind::AccountCreated),
             Some(_) if flow.account_id.is_some() => Some(Kind::AccountReconnected),
-            Some(e) if e.get(account::RECONNECT_NEEDED).is_some() => Some(Kind::AccountReconnected),
+            Some(e) if e.reconnect_needed() => Some(Kind::AccountReconnected),
             Some(_) => None,
         };
         let id = match existing {
@@ -388,14 +380,14 @@ impl Flows {
                 let saved = self
                     .accounts
                     .update_with(inst, existing, |d| {
-                        account::merge_authorization(d, &doc);
-                        account::record_scope_missing(d, &scope_missing);
+                        d.merge_authorization(&doc);
+                        d.record_scope_missing(&scope_missing);
                         if let Some(who) = &identity {
-                            account::apply_identity(d, who);
+                            d.apply_identity(who);
                         }
                     })
                     .await?;
-                let id = id_of(&saved).unwrap_or_default().to_owned();
+                let id = saved.id().to_owned();
                 self.refreshes.plan(inst, &id, &saved, &at, None).await;
                 // A reconnection is its own news (`account.reconnected`): recorded, not told.
                 let record = Record {
@@ -451,7 +443,7 @@ impl Flows {
         at: &AccountType,
         opened: &OpenedFlow,
         p: &RedirectParams,
-    ) -> Result<Value, Error> {
+    ) -> Result<Account, Error> {
         let flow = &opened.flow;
         let service_id = flow.account_type.as_str();
         // Taken only where the provider hands the token over itself: elsewhere it would
@@ -461,10 +453,10 @@ impl Flows {
             .as_ref()
             .filter(|_| at.grant_mode.is_some_and(GrantMode::is_implicit))
         {
-            return Ok(account::from_redirect_token(service_id, token));
+            return Ok(Account::from_redirect_token(service_id, token));
         }
         if at.token_endpoint.is_none() {
-            return Ok(account::from_redirect_query(
+            return Ok(Account::from_redirect_query(
                 service_id,
                 at.client_id.as_ref().map(|c| c.as_str()),
                 at.client_secret.as_ref().map(|c| c.secret().as_str()),
@@ -492,7 +484,7 @@ impl Flows {
             .time_provider("exchange", self.provider.request_token(&request))
             .await?;
         self.refreshes.settle_expiry(at, &mut grant);
-        Ok(account::from_token_grant(service_id, &grant))
+        Ok(Account::from_token_grant(service_id, &grant))
     }
 
     /// Reads the provider's user info with the new access token.

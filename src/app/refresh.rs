@@ -11,7 +11,7 @@ use super::clients::Clients;
 use super::keyed_locks::KeyedLocks;
 use super::single_flight::{Flights, Role};
 use super::Error;
-use crate::domain::account;
+use crate::domain::account::{self, Account};
 use crate::domain::health::AccountHealth;
 use crate::domain::secret::sha256_hex;
 use crate::domain::{AccountType, Classified, Clock, Domain, GrantMode, Instance};
@@ -22,10 +22,9 @@ use crate::store::accounts::Applied;
 use crate::store::health::HealthRecords;
 use crate::store::instances::Instances;
 use crate::store::leases::{Lease, Leases};
-use crate::store::pending_grants::PendingGrants;
+use crate::store::pending_grants::{PendingGrants, PendingRefresh};
 use crate::store::schedule::Schedule;
 use crate::webhooks::{Event, Kind, Webhooks};
-use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,7 +74,7 @@ pub(crate) struct Refreshes {
     pub(crate) process_id: String,
     pub(crate) locks: KeyedLocks,
     /// Refreshes in flight in this process, by account and mode.
-    pub(crate) flights: Flights<Result<Value, Arc<Error>>>,
+    pub(crate) flights: Flights<Result<Account, Arc<Error>>>,
     /// Tokens a provider issued that are not yet in their account.
     pub(crate) pending: PendingGrants,
     /// Each account's refresh health.
@@ -98,7 +97,7 @@ struct Attempt {
 
 enum Taken {
     Lease(Lease),
-    RefreshedMeanwhile(Value),
+    RefreshedMeanwhile(Account),
 }
 
 impl Refreshes {
@@ -109,7 +108,7 @@ impl Refreshes {
         access: &InstanceAccess,
         id: &str,
         force: bool,
-    ) -> Result<Value, Error> {
+    ) -> Result<Account, Error> {
         let mode = if force { Mode::Forced } else { Mode::Always };
         self.refresh_in(&access.instance, &access.scope, id, mode)
             .await
@@ -121,7 +120,7 @@ impl Refreshes {
         scope: &Scope,
         id: &str,
         mode: Mode,
-    ) -> Result<Value, Error> {
+    ) -> Result<Account, Error> {
         let mut attempt = Attempt::default();
         let outcome = self
             .refresh_unlabelled(inst, scope, id, mode, &mut attempt)
@@ -158,15 +157,15 @@ impl Refreshes {
         id: &str,
         mode: Mode,
         attempt: &mut Attempt,
-    ) -> Result<Value, Error> {
+    ) -> Result<Account, Error> {
         let seen = self
             .accounts
             .get(inst, id)
             .await?
             .ok_or(Error::NotFound("account"))?;
         scope.check_account(Verb::Get, &seen)?;
-        attempt.account_type = Some(account::service_of(&seen).to_owned());
-        if !seen.get("oauth").is_some_and(Value::is_object) {
+        attempt.account_type = Some(seen.service().to_owned());
+        if !seen.has_oauth() {
             return Err(Error::NotRefreshable("this account has no OAuth tokens"));
         }
         let at = self
@@ -205,12 +204,12 @@ impl Refreshes {
 
     /// Whether `doc`'s tokens are so new (refreshed within the fresh window, and the access
     /// token outlives the window) that a refresh now would only repeat the last one.
-    fn just_refreshed(&self, doc: &Value) -> bool {
+    fn just_refreshed(&self, doc: &Account) -> bool {
         let window = self.policy.fresh_window;
         let Ok(window) = chrono::Duration::from_std(window) else {
             return false;
         };
-        let Some(refreshed) = account::refreshed_at(doc) else {
+        let Some(refreshed) = doc.refreshed_at() else {
             return false;
         };
         let now = self.clock.now().to_datetime();
@@ -219,7 +218,7 @@ impl Refreshes {
         if window.is_zero() || age < chrono::Duration::zero() || age > window {
             return false;
         }
-        account::expires_at(doc).is_none_or(|expiry| expiry - now > window)
+        doc.expires_at().is_none_or(|expiry| expiry - now > window)
     }
 
     /// This process's one refresh of the account, for every caller waiting on it: under
@@ -229,10 +228,10 @@ impl Refreshes {
         inst: &Instance,
         id: &str,
         key: &str,
-        seen: &Value,
+        seen: &Account,
         at: &AccountType,
         mode: Mode,
-    ) -> Result<Value, Error> {
+    ) -> Result<Account, Error> {
         let local = self.locks.lock_for(key);
         let _queued = local.lock().await;
         let mut lease = match self.take_lease(inst, id, key, seen).await? {
@@ -278,9 +277,7 @@ impl Refreshes {
             let now = self.clock.now().to_datetime();
             let marked = self
                 .accounts
-                .update_with(inst, doc, |d| {
-                    account::mark_reconnect_needed(d, "invalid_grant", now)
-                })
+                .update_with(inst, doc, |d| d.mark_reconnect_needed("invalid_grant", now))
                 .await;
             if let Err(e) = marked {
                 tracing::warn!(error = %e, "could not mark the account as needing reconnection");
@@ -300,11 +297,10 @@ impl Refreshes {
     }
 
     /// When `doc` is next due, by the type's timing; `None` when it cannot be refreshed.
-    pub(super) fn next_due(&self, doc: &Value, at: &AccountType) -> Option<i64> {
+    pub(super) fn next_due(&self, doc: &Account, at: &AccountType) -> Option<i64> {
         let (margin, every) = self.timing(at);
         at.token_endpoint.as_ref().and_then(|_| {
-            account::next_refresh(
-                doc,
+            doc.next_refresh(
                 margin,
                 every,
                 self.clock.now().unix_secs(),
@@ -320,7 +316,7 @@ impl Refreshes {
         &self,
         inst: &Instance,
         id: &str,
-        doc: &Value,
+        doc: &Account,
         at: &AccountType,
         first: Option<&AccountHealth>,
     ) {
@@ -334,7 +330,7 @@ impl Refreshes {
         &self,
         inst: &Instance,
         id: &str,
-        doc: &Value,
+        doc: &Account,
         at: &AccountType,
         first: Option<&AccountHealth>,
     ) -> Result<(), crate::store::StoreError> {
@@ -352,7 +348,7 @@ impl Refreshes {
         inst: &Instance,
         id: &str,
         key: &str,
-        seen: &Value,
+        seen: &Account,
     ) -> Result<Taken, Error> {
         let ttl = self.policy.lease_ttl;
         let give_up = tokio::time::Instant::now() + ttl + ttl / 2;
@@ -388,14 +384,14 @@ impl Refreshes {
         &self,
         inst: &Instance,
         id: &str,
-        seen: &Value,
-    ) -> Result<Option<Value>, Error> {
+        seen: &Account,
+    ) -> Result<Option<Account>, Error> {
         let now = self
             .accounts
             .get(inst, id)
             .await?
             .ok_or(Error::NotFound("account"))?;
-        Ok(changed_since(&now, seen).then_some(now))
+        Ok(now.changed_since(seen).then_some(now))
     }
 
     /// The provider call and the write, under the lease.
@@ -406,10 +402,10 @@ impl Refreshes {
         id: &str,
         key: &str,
         lease: &mut Lease,
-        seen: &Value,
+        seen: &Account,
         at: &AccountType,
         mode: Mode,
-    ) -> Result<Value, Error> {
+    ) -> Result<Account, Error> {
         // Tokens a provider issued earlier and the store did not take yet go in first: the
         // refresh token in the account is already spent.
         if let Some(record) = self.pending.get(key).await? {
@@ -434,12 +430,12 @@ impl Refreshes {
         id: &str,
         key: &str,
         lease: &mut Lease,
-        seen: &Value,
-        current: Value,
+        seen: &Account,
+        current: Account,
         at: &AccountType,
         mode: Mode,
-    ) -> Result<Value, Error> {
-        if changed_since(&current, seen) {
+    ) -> Result<Account, Error> {
+        if current.changed_since(seen) {
             return Ok(current);
         }
         // Another process may have refreshed it after the schedule was read.
@@ -494,12 +490,12 @@ impl Refreshes {
         };
         let Some(used) = used else {
             // Client credentials: nothing was spent, a lost reply costs only a new request.
-            let now = self.clock.now().to_datetime().to_rfc3339();
+            let now = self.clock.now().to_datetime();
             return Ok(self
                 .accounts
                 .update_with(inst, current, |d| {
-                    account::apply_refresh(d, &grant);
-                    d["oauth"][account::REFRESHED_AT] = now.clone().into();
+                    d.apply_refresh(&grant);
+                    d.set_refreshed_at(now);
                 })
                 .await?);
         };
@@ -510,10 +506,12 @@ impl Refreshes {
             account::REFRESHED_AT.into(),
             self.clock.now().to_datetime().to_rfc3339().into(),
         );
-        let record = serde_json::json!({
-            "instance": inst.domain.as_str(), "account_id": id, "used": used,
-            "members": members,
-        });
+        let record = PendingRefresh {
+            instance: inst.domain.to_string(),
+            account_id: id.to_owned(),
+            used,
+            members,
+        };
         if let Err(e) = self.pending.keep(key, &record).await {
             tracing::error!(error = %e, "could not journal a refresh reply; writing it straight to the account");
         }
@@ -541,21 +539,12 @@ impl Refreshes {
         inst: &Instance,
         id: &str,
         key: &str,
-        record: &Value,
-        known: Option<Value>,
-    ) -> Result<Value, Error> {
-        let used = record
-            .get("used")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let members = record
-            .get("members")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+        record: &PendingRefresh,
+        known: Option<Account>,
+    ) -> Result<Account, Error> {
         let outcome = self
             .accounts
-            .apply_if_unchanged(inst, id, used, &members, known)
+            .apply_if_unchanged(inst, id, &record.used, &record.members, known)
             .await?;
         // The account holds it now: a journal that cannot forget only replays it later,
         // which then finds the token moved on and drops it.
@@ -587,16 +576,11 @@ impl Refreshes {
             let Ok(Some(record)) = self.pending.get(&key).await else {
                 continue;
             };
-            let (Some(domain), Some(id)) = (
-                record
-                    .get("instance")
-                    .and_then(Value::as_str)
-                    .and_then(|d| Domain::parse(d).ok()),
-                record.get("account_id").and_then(Value::as_str),
-            ) else {
+            let Ok(domain) = Domain::parse(&record.instance) else {
                 let _ = self.pending.forget(&key).await;
                 continue;
             };
+            let id = record.account_id.as_str();
             let inst = match self.instances.get(&domain).await {
                 Ok(Some(inst)) => inst,
                 Ok(None) => {
@@ -624,22 +608,15 @@ impl Refreshes {
     async fn hand_client_to_konnector(
         &self,
         inst: &Instance,
-        doc: Value,
+        doc: Account,
         at: &AccountType,
-    ) -> Result<Value, Error> {
+    ) -> Result<Account, Error> {
         let client_id = at.client_id.as_ref().map(|c| c.as_str().to_owned());
         let client_secret = at.client_secret.as_ref().map(|c| c.secret().clone());
         Ok(self
             .accounts
             .update_with(inst, doc, |d| {
-                if let Some(oauth) = d.get_mut("oauth").and_then(Value::as_object_mut) {
-                    if let Some(id) = &client_id {
-                        oauth.insert("client_id".into(), id.clone().into());
-                    }
-                    if let Some(secret) = &client_secret {
-                        oauth.insert("client_secret".into(), secret.clone().into());
-                    }
-                }
+                d.hand_client(client_id.as_deref(), client_secret.as_deref())
             })
             .await?)
     }
@@ -650,14 +627,8 @@ fn renews_without_refresh_token(at: &AccountType) -> bool {
     at.grant_mode == Some(GrantMode::ClientCredentials)
 }
 
-/// Whether `now` holds tokens stored after `seen` was read.
 /// `pause` give or take a quarter, so that waiting processes do not look in step.
 fn jittered(pause: Duration) -> Duration {
     use rand::Rng;
     pause.mul_f64(rand::thread_rng().gen_range(0.75..1.25))
-}
-
-fn changed_since(now: &Value, seen: &Value) -> bool {
-    let token = |d: &Value| d.pointer("/oauth/access_token").cloned();
-    now.get("_rev") != seen.get("_rev") && token(now) != token(seen)
 }

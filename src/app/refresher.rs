@@ -8,13 +8,13 @@
 
 use super::refresh::{Mode, Refreshes};
 use super::Error;
+use crate::domain::account::Account;
 use crate::domain::{AccountType, Classified, Domain, ErrorKind, Instance};
 use crate::store::health::Record;
 use crate::store::leases::Lease;
 use crate::store::schedule::{Due, Replan};
 use futures::StreamExt;
 use rand::Rng;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ struct Item {
     entry: Due,
     inst: Instance,
     lease: Option<Lease>,
-    doc: Option<Value>,
+    doc: Option<Account>,
 }
 
 impl Refreshes {
@@ -143,7 +143,7 @@ impl Refreshes {
                 .1
                 .push(item.entry.account_id.clone());
         }
-        let mut docs: HashMap<(Domain, String), Value> = HashMap::new();
+        let mut docs: HashMap<(Domain, String), Account> = HashMap::new();
         for (domain, (inst, ids)) in by_instance {
             for (id, doc) in self.accounts.get_many(&inst, &ids).await? {
                 docs.insert((domain.clone(), id), doc);
@@ -162,7 +162,7 @@ impl Refreshes {
         entry: &Due,
         inst: &Instance,
         lease: &mut Lease,
-        doc: Option<Value>,
+        doc: Option<Account>,
     ) -> (Replan, Option<Record>) {
         let id = entry.account_id.as_str();
         let Some(doc) = doc else {
@@ -172,7 +172,7 @@ impl Refreshes {
             }
             return (Replan::Clear, None);
         };
-        let service_id = crate::domain::account::service_of(&doc).to_owned();
+        let service_id = doc.service().to_owned();
         let outcome = self.refresh_with_doc(inst, id, lease, doc).await;
         self.count(outcome.as_ref().err(), &service_id);
         let record = self.health_record(
@@ -199,9 +199,9 @@ impl Refreshes {
         inst: &Instance,
         id: &str,
         lease: &mut Lease,
-        doc: Value,
-    ) -> Result<(Value, Arc<AccountType>), Error> {
-        if !doc.get("oauth").is_some_and(Value::is_object) {
+        doc: Account,
+    ) -> Result<(Account, Arc<AccountType>), Error> {
+        if !doc.has_oauth() {
             return Err(Error::NotRefreshable("this account has no OAuth tokens"));
         }
         let at = self

@@ -43,57 +43,330 @@ pub fn format_expiry(at: Option<DateTime<Utc>>) -> String {
     )
 }
 
-/// The account cozy-stack creates after a code exchange (spec §2.4 a).
-pub fn from_token_grant(account_type: &str, grant: &TokenGrant) -> Value {
-    let mut doc = json!({"account_type": account_type, "name": "", "oauth": {}});
-    apply_refresh(&mut doc, grant);
-    if !grant.callback_results.is_empty() {
-        doc["oauth_callback_results"] = Value::Object(grant.callback_results.clone());
+/// A konnector account document (`io.cozy.accounts`): typed access to the members the
+/// broker owns, and every other member kept as it was, in its order (konnectors, the Home
+/// app and cozy-stack write the same document).
+#[derive(Clone, PartialEq)]
+pub struct Account(Value);
+
+/// A stored document that is not a JSON object, so no account.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an account document must be a JSON object")]
+pub struct NotAnAccount;
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the tokens.
+        f.debug_struct("Account")
+            .field("id", &self.id())
+            .field("account_type", &self.account_type())
+            .finish_non_exhaustive()
     }
-    doc
 }
 
-/// The account cozy-stack creates when the provider puts `access_token` on the redirect (§2.4 c).
-pub fn from_redirect_token(account_type: &str, access_token: &str) -> Value {
-    json!({"account_type": account_type, "name": "",
-           "oauth": {"access_token": access_token, "expires_at": UNKNOWN_EXPIRY}})
+impl TryFrom<Value> for Account {
+    type Error = NotAnAccount;
+
+    fn try_from(doc: Value) -> Result<Account, NotAnAccount> {
+        if doc.is_object() {
+            Ok(Account(doc))
+        } else {
+            Err(NotAnAccount)
+        }
+    }
 }
 
-/// The account for a type without token endpoint: the konnector exchanges the code (§2.4 b).
-pub fn from_redirect_query(
-    account_type: &str,
-    client_id: Option<&str>,
-    client_secret: Option<&str>,
-    query: &[(String, String)],
-) -> Value {
-    let mut oauth = Map::new();
-    oauth.insert("expires_at".into(), UNKNOWN_EXPIRY.into());
-    if let Some(id) = client_id {
-        oauth.insert("client_id".into(), id.into());
+impl From<Account> for Value {
+    fn from(a: Account) -> Value {
+        a.0
     }
-    if let Some(secret) = client_secret {
-        oauth.insert("client_secret".into(), secret.into());
+}
+
+impl Account {
+    /// The account cozy-stack creates after a code exchange (spec §2.4 a).
+    pub fn from_token_grant(account_type: &str, grant: &TokenGrant) -> Account {
+        let mut doc = Account(json!({"account_type": account_type, "name": "", "oauth": {}}));
+        doc.apply_refresh(grant);
+        if !grant.callback_results.is_empty() {
+            doc.0["oauth_callback_results"] = Value::Object(grant.callback_results.clone());
+        }
+        doc
     }
-    oauth.insert("query".into(), query_object(query));
-    json!({"account_type": account_type, "name": "", "oauth": oauth})
+
+    /// The account cozy-stack creates when the provider puts `access_token` on the
+    /// redirect (§2.4 c).
+    pub fn from_redirect_token(account_type: &str, access_token: &str) -> Account {
+        Account(json!({"account_type": account_type, "name": "",
+               "oauth": {"access_token": access_token, "expires_at": UNKNOWN_EXPIRY}}))
+    }
+
+    /// The account for a type without token endpoint: the konnector exchanges the code
+    /// (§2.4 b).
+    pub fn from_redirect_query(
+        account_type: &str,
+        client_id: Option<&str>,
+        client_secret: Option<&str>,
+        query: &[(String, String)],
+    ) -> Account {
+        let mut oauth = Map::new();
+        oauth.insert("expires_at".into(), UNKNOWN_EXPIRY.into());
+        if let Some(id) = client_id {
+            oauth.insert("client_id".into(), id.into());
+        }
+        if let Some(secret) = client_secret {
+            oauth.insert("client_secret".into(), secret.into());
+        }
+        oauth.insert("query".into(), query_object(query));
+        Account(json!({"account_type": account_type, "name": "", "oauth": oauth}))
+    }
+
+    /// The whole document, as stored.
+    pub fn document(&self) -> &Value {
+        &self.0
+    }
+
+    /// The document's `_id`; empty before it is stored.
+    pub fn id(&self) -> &str {
+        self.0
+            .get("_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The document's `_rev`, once stored.
+    pub fn rev(&self) -> Option<&str> {
+        self.0.get("_rev").and_then(Value::as_str)
+    }
+
+    /// Names the document (a new account's id drawn beforehand).
+    pub fn set_id(&mut self, id: &str) {
+        self.object().insert("_id".into(), id.into());
+    }
+
+    /// Records the revision the store answered.
+    pub fn set_rev(&mut self, rev: &str) {
+        self.object().insert("_rev".into(), rev.into());
+    }
+
+    /// Forgets the revision (a create).
+    pub fn clear_rev(&mut self) {
+        self.object().remove("_rev");
+    }
+
+    /// `account_type` as stored (`google`, or `ctx/google` in a context).
+    pub fn account_type(&self) -> &str {
+        self.0
+            .get("account_type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The service id of the account's type (`google` for `ctx/google`); empty when it
+    /// has none.
+    pub fn service(&self) -> &str {
+        super::account_type::service_id_of(self.account_type())
+    }
+
+    /// Whether the account holds OAuth tokens (an `oauth` object).
+    pub fn has_oauth(&self) -> bool {
+        self.0.get("oauth").is_some_and(Value::is_object)
+    }
+
+    /// The stored access token.
+    pub fn access_token(&self) -> Option<&str> {
+        self.0
+            .pointer("/oauth/access_token")
+            .and_then(Value::as_str)
+    }
+
+    /// The stored refresh token, if any (sealed as stored, when refresh tokens are).
+    pub fn refresh_token(&self) -> Option<&str> {
+        self.0
+            .pointer("/oauth/refresh_token")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Replaces the stored refresh token (sealing it at rest).
+    pub fn set_refresh_token(&mut self, token: String) {
+        self.oauth().insert("refresh_token".into(), token.into());
+    }
+
+    /// When the broker last refreshed the account's tokens, if it says.
+    pub fn refreshed_at(&self) -> Option<DateTime<Utc>> {
+        let at = self.0.pointer("/oauth/refreshed_at")?.as_str()?;
+        DateTime::parse_from_rfc3339(at)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// The access token's expiry (`oauth.expires_at`); `None` when unknown (Go's zero
+    /// time) or unparsable.
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        let raw = self.0.pointer("/oauth/expires_at")?.as_str()?;
+        let t = DateTime::parse_from_rfc3339(raw).ok()?.with_timezone(&Utc);
+        (t.timestamp() > 0).then_some(t)
+    }
+
+    /// The provider a per-account type's account names (`oauth.provider_url`), as
+    /// stored: the account's owner can edit it, so it is checked again on every use.
+    pub fn stored_provider_url(&self) -> &str {
+        self.0
+            .pointer("/oauth/provider_url")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The scope the provider granted, as its token reply said (`oauth_callback_results`).
+    pub fn granted_scope(&self) -> Option<&str> {
+        self.0
+            .pointer("/oauth_callback_results/scope")
+            .and_then(Value::as_str)
+    }
+
+    /// Whether its user must reconnect it.
+    pub fn reconnect_needed(&self) -> bool {
+        self.0.get(RECONNECT_NEEDED).is_some()
+    }
+
+    /// Whether `self`, read now, holds tokens stored after `seen` was read.
+    pub fn changed_since(&self, seen: &Account) -> bool {
+        self.rev() != seen.rev() && self.access_token() != seen.access_token()
+    }
+
+    /// Writes refreshed tokens, keeping every field the broker does not own and the old
+    /// refresh token when the provider sent none.
+    pub fn apply_refresh(&mut self, grant: &TokenGrant) {
+        self.apply_members(&refresh_members(grant));
+    }
+
+    /// Sets `members` in the account's `oauth`, keeping the others.
+    pub fn apply_members(&mut self, members: &Map<String, Value>) {
+        let oauth = self.oauth();
+        for (k, v) in members {
+            oauth.insert(k.clone(), v.clone());
+        }
+    }
+
+    /// Records when the broker refreshed the tokens (RFC 3339).
+    pub fn set_refreshed_at(&mut self, at: DateTime<Utc>) {
+        self.oauth()
+            .insert(REFRESHED_AT.into(), at.to_rfc3339().into());
+    }
+
+    /// Brings a new authorization's `oauth` members and callback results into this
+    /// account, keeping its other fields (and its refresh token when the new one has
+    /// none), and clears its reconnection mark.
+    pub fn merge_authorization(&mut self, fresh: &Account) {
+        if let Some(new_oauth) = fresh.0.get("oauth").and_then(Value::as_object) {
+            let oauth = self.oauth();
+            for (k, v) in new_oauth {
+                oauth.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(results) = fresh.0.get("oauth_callback_results") {
+            self.object()
+                .insert("oauth_callback_results".into(), results.clone());
+        }
+        self.object().remove(RECONNECT_NEEDED);
+    }
+
+    /// Records the redirect's `connection_id`, so a later flow for the same connection
+    /// finds this account (cozy-stack's `DoNotRecreateAccountIfItAlreadyExists`).
+    pub fn record_connection_id(&mut self, connection_id: &str) {
+        let oauth = self.oauth();
+        let query = oauth.entry("query").or_insert_with(|| json!({}));
+        if let Some(q) = query.as_object_mut() {
+            q.insert("connection_id".into(), json!([connection_id]));
+        }
+    }
+
+    /// Records the provider of a per-account type's account, where konnectors read it
+    /// (`fields.provider_url`, since cozy-konnector-libs merges `oauth` into fields).
+    pub fn record_provider_url(&mut self, provider: &str) {
+        self.oauth().insert("provider_url".into(), provider.into());
+    }
+
+    /// Hands the type's client to the konnector, which refreshes by itself (types
+    /// without token endpoint, as cozy-stack does).
+    pub fn hand_client(&mut self, client_id: Option<&str>, client_secret: Option<&str>) {
+        let Some(oauth) = self.0.get_mut("oauth").and_then(Value::as_object_mut) else {
+            return;
+        };
+        if let Some(id) = client_id {
+            oauth.insert("client_id".into(), id.into());
+        }
+        if let Some(secret) = client_secret {
+            oauth.insert("client_secret".into(), secret.into());
+        }
+    }
+
+    /// Who the account belongs to, from the provider's user info: `auth.login` and
+    /// `name`, which the Home app shows to tell accounts apart.
+    pub fn apply_identity(&mut self, identity: &Identity) {
+        let obj = self.object();
+        if let Some(login) = &identity.login {
+            object_mut(obj.entry("auth").or_insert_with(|| json!({})))
+                .insert("login".into(), login.clone().into());
+        }
+        if let Some(name) = &identity.name {
+            obj.insert("name".into(), name.clone().into());
+        }
+    }
+
+    /// Sets the scopes the last grant lacked (`scope_missing`), or removes the member
+    /// when it lacked none.
+    pub fn record_scope_missing(&mut self, missing: &[String]) {
+        let obj = self.object();
+        if missing.is_empty() {
+            obj.remove("scope_missing");
+        } else {
+            obj.insert("scope_missing".into(), missing.to_vec().into());
+        }
+    }
+
+    /// Marks an account whose refresh token the provider refused: its user must
+    /// reconnect.
+    pub fn mark_reconnect_needed(&mut self, error: &str, at: DateTime<Utc>) {
+        self.object().insert(
+            RECONNECT_NEEDED.into(),
+            json!({"since": at.to_rfc3339_opts(SecondsFormat::Secs, true), "error": error}),
+        );
+    }
+
+    /// When the account is next refreshed (unix seconds): `margin` before its token
+    /// expires, and no later than `every` from now (the idle period, used too when the
+    /// expiry is unknown). `None` when it has no refresh token to refresh with, unless
+    /// `renewable` (client credentials need none).
+    pub fn next_refresh(&self, margin: i64, every: i64, now: i64, renewable: bool) -> Option<i64> {
+        if !renewable {
+            self.refresh_token()?;
+        }
+        let idle = now + every;
+        Some(match self.expires_at() {
+            Some(exp) => (exp.timestamp() - margin).min(idle),
+            None => idle,
+        })
+    }
+
+    fn object(&mut self) -> &mut Map<String, Value> {
+        object_mut(&mut self.0)
+    }
+
+    fn oauth(&mut self) -> &mut Map<String, Value> {
+        object_mut(self.object().entry("oauth").or_insert_with(|| json!({})))
+    }
 }
 
 /// Redirect query as cozy's `url.Values`: an object of arrays of strings, `state` left out.
 pub fn query_object(query: &[(String, String)]) -> Value {
     let mut map: Map<String, Value> = Map::new();
     for (k, v) in query.iter().filter(|(k, _)| k != "state") {
-        match map.entry(k.clone()).or_insert_with(|| Value::Array(vec![])) {
-            Value::Array(values) => values.push(Value::String(v.clone())),
-            _ => unreachable!("only arrays are inserted"),
+        if let Value::Array(values) = map.entry(k.clone()).or_insert_with(|| Value::Array(vec![])) {
+            values.push(Value::String(v.clone()));
         }
     }
     Value::Object(map)
-}
-
-/// Writes refreshed tokens into an account, keeping every field the broker does not own
-/// and the old refresh token when the provider sent none.
-pub fn apply_refresh(doc: &mut Value, grant: &TokenGrant) {
-    apply_members(doc, &refresh_members(grant));
 }
 
 /// The `oauth` members a refresh reply sets (a missing refresh token keeps the old one).
@@ -114,64 +387,8 @@ pub fn refresh_members(grant: &TokenGrant) -> Map<String, Value> {
 /// lets a refresh asked just after another answer the tokens it stored.
 pub const REFRESHED_AT: &str = "refreshed_at";
 
-/// When the broker last refreshed the account's tokens, if it says.
-pub fn refreshed_at(doc: &Value) -> Option<DateTime<Utc>> {
-    let at = doc.get("oauth")?.get(REFRESHED_AT)?.as_str()?;
-    DateTime::parse_from_rfc3339(at)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// The access token's expiry, when the account knows it.
-pub fn expires_at(doc: &Value) -> Option<DateTime<Utc>> {
-    let at = doc.get("oauth")?.get("expires_at")?.as_str()?;
-    if at == UNKNOWN_EXPIRY {
-        return None;
-    }
-    DateTime::parse_from_rfc3339(at)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// Sets `members` in the account's `oauth`, keeping the others.
-pub fn apply_members(doc: &mut Value, members: &Map<String, Value>) {
-    let oauth = oauth_mut(doc);
-    for (k, v) in members {
-        oauth.insert(k.clone(), v.clone());
-    }
-}
-
-/// Brings a new authorization's `oauth` members and callback results into an existing
-/// account, keeping its other fields (and its refresh token when the new one has none).
-pub fn merge_authorization(existing: &mut Value, fresh: &Value) {
-    if let Some(new_oauth) = fresh.get("oauth").and_then(Value::as_object) {
-        let oauth = oauth_mut(existing);
-        for (k, v) in new_oauth {
-            oauth.insert(k.clone(), v.clone());
-        }
-    }
-    if let Some(results) = fresh.get("oauth_callback_results") {
-        existing["oauth_callback_results"] = results.clone();
-    }
-    if let Some(obj) = existing.as_object_mut() {
-        obj.remove(RECONNECT_NEEDED);
-    }
-}
-
-/// Records the redirect's `connection_id`, so a later flow for the same connection
-/// finds this account (cozy-stack's `DoNotRecreateAccountIfItAlreadyExists`).
-pub fn record_connection_id(doc: &mut Value, connection_id: &str) {
-    let oauth = oauth_mut(doc);
-    let query = oauth.entry("query").or_insert_with(|| json!({}));
-    if let Some(q) = query.as_object_mut() {
-        q.insert("connection_id".into(), json!([connection_id]));
-    }
-}
-
-fn oauth_mut(doc: &mut Value) -> &mut Map<String, Value> {
-    let obj = object_mut(doc);
-    object_mut(obj.entry("oauth").or_insert_with(|| json!({})))
-}
+/// Top-level account field set while the user must reconnect the account.
+pub const RECONNECT_NEEDED: &str = "reconnect_needed";
 
 /// `v` as an object, replacing whatever else it held.
 fn object_mut(v: &mut Value) -> &mut Map<String, Value> {
@@ -180,43 +397,8 @@ fn object_mut(v: &mut Value) -> &mut Map<String, Value> {
     }
     match v {
         Value::Object(m) => m,
+        // Made an object just above.
         _ => unreachable!("made an object above"),
-    }
-}
-
-/// The service id of the account's type (`google` for `ctx/google`); empty when it has none.
-pub fn service_of(doc: &Value) -> &str {
-    super::account_type::service_id_of(
-        doc.get("account_type")
-            .and_then(Value::as_str)
-            .unwrap_or_default(),
-    )
-}
-
-/// The provider a per-account type's account names (`oauth.provider_url`), as stored: the
-/// account's owner can edit it, so it is checked again on every use.
-pub fn stored_provider_url(doc: &Value) -> &str {
-    doc.pointer("/oauth/provider_url")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-}
-
-/// Records the provider of a per-account type's account, where konnectors read it
-/// (`fields.provider_url`, since cozy-konnector-libs merges `oauth` into fields).
-pub fn record_provider_url(doc: &mut Value, provider: &str) {
-    oauth_mut(doc).insert("provider_url".into(), provider.into());
-}
-
-/// Who the account belongs to, from the provider's user info: `auth.login` and `name`,
-/// which the Home app shows to tell accounts apart.
-pub fn apply_identity(doc: &mut Value, identity: &Identity) {
-    let obj = object_mut(doc);
-    if let Some(login) = &identity.login {
-        object_mut(obj.entry("auth").or_insert_with(|| json!({})))
-            .insert("login".into(), login.clone().into());
-    }
-    if let Some(name) = &identity.name {
-        obj.insert("name".into(), name.clone().into());
     }
 }
 
@@ -248,13 +430,6 @@ impl Identity {
     }
 }
 
-/// The stored refresh token of an account, if any.
-pub fn refresh_token_of(doc: &Value) -> Option<&str> {
-    doc.pointer("/oauth/refresh_token")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,11 +445,15 @@ mod tests {
         }
     }
 
+    fn account(doc: Value) -> Account {
+        Account::try_from(doc).unwrap()
+    }
+
     #[test]
     fn code_exchange_account_has_cozy_shape_and_order() {
-        let doc = from_token_grant("google", &grant());
+        let doc = Account::from_token_grant("google", &grant());
         assert_eq!(
-            serde_json::to_string(&doc).unwrap(),
+            serde_json::to_string(doc.document()).unwrap(),
             r#"{"account_type":"google","name":"","oauth":{"access_token":"AT","token_type":"Bearer","expires_at":"2026-07-02T15:21:15Z","refresh_token":"RT"}}"#
         );
     }
@@ -285,26 +464,40 @@ mod tests {
             expires_at: None,
             ..grant()
         };
-        assert_eq!(
-            from_token_grant("x", &g)["oauth"]["expires_at"],
-            UNKNOWN_EXPIRY
-        );
+        let doc = Account::from_token_grant("x", &g);
+        assert_eq!(doc.document()["oauth"]["expires_at"], UNKNOWN_EXPIRY);
+        assert_eq!(doc.expires_at(), None);
     }
 
     #[test]
     fn refresh_keeps_old_refresh_token_and_foreign_fields() {
-        let mut doc = json!({"label": "mine", "oauth": {"refresh_token": "OLD", "custom": 1}});
-        apply_refresh(
-            &mut doc,
-            &TokenGrant {
-                refresh_token: None,
-                ..grant()
-            },
+        let mut doc =
+            account(json!({"label": "mine", "oauth": {"refresh_token": "OLD", "custom": 1}}));
+        doc.apply_refresh(&TokenGrant {
+            refresh_token: None,
+            ..grant()
+        });
+        let d = doc.document();
+        assert_eq!(d["oauth"]["refresh_token"], "OLD");
+        assert_eq!(d["oauth"]["custom"], 1);
+        assert_eq!(d["label"], "mine");
+        assert_eq!(d["oauth"]["access_token"], "AT");
+    }
+
+    #[test]
+    fn a_document_that_is_not_an_object_is_no_account() {
+        for doc in [json!(null), json!([1]), json!("x")] {
+            assert_eq!(Account::try_from(doc), Err(NotAnAccount));
+        }
+    }
+
+    #[test]
+    fn debug_of_an_account_hides_its_tokens() {
+        let doc = account(
+            json!({"_id": "a1", "oauth": {"access_token": "AT-secret", "refresh_token": "RT-secret"}}),
         );
-        assert_eq!(doc["oauth"]["refresh_token"], "OLD");
-        assert_eq!(doc["oauth"]["custom"], 1);
-        assert_eq!(doc["label"], "mine");
-        assert_eq!(doc["oauth"]["access_token"], "AT");
+        let shown = format!("{doc:?}");
+        assert!(shown.contains("a1") && !shown.contains("secret"), "{shown}");
     }
 
     #[test]
@@ -323,64 +516,6 @@ mod tests {
         let s = format!("{:?}", grant());
         assert!(!s.contains("AT") && !s.contains("RT"), "{s}");
     }
-}
-
-/// Sets the scopes the last grant lacked (`scope_missing`), or removes the member when it
-/// lacked none.
-pub fn record_scope_missing(doc: &mut Value, missing: &[String]) {
-    if let Some(obj) = doc.as_object_mut() {
-        if missing.is_empty() {
-            obj.remove("scope_missing");
-        } else {
-            obj.insert("scope_missing".into(), missing.to_vec().into());
-        }
-    }
-}
-
-/// The account's `oauth.expires_at`; `None` when unknown (Go's zero time) or unparsable.
-pub fn expires_at_of(doc: &Value) -> Option<DateTime<Utc>> {
-    let raw = doc.pointer("/oauth/expires_at")?.as_str()?;
-    let t = DateTime::parse_from_rfc3339(raw).ok()?.with_timezone(&Utc);
-    (t.timestamp() > 0).then_some(t)
-}
-
-/// When an account is next refreshed (unix seconds): `margin` before its token expires,
-/// and no later than `every` from now (the idle period, used too when the expiry is
-/// unknown). `None` when it has no refresh token to refresh with, unless `renewable`
-/// (client credentials need none).
-pub fn next_refresh(
-    doc: &Value,
-    margin: i64,
-    every: i64,
-    now: i64,
-    renewable: bool,
-) -> Option<i64> {
-    if !renewable {
-        refresh_token_of(doc)?;
-    }
-    let idle = now + every;
-    Some(match expires_at_of(doc) {
-        Some(exp) => (exp.timestamp() - margin).min(idle),
-        None => idle,
-    })
-}
-
-/// Marks an account whose refresh token the provider refused: its user must reconnect.
-pub fn mark_reconnect_needed(doc: &mut Value, error: &str, at: DateTime<Utc>) {
-    if let Some(obj) = doc.as_object_mut() {
-        obj.insert(
-            RECONNECT_NEEDED.into(),
-            json!({"since": at.to_rfc3339_opts(SecondsFormat::Secs, true), "error": error}),
-        );
-    }
-}
-
-/// Top-level account field set while the user must reconnect the account.
-pub const RECONNECT_NEEDED: &str = "reconnect_needed";
-
-#[cfg(test)]
-mod schedule_tests {
-    use super::*;
 
     #[test]
     fn next_refresh_is_a_margin_before_expiry_or_the_idle_period() {
@@ -388,19 +523,27 @@ mod schedule_tests {
         let exp = DateTime::from_timestamp(now + 3600, 0)
             .unwrap()
             .to_rfc3339();
-        let doc = json!({"oauth": {"refresh_token": "r", "expires_at": exp}});
+        let doc = account(json!({"oauth": {"refresh_token": "r", "expires_at": exp}}));
+        assert_eq!(doc.next_refresh(600, 86_400, now, false), Some(now + 3000));
+        assert_eq!(doc.next_refresh(600, 60, now, false), Some(now + 60));
+        let unknown =
+            account(json!({"oauth": {"refresh_token": "r", "expires_at": UNKNOWN_EXPIRY}}));
         assert_eq!(
-            next_refresh(&doc, 600, 86_400, now, false),
-            Some(now + 3000)
-        );
-        assert_eq!(next_refresh(&doc, 600, 60, now, false), Some(now + 60));
-        let unknown = json!({"oauth": {"refresh_token": "r", "expires_at": UNKNOWN_EXPIRY}});
-        assert_eq!(
-            next_refresh(&unknown, 600, 86_400, now, false),
+            unknown.next_refresh(600, 86_400, now, false),
             Some(now + 86_400)
         );
-        let no_rt = json!({"oauth": {"access_token": "a", "expires_at": exp}});
-        assert_eq!(next_refresh(&no_rt, 600, 86_400, now, false), None);
-        assert!(next_refresh(&no_rt, 600, 86_400, now, true).is_some());
+        let no_rt = account(json!({"oauth": {"access_token": "a", "expires_at": exp}}));
+        assert_eq!(no_rt.next_refresh(600, 86_400, now, false), None);
+        assert!(no_rt.next_refresh(600, 86_400, now, true).is_some());
+    }
+
+    #[test]
+    fn changed_since_needs_a_new_revision_and_new_tokens() {
+        let seen = account(json!({"_rev": "1-a", "oauth": {"access_token": "A"}}));
+        let same_tokens = account(json!({"_rev": "2-b", "oauth": {"access_token": "A"}}));
+        let refreshed = account(json!({"_rev": "2-b", "oauth": {"access_token": "B"}}));
+        assert!(!same_tokens.changed_since(&seen));
+        assert!(refreshed.changed_since(&seen));
+        assert!(!seen.changed_since(&seen));
     }
 }

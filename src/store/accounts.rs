@@ -1,7 +1,7 @@
 //! Konnector accounts in `<prefix>/io-cozy-accounts`.
 
-use super::{put_creating_db, rev_of, Selector, SharedStore, StoreError};
-use crate::domain::account::refresh_token_of;
+use super::{put_creating_db, Selector, SharedStore, StoreError};
+use crate::domain::account::Account;
 use crate::domain::sealed::{is_sealed, Keyring, SealError};
 use crate::domain::secret::{random_hex, sha256_hex};
 use crate::domain::Instance;
@@ -38,21 +38,22 @@ impl Accounts {
     }
 
     /// Seals a plaintext refresh token, when refresh tokens are sealed.
-    fn seal(&self, inst: &Instance, id: &str, doc: &mut Value) {
+    fn seal(&self, inst: &Instance, id: &str, doc: &mut Account) {
         if !self.seal_refresh_tokens {
             return;
         }
-        let plain = doc
-            .pointer("/oauth/refresh_token")
-            .and_then(Value::as_str)
-            .filter(|s| !is_sealed(s));
+        let plain = doc.refresh_token().filter(|s| !is_sealed(s));
         if let Some(sealed) = plain.and_then(|rt| self.keyring.seal(rt, &refresh_aad(inst, id))) {
-            doc["oauth"]["refresh_token"] = sealed.into();
+            doc.set_refresh_token(sealed);
         }
     }
 
     /// The account's refresh token, opened when sealed.
-    pub fn refresh_token(&self, inst: &Instance, doc: &Value) -> Result<Option<String>, SealError> {
+    pub fn refresh_token(
+        &self,
+        inst: &Instance,
+        doc: &Account,
+    ) -> Result<Option<String>, SealError> {
         self.open_refresh_token(inst, doc)
             .map(|o| o.map(|(t, _)| t))
     }
@@ -62,10 +63,10 @@ impl Accounts {
     fn open_refresh_token(
         &self,
         inst: &Instance,
-        doc: &Value,
+        doc: &Account,
     ) -> Result<Option<(String, bool)>, SealError> {
-        let id = doc.get("_id").and_then(Value::as_str).unwrap_or_default();
-        let Some(rt) = refresh_token_of(doc) else {
+        let id = doc.id();
+        let Some(rt) = doc.refresh_token() else {
             return Ok(None);
         };
         match self.keyring.open(rt, &refresh_aad(inst, id)) {
@@ -91,15 +92,11 @@ impl Accounts {
         };
         let mut changed = 0;
         let mut failed = Vec::new();
-        for doc in docs {
+        for doc in docs.into_iter().filter_map(|d| Account::try_from(d).ok()) {
             if !self.needs_reseal(inst, &doc) {
                 continue;
             }
-            let id = doc
-                .get("_id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
+            let id = doc.id().to_owned();
             if let Err(e) = self.refresh_token(inst, &doc) {
                 failed.push((id, format!("refresh token: {e}")));
                 continue;
@@ -112,7 +109,7 @@ impl Accounts {
                 }
                 if let Ok(Some(plain)) = self.refresh_token(inst, d) {
                     if let Some(v) = self.keyring.seal(&plain, &refresh_aad(inst, &id)) {
-                        d["oauth"]["refresh_token"] = v.into();
+                        d.set_refresh_token(v);
                     }
                 }
             })
@@ -122,8 +119,8 @@ impl Accounts {
         Ok((changed, failed))
     }
 
-    fn needs_reseal(&self, inst: &Instance, doc: &Value) -> bool {
-        match refresh_token_of(doc) {
+    fn needs_reseal(&self, inst: &Instance, doc: &Account) -> bool {
+        match doc.refresh_token() {
             Some(rt) if is_sealed(rt) => {
                 self.keyring.needs_reseal(rt)
                     || matches!(self.open_refresh_token(inst, doc), Ok(Some((_, true))))
@@ -144,7 +141,7 @@ impl Accounts {
         id: &str,
         used: &str,
         members: &serde_json::Map<String, Value>,
-        mut known: Option<Value>,
+        mut known: Option<Account>,
     ) -> Result<Applied, StoreError> {
         let db = inst.accounts_db();
         for _ in 0..CONFLICT_RETRIES {
@@ -163,11 +160,11 @@ impl Accounts {
             if current != used {
                 return Ok(Applied::Superseded(doc));
             }
-            crate::domain::account::apply_members(&mut doc, members);
+            doc.apply_members(members);
             self.seal(inst, id, &mut doc);
-            match self.store.put(&db, &doc).await {
+            match self.store.put(&db, doc.document()).await {
                 Ok(rev) => {
-                    doc["_rev"] = rev.into();
+                    doc.set_rev(&rev);
                     return Ok(Applied::Written(doc));
                 }
                 Err(StoreError::Conflict) => continue,
@@ -178,13 +175,13 @@ impl Accounts {
     }
 
     /// An account by id; `None` when missing (or when the database does not exist yet).
-    pub async fn get(&self, inst: &Instance, id: &str) -> Result<Option<Value>, StoreError> {
+    pub async fn get(&self, inst: &Instance, id: &str) -> Result<Option<Account>, StoreError> {
         if !is_account_id(id) {
             return Ok(None);
         }
         match self.store.get(&inst.accounts_db(), id).await {
             Err(StoreError::NoDatabase(_)) => Ok(None),
-            other => other,
+            other => other?.map(parsed).transpose(),
         }
     }
 
@@ -193,7 +190,7 @@ impl Accounts {
         &self,
         inst: &Instance,
         ids: &[String],
-    ) -> Result<std::collections::HashMap<String, Value>, StoreError> {
+    ) -> Result<std::collections::HashMap<String, Account>, StoreError> {
         let ids: Vec<String> = ids.iter().filter(|id| is_account_id(id)).cloned().collect();
         let docs = match self.store.get_many(&inst.accounts_db(), &ids).await {
             Err(StoreError::NoDatabase(_)) => return Ok(Default::default()),
@@ -202,21 +199,17 @@ impl Accounts {
         Ok(ids
             .into_iter()
             .zip(docs)
-            .filter_map(|(id, doc)| Some((id, doc?)))
+            .filter_map(|(id, doc)| Some((id, Account::try_from(doc?).ok()?)))
             .collect())
     }
 
     /// Every account of an instance (design documents left out).
-    pub async fn all(&self, inst: &Instance) -> Result<Vec<Value>, StoreError> {
+    pub async fn all(&self, inst: &Instance) -> Result<Vec<Account>, StoreError> {
         match self.store.all_docs(&inst.accounts_db()).await {
             Ok(docs) => Ok(docs
                 .into_iter()
-                .filter(|d| {
-                    !d.get("_id")
-                        .and_then(Value::as_str)
-                        .unwrap_or("_")
-                        .starts_with('_')
-                })
+                .filter_map(|d| Account::try_from(d).ok())
+                .filter(|a| !a.id().is_empty() && !a.id().starts_with('_'))
                 .collect()),
             Err(StoreError::NoDatabase(_)) => Ok(Vec::new()),
             Err(e) => Err(e),
@@ -224,17 +217,16 @@ impl Accounts {
     }
 
     /// Deletes an account at the revision read.
-    pub async fn delete(&self, inst: &Instance, doc: &Value) -> Result<(), StoreError> {
-        let id = doc.get("_id").and_then(Value::as_str).unwrap_or_default();
+    pub async fn delete(&self, inst: &Instance, doc: &Account) -> Result<(), StoreError> {
         self.store
-            .delete(&inst.accounts_db(), id, rev_of(doc).unwrap_or_default())
+            .delete(&inst.accounts_db(), doc.id(), doc.rev().unwrap_or_default())
             .await
     }
 
     /// Creates an account, creating the database if needed (cozy-stack's `createDocOrDB`).
     /// The id is drawn here (32 hex, like CouchDB's) so that a write whose answer was lost
     /// can be retried without creating a second account: its tokens cannot be had again.
-    pub async fn create(&self, inst: &Instance, doc: &Value) -> Result<String, StoreError> {
+    pub async fn create(&self, inst: &Instance, doc: &Account) -> Result<String, StoreError> {
         self.create_with_id(inst, &Self::new_id(), doc).await
     }
 
@@ -249,15 +241,14 @@ impl Accounts {
         &self,
         inst: &Instance,
         id: &str,
-        doc: &Value,
+        doc: &Account,
     ) -> Result<String, StoreError> {
         let id = id.to_owned();
         let mut doc = doc.clone();
-        if let Some(o) = doc.as_object_mut() {
-            o.insert("_id".into(), id.clone().into());
-            o.remove("_rev");
-        }
+        doc.set_id(&id);
+        doc.clear_rev();
         self.seal(inst, &id, &mut doc);
+        let doc = Value::from(doc);
         let db = inst.accounts_db();
         let mut attempt = 0;
         loop {
@@ -291,13 +282,13 @@ impl Accounts {
         inst: &Instance,
         account_type: &str,
         connection_id: &str,
-    ) -> Result<Option<Value>, StoreError> {
+    ) -> Result<Option<Account>, StoreError> {
         let selector = Selector::And(vec![
             Selector::Eq("account_type", account_type.into()),
             Selector::Contains("oauth.query.connection_id", connection_id.into()),
         ]);
         match self.store.find(&inst.accounts_db(), &selector, 1).await {
-            Ok(mut docs) => Ok(docs.pop()),
+            Ok(mut docs) => docs.pop().map(parsed).transpose(),
             Err(StoreError::NoDatabase(_)) => Ok(None),
             Err(e) => Err(e),
         }
@@ -308,31 +299,28 @@ impl Accounts {
     pub async fn update_with(
         &self,
         inst: &Instance,
-        mut doc: Value,
-        change: impl Fn(&mut Value),
-    ) -> Result<Value, StoreError> {
+        mut doc: Account,
+        change: impl Fn(&mut Account),
+    ) -> Result<Account, StoreError> {
         let db = inst.accounts_db();
-        let id = doc
-            .get("_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let id = doc.id().to_owned();
         for _ in 0..CONFLICT_RETRIES {
             change(&mut doc);
             self.seal(inst, &id, &mut doc);
-            match self.store.put(&db, &doc).await {
+            match self.store.put(&db, doc.document()).await {
                 Ok(rev) => {
-                    doc["_rev"] = rev.into();
+                    doc.set_rev(&rev);
                     return Ok(doc);
                 }
                 Err(StoreError::Conflict) => {
                     tracing::info!(account = %id, "account changed during the update; re-applying");
-                    doc = self
-                        .store
-                        .get(&db, &id)
-                        .await?
-                        .ok_or(StoreError::Conflict)?;
-                    if rev_of(&doc).is_none() {
+                    doc = parsed(
+                        self.store
+                            .get(&db, &id)
+                            .await?
+                            .ok_or(StoreError::Conflict)?,
+                    )?;
+                    if doc.rev().is_none() {
                         return Err(StoreError::Conflict);
                     }
                 }
@@ -347,11 +335,16 @@ impl Accounts {
 #[derive(Debug)]
 pub enum Applied {
     /// Written; the account as stored.
-    Written(Value),
+    Written(Account),
     /// Another refresh stored newer tokens first; the account as it is.
-    Superseded(Value),
+    Superseded(Account),
     /// The account is gone.
     Gone,
+}
+
+/// A stored document as an account; one that is not an object is refused, not used.
+fn parsed(doc: Value) -> Result<Account, StoreError> {
+    Account::try_from(doc).map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
 /// Associated data of a sealed refresh token: the account it belongs to.
@@ -391,7 +384,8 @@ mod tests {
             store.ensure_db(&inst.accounts_db()).await.unwrap();
         }
         let id = "same-id";
-        let doc = json!({"_id": id, "oauth": {"refresh_token": "alice-rt"}});
+        let doc =
+            Account::try_from(json!({"_id": id, "oauth": {"refresh_token": "alice-rt"}})).unwrap();
         let mut sealed = doc.clone();
         accounts.seal(&alice, id, &mut sealed);
         assert_eq!(
@@ -413,7 +407,7 @@ mod tests {
         let (changed, failed) = accounts.reseal_all(&alice).await.unwrap();
         assert_eq!((changed, failed.len()), (1, 0));
         let moved = accounts.get(&alice, id).await.unwrap().unwrap();
-        let rt = moved["oauth"]["refresh_token"].as_str().unwrap();
+        let rt = moved.refresh_token().unwrap();
         assert!(ring.open(rt, &refresh_aad(&alice, id)).is_ok());
         assert!(ring.open(rt, &legacy_refresh_aad(id)).is_err());
     }

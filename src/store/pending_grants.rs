@@ -8,10 +8,34 @@
 use super::StoreError;
 use crate::domain::sealed::Keyring;
 use rusqlite::{params, Connection, OptionalExtension};
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// A refresh reply not yet in its account: what to write, and over which refresh token.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingRefresh {
+    /// The instance's domain.
+    pub instance: String,
+    /// The account's id.
+    pub account_id: String,
+    /// SHA-256 (hex) of the refresh token the refresh spent: the write goes only over it.
+    pub used: String,
+    /// The `oauth` members to set (the new tokens, `refreshed_at`).
+    pub members: Map<String, Value>,
+}
+
+impl std::fmt::Debug for PendingRefresh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the tokens.
+        f.debug_struct("PendingRefresh")
+            .field("instance", &self.instance)
+            .field("account_id", &self.account_id)
+            .finish_non_exhaustive()
+    }
+}
 
 /// The journal of pending grants.
 #[derive(Clone)]
@@ -63,8 +87,9 @@ impl PendingGrants {
     }
 
     /// Keeps `record` under `key` (one per account), durably, before this returns.
-    pub async fn keep(&self, key: &str, record: &Value) -> Result<(), StoreError> {
-        let text = record.to_string();
+    pub async fn keep(&self, key: &str, record: &PendingRefresh) -> Result<(), StoreError> {
+        let text = serde_json::to_string(record)
+            .map_err(|e| StoreError::Invalid(format!("pending grant `{key}`: {e}")))?;
         let body = self.keyring.seal(&text, &aad(key)).unwrap_or(text);
         let key = key.to_owned();
         self.run(move |c| {
@@ -78,8 +103,9 @@ impl PendingGrants {
         .await
     }
 
-    /// The record under `key`, if one is pending.
-    pub async fn get(&self, key: &str) -> Result<Option<Value>, StoreError> {
+    /// The record under `key`, if one is pending. One that opens but is not a refresh
+    /// record cannot be written anywhere: it is forgotten and said so.
+    pub async fn get(&self, key: &str) -> Result<Option<PendingRefresh>, StoreError> {
         let k = key.to_owned();
         let body: Option<String> = self
             .run(move |c| {
@@ -89,7 +115,17 @@ impl PendingGrants {
                 .optional()
             })
             .await?;
-        body.map(|b| self.decode(key, &b)).transpose()
+        let Some(record) = body.map(|b| self.decode(key, &b)).transpose()? else {
+            return Ok(None);
+        };
+        match serde_json::from_value(record) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) => {
+                tracing::error!(key, error = %e, "a pending grant that is no refresh record is dropped");
+                self.forget(key).await?;
+                Ok(None)
+            }
+        }
     }
 
     /// Every pending key.
@@ -132,12 +168,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let keys = Arc::new(Keyring::parse(&format!("k1:{}", "A".repeat(43) + "=")).unwrap());
         let p = PendingGrants::open(dir.path(), keys.clone()).unwrap();
-        p.keep(
-            "a.example/1",
-            &json!({"members": {"refresh_token": "rt-2"}}),
-        )
-        .await
-        .unwrap();
+        let record = PendingRefresh {
+            instance: "a.example".into(),
+            account_id: "1".into(),
+            used: "hash".into(),
+            members: json!({"refresh_token": "rt-2"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        };
+        p.keep("a.example/1", &record).await.unwrap();
         drop(p);
         let raw = std::fs::read(dir.path().join("pending_grants.sqlite3")).unwrap();
         assert!(
@@ -147,8 +187,28 @@ mod tests {
         let p = PendingGrants::open(dir.path(), keys).unwrap();
         assert_eq!(p.keys().await.unwrap(), ["a.example/1"]);
         let got = p.get("a.example/1").await.unwrap().unwrap();
-        assert_eq!(got["members"]["refresh_token"], "rt-2");
+        assert_eq!(got, record);
+        assert!(!format!("{got:?}").contains("rt-2"));
         p.forget("a.example/1").await.unwrap();
         assert!(p.get("a.example/1").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_record_of_another_shape_is_dropped_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = PendingGrants::open(dir.path(), Arc::new(Keyring::parse("").unwrap())).unwrap();
+        let key = "a.example/2".to_owned();
+        let k = key.clone();
+        p.run(move |c| {
+            c.execute(
+                "INSERT INTO pending (key, body) VALUES (?1, ?2)",
+                params![k, "{\"members\": 3}"],
+            )
+            .map(|_| ())
+        })
+        .await
+        .unwrap();
+        assert!(p.get(&key).await.unwrap().is_none());
+        assert!(p.keys().await.unwrap().is_empty());
     }
 }

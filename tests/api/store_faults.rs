@@ -3,6 +3,7 @@
 //! broken (409, 412, 415, 500, 503, a body cut short). `tests/cluster.rs` plays the races
 //! on a real cluster; here each answer is chosen.
 
+use oauth_broker::domain::account::Account;
 use oauth_broker::domain::instance::{Domain, Instance};
 use oauth_broker::domain::sealed::Keyring;
 use oauth_broker::store::accounts::Accounts;
@@ -257,7 +258,8 @@ async fn an_account_create_refused_as_a_conflict_after_a_failed_attempt_is_writt
     let created = accounts
         .create(
             &inst,
-            &json!({"account_type": "t", "oauth": {"access_token": "a"}}),
+            &Account::try_from(json!({"account_type": "t", "oauth": {"access_token": "a"}}))
+                .unwrap(),
         )
         .await;
     assert!(created.is_ok(), "{created:?}");

@@ -4,6 +4,7 @@
 
 use crate::app::audit::Actor;
 use crate::app::Services;
+use crate::domain::account::Account;
 use crate::http::error::Api;
 use crate::http::extractors::InstanceCaller;
 use crate::http::query::Query;
@@ -94,7 +95,8 @@ fn jsonapi(mut builder: actix_web::HttpResponseBuilder, body: &Value) -> HttpRes
 }
 
 /// cozy-stack's JSON:API envelope: the document minus `_id`/`_rev` as attributes.
-fn jsonapi_account(doc: &Value) -> Value {
+fn jsonapi_account(account: &Account) -> Value {
+    let doc = account.document();
     let id = doc.get("_id").cloned().unwrap_or(Value::Null);
     let rev = doc.get("_rev").cloned().unwrap_or(Value::Null);
     let mut attributes = doc.clone();
