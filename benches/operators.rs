@@ -17,8 +17,8 @@ mod common;
 use common::helpers;
 
 use oauth_broker::app::Services;
-use oauth_broker::domain::health::{summarize, AccountHealth};
-use oauth_broker::store::health::{to_doc, Filter, HealthRecords};
+use oauth_broker::domain::account_health::{summarize, AccountHealth};
+use oauth_broker::store::health_records::{to_doc, Filter, HealthRecords};
 use oauth_broker::store::REFRESH_SCHEDULE_DB;
 use std::time::Instant;
 

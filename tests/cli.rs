@@ -935,7 +935,7 @@ async fn backfill_plans_cozy_stack_accounts(couch: bool) {
                 "with-rt-1",
                 42,
                 0,
-                Some(&oauth_broker::domain::health::AccountHealth::new(
+                Some(&oauth_broker::domain::account_health::AccountHealth::new(
                     instances[1].domain.as_str(),
                     "with-rt-1",
                     &svc,
@@ -1025,8 +1025,8 @@ async fn backfill_plans_cozy_stack_accounts_on_couchdb() {
 /// filters and pages, `providers health` draws a plain table into a pipe (and JSON with
 /// `--json`), and `audit` lists what earlier commands changed, by whom.
 async fn operators_read_health_and_the_audit_trail(couch: bool) {
-    use oauth_broker::domain::health::Outcome;
-    use oauth_broker::store::health::{HealthRecords, Record};
+    use oauth_broker::domain::account_health::Outcome;
+    use oauth_broker::store::health_records::{HealthRecords, Record};
     let dir = tempfile::tempdir().unwrap();
     let mut settings = oauth_broker::config::Settings::load(None).unwrap();
     settings.data_dir = dir.path().to_path_buf();

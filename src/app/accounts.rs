@@ -1,19 +1,19 @@
 //! Account use cases besides flows and refresh: a client-credentials account created on
 //! request, the status of an account's token, and an account revoked and deleted.
 
+use super::account_health::HealthLog;
 use super::callers::{InstanceAccess, Verb};
 use super::clients::Clients;
-use super::refresh::Refreshes;
+use super::refresh_plan::RefreshPlan;
 use super::Error;
 use crate::domain::account::Account;
-use crate::domain::health::AccountHealth;
+use crate::domain::account_health::AccountHealth;
 use crate::domain::ErrorCode;
 use crate::domain::{AccountType, Classified, Clock, ErrorKind, GrantMode, Timestamp};
 use crate::metrics::Metrics;
 use crate::oauth::{provider_request, ProviderClient, ProviderError};
 use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
-use crate::store::schedule::Schedule;
 use crate::webhooks::{Event, Kind, Webhooks};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -38,8 +38,8 @@ pub(crate) struct AccountActions {
     pub(crate) accounts: Accounts,
     pub(crate) account_types: Arc<AccountTypes>,
     pub(crate) clients: Arc<Clients>,
-    pub(crate) refreshes: Arc<Refreshes>,
-    pub(crate) schedule: Schedule,
+    pub(crate) plan: RefreshPlan,
+    pub(crate) health: Arc<HealthLog>,
     pub(crate) provider: ProviderClient,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) webhooks: Webhooks,
@@ -109,9 +109,7 @@ impl AccountActions {
         let id = self.accounts.create(inst, &doc).await?;
         let mut healthy = AccountHealth::new(inst.domain.as_str(), &id, at.service_id());
         healthy.last_success_at = Some(self.clock.now().unix_secs());
-        self.refreshes
-            .plan(inst, &id, &doc, &at, Some(&healthy))
-            .await;
+        self.plan.plan(inst, &id, &doc, &at, Some(&healthy)).await;
         self.webhooks
             .emit(Event {
                 kind: Kind::AccountCreated,
@@ -204,12 +202,8 @@ impl AccountActions {
             Err(e) => return Err(e),
         };
         self.accounts.delete(inst, &doc).await?;
-        if let Err(e) = self.schedule.clear(&inst.domain, id).await {
-            tracing::warn!(error = %e, "could not clear the refresh schedule");
-        }
-        if let Err(e) = self.refreshes.health.forget(inst.domain.as_str(), id).await {
-            tracing::warn!(error = %e, "could not forget the account's health");
-        }
+        self.plan.forget(inst, id).await;
+        self.health.forget(inst.domain.as_str(), id).await;
         tracing::info!(instance = %inst.domain, revoked, "account deleted");
         self.audit
             .record(actor, "account.delete", &format!("{}/{id}", inst.domain))

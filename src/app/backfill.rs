@@ -3,9 +3,9 @@
 //! in domain order and a checkpoint is saved after each, so an interrupted run resumes;
 //! an account already planned is left alone, so a second run changes nothing.
 
-use super::refresh::Refreshes;
+use super::refresh_plan::RefreshPlan;
 use super::Error;
-use crate::domain::health::AccountHealth;
+use crate::domain::account_health::AccountHealth;
 use crate::domain::Instance;
 use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
@@ -47,7 +47,7 @@ pub(crate) struct Backfill {
     pub(crate) accounts: Accounts,
     pub(crate) account_types: Arc<AccountTypes>,
     pub(crate) schedule: Schedule,
-    pub(crate) refreshes: Arc<Refreshes>,
+    pub(crate) plan: RefreshPlan,
     pub(crate) checkpoints: Checkpoints,
 }
 
@@ -115,7 +115,7 @@ impl Backfill {
             };
             // No refresh seen yet: the first one will say how the account fares.
             let unknown = AccountHealth::new(inst.domain.as_str(), id, at.service_id());
-            self.refreshes
+            self.plan
                 .try_plan(inst, id, &doc, &at, Some(&unknown))
                 .await?;
             summary.planned += 1;

@@ -2,13 +2,14 @@
 //! write) and points the browser at the provider; [`Flows::complete`] spends the state,
 //! obtains the tokens, writes the account and says where the browser goes back to.
 
+use super::account_health::HealthLog;
 use super::callers::{InstanceAccess, Verb};
 use super::clients::Clients;
-use super::refresh::Refreshes;
+use super::refresh_plan::RefreshPlan;
 use super::Error;
 use crate::domain::account::{Account, Identity};
+use crate::domain::account_health::{self, AccountHealth, Outcome};
 use crate::domain::flow_state::OpenedFlow;
-use crate::domain::health::{self, AccountHealth, Outcome};
 use crate::domain::ErrorCode;
 use crate::domain::{
     AccountType, Classified, Clock, ErrorKind, FlowState, GrantMode, Instance, Slug, Subdomains,
@@ -22,7 +23,7 @@ use crate::oauth::ProviderClient;
 use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
 use crate::store::flow_states::FlowStates;
-use crate::store::health::Record;
+use crate::store::health_records::Record;
 use crate::store::instances::Instances;
 use crate::webhooks::{Event, Kind, Webhooks};
 use std::sync::Arc;
@@ -100,7 +101,8 @@ pub(crate) struct Flows {
     pub(crate) accounts: Accounts,
     pub(crate) states: FlowStates,
     pub(crate) clients: Arc<Clients>,
-    pub(crate) refreshes: Arc<Refreshes>,
+    pub(crate) plan: RefreshPlan,
+    pub(crate) health: Arc<HealthLog>,
     pub(crate) provider: ProviderClient,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) webhooks: Webhooks,
@@ -356,7 +358,7 @@ impl Flows {
             .as_deref()
             .or(at.scope.as_deref())
             .unwrap_or_default();
-        let scope_missing = health::missing_scopes(asked, doc.granted_scope());
+        let scope_missing = account_health::missing_scopes(asked, doc.granted_scope());
         doc.record_scope_missing(&scope_missing);
         // The account this authorization renews: the one reconnected, or the one of the
         // same provider connection.
@@ -388,7 +390,7 @@ impl Flows {
                     })
                     .await?;
                 let id = saved.id().to_owned();
-                self.refreshes.plan(inst, &id, &saved, &at, None).await;
+                self.plan.plan(inst, &id, &saved, &at, None).await;
                 // A reconnection is its own news (`account.reconnected`): recorded, not told.
                 let record = Record {
                     instance: inst.domain.to_string(),
@@ -397,8 +399,7 @@ impl Flows {
                     outcome: Outcome::Success { token_ms: None },
                     scope_missing: Some(scope_missing.clone()),
                 };
-                let now = self.clock.now().unix_secs();
-                if let Err(e) = self.refreshes.health.record(&record, now).await {
+                if let Err(e) = self.health.record(&record).await {
                     tracing::warn!(error = %e, "could not record account health");
                 }
                 id
@@ -413,7 +414,7 @@ impl Flows {
                 healthy.scope_missing.clone_from(&scope_missing);
                 let (created, ()) = tokio::join!(
                     self.accounts.create_with_id(inst, &id, &doc),
-                    self.refreshes.plan(inst, &id, &doc, &at, Some(&healthy))
+                    self.plan.plan(inst, &id, &doc, &at, Some(&healthy))
                 );
                 created?;
                 id
@@ -483,7 +484,7 @@ impl Flows {
             .metrics
             .time_provider("exchange", self.provider.request_token(&request))
             .await?;
-        self.refreshes.settle_expiry(at, &mut grant);
+        self.health.settle_expiry(at, &mut grant);
         Ok(Account::from_token_grant(service_id, &grant))
     }
 

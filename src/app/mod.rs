@@ -2,6 +2,7 @@
 //! from settings into [`Services`]. No actix types and no HTTP statuses here: failures are
 //! [`Error`]s that know their [`crate::domain::ErrorKind`].
 
+pub(crate) mod account_health;
 pub(crate) mod accounts;
 pub(crate) mod admin;
 pub(crate) mod audit;
@@ -11,11 +12,13 @@ pub(crate) mod clients;
 pub mod doctor;
 mod error;
 pub(crate) mod flows;
-pub(crate) mod health;
 pub(crate) mod keyed_locks;
+pub(crate) mod leasing;
 pub(crate) mod refresh;
+pub(crate) mod refresh_plan;
 pub(crate) mod refresher;
 pub(crate) mod registrations;
+pub(crate) mod renewal;
 pub(crate) mod single_flight;
 
 pub(crate) use error::Error;
@@ -23,7 +26,6 @@ pub(crate) use error::Error;
 use crate::config::Settings;
 use crate::domain::flow_state::FlowSeal;
 use crate::domain::sealed::Keyring;
-use crate::domain::secret::random_hex;
 use crate::domain::Clock;
 use crate::metrics::Metrics;
 use crate::oauth::resolver::DnsPolicy;
@@ -37,7 +39,7 @@ use crate::store::cozy_session_codes::CozySessionCodes;
 use crate::store::credentials::Credentials;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::flow_states::FlowStates;
-use crate::store::health::HealthRecords;
+use crate::store::health_records::HealthRecords;
 use crate::store::instances::Instances;
 use crate::store::instrumented::Instrumented;
 use crate::store::jobs::Checkpoints;
@@ -46,6 +48,7 @@ use crate::store::pending_grants::PendingGrants;
 use crate::store::schedule::Schedule;
 use crate::store::{SharedStore, StoreError};
 use crate::webhooks::Webhooks;
+use account_health::HealthLog;
 use accounts::AccountActions;
 use admin::Admin;
 use audit::Audit;
@@ -53,8 +56,12 @@ use backfill::Backfill;
 use callers::{Callers, Secret};
 use clients::Clients;
 use flows::Flows;
-use refresh::{RefreshPolicy, Refreshes};
+use leasing::Leasing;
+use refresh::{Refreshes, RefreshesParts};
+use refresh_plan::RefreshPlan;
+use refresher::{Refresher, RefresherParts};
 use registrations::Registrations;
+use renewal::{Renewal, RenewalParts};
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
@@ -108,6 +115,7 @@ pub struct Services {
     pub(crate) account_types: Arc<AccountTypes>,
     pub(crate) flows: Flows,
     pub(crate) refreshes: Arc<Refreshes>,
+    pub(crate) refresher: Arc<Refresher>,
     pub(crate) accounts: Arc<AccountActions>,
     pub(crate) admin: Admin,
     pub(crate) callers: Callers,
@@ -202,38 +210,64 @@ impl Services {
             settings.allow_insecure_provider_urls,
             clock.clone(),
         ));
-        let refreshes = Arc::new(Refreshes {
+        let plan = RefreshPlan::new(
+            schedule.clone(),
+            clock.clone(),
+            Duration::from_secs(settings.refresh.margin_secs),
+            Duration::from_secs(settings.refresh.idle_secs.max(60)),
+        );
+        let health = Arc::new(HealthLog::new(
+            HealthRecords::new(store.clone()),
+            metrics.clone(),
+            webhooks.clone(),
+            clock.clone(),
+        ));
+        let leasing = Arc::new(Leasing::new(
+            Leases::new(store.clone()).counting_takeovers(metrics.lease_takeovers.clone()),
+            Duration::from_secs(match settings.refresh.lease_secs {
+                0 => 2 * settings.provider_timeout_secs.max(1) + 5,
+                s => s,
+            }),
+            clock.clone(),
+        ));
+        let renewal = Arc::new(Renewal::new(RenewalParts {
+            accounts: accounts.clone(),
+            provider: provider.clone(),
+            pending: PendingGrants::open(&settings.data_dir, keyring.clone())?,
+            leasing: leasing.clone(),
+            plan: plan.clone(),
+            health: health.clone(),
+            webhooks: webhooks.clone(),
+            instances: instances.clone(),
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+        }));
+        let refreshes = Arc::new(Refreshes::new(RefreshesParts {
+            renewal: renewal.clone(),
             accounts: accounts.clone(),
             clients: clients.clone(),
-            leases: Leases::new(store.clone()).counting_takeovers(metrics.lease_takeovers.clone()),
-            schedule: schedule.clone(),
-            instances: instances.clone(),
-            provider: provider.clone(),
-            metrics: metrics.clone(),
-            webhooks: webhooks.clone(),
+            leasing: leasing.clone(),
+            plan: plan.clone(),
+            health: health.clone(),
             clock: clock.clone(),
-            policy: RefreshPolicy {
-                margin: Duration::from_secs(settings.refresh.margin_secs),
-                idle: Duration::from_secs(settings.refresh.idle_secs.max(60)),
-                lease_ttl: Duration::from_secs(match settings.refresh.lease_secs {
-                    0 => 2 * settings.provider_timeout_secs.max(1) + 5,
-                    s => s,
-                }),
-                fresh_window: Duration::from_secs(settings.refresh.fresh_window_secs),
-            },
-            process_id: random_hex(8),
-            locks: Default::default(),
-            flights: Default::default(),
-            pending: PendingGrants::open(&settings.data_dir, keyring.clone())?,
-            health: HealthRecords::new(store.clone()),
-            observed: Default::default(),
-        });
+            fresh_window: Duration::from_secs(settings.refresh.fresh_window_secs),
+        }));
+        let refresher = Arc::new(Refresher::new(RefresherParts {
+            renewal,
+            accounts: accounts.clone(),
+            clients: clients.clone(),
+            instances: instances.clone(),
+            leasing,
+            plan: plan.clone(),
+            health: health.clone(),
+            clock: clock.clone(),
+        }));
         let account_actions = Arc::new(AccountActions {
             accounts: accounts.clone(),
             account_types: account_types.clone(),
             clients: clients.clone(),
-            refreshes: refreshes.clone(),
-            schedule: schedule.clone(),
+            plan: plan.clone(),
+            health: health.clone(),
             provider: provider.clone(),
             metrics: metrics.clone(),
             webhooks: webhooks.clone(),
@@ -246,7 +280,8 @@ impl Services {
             accounts: accounts.clone(),
             states: FlowStates::new(store.clone(), flow_seal),
             clients: clients.clone(),
-            refreshes: refreshes.clone(),
+            plan: plan.clone(),
+            health: health.clone(),
             provider,
             metrics: metrics.clone(),
             webhooks: webhooks.clone(),
@@ -262,7 +297,7 @@ impl Services {
             account_types: account_types.clone(),
             instances: instances.clone(),
             credentials: credentials.clone(),
-            accounts,
+            accounts: accounts.clone(),
             registrations,
             clients,
             account_actions: account_actions.clone(),
@@ -288,10 +323,10 @@ impl Services {
         };
         let backfill = Backfill {
             instances: instances.clone(),
-            accounts: refreshes.accounts.clone(),
+            accounts: accounts.clone(),
             account_types: account_types.clone(),
             schedule: schedule.clone(),
-            refreshes: refreshes.clone(),
+            plan: plan.clone(),
             checkpoints: Checkpoints::new(store.clone()),
         };
         let services = Services {
@@ -302,6 +337,7 @@ impl Services {
             account_types,
             flows,
             refreshes,
+            refresher,
             accounts: account_actions,
             admin,
             callers,
@@ -333,6 +369,6 @@ impl Services {
     /// One background-refresher pass now: refreshes what is due; returns how many
     /// accounts it handled.
     pub async fn refresh_due_once(&self) -> usize {
-        self.refreshes.refresh_due(&|| false).await
+        self.refresher.refresh_due(&|| false).await
     }
 }

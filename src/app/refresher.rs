@@ -6,11 +6,17 @@
 //! time the process meets it (then cached): from about one round-trip to a little over
 //! three when every due account is alone on an instance seen for the first time.
 
-use super::refresh::{Mode, Refreshes};
+use super::account_health::HealthLog;
+use super::clients::Clients;
+use super::leasing::Leasing;
+use super::refresh_plan::RefreshPlan;
+use super::renewal::{account_key, Mode, Renewal, Target};
 use super::Error;
 use crate::domain::account::Account;
-use crate::domain::{AccountType, Classified, Domain, ErrorKind, Instance};
-use crate::store::health::Record;
+use crate::domain::{AccountType, Classified, Clock, Domain, ErrorKind, Instance};
+use crate::store::accounts::Accounts;
+use crate::store::health_records::Record;
+use crate::store::instances::Instances;
 use crate::store::leases::Lease;
 use crate::store::schedule::{Due, Replan};
 use futures::StreamExt;
@@ -31,12 +37,64 @@ struct Item {
     doc: Option<Account>,
 }
 
-impl Refreshes {
+/// The background refresher's pass.
+pub(crate) struct Refresher {
+    renewal: Arc<Renewal>,
+    accounts: Accounts,
+    clients: Arc<Clients>,
+    instances: Instances,
+    leasing: Arc<Leasing>,
+    plan: RefreshPlan,
+    health: Arc<HealthLog>,
+    clock: Clock,
+}
+
+/// What a [`Refresher`] works with.
+pub(crate) struct RefresherParts {
+    /// The work under the lease.
+    pub(crate) renewal: Arc<Renewal>,
+    /// The accounts repository.
+    pub(crate) accounts: Accounts,
+    /// Clients of account types.
+    pub(crate) clients: Arc<Clients>,
+    /// The instances repository.
+    pub(crate) instances: Instances,
+    /// This process's leases.
+    pub(crate) leasing: Arc<Leasing>,
+    /// The refresh plan (and its schedule, which the pass reads).
+    pub(crate) plan: RefreshPlan,
+    /// Account health.
+    pub(crate) health: Arc<HealthLog>,
+    /// The clock.
+    pub(crate) clock: Clock,
+}
+
+impl Refresher {
+    /// The refresher over its parts.
+    pub(crate) fn new(p: RefresherParts) -> Refresher {
+        Refresher {
+            renewal: p.renewal,
+            accounts: p.accounts,
+            clients: p.clients,
+            instances: p.instances,
+            leasing: p.leasing,
+            plan: p.plan,
+            health: p.health,
+            clock: p.clock,
+        }
+    }
+
+    /// Writes every journalled refresh whose account the store can take now; returns
+    /// how many were settled.
+    pub(crate) async fn settle_pending(&self) -> usize {
+        self.renewal.settle_pending().await
+    }
+
     /// One pass of the background refresher: refreshes what is due now, until `stop`
     /// says so; returns how many accounts were taken from the schedule.
     pub(crate) async fn refresh_due(&self, stop: &(dyn Fn() -> bool + Sync)) -> usize {
         let now = self.clock.now();
-        let due = match self.schedule.due(now, BATCH).await {
+        let due = match self.plan.schedule().due(now, BATCH).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "could not read the refresh schedule");
@@ -48,11 +106,7 @@ impl Refreshes {
         let mut items = self.gather(due, &mut plans).await;
 
         let keys: Vec<String> = items.iter().map(|i| lease_key(&i.entry)).collect();
-        match self
-            .leases
-            .try_acquire_many(&keys, &self.process_id, now, self.policy.lease_ttl)
-            .await
-        {
+        match self.leasing.try_acquire_many(&keys).await {
             Ok(leases) => {
                 for (item, lease) in items.iter_mut().zip(leases) {
                     item.lease = lease;
@@ -68,7 +122,7 @@ impl Refreshes {
         if let Err(e) = self.read_accounts(&mut items).await {
             tracing::warn!(error = %e, "refresher could not read the accounts");
             let leases = items.into_iter().filter_map(|i| i.lease).collect();
-            self.leases.release_many(leases).await;
+            self.leasing.release_many(leases).await;
             return n;
         }
 
@@ -94,11 +148,11 @@ impl Refreshes {
             leases.extend(lease);
             records.extend(record);
         }
-        if let Err(e) = self.schedule.replan_many(&plans).await {
+        if let Err(e) = self.plan.schedule().replan_many(&plans).await {
             tracing::warn!(error = %e, "could not write the next refresh plans");
         }
-        self.leases.release_many(leases).await;
-        self.note_health(records).await;
+        self.leasing.release_many(leases).await;
+        self.health.note(records).await;
         n
     }
 
@@ -167,22 +221,20 @@ impl Refreshes {
         let id = entry.account_id.as_str();
         let Some(doc) = doc else {
             // Deleted meanwhile: its health record goes with it.
-            if let Err(e) = self.health.forget(inst.domain.as_str(), id).await {
-                tracing::warn!(error = %e, "could not forget a deleted account's health");
-            }
+            self.health.forget(inst.domain.as_str(), id).await;
             return (Replan::Clear, None);
         };
         let service_id = doc.service().to_owned();
         let outcome = self.refresh_with_doc(inst, id, lease, doc).await;
-        self.count(outcome.as_ref().err(), &service_id);
-        let record = self.health_record(
+        self.health.count(outcome.as_ref().err(), &service_id);
+        let record = self.health.outcome_record(
             inst.domain.as_str(),
             id,
             &service_id,
             outcome.as_ref().map(|_| ()),
         );
         let plan = match outcome {
-            Ok((saved, at)) => match self.next_due(&saved, &at) {
+            Ok((saved, at)) => match self.plan.next_due(&saved, &at) {
                 Some(due_at) => Replan::At {
                     due_at,
                     attempts: 0,
@@ -212,15 +264,25 @@ impl Refreshes {
             // Nothing to refresh with: `next_due` takes it off the schedule.
             return Ok((doc, at));
         }
-        let key = format!("{}/{id}", inst.domain);
+        let key = account_key(inst, id);
         // Tokens a provider issued earlier and the store did not take yet go in first.
-        if let Some(record) = self.pending.get(&key).await? {
-            let saved = self.replay(inst, id, &key, &record, Some(doc)).await?;
+        if let Some(record) = self.renewal.pending(&key).await? {
+            let saved = self
+                .renewal
+                .replay(inst, id, &key, &record, Some(doc))
+                .await?;
             return Ok((saved, at));
         }
         let seen = doc.clone();
+        let target = Target {
+            inst,
+            id,
+            at: &at,
+            key: &key,
+        };
         let saved = self
-            .refresh_current(inst, id, &key, lease, &seen, doc, &at, Mode::IfDue)
+            .renewal
+            .renew(&target, lease, &seen, doc, Mode::IfDue)
             .await?;
         Ok((saved, at))
     }
@@ -235,7 +297,8 @@ impl Refreshes {
     ) -> Replan {
         match after(e.kind()) {
             After::AwaitReconnection => {
-                self.wait_for_user(inst, &entry.account_id, service_id)
+                self.renewal
+                    .wait_for_user(inst, &entry.account_id, service_id)
                     .await;
                 tracing::info!(instance = %inst.domain, "refresh token refused: the account waits for its user to reconnect");
                 Replan::Clear

@@ -379,7 +379,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
             json,
         }) => {
-            let filter = crate::app::health::Filter {
+            let filter = crate::app::account_health::Filter {
                 instance,
                 account_type,
                 reconnect_needed,

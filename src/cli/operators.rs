@@ -2,9 +2,9 @@
 //! terminal) and `audit`.
 
 use super::out;
-use crate::app::health::Filter;
+use crate::app::account_health::Filter;
 use crate::app::Services;
-use crate::domain::health::{AccountHealth, ProviderHealth};
+use crate::domain::account_health::{AccountHealth, ProviderHealth};
 use crate::domain::time::parse_since;
 use crate::domain::Timestamp;
 use anyhow::Context;

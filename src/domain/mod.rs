@@ -1,6 +1,7 @@
 //! Plain types and rules: no I/O, no framework types.
 
 pub mod account;
+pub mod account_health;
 pub mod account_type;
 pub mod changes;
 pub mod cookie_scope;
@@ -10,7 +11,6 @@ pub mod error_kind;
 pub mod expiry;
 pub mod flow_state;
 pub mod grant_mode;
-pub mod health;
 pub mod instance;
 pub mod ip_block;
 pub mod provider_url;

@@ -79,11 +79,11 @@ macro_rules! routes {
 }
 
 routes! {
-    GET "/healthz" => routes::health::healthz, Public,
+    GET "/healthz" => routes::probes::healthz, Public,
         "200 when the process is up";
-    GET "/metrics" => routes::health::metrics, Public,
+    GET "/metrics" => routes::probes::metrics, Public,
         "Prometheus text format (see Metrics)";
-    GET "/readyz" => routes::health::readyz, Public,
+    GET "/readyz" => routes::probes::readyz, Public,
         "200 when the store answers, 503 otherwise";
     GET "/accounts/{type}/start" => routes::start::start, Start,
         "`?state&nonce&scope&slug&session_code[&login_hint][&provider_url]`: 303 to the provider; an HTML error page otherwise";

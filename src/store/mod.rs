@@ -12,7 +12,7 @@ pub mod cozy_session_codes;
 pub mod credentials;
 pub mod embedded;
 pub mod flow_states;
-pub mod health;
+pub mod health_records;
 pub mod inspect;
 pub mod instances;
 pub mod instrumented;

@@ -2,9 +2,9 @@
 //! broker keeps fresh, indexed on `due_at`, so finding what is due is one query however
 //! many instances there are.
 
-use super::health::to_doc as health_doc;
+use super::health_records::to_doc as health_doc;
 use super::{rev_of, Selector, SharedStore, StoreError, REFRESH_SCHEDULE_DB};
-use crate::domain::health::AccountHealth;
+use crate::domain::account_health::AccountHealth;
 use crate::domain::{Domain, Timestamp};
 use serde_json::{json, Value};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! [`Tasks::stop`] tells them to stop and waits (bounded) for them to finish. The
 //! account-type watcher, the sweeper, the refresher and webhook delivery live here.
 
-mod health;
+mod health_gauges;
 mod pending;
 pub(crate) mod refresher;
 mod sweeper;
@@ -78,7 +78,7 @@ impl Tasks {
             shutdown.clone(),
         ));
         running.spawn(pending::run(services.clone(), shutdown.clone()));
-        running.spawn(health::run(services.clone(), shutdown.clone()));
+        running.spawn(health_gauges::run(services.clone(), shutdown.clone()));
         running.spawn(sweeper::run(
             services.clone(),
             settings.prune.clone(),

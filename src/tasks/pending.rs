@@ -12,7 +12,7 @@ const EVERY: Duration = Duration::from_secs(2);
 /// Runs until a stop is asked.
 pub(super) async fn run(services: Arc<Services>, mut shutdown: Shutdown) {
     loop {
-        let settled = services.refreshes.settle_pending().await;
+        let settled = services.refresher.settle_pending().await;
         if settled > 0 {
             tracing::info!(settled, "pending refreshes written to their accounts");
         }

@@ -1,5 +1,5 @@
 //! The background refresher: every process looks for due accounts in the schedule, on a
-//! timer, and refreshes them (`Refreshes::refresh_due`).
+//! timer, and refreshes them (`Refresher::refresh_due`).
 
 use super::Shutdown;
 use crate::app::refresher::BATCH;
@@ -21,7 +21,7 @@ pub(super) async fn run(services: Arc<Services>, interval: Duration, mut shutdow
         // within a bound, so entries that keep failing cannot spin the loop.
         for _ in 0..50 {
             let stop = || shutdown.is_requested();
-            if services.refreshes.refresh_due(&stop).await < BATCH || shutdown.is_requested() {
+            if services.refresher.refresh_due(&stop).await < BATCH || shutdown.is_requested() {
                 break;
             }
         }

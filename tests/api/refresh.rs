@@ -636,7 +636,7 @@ async fn a_background_pass_cut_from_the_store_after_the_provider_answers_loses_n
             &id,
             0,
             0,
-            Some(&oauth_broker::domain::health::AccountHealth::new(
+            Some(&oauth_broker::domain::account_health::AccountHealth::new(
                 inst.domain.as_str(),
                 &id,
                 &t,

@@ -1,7 +1,7 @@
 //! `/admin/*`: operators provision account types and instances, issue credentials and
 //! manage registered clients. Every handler takes [`AdminCaller`].
 
-use crate::app::health::Filter;
+use crate::app::account_health::Filter;
 use crate::app::{Error, Services};
 use crate::domain::time::parse_since;
 use crate::domain::ErrorCode;

@@ -2,6 +2,6 @@
 
 pub(crate) mod accounts;
 pub(crate) mod admin;
-pub(crate) mod health;
+pub(crate) mod probes;
 pub(crate) mod redirect;
 pub(crate) mod start;

@@ -2,33 +2,44 @@
 //! transitions (`refresh.failed`, `account.recovered`), and inferring expiries a reply did
 //! not tell (so no token dies before its refresh).
 
-use super::refresh::Refreshes;
 use super::Error;
 use crate::domain::account::TokenGrant;
+use crate::domain::account_health::{Outcome, Transition};
 use crate::domain::expiry::{self, ExpirySource};
-use crate::domain::health::{Outcome, Transition};
-use crate::domain::{AccountType, Classified, ErrorKind};
+use crate::domain::{AccountType, Classified, Clock, ErrorKind};
+use crate::metrics::Metrics;
 use crate::oauth::ProviderError;
-use crate::store::health::Record;
-use crate::webhooks::{Event, Kind};
+use crate::store::health_records::{HealthRecords, Record};
+use crate::store::StoreError;
+use crate::webhooks::{Event, Kind, Webhooks};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Which accounts a health listing keeps (as the outer layers name it).
-pub(crate) use crate::store::health::Filter;
+pub(crate) use crate::store::health_records::Filter;
 use std::sync::Mutex;
 use std::time::Duration;
+
+/// Account health as tokens are obtained and refreshed: the records, the refresh
+/// counters, the webhooks of the transitions, and what was observed of the providers.
+pub(crate) struct HealthLog {
+    records: HealthRecords,
+    observed: Observed,
+    metrics: Arc<Metrics>,
+    webhooks: Webhooks,
+    clock: Clock,
+}
 
 /// Per account type, the lifetime (seconds) of the last token whose reply told one; and
 /// per account being refreshed, how long its token endpoint took.
 #[derive(Default)]
-pub(crate) struct Observed {
+struct Observed {
     lifetimes: Mutex<HashMap<String, i64>>,
     token_ms: Mutex<HashMap<String, u64>>,
 }
 
 impl Observed {
-    /// Notes a token endpoint time for the account `key` (taken back by the recording).
-    pub(crate) fn token_time(&self, key: &str, took: Duration) {
+    fn token_time(&self, key: &str, took: Duration) {
         lock(&self.token_ms).insert(key.to_owned(), took.as_millis() as u64);
     }
 
@@ -52,7 +63,52 @@ fn cause_of(e: &Error) -> String {
     }
 }
 
-impl Refreshes {
+impl HealthLog {
+    /// A log over the health records.
+    pub(crate) fn new(
+        records: HealthRecords,
+        metrics: Arc<Metrics>,
+        webhooks: Webhooks,
+        clock: Clock,
+    ) -> HealthLog {
+        HealthLog {
+            records,
+            observed: Observed::default(),
+            metrics,
+            webhooks,
+            clock,
+        }
+    }
+
+    /// Notes a token endpoint time for the account `key` (taken back by the recording).
+    pub(crate) fn token_time(&self, key: &str, took: Duration) {
+        self.observed.token_time(key, took);
+    }
+
+    /// Counts a refresh by outcome (`ok`, or the failure's kind) and account type.
+    pub(crate) fn count(&self, failure: Option<&Error>, account_type: &str) {
+        let label = failure.map_or("ok", |e| e.kind().as_str());
+        self.metrics
+            .refreshes
+            .with_label_values(&[label, account_type])
+            .inc();
+    }
+
+    /// Records one outcome now (a reconnection's success).
+    pub(crate) async fn record(&self, record: &Record) -> Result<(), StoreError> {
+        self.records
+            .record(record, self.clock.now().unix_secs())
+            .await
+            .map(|_| ())
+    }
+
+    /// Forgets a deleted account's health; a failure is logged.
+    pub(crate) async fn forget(&self, instance: &str, id: &str) {
+        if let Err(e) = self.records.forget(instance, id).await {
+            tracing::warn!(error = %e, "could not forget a deleted account's health");
+        }
+    }
+
     /// Completes a grant's expiry when the reply told none (JWT `exp`, then the type's
     /// last lifetime), and remembers the lifetime when it did.
     pub(crate) fn settle_expiry(&self, at: &AccountType, grant: &mut TokenGrant) -> ExpirySource {
@@ -78,7 +134,7 @@ impl Refreshes {
 
     /// The record of one refresh's outcome for account `id`, or `None` when the failure
     /// says nothing of the account's tokens (it is gone, or the caller may not refresh it).
-    pub(crate) fn health_record(
+    pub(crate) fn outcome_record(
         &self,
         instance: &str,
         id: &str,
@@ -115,12 +171,12 @@ impl Refreshes {
 
     /// Records outcomes (in bulk) and tells the app of each account that started failing
     /// or recovered. A store failure is logged: health is a report, tokens come first.
-    pub(crate) async fn note_health(&self, records: Vec<Record>) {
+    pub(crate) async fn note(&self, records: Vec<Record>) {
         if records.is_empty() {
             return;
         }
         let now = self.clock.now().unix_secs();
-        let transitions = match self.health.record_many(&records, now).await {
+        let transitions = match self.records.record_many(&records, now).await {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(error = %e, "could not record account health");

@@ -4,7 +4,7 @@
 //! grouped write as its first plan, at no extra round-trip.
 
 use super::{rev_of, SharedStore, StoreError, REFRESH_SCHEDULE_DB};
-use crate::domain::health::{AccountHealth, Outcome, Transition};
+use crate::domain::account_health::{AccountHealth, Outcome, Transition};
 use serde_json::Value;
 
 /// Where health records' ids start.
