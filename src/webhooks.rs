@@ -5,10 +5,11 @@
 //! retries, from any replica, so an event outlives a crash until it is delivered.
 
 use crate::domain::{Clock, Timestamp};
-use crate::store::{id_of, rev_of, Selector, SharedStore, StoreError, WEBHOOK_OUTBOX_DB};
+use crate::store::webhook_outbox::{OutboxEntry, WebhookOutbox};
+use crate::store::{SharedStore, StoreError};
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,7 +82,7 @@ pub(crate) struct Target {
     retry_base: Duration,
     /// Deliveries under way at once.
     concurrency: usize,
-    store: SharedStore,
+    outbox: WebhookOutbox,
     clock: Clock,
     /// Wakes the delivery task when an event is stored.
     stored: Notify,
@@ -111,7 +112,7 @@ impl Webhooks {
                 http,
                 retry_base,
                 concurrency,
-                store,
+                outbox: WebhookOutbox::new(store),
                 clock,
                 stored: Notify::new(),
             })),
@@ -140,15 +141,23 @@ impl Webhooks {
         .to_string();
         let signature = format!("sha256={}", sign(&t.secret, body.as_bytes()));
         let now = t.clock.now();
-        let doc = json!({
+        let entry = OutboxEntry {
             // Sortable by time, unique by chance.
-            "_id": format!("{:015}-{}", now.unix_millis(), crate::domain::secret::random_hex(8)),
-            "event": event.kind.as_str(), "body": body, "signature": signature,
-            "key": format!("{}/{}", event.instance, event.account_id),
-            "attempts": 0, "next_at": now.unix_secs(),
-        });
-        match t.store.put(WEBHOOK_OUTBOX_DB, &doc).await {
-            Ok(_) => t.stored.notify_one(),
+            id: format!(
+                "{:015}-{}",
+                now.unix_millis(),
+                crate::domain::secret::random_hex(8)
+            ),
+            rev: None,
+            event: event.kind.as_str().to_owned(),
+            body,
+            signature,
+            key: format!("{}/{}", event.instance, event.account_id),
+            attempts: 0,
+            next_at: now.unix_secs(),
+        };
+        match t.outbox.add(&entry).await {
+            Ok(()) => t.stored.notify_one(),
             Err(e) => {
                 tracing::error!(event = event.kind.as_str(), error = %e, "webhook event not stored: dropped")
             }
@@ -175,25 +184,15 @@ impl Target {
     /// account's `refresh.failed` before its `account.created`.
     pub(crate) async fn deliver_due(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
-        // Every pending event: the `next_at` index holds them all (a century ahead is
-        // later than any retry or claim).
-        let mut pending = self
-            .store
-            .find(
-                WEBHOOK_OUTBOX_DB,
-                &Selector::Lt("next_at", now.unix_secs() + 100 * 365 * 86_400),
-                OUTBOX_SCAN,
-            )
-            .await?;
-        // Ids sort by the time they were stored.
-        pending.sort_by(|a, b| id_of(a).cmp(&id_of(b)));
-        let mut queues: Vec<Vec<Value>> = Vec::new();
+        // Every pending event, oldest first.
+        let pending = self.outbox.pending(now.unix_secs(), OUTBOX_SCAN).await?;
+        let mut queues: Vec<Vec<OutboxEntry>> = Vec::new();
         let mut queue_of: std::collections::HashMap<String, usize> = Default::default();
         let mut blocked = std::collections::HashSet::new();
         let mut taken = 0;
         for doc in pending {
-            let key = account_key(&doc);
-            let due = doc.get("next_at").and_then(Value::as_i64).unwrap_or(0) <= now.unix_secs();
+            let key = doc.key.clone();
+            let due = doc.next_at <= now.unix_secs();
             if blocked.contains(&key) {
                 continue;
             }
@@ -218,18 +217,14 @@ impl Target {
 
     /// One account's due events, one after the other; stops at the first that is not
     /// delivered, so the next waits behind it.
-    async fn deliver_in_order(&self, queue: Vec<Value>) -> Result<usize, StoreError> {
+    async fn deliver_in_order(&self, queue: Vec<OutboxEntry>) -> Result<usize, StoreError> {
         let mut attempted = 0;
-        for doc in queue {
+        for mut claimed in queue {
             // Claimed first: another replica seeing it due meanwhile gets a conflict.
-            let mut claimed = doc;
-            claimed["next_at"] = self.clock.now().plus(CLAIM).unix_secs().into();
-            let rev = match self.store.put(WEBHOOK_OUTBOX_DB, &claimed).await {
-                Ok(rev) => rev,
-                Err(StoreError::Conflict) => return Ok(attempted),
-                Err(e) => return Err(e),
-            };
-            claimed["_rev"] = rev.into();
+            let until = self.clock.now().plus(CLAIM).unix_secs();
+            if !self.outbox.claim(&mut claimed, until).await? {
+                return Ok(attempted);
+            }
             attempted += 1;
             if !self.attempt(claimed).await? {
                 break;
@@ -240,69 +235,34 @@ impl Target {
 
     /// Sends one event; `true` when it is done with (delivered, or dropped after its
     /// last attempt), `false` when it waits for a retry.
-    async fn attempt(&self, mut doc: Value) -> Result<bool, StoreError> {
-        let field = |k: &str| {
-            doc.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let (event, body, signature) = (field("event"), field("body"), field("signature"));
+    async fn attempt(&self, mut doc: OutboxEntry) -> Result<bool, StoreError> {
+        let event = doc.event.clone();
         let sent = self
             .http
             .post(self.url.clone())
             .header("Content-Type", "application/json")
-            .header("X-Broker-Event", &event)
-            .header("X-Broker-Signature", &signature)
-            .body(body)
+            .header("X-Broker-Event", &doc.event)
+            .header("X-Broker-Signature", &doc.signature)
+            .body(doc.body.clone())
             .send()
             .await;
-        let attempts = doc.get("attempts").and_then(Value::as_u64).unwrap_or(0) + 1;
+        let attempts = doc.attempts + 1;
         match sent {
-            Ok(r) if r.status().is_success() => return self.remove(&doc).await.map(|()| true),
+            Ok(r) if r.status().is_success() => {
+                return self.outbox.remove(&doc).await.map(|()| true)
+            }
             Ok(r) => tracing::warn!(status = r.status().as_u16(), attempts, "webhook refused"),
             Err(e) => tracing::warn!(error = %e.without_url(), attempts, "webhook not delivered"),
         }
         if attempts >= ATTEMPTS {
             tracing::error!(event = %event, "webhook dropped after {ATTEMPTS} attempts");
-            return self.remove(&doc).await.map(|()| true);
+            return self.outbox.remove(&doc).await.map(|()| true);
         }
         let wait = self.retry_base * 2u32.pow((attempts - 1) as u32);
-        doc["attempts"] = attempts.into();
-        doc["next_at"] = self.clock.now().plus(wait).unix_secs().into();
-        match self.store.put(WEBHOOK_OUTBOX_DB, &doc).await {
-            Ok(_) | Err(StoreError::Conflict) => Ok(false),
-            Err(e) => Err(e),
-        }
+        let next_at = self.clock.now().plus(wait).unix_secs();
+        self.outbox.retry_at(&mut doc, attempts, next_at).await?;
+        Ok(false)
     }
-
-    async fn remove(&self, doc: &Value) -> Result<(), StoreError> {
-        let (Some(id), Some(rev)) = (id_of(doc), rev_of(doc)) else {
-            return Ok(());
-        };
-        match self.store.delete(WEBHOOK_OUTBOX_DB, id, rev).await {
-            Ok(()) | Err(StoreError::Conflict) => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-/// The account an outbox event is about (`key`; read from the body for events stored
-/// before it was written).
-fn account_key(doc: &Value) -> String {
-    if let Some(k) = doc.get("key").and_then(Value::as_str) {
-        return k.to_owned();
-    }
-    let body: Value = doc
-        .get("body")
-        .and_then(Value::as_str)
-        .and_then(|b| serde_json::from_str(b).ok())
-        .unwrap_or_default();
-    format!(
-        "{}/{}",
-        body["instance"].as_str().unwrap_or_default(),
-        body["account_id"].as_str().unwrap_or_default()
-    )
 }
 
 /// Hex HMAC-SHA256 of `body` under `secret`.

@@ -4,10 +4,10 @@
 //! start on an error); the scans of stored secrets and provider hosts are `doctor`'s.
 //! Nothing here writes: a database that is missing is reported, not created.
 
-use super::registrations::{Registrations, SECRET_MEMBERS};
 use crate::config::{redact_url, Settings};
 use crate::domain::account_type::AccountType;
 use crate::domain::cookie_scope::{self, CookieScope};
+use crate::domain::registered_client::{aad as client_aad, SECRET_MEMBERS};
 use crate::domain::sealed::{is_sealed, Keyring};
 use crate::oauth::resolver::DnsPolicy;
 use crate::store::account_types::secret_aad;
@@ -546,7 +546,7 @@ async fn secrets(store: &dyn Store, types: &[Value], keyring: &Keyring, report: 
                 for m in SECRET_MEMBERS {
                     check(
                         c[m].as_str(),
-                        Registrations::aad(id, m),
+                        client_aad(id, m),
                         format!("registered client {id} ({m})"),
                     );
                 }

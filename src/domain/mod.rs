@@ -14,6 +14,7 @@ pub mod grant_mode;
 pub mod instance;
 pub mod ip_block;
 pub mod provider_url;
+pub mod registered_client;
 pub mod sealed;
 pub mod secret;
 pub mod slug;

@@ -9,6 +9,7 @@ pub mod authorize;
 pub mod go_query;
 pub mod provider;
 pub mod provider_request;
+pub mod registration;
 pub mod resolver;
 pub mod token_reply;
 

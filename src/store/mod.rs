@@ -19,8 +19,10 @@ pub mod instrumented;
 pub mod jobs;
 pub mod leases;
 pub mod pending_grants;
+pub mod registered_clients;
 pub mod schedule;
 pub mod selector;
+pub mod webhook_outbox;
 
 use crate::domain::error_kind::{Classified, ErrorKind};
 use crate::domain::ErrorCode;
@@ -266,6 +268,26 @@ pub async fn put_creating_db(
 
 /// Documents a sweep deletes per request.
 const SWEEP_BATCH: usize = 500;
+
+/// What expires in the store, swept by the sweeper: spent flow states (kept `keep_spent`
+/// past their own expiry, so a state is refused as expired before its document can go),
+/// session codes and decision records. Returns how many went, by database; a database
+/// whose sweep failed says why.
+pub async fn sweep_all_expired(
+    store: &dyn Store,
+    now: Timestamp,
+    keep_spent: std::time::Duration,
+) -> Vec<(&'static str, Result<usize, StoreError>)> {
+    let mut swept = Vec::new();
+    for (db, before) in [
+        (FLOW_STATES_DB, now.minus(keep_spent)),
+        (SESSION_CODES_DB, now),
+        (DECISIONS_DB, now),
+    ] {
+        swept.push((db, sweep_expired(store, db, before).await));
+    }
+    swept
+}
 
 /// Deletes every document of `db` whose `expires_at` (unix seconds) is before `before`, a
 /// batch per request (found through the `expires_at` index), then purges what the store

@@ -4,7 +4,7 @@
 use super::{Prune, Shutdown};
 use crate::app::Services;
 use crate::store::audit::AuditLog;
-use crate::store::{sweep_expired, DECISIONS_DB, FLOW_STATES_DB, SESSION_CODES_DB};
+use crate::store::sweep_all_expired;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,13 +26,9 @@ pub(super) async fn run(services: Arc<Services>, prune: Option<Prune>, mut shutd
             prune();
         }
         let now = services.clock.now();
-        let sweeps = [
-            (FLOW_STATES_DB, now.minus(KEEP_SPENT_STATES)),
-            (SESSION_CODES_DB, now),
-            (DECISIONS_DB, now),
-        ];
-        for (db, before) in sweeps {
-            match sweep_expired(services.store.as_ref(), db, before).await {
+        let swept = sweep_all_expired(services.store.as_ref(), now, KEEP_SPENT_STATES).await;
+        for (db, outcome) in swept {
+            match outcome {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(db, purged = n, "expired documents purged"),
                 Err(e) => tracing::warn!(db, error = %e, "sweep failed"),
