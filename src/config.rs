@@ -1,8 +1,10 @@
 //! Settings: built-in defaults, then an optional file, then `BROKER__*` environment variables.
 
 mod checks;
+mod cookie;
 
 pub use checks::{SettingFinding, Severity};
+pub use cookie::{BindingCookie, InstanceHosts};
 
 use crate::domain::Subdomains;
 use config::{Config, Environment, File};

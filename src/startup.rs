@@ -67,10 +67,25 @@ impl Application {
         let preflight = doctor::preflight(settings, true).await;
         refuse_errors(&preflight)?;
         let store = open_store(settings).await?;
-        let mut scope = doctor::Report::default();
-        doctor::cookie(settings, store.as_ref(), &mut scope).await;
-        refuse_errors(&scope)?;
-        let settings = &match scope.inferred_cookie_domain {
+        // The binding cookie's scope: set, or inferred from the instance hosts (unread
+        // instances leave it as set: a warning, not a reason to stay down).
+        let inferred = match crate::app::binding_cookie(settings, store.as_ref()).await {
+            Ok(cookie) => {
+                if cookie.finding.severity == Severity::Warning {
+                    tracing::warn!(
+                        setting = cookie.finding.setting,
+                        "{}",
+                        cookie.finding.detail
+                    );
+                }
+                cookie.domain.filter(|_| cookie.inferred)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "instances not readable: the cookie domain is not inferred");
+                None
+            }
+        };
+        let settings = &match inferred {
             Some(domain) => {
                 tracing::info!(%domain, "flow binding cookie domain inferred from the public URL and the instance hosts");
                 let mut inferred = settings.clone();

@@ -179,6 +179,57 @@ fn dependencies_point_inward() {
     assert!(broken.is_empty(), "\n{}", broken.join("\n"));
 }
 
+/// The database names a file's code uses: the store's constants (`FLOW_STATES_DB`,
+/// `BROKER_DBS`) and literal names of the broker's and cozy's global databases.
+fn database_names(code: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for word in code.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if (word.ends_with("_DB") || word.ends_with("_DBS")) && word.len() > 3 {
+            found.push(word.to_owned());
+        }
+    }
+    for literal in ["\"broker/", "\"global/", "\"secrets/"] {
+        if code.contains(literal) {
+            found.push(literal.trim_start_matches('"').to_owned());
+        }
+    }
+    found
+}
+
+#[test]
+fn only_the_store_names_a_database() {
+    // One repository per database, in `store/`: elsewhere a database is reached through
+    // it. (An instance's own databases are named by cozy's rule, `Instance::db`.)
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut broken = Vec::new();
+    for file in &files {
+        let module = module_path(&src, file);
+        if module.first().is_some_and(|m| m == "store") {
+            continue;
+        }
+        let code = code_of(&std::fs::read_to_string(file).expect("readable"));
+        for name in database_names(&code) {
+            broken.push(format!("{}: names database `{name}`", file.display()));
+        }
+    }
+    assert!(broken.is_empty(), "\n{}", broken.join("\n"));
+}
+
+#[test]
+fn the_database_check_sees_constants_and_literals() {
+    assert_eq!(
+        database_names("use crate::store::{sweep, FLOW_STATES_DB};"),
+        ["FLOW_STATES_DB"]
+    );
+    assert_eq!(
+        database_names("store.get(\"broker/keys\", id)"),
+        ["broker/"]
+    );
+    assert!(database_names("let db = inst.accounts_db();").is_empty());
+}
+
 #[test]
 fn the_check_sees_crate_super_and_grouped_paths() {
     let m = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();

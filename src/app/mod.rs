@@ -106,6 +106,23 @@ pub(crate) fn dns_policy(settings: &Settings) -> DnsPolicy {
     }
 }
 
+/// The binding cookie's scope for this deployment: the settings' decision
+/// (`Settings::binding_cookie`) against the hosts sign-ins start on, read from up to a
+/// thousand instances. `serve` uses its domain, `doctor` says its finding.
+pub async fn binding_cookie(
+    settings: &Settings,
+    store: &dyn crate::store::Store,
+) -> Result<crate::config::BindingCookie, StoreError> {
+    /// Instances read to learn the hosts (a sample on big deployments).
+    const INSTANCE_SAMPLE: usize = 1000;
+    let hosts = if settings.flow_binding {
+        crate::store::inspect::instance_hosts(store, INSTANCE_SAMPLE).await?
+    } else {
+        Default::default()
+    };
+    Ok(settings.binding_cookie(&hosts))
+}
+
 /// Every use case, built once and shared by the HTTP handlers, the command line and the
 /// background tasks.
 pub struct Services {

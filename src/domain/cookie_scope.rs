@@ -2,6 +2,15 @@
 //! (where the Home app sends people), it has to come back to the redirect on the public
 //! URL's host. When the two differ, the cookie needs a `Domain` that covers both.
 
+/// The hosts sign-ins start on: instances' domains and aliases, lower case, no port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceHosts {
+    /// Each instance's main domain.
+    pub domains: Vec<String>,
+    /// Their aliases.
+    pub aliases: Vec<String>,
+}
+
 /// What the hosts call for, when no cookie domain is set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CookieScope {

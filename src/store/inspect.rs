@@ -131,3 +131,112 @@ impl CouchStore {
         })
     }
 }
+
+/// One of the broker's databases as inspected, with what the broker expects of it.
+#[derive(Debug)]
+pub struct DatabaseReport {
+    /// Its name (without the prefix).
+    pub db: &'static str,
+    /// What the server says of it.
+    pub state: Result<DbState, InspectError>,
+    /// The Mango indexes the broker creates on it (`by-<field>`).
+    pub indexes: Vec<String>,
+    /// Whether its reads and writes must meet a majority of copies (every database but
+    /// the decision records, which are written at a majority on each request).
+    pub needs_majority: bool,
+}
+
+impl CouchStore {
+    /// Every database the broker uses, inspected concurrently.
+    pub async fn broker_databases(&self) -> Vec<DatabaseReport> {
+        futures::future::join_all(super::BROKER_DBS.iter().map(|db| async move {
+            DatabaseReport {
+                db,
+                state: self.database_state(db).await,
+                indexes: super::INDEXES
+                    .iter()
+                    .filter(|(d, _)| d == db)
+                    .map(|(_, field)| format!("by-{field}"))
+                    .collect(),
+                needs_majority: *db != super::DECISIONS_DB,
+            }
+        }))
+        .await
+    }
+}
+
+/// How many databases the broker uses.
+pub fn broker_database_count() -> usize {
+    super::BROKER_DBS.len()
+}
+
+/// Up to `limit` documents of `db` (design documents left out), none when it does not
+/// exist yet; read a page at a time, since CouchDB refuses a `limit` past `i64`.
+async fn docs(
+    store: &dyn super::Store,
+    db: &str,
+    limit: usize,
+) -> Result<Vec<Value>, super::StoreError> {
+    const PAGE: usize = 500;
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    while found.len() < limit {
+        let page = match store
+            .docs_in_range(db, "", after.as_deref(), PAGE.min(limit - found.len()))
+            .await
+        {
+            Err(super::StoreError::NoDatabase(_)) => return Ok(Vec::new()),
+            other => other?,
+        };
+        let full = page.len() == PAGE;
+        after = page
+            .last()
+            .and_then(|d| d["_id"].as_str())
+            .map(str::to_owned);
+        found.extend(
+            page.into_iter()
+                .filter(|d| !d["_id"].as_str().unwrap_or("_").starts_with('_')),
+        );
+        if !full || after.is_none() {
+            break;
+        }
+    }
+    Ok(found)
+}
+
+/// Every account type document, as stored (client secrets sealed).
+pub async fn account_type_docs(store: &dyn super::Store) -> Result<Vec<Value>, super::StoreError> {
+    docs(store, super::ACCOUNT_TYPES_DB, usize::MAX).await
+}
+
+/// Every registered client document, as stored (secrets sealed).
+pub async fn registered_client_docs(
+    store: &dyn super::Store,
+) -> Result<Vec<Value>, super::StoreError> {
+    docs(store, super::REGISTERED_CLIENTS_DB, usize::MAX).await
+}
+
+/// The hosts sign-ins start on, from up to `limit` instances: their domains and aliases,
+/// lower case, without a port.
+pub async fn instance_hosts(
+    store: &dyn super::Store,
+    limit: usize,
+) -> Result<crate::domain::cookie_scope::InstanceHosts, super::StoreError> {
+    let instances = docs(store, super::INSTANCES_DB, limit).await?;
+    let host_of = |h: &Value| {
+        h.as_str()
+            .map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+    };
+    Ok(crate::domain::cookie_scope::InstanceHosts {
+        domains: instances
+            .iter()
+            .filter_map(|i| host_of(&i["domain"]))
+            .collect(),
+        aliases: instances
+            .iter()
+            .flat_map(|i| i["domain_aliases"].as_array().cloned().unwrap_or_default())
+            .filter_map(|h| host_of(&h))
+            .collect(),
+    })
+}
