@@ -383,6 +383,26 @@ impl Services {
         self.store_stats.requests()
     }
 
+    /// Removes the audit entries older than `audit.keep_days`, counted in
+    /// `broker_audit_entries_pruned_total`; a failure is logged.
+    pub(crate) async fn prune_audit(&self) {
+        let Some(kept) = self.audit_kept else {
+            return;
+        };
+        let before = self.clock.now().minus(kept);
+        match crate::store::audit::AuditLog::new(self.store.clone())
+            .prune_before(before)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                self.metrics.audit_pruned.inc_by(n as u64);
+                tracing::info!(pruned = n, "audit entries past audit.keep_days removed");
+            }
+            Err(e) => tracing::warn!(error = %e, "audit pruning failed"),
+        }
+    }
+
     /// One background-refresher pass now: refreshes what is due; returns how many
     /// accounts it handled.
     pub async fn refresh_due_once(&self) -> usize {

@@ -3,7 +3,6 @@
 
 use super::{Prune, Shutdown};
 use crate::app::Services;
-use crate::store::audit::AuditLog;
 use crate::store::sweep_all_expired;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,26 +33,6 @@ pub(super) async fn run(services: Arc<Services>, prune: Option<Prune>, mut shutd
                 Err(e) => tracing::warn!(db, error = %e, "sweep failed"),
             }
         }
-        prune_audit(&services).await;
-    }
-}
-
-/// Removes the audit entries older than `audit.keep_days`, counted in
-/// `broker_audit_entries_pruned_total`.
-pub(crate) async fn prune_audit(services: &Services) {
-    let Some(kept) = services.audit_kept else {
-        return;
-    };
-    let before = services.clock.now().minus(kept);
-    match AuditLog::new(services.store.clone())
-        .prune_before(before)
-        .await
-    {
-        Ok(0) => {}
-        Ok(n) => {
-            services.metrics.audit_pruned.inc_by(n as u64);
-            tracing::info!(pruned = n, "audit entries past audit.keep_days removed");
-        }
-        Err(e) => tracing::warn!(error = %e, "audit pruning failed"),
+        services.prune_audit().await;
     }
 }
