@@ -11,7 +11,7 @@ use super::account_health::HealthLog;
 use super::callers::{InstanceAccess, Scope, Verb};
 use super::clients::Clients;
 use super::leasing::Leasing;
-use super::refresh_plan::RefreshPlan;
+use super::refresh_plan::{renews_without_refresh_token, RefreshPlan};
 pub(crate) use super::renewal::Mode;
 use super::renewal::{account_key, Renewal, Target};
 use super::single_flight::{Flights, Role};
@@ -168,6 +168,12 @@ impl Refreshes {
                 attempt,
                 self.hand_client_to_konnector(inst, seen, &at).await,
             );
+        }
+        // Nothing to refresh with (a provider that issues no refresh token): the account
+        // as it is, as cozy-stack answers, so a konnector that refreshes on every run
+        // (toutatice) goes on with its access token. Nothing is written.
+        if seen.refresh_token().is_none() && !renews_without_refresh_token(&at) {
+            return (attempt, Ok(seen));
         }
         attempt.kept_fresh = true;
 

@@ -230,11 +230,8 @@ async fn every_route_refuses_bad_input_and_changes_nothing(b: Backend) {
     let dead = app.seed_account(&inst, account("dead")).await;
     let garbage = app.seed_account(&inst, account("garbage")).await;
     let slow = app.seed_account(&inst, account("slow")).await;
-    let no_rt = app
-        .seed_account(
-            &inst,
-            json!({"account_type": t, "name": "", "oauth": {"access_token": "a"}}),
-        )
+    let no_oauth = app
+        .seed_account(&inst, json!({"account_type": t, "name": ""}))
         .await;
 
     // States: one completed (replay), one expired, one bound to a cookie we do not send, one PKCE.
@@ -331,7 +328,7 @@ async fn every_route_refuses_bad_input_and_changes_nothing(b: Backend) {
         case("refresh with another instance's token", post.clone(), refresh(&dead), 404, "not_found").bearer(&other_token),
         case("refresh of an unknown account", post.clone(), refresh("nope"), 404, "not_found").bearer(&token),
         case("refresh of a design document", post.clone(), refresh("_design"), 404, "not_found").bearer(&token),
-        case("refresh without a refresh token", post.clone(), refresh(&no_rt), 400, "not_refreshable").bearer(&token),
+        case("refresh of an account without tokens", post.clone(), refresh(&no_oauth), 400, "not_refreshable").bearer(&token),
         case("refresh with a dead refresh token", post.clone(), refresh(&dead), 401, "oauth_refresh_invalid_token").bearer(&token)
         .marks(inst.accounts_db(), &dead)
         .records_failure(inst.domain.as_str(), &dead, "\"last_error\":\"invalid_grant\""),

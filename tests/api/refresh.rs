@@ -234,27 +234,39 @@ async fn refresh_needs_a_token_of_the_accounts_instance(b: Backend) {
     );
 }
 
-async fn refresh_without_refresh_token_is_refused_clearly(b: Backend) {
+async fn refresh_without_a_refresh_token_answers_the_account_as_it_is(b: Backend) {
+    // cozy-stack answers 200 with the account (toutatice refreshes on every run and
+    // fails with VENDOR_DOWN on anything but oauth_refresh_invalid_token).
     let f = fixture(b, json!({})).await;
     let id = f
         .app
         .seed_account(
             &f.inst,
-            json!({"account_type": f.t, "name": "", "oauth": {"access_token": "x"}}),
+            json!({"account_type": f.t, "name": "", "label": "mine", "oauth": {"access_token": "x"}}),
         )
         .await;
+    let before = f.app.account(&f.inst, &id).await;
     let resp = f.app.refresh(&f.t, &id, Some(&f.token)).await;
-    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["errors"][0]["code"], "not_refreshable");
+    let attributes = &body["data"]["attributes"];
+    assert_eq!(attributes["oauth"]["access_token"], "x");
+    assert_eq!(attributes["label"], "mine");
+    // Unlike cozy-stack, no client secret is copied into the account.
+    assert!(attributes["oauth"].get("client_secret").is_none(), "{body}");
+    assert!(attributes["oauth"].get("client_id").is_none(), "{body}");
+    // Nothing written, no provider call.
+    assert_eq!(f.app.account(&f.inst, &id).await, before);
+    assert!(f.app.provider.received_requests().await.unwrap().is_empty());
+    // An account with no OAuth tokens at all is still not refreshable.
     let bare = f
         .app
         .seed_account(&f.inst, json!({"account_type": f.t, "name": ""}))
         .await;
-    assert_eq!(
-        f.app.refresh(&f.t, &bare, Some(&f.token)).await.status(),
-        400
-    );
+    let resp = f.app.refresh(&f.t, &bare, Some(&f.token)).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["errors"][0]["code"], "not_refreshable");
 }
 
 async fn refresh_that_loses_a_write_conflict_keeps_both_writes(b: Backend) {
@@ -302,7 +314,7 @@ both_stores!(
     refresh_provider_failures_leave_the_account_untouched,
     refresh_with_the_provider_down_is_502,
     refresh_needs_a_token_of_the_accounts_instance,
-    refresh_without_refresh_token_is_refused_clearly,
+    refresh_without_a_refresh_token_answers_the_account_as_it_is,
     refresh_that_loses_a_write_conflict_keeps_both_writes,
     refresh_of_a_type_without_token_endpoint_hands_the_client_to_the_konnector,
 );
