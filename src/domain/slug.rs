@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-/// A validated app slug: `[a-z0-9]+`, at most 64 characters.
+/// A validated app slug as cozy-stack accepts one (`[a-z0-9-]+`, its installer's
+/// rule), at most 64 characters: one label of the app's host, so nothing else can reach
+/// the URL the flow returns to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slug(String);
 
@@ -20,9 +22,9 @@ impl Slug {
         if raw.len() > 64
             || !raw
                 .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
-            return Err("slug must be 1 to 64 characters among a-z and 0-9".to_owned());
+            return Err("slug must be 1 to 64 characters among a-z, 0-9 and -".to_owned());
         }
         Ok(Slug(raw.to_owned()))
     }
@@ -50,8 +52,15 @@ mod tests {
 
     #[test]
     fn slug_with_dots_or_uppercase_is_refused() {
-        for bad in ["evil.com", "Home", "a-b", "a/b", "x y"] {
+        for bad in ["evil.com", "Home", "a_b", "a/b", "x y", "a@b", "a%2Eb"] {
             assert!(Slug::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hyphenated_slugs_are_taken_as_cozy_stack_takes_them() {
+        for good in ["my-banks", "cozy-drive-web", "a-b"] {
+            assert_eq!(Slug::parse(good).unwrap().as_str(), good);
         }
     }
 }

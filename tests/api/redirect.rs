@@ -530,6 +530,24 @@ async fn flat_subdomains_and_custom_slug_shape_the_app_url(b: Backend) {
     );
 }
 
+async fn a_hyphenated_app_slug_is_taken_as_cozy_stack_takes_it(b: Backend) {
+    // cozy-stack's app slugs are `[a-z0-9-]+`; Harvest sends the embedding app's own.
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({"token_endpoint": null})).await;
+    let code = app.session_code(&inst).await;
+    let start = app
+        .start_raw(&t, &format!("state=cs&slug=my-banks&session_code={code}"))
+        .await;
+    assert_eq!(start.status(), 303);
+    let state = TestApp::state_in(&location(&start));
+    let loc = location(&app.redirect(&t, &[("code", "C"), ("state", &state)]).await);
+    assert!(
+        loc.starts_with(&format!("https://my-banks.{}/?account=", inst.domain)),
+        "{loc}"
+    );
+}
+
 async fn a_flow_started_on_one_broker_completes_on_another(b: Backend) {
     let a = spawn_app(b).await;
     let mut settings = a.settings.clone();
@@ -582,6 +600,7 @@ both_stores!(
     access_token_on_the_redirect_is_stored,
     a_known_connection_id_updates_the_existing_account,
     flat_subdomains_and_custom_slug_shape_the_app_url,
+    a_hyphenated_app_slug_is_taken_as_cozy_stack_takes_it,
     a_flow_started_on_one_broker_completes_on_another,
 );
 
