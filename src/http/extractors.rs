@@ -31,6 +31,37 @@ fn bearer(req: &HttpRequest) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// The token of a request acting for an instance, where cozy-stack looks for one
+/// (`GetRequestToken`): `Authorization: Bearer`, the password of `Authorization: Basic`,
+/// else `?bearer_token=` (never logged: request lines carry no query).
+fn request_token(req: &HttpRequest) -> Result<Option<String>, Api> {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    if let Some(h) = header {
+        if let Some(token) = h.strip_prefix("Bearer ") {
+            let token = token.trim();
+            return Ok((!token.is_empty()).then(|| token.to_owned()));
+        }
+        if let Some(encoded) = h.strip_prefix("Basic ") {
+            use base64::Engine;
+            // An unreadable Basic header is a credential that does not match.
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .unwrap_or_default();
+            let password = decoded.split_once(':').map_or("", |(_, p)| p);
+            return Ok(Some(password.to_owned()));
+        }
+    }
+    let q = Query::parse(req.query_string()).map_err(Api)?;
+    Ok(q.one("bearer_token")?
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned))
+}
+
 /// The host the request names: its `Host` header (what the proxy in front passes on),
 /// else the URI's authority (HTTP/2). Never `X-Forwarded-Host` or `Forwarded`: a client
 /// could name any instance with them.
@@ -123,14 +154,14 @@ impl FromRequest for InstanceCaller {
         let req = req.clone();
         Box::pin(async move {
             let s = services(&req)?;
-            let token = bearer(&req);
+            let token = request_token(&req)?;
             // Per token as well as per address: one konnector cannot starve the others.
-            if let Some(t) = token {
+            if let Some(t) = &token {
                 limit_by(&req, Group::Token, Some(&sha256_hex(t)))?;
             }
             let access = s
                 .callers
-                .instance_by_token(host(&req).as_deref(), token)
+                .instance_by_token(host(&req).as_deref(), token.as_deref())
                 .await
                 .map_err(|e| on_new_domain(&req, e))?;
             Ok(InstanceCaller(access))

@@ -234,6 +234,75 @@ async fn refresh_needs_a_token_of_the_accounts_instance(b: Backend) {
     );
 }
 
+async fn refresh_takes_the_token_in_each_form_cozy_stack_takes(b: Backend) {
+    // cozy-stack's GetRequestToken: `Authorization: Bearer`, the password of
+    // `Authorization: Basic`, else `?bearer_token=`.
+    use base64::Engine;
+    let f = fixture(b, json!({})).await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(refreshed())
+        .mount(&f.app.provider)
+        .await;
+    let url = format!("{}/accounts/{}/{}/refresh", f.app.address, f.t, f.id);
+    let basic = |user: &str, pass: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        )
+    };
+    let force = format!("{url}?force=true");
+    let as_query = f
+        .app
+        .http
+        .post(format!("{force}&bearer_token={}", f.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_query.status(), 200, "?bearer_token=");
+    let as_basic = f
+        .app
+        .http
+        .post(&force)
+        .header("authorization", basic("", &f.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_basic.status(), 200, "Basic with the token as password");
+    let as_basic_user = f
+        .app
+        .http
+        .post(&force)
+        .header("authorization", basic("konnector", &f.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_basic_user.status(), 200, "Basic with a user name");
+    // Forged in each form: refused as a forged bearer token is.
+    for forged in [
+        f.app.http.post(format!("{url}?bearer_token=forged")),
+        f.app
+            .http
+            .post(&url)
+            .header("authorization", basic("", "forged")),
+        f.app
+            .http
+            .post(&url)
+            .header("authorization", "Basic !!not-base64"),
+    ] {
+        assert_eq!(forged.send().await.unwrap().status(), 403);
+    }
+    // Two tokens in the query are refused, not guessed between.
+    let twice = f
+        .app
+        .http
+        .post(format!("{url}?bearer_token={0}&bearer_token={0}", f.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twice.status(), 400);
+}
+
 async fn refresh_without_a_refresh_token_answers_the_account_as_it_is(b: Backend) {
     // cozy-stack answers 200 with the account (toutatice refreshes on every run and
     // fails with VENDOR_DOWN on anything but oauth_refresh_invalid_token).
@@ -315,6 +384,7 @@ both_stores!(
     refresh_with_the_provider_down_is_502,
     refresh_needs_a_token_of_the_accounts_instance,
     refresh_without_a_refresh_token_answers_the_account_as_it_is,
+    refresh_takes_the_token_in_each_form_cozy_stack_takes,
     refresh_that_loses_a_write_conflict_keeps_both_writes,
     refresh_of_a_type_without_token_endpoint_hands_the_client_to_the_konnector,
 );
