@@ -346,7 +346,15 @@ impl Callers {
         let was_logged_in = session.as_ref().is_some_and(|s| !s.short_run);
         let mut logged_in = session.is_some();
         if let Some(code) = c.session_code {
-            logged_in |= self.redeem_code(&inst, code).await?;
+            match self.redeem_code(&inst, code).await {
+                Ok(redeemed) => logged_in |= redeemed,
+                // A live session cookie logs the browser in already: a code this broker
+                // cannot spend changes nothing, as on cozy-stack (its `checkLogin`).
+                Err(e) if session.is_some() => {
+                    tracing::info!(code = %crate::domain::Classified::code(&e), "session code not spent; the session cookie logs in");
+                }
+                Err(e) => return Err(e),
+            }
         }
         if !logged_in {
             if let Some(token) = c.bearer {

@@ -281,6 +281,25 @@ async fn without_redis_a_cozy_session_code_gets_a_page_that_says_so(b: Backend) 
     assert!(page.contains("cozy.redis_url"), "{page}");
 }
 
+async fn a_session_cookie_wins_over_an_unusable_session_code(b: Backend) {
+    // The mobile app's in-app browser may send a cozy-stack code this broker cannot spend
+    // (no Redis) beside the user's live session cookie: cozy-stack ignores the code then.
+    let c = spawn_cozy(b, |_| {}).await;
+    let t = c.app.code_type(json!({})).await;
+    let cozy_code = "&session_code=abcdefghijABCDEFGHIJ0123456789xy";
+    let resp = c.start(&t, Some(&nested_cookie()), cozy_code).await;
+    assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
+    assert!(location(&resp).starts_with(&c.app.provider.uri()));
+    // A code of the broker's that is spent or unknown is ignored the same way.
+    let resp = c
+        .start(&t, Some(&nested_cookie()), "&session_code=not-a-known-code")
+        .await;
+    assert_eq!(resp.status(), 303);
+    // Without the cookie the code still decides.
+    let resp = c.start(&t, None, cozy_code).await;
+    assert_eq!(resp.status(), 403);
+}
+
 async fn the_brokers_own_session_code_still_works_on_the_instance_host(b: Backend) {
     let c = spawn_cozy(b, |_| {}).await;
     let t = c.app.code_type(json!({})).await;
@@ -326,6 +345,7 @@ both_stores!(
     a_session_unseen_for_thirty_days_is_refused,
     a_short_run_session_gets_a_new_short_run_session_cookie,
     without_redis_a_cozy_session_code_gets_a_page_that_says_so,
+    a_session_cookie_wins_over_an_unusable_session_code,
     the_brokers_own_session_code_still_works_on_the_instance_host,
 );
 
