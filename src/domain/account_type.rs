@@ -305,7 +305,7 @@ impl AccountType {
                 "is required with grant_mode `client_credentials`",
             ));
         }
-        if self.token_mode == TokenMode::Basic
+        if self.token_mode.is_basic()
             && self.token_endpoint.is_some()
             && self.registration_endpoint.is_none()
             && (self.client_id.is_none() || self.client_secret.is_none())

@@ -117,8 +117,8 @@ pub fn introspection(at: &AccountType, token: &str) -> Option<ProviderRequest> {
 /// RFC 7009 and 7662 requests are form POSTs, authenticated like the token endpoint:
 /// `get` and `json` modes apply to token endpoints only.
 fn form_mode(at: &AccountType) -> TokenMode {
-    if at.token_mode == TokenMode::Basic {
-        TokenMode::Basic
+    if at.token_mode.is_basic() {
+        at.token_mode
     } else {
         TokenMode::Form
     }
@@ -145,10 +145,16 @@ fn build_for(
         .map(|c| c.secret().clone())
         .unwrap_or_default();
     let mut headers = vec![("Accept", "application/json".to_owned())];
-    if mode == TokenMode::Basic {
-        // RFC 6749 §2.3.1: form-encode each part before base64 (cozy-stack does not; see README).
-        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        let pair = format!("{}:{}", enc(&client_id), enc(&client_secret));
+    if mode.is_basic() {
+        // cozy-stack sends them raw; RFC 6749 §2.3.1 form-encodes each part first, which
+        // `basic_rfc6749` asks for.
+        let pair = if mode == TokenMode::BasicRfc6749 {
+            let enc =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            format!("{}:{}", enc(&client_id), enc(&client_secret))
+        } else {
+            format!("{client_id}:{client_secret}")
+        };
         let b64 = base64::engine::general_purpose::STANDARD.encode(pair);
         headers.push(("Authorization", format!("Basic {b64}")));
     } else {
@@ -156,7 +162,7 @@ fn build_for(
         params.push(("client_secret", client_secret));
     }
     let req = match mode {
-        TokenMode::Form | TokenMode::Basic => {
+        TokenMode::Form | TokenMode::Basic | TokenMode::BasicRfc6749 => {
             headers.push((
                 "Content-Type",
                 "application/x-www-form-urlencoded".to_owned(),
@@ -238,19 +244,25 @@ mod tests {
 
     #[test]
     fn basic_mode_moves_credentials_to_the_header() {
-        let r = exchange(&at("basic"));
-        let auth = r
-            .headers
-            .iter()
-            .find(|(k, _)| *k == "Authorization")
-            .unwrap();
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(auth.1.trim_start_matches("Basic "))
-            .unwrap();
-        assert_eq!(String::from_utf8(decoded).unwrap(), "id%3Ax:s%26cr+t");
-        assert!(!String::from_utf8(r.body.unwrap())
-            .unwrap()
-            .contains("client_"));
+        // Raw as cozy-stack sends them; form-encoded first with `basic_rfc6749`.
+        for (mode, pair) in [
+            ("basic", "id:x:s&cr t"),
+            ("basic_rfc6749", "id%3Ax:s%26cr+t"),
+        ] {
+            let r = exchange(&at(mode));
+            let auth = r
+                .headers
+                .iter()
+                .find(|(k, _)| *k == "Authorization")
+                .unwrap();
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(auth.1.trim_start_matches("Basic "))
+                .unwrap();
+            assert_eq!(String::from_utf8(decoded).unwrap(), pair, "{mode}");
+            assert!(!String::from_utf8(r.body.unwrap())
+                .unwrap()
+                .contains("client_"));
+        }
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub fn metadata_for(at: &AccountType, redirect_uri: &str) -> Answer {
     m.entry("response_types").or_insert_with(|| json!(["code"]));
     m.entry("token_endpoint_auth_method").or_insert_with(|| {
         match at.token_mode {
-            TokenMode::Basic => "client_secret_basic",
+            TokenMode::Basic | TokenMode::BasicRfc6749 => "client_secret_basic",
             _ => "client_secret_post",
         }
         .into()

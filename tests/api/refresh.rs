@@ -117,6 +117,32 @@ async fn refresh_request_for_each_token_mode(b: Backend) {
     }
 }
 
+async fn basic_mode_sends_the_client_raw_as_cozy_stack_and_rfc6749_on_request(b: Backend) {
+    // cozy-stack's `SetBasicAuth(id, secret)` sends them raw; a provider comparing raw
+    // values refuses the form-encoded ones. `basic_rfc6749` asks for RFC 6749 §2.3.1.
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    for (mode, sent) in [
+        ("basic", b64("the:id:s&cr+t/=%")),
+        ("basic_rfc6749", b64("the%3Aid:s%26cr%2Bt%2F%3D%25")),
+    ] {
+        let f = fixture(
+            b,
+            json!({"token_mode": mode, "client_id": "the:id", "client_secret": "s&cr+t/=%"}),
+        )
+        .await;
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .and(header("authorization", format!("Basic {sent}").as_str()))
+            .respond_with(refreshed())
+            .expect(1)
+            .mount(&f.app.provider)
+            .await;
+        let resp = f.app.refresh(&f.t, &f.id, Some(&f.token)).await;
+        assert_eq!(resp.status(), 200, "{mode}");
+    }
+}
+
 async fn refresh_stores_a_rotated_refresh_token(b: Backend) {
     let f = fixture(b, json!({})).await;
     Mock::given(path("/token"))
@@ -378,6 +404,7 @@ async fn refresh_of_a_type_without_token_endpoint_hands_the_client_to_the_konnec
 both_stores!(
     refresh_posts_the_form_and_answers_json_api,
     refresh_request_for_each_token_mode,
+    basic_mode_sends_the_client_raw_as_cozy_stack_and_rfc6749_on_request,
     refresh_stores_a_rotated_refresh_token,
     refresh_with_a_dead_refresh_token_is_401_as_cozy_stack,
     refresh_provider_failures_leave_the_account_untouched,
