@@ -121,6 +121,11 @@ pub struct RefreshSettings {
     pub idle_secs: u64,
     /// How long a refresh lease lasts; 0 means twice the provider timeout plus 5 s.
     pub lease_secs: u64,
+    /// Share (percent) of a token's remaining life that passes before the refresher
+    /// renews it, whatever the margin.
+    pub lifetime_share_percent: u8,
+    /// Shortest time between planning a refresh and making it, in seconds.
+    pub floor_secs: u64,
     /// A refresh asked within this many seconds of the last one answers the tokens it
     /// stored without calling the provider (`force=true` still calls it); 0 turns it off.
     pub fresh_window_secs: u64,
@@ -231,6 +236,8 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "refresh.interval_secs", default: DefaultValue::Number(30), meaning: "how often it looks for due accounts" },
     Setting { key: "refresh.margin_secs", default: DefaultValue::Number(600), meaning: "default refresh margin before expiry (an account type may set its own)" },
     Setting { key: "refresh.idle_secs", default: DefaultValue::Number(86_400), meaning: "default longest time between refreshes, also used when the expiry is unknown" },
+    Setting { key: "refresh.lifetime_share_percent", default: DefaultValue::Number(75), meaning: "the refresher renews a token no sooner than this share of its remaining life, whatever the margin: a token living less than the margin (Keycloak's 300 s) is renewed about once per lifetime, not on every pass" },
+    Setting { key: "refresh.floor_secs", default: DefaultValue::Number(60), meaning: "shortest time between planning a refresh and making it" },
     Setting { key: "refresh.lease_secs", default: DefaultValue::Number(0), meaning: "refresh lease lifetime; `0`: twice the provider timeout plus 5 s" },
     Setting { key: "refresh.fresh_window_secs", default: DefaultValue::Number(5), meaning: "a refresh asked this soon after the last answers the stored tokens without a provider call (while the access token outlives the window; `?force=true` refreshes anyway); `0` turns it off" },
     Setting { key: "webhooks.url", default: DefaultValue::Unset, meaning: "endpoint for account events" },

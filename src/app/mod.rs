@@ -230,8 +230,12 @@ impl Services {
         let plan = RefreshPlan::new(
             schedule.clone(),
             clock.clone(),
-            Duration::from_secs(settings.refresh.margin_secs),
-            Duration::from_secs(settings.refresh.idle_secs.max(60)),
+            crate::domain::account::Cadence {
+                margin: settings.refresh.margin_secs as i64,
+                every: settings.refresh.idle_secs.max(60) as i64,
+                share_percent: i64::from(settings.refresh.lifetime_share_percent.min(100)),
+                floor: settings.refresh.floor_secs as i64,
+            },
         );
         let health = Arc::new(HealthLog::new(
             HealthRecords::new(store.clone()),

@@ -2,32 +2,28 @@
 //! before expiry, no longer than an idle period), written to the schedule whenever an
 //! account is written.
 
-use crate::domain::account::Account;
+use crate::domain::account::{Account, Cadence};
 use crate::domain::account_health::AccountHealth;
 use crate::domain::{AccountType, Clock, GrantMode, Instance};
 use crate::store::schedule::Schedule;
 use crate::store::StoreError;
-use std::time::Duration;
 
 /// The refresh plan of every account written.
 #[derive(Clone)]
 pub(crate) struct RefreshPlan {
     schedule: Schedule,
     clock: Clock,
-    /// Default time before expiry at which a token is refreshed.
-    margin: Duration,
-    /// Default longest time between refreshes.
-    idle: Duration,
+    /// The default cadence; types may set their own margin and idle period.
+    cadence: Cadence,
 }
 
 impl RefreshPlan {
-    /// A plan over `schedule`, with the default timing types may override.
-    pub(crate) fn new(schedule: Schedule, clock: Clock, margin: Duration, idle: Duration) -> Self {
+    /// A plan over `schedule`, with the default cadence types may override.
+    pub(crate) fn new(schedule: Schedule, clock: Clock, cadence: Cadence) -> Self {
         RefreshPlan {
             schedule,
             clock,
-            margin,
-            idle,
+            cadence,
         }
     }
 
@@ -36,24 +32,24 @@ impl RefreshPlan {
         &self.schedule
     }
 
-    /// The refresh margin and idle period of a type, in seconds.
-    fn timing(&self, at: &AccountType) -> (i64, i64) {
-        let margin = at
-            .refresh_margin_secs
-            .map_or(self.margin.as_secs() as i64, |s| s as i64);
-        let every = at
-            .refresh_every_secs
-            .map_or(self.idle.as_secs() as i64, |s| s as i64);
-        (margin, every)
+    /// The cadence of a type: its own margin and idle period where it sets them.
+    fn cadence(&self, at: &AccountType) -> Cadence {
+        Cadence {
+            margin: at
+                .refresh_margin_secs
+                .map_or(self.cadence.margin, |s| s as i64),
+            every: at
+                .refresh_every_secs
+                .map_or(self.cadence.every, |s| s as i64),
+            ..self.cadence
+        }
     }
 
-    /// When `doc` is next due, by the type's timing; `None` when it cannot be refreshed.
+    /// When `doc` is next due, by the type's cadence; `None` when it cannot be refreshed.
     pub(crate) fn next_due(&self, doc: &Account, at: &AccountType) -> Option<i64> {
-        let (margin, every) = self.timing(at);
         at.token_endpoint.as_ref().and_then(|_| {
             doc.next_refresh(
-                margin,
-                every,
+                &self.cadence(at),
                 self.clock.now().unix_secs(),
                 renews_without_refresh_token(at),
             )

@@ -334,19 +334,14 @@ impl Account {
         );
     }
 
-    /// When the account is next refreshed (unix seconds): `margin` before its token
-    /// expires, and no later than `every` from now (the idle period, used too when the
-    /// expiry is unknown). `None` when it has no refresh token to refresh with, unless
-    /// `renewable` (client credentials need none).
-    pub fn next_refresh(&self, margin: i64, every: i64, now: i64, renewable: bool) -> Option<i64> {
+    /// When the account is next refreshed (unix seconds), by `cadence`: `None` when it
+    /// has no refresh token to refresh with, unless `renewable` (client credentials need
+    /// none).
+    pub fn next_refresh(&self, cadence: &Cadence, now: i64, renewable: bool) -> Option<i64> {
         if !renewable {
             self.refresh_token()?;
         }
-        let idle = now + every;
-        Some(match self.expires_at() {
-            Some(exp) => (exp.timestamp() - margin).min(idle),
-            None => idle,
-        })
+        Some(cadence.next(self.expires_at().map(|e| e.timestamp()), now))
     }
 
     fn object(&mut self) -> &mut Map<String, Value> {
@@ -355,6 +350,41 @@ impl Account {
 
     fn oauth(&mut self) -> &mut Map<String, Value> {
         object_mut(self.object().entry("oauth").or_insert_with(|| json!({})))
+    }
+}
+
+/// When tokens are refreshed (seconds): a margin before expiry, but never before a share
+/// of the token's remaining life has passed nor sooner than a floor, so a token that lives
+/// less than the margin (Keycloak's 300 s) is refreshed about once per lifetime, not on
+/// every pass; and no later than the idle period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cadence {
+    /// Time before expiry at which a token is refreshed.
+    pub margin: i64,
+    /// Longest time between refreshes (also when the expiry is unknown).
+    pub every: i64,
+    /// Share (percent) of the remaining life that passes before a refresh.
+    pub share_percent: i64,
+    /// Shortest time between a plan and its refresh.
+    pub floor: i64,
+}
+
+impl Cadence {
+    /// The next refresh of a token expiring at `expires_at` (unix seconds), planned `now`.
+    pub fn next(&self, expires_at: Option<i64>, now: i64) -> i64 {
+        let idle = now + self.every;
+        match expires_at {
+            // Expired already: due now (the margin puts it in the past).
+            Some(exp) if exp <= now => exp - self.margin,
+            Some(exp) => {
+                let by_share = now + (exp - now) * self.share_percent.clamp(0, 100) / 100;
+                (exp - self.margin)
+                    .max(by_share)
+                    .max(now + self.floor)
+                    .min(idle)
+            }
+            None => idle,
+        }
     }
 }
 
@@ -517,6 +547,13 @@ mod tests {
         assert!(!s.contains("AT") && !s.contains("RT"), "{s}");
     }
 
+    const CADENCE: Cadence = Cadence {
+        margin: 600,
+        every: 86_400,
+        share_percent: 75,
+        floor: 60,
+    };
+
     #[test]
     fn next_refresh_is_a_margin_before_expiry_or_the_idle_period() {
         let now = 1_000_000;
@@ -524,17 +561,34 @@ mod tests {
             .unwrap()
             .to_rfc3339();
         let doc = account(json!({"oauth": {"refresh_token": "r", "expires_at": exp}}));
-        assert_eq!(doc.next_refresh(600, 86_400, now, false), Some(now + 3000));
-        assert_eq!(doc.next_refresh(600, 60, now, false), Some(now + 60));
+        assert_eq!(doc.next_refresh(&CADENCE, now, false), Some(now + 3000));
+        let hourly = Cadence {
+            every: 60,
+            ..CADENCE
+        };
+        assert_eq!(doc.next_refresh(&hourly, now, false), Some(now + 60));
         let unknown =
             account(json!({"oauth": {"refresh_token": "r", "expires_at": UNKNOWN_EXPIRY}}));
         assert_eq!(
-            unknown.next_refresh(600, 86_400, now, false),
+            unknown.next_refresh(&CADENCE, now, false),
             Some(now + 86_400)
         );
         let no_rt = account(json!({"oauth": {"access_token": "a", "expires_at": exp}}));
-        assert_eq!(no_rt.next_refresh(600, 86_400, now, false), None);
-        assert!(no_rt.next_refresh(600, 86_400, now, true).is_some());
+        assert_eq!(no_rt.next_refresh(&CADENCE, now, false), None);
+        assert!(no_rt.next_refresh(&CADENCE, now, true).is_some());
+    }
+
+    #[test]
+    fn a_token_shorter_lived_than_the_margin_waits_for_most_of_its_life() {
+        let now = 1_000_000;
+        // 300 s (Keycloak's default) against a 600 s margin: at 225 s, not at once.
+        assert_eq!(CADENCE.next(Some(now + 300), now), now + 225);
+        // 40 s: never sooner than the floor.
+        assert_eq!(CADENCE.next(Some(now + 40), now), now + 60);
+        // Expired: due now.
+        assert!(CADENCE.next(Some(now - 10), now) <= now);
+        // Long-lived: the margin decides.
+        assert_eq!(CADENCE.next(Some(now + 7200), now), now + 6600);
     }
 
     #[test]

@@ -28,6 +28,9 @@ async fn watched_app(b: Backend, hook: &MockServer, refresher: bool) -> TestApp 
         s.webhooks.retry_base_ms = 50;
         s.refresh.enabled = refresher;
         s.refresh.interval_secs = 1;
+        // The margin alone decides (no share of the lifetime, no floor): tests need not wait.
+        s.refresh.lifetime_share_percent = 0;
+        s.refresh.floor_secs = 0;
         s.couchdb.db_prefix = namespace;
     })
     .await

@@ -295,7 +295,13 @@ both_stores!(sigterm_lets_an_in_flight_flow_finish);
 
 async fn sigterm_stops_promptly_and_finishes_the_background_refresh_in_flight(b: Backend) {
     let namespace = format!("{}_", unique("stop"));
-    let app = spawn_app_with(b, move |s| s.couchdb.db_prefix = namespace).await;
+    // The margin alone decides, so the 60 s token is due at once.
+    let app = spawn_app_with(b, move |s| {
+        s.couchdb.db_prefix = namespace;
+        s.refresh.lifetime_share_percent = 0;
+        s.refresh.floor_secs = 0;
+    })
+    .await;
     let inst = app.new_instance(None).await;
     let t = app.code_type(json!({})).await;
     Mock::given(path("/token"))
@@ -330,6 +336,8 @@ async fn sigterm_stops_promptly_and_finishes_the_background_refresh_in_flight(b:
         &[
             ("BROKER__REFRESH__ENABLED", "true"),
             ("BROKER__REFRESH__INTERVAL_SECS", "1"),
+            ("BROKER__REFRESH__LIFETIME_SHARE_PERCENT", "0"),
+            ("BROKER__REFRESH__FLOOR_SECS", "0"),
         ],
     )
     .await;

@@ -9,15 +9,82 @@ use std::time::Duration;
 use wiremock::matchers::{body_string_contains, path};
 use wiremock::{Mock, ResponseTemplate};
 
-/// A broker whose refresher runs every second, in a database namespace of its own.
+/// A broker whose refresher runs every second, in a database namespace of its own, on
+/// the margin alone (no share of the lifetime, no floor) so that a test need not wait.
 async fn refreshing_app(b: Backend) -> TestApp {
     let namespace = format!("{}_", unique("fresh"));
     spawn_app_with(b, move |s| {
         s.refresh.enabled = true;
         s.refresh.interval_secs = 1;
+        s.refresh.lifetime_share_percent = 0;
+        s.refresh.floor_secs = 0;
         s.couchdb.db_prefix = namespace;
     })
     .await
+}
+
+/// Tokens living 300 s (Keycloak's default), shorter than the 600 s margin, through
+/// three simulated hours of 30 s passes on an injected clock: about one refresh per
+/// lifetime, and the stored token never expired at a pass (it was one refresh per pass).
+async fn short_lived_tokens_are_refreshed_about_once_per_lifetime(b: Backend) {
+    use oauth_broker::domain::{Clock, Timestamp};
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let start = 1_900_000_000;
+    let clock = Clock::fixed(Timestamp::from_unix_secs(start));
+    let namespace = format!("{}_", unique("cadence"));
+    let mut settings = test_settings(b, dir.path());
+    settings.refresh.enabled = false;
+    settings.couchdb.db_prefix = namespace;
+    let app = spawn_with_clock(
+        settings,
+        dir,
+        wiremock::MockServer::start().await,
+        clock.clone(),
+    )
+    .await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    let id = account_from(
+        &app,
+        &inst,
+        &t,
+        "kc",
+        json!({"access_token": "at-0", "refresh_token": "rt", "expires_in": 300}),
+    )
+    .await;
+    Mock::given(path("/token"))
+        .and(body_string_contains("grant_type=refresh_token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "at", "expires_in": 300})),
+        )
+        .mount(&app.provider)
+        .await;
+    let (passes, every) = (360, 30);
+    for pass in 1..=passes {
+        let now = start + pass * every;
+        clock.set(Timestamp::from_unix_secs(now));
+        app.services.refresh_due_once().await;
+        let doc = app.account(&inst, &id).await;
+        let exp =
+            chrono::DateTime::parse_from_rfc3339(doc["oauth"]["expires_at"].as_str().unwrap())
+                .unwrap()
+                .timestamp();
+        assert!(exp > now, "expired at pass {pass}: {exp} <= {now}");
+    }
+    let refreshes = app
+        .provider
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| String::from_utf8_lossy(&r.body).contains("grant_type=refresh_token"))
+        .count() as i64;
+    let lifetimes = passes * every / 300;
+    assert!(
+        (lifetimes..=lifetimes * 3 / 2).contains(&refreshes),
+        "{refreshes} refreshes for {lifetimes} lifetimes over {passes} passes"
+    );
 }
 
 /// Completes a flow whose code exchange answers `reply`; returns the account id.
@@ -213,6 +280,7 @@ async fn a_dead_refresh_token_marks_the_account_until_it_is_reconnected(b: Backe
 }
 
 both_stores!(
+    short_lived_tokens_are_refreshed_about_once_per_lifetime,
     the_refresher_renews_accounts_within_the_margin_and_only_those,
     an_account_without_expiry_is_planned_at_the_idle_period,
     a_provider_outage_backs_off,
@@ -259,9 +327,15 @@ async fn a_misconfigured_type_backs_off_and_keeps_the_account_planned(b: Backend
 both_stores!(a_misconfigured_type_backs_off_and_keeps_the_account_planned);
 
 async fn a_plan_changed_during_a_pass_is_read_again_and_the_pass_decides(b: Backend) {
-    // The refresher does not run on its own here: the test runs one pass.
+    // The refresher does not run on its own here: the test runs one pass, on the margin
+    // alone so that the 300 s token is due at once.
     let namespace = format!("{}_", unique("replan"));
-    let app = spawn_app_with(b, move |s| s.couchdb.db_prefix = namespace).await;
+    let app = spawn_app_with(b, move |s| {
+        s.couchdb.db_prefix = namespace;
+        s.refresh.lifetime_share_percent = 0;
+        s.refresh.floor_secs = 0;
+    })
+    .await;
     let inst = app.new_instance(None).await;
     let t = app.code_type(json!({})).await;
     let id = account_from(
