@@ -80,4 +80,10 @@ export BROKER_TEST_COUCHDB_URL="$single_url"
 export BROKER_TEST_POUCHDB_URL="http://127.0.0.1:$POUCH_PORT"
 # cozy-stack keeps session codes in Redis database 3 (`sessions`).
 export BROKER_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/3"
-cargo test --all-targets "$@"
+# With arguments, only what they select (`scripts/test.sh --test api refresh`); without,
+# every target, benches' smoke runs included.
+if [ $# -gt 0 ]; then
+  cargo test "$@"
+else
+  cargo test --all-targets
+fi
