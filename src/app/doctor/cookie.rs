@@ -10,14 +10,7 @@ use crate::store::Store;
 pub async fn cookie(settings: &Settings, store: &dyn Store, report: &mut Report) {
     const CHECK: &str = "flow binding cookie";
     let found = match crate::app::binding_cookie(settings, store).await {
-        Ok(cookie) => {
-            let f = cookie.finding;
-            let found = Finding::new(CHECK, f.severity, f.detail);
-            match f.severity {
-                super::Severity::Ok => found,
-                _ => found.about(f.setting),
-            }
-        }
+        Ok(cookie) => Finding::of_setting(CHECK, cookie.finding),
         Err(e) => Finding::warning(
             CHECK,
             format!("instances not readable ({e}): the cookie domain is not checked"),

@@ -80,7 +80,15 @@ impl Finding {
 
 impl From<SettingFinding> for Finding {
     fn from(f: SettingFinding) -> Finding {
-        let found = Finding::new(f.setting, f.severity, f.detail);
+        Finding::of_setting(f.setting, f)
+    }
+}
+
+impl Finding {
+    /// A setting's finding under the name of `check`, blaming the setting unless all is
+    /// well.
+    fn of_setting(check: impl Into<String>, f: SettingFinding) -> Finding {
+        let found = Finding::new(check, f.severity, f.detail);
         match f.severity {
             Severity::Ok => found,
             _ => found.about(f.setting),
