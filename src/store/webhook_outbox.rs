@@ -137,3 +137,57 @@ fn key_from_body(body: &str) -> String {
         body["account_id"].as_str().unwrap_or_default()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::embedded::EmbeddedStore;
+    use crate::store::Store;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn entry(id: &str, key: &str) -> OutboxEntry {
+        OutboxEntry {
+            id: id.into(),
+            rev: None,
+            event: "account.created".into(),
+            body: json!({"instance": "a.example", "account_id": "1"}).to_string(),
+            signature: "sha256=00".into(),
+            key: key.into(),
+            attempts: 0,
+            next_at: 10,
+        }
+    }
+
+    #[tokio::test]
+    async fn pending_events_come_oldest_first_and_a_broken_one_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: SharedStore = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+        store.ensure_db(WEBHOOK_OUTBOX_DB).await.unwrap();
+        let outbox = WebhookOutbox::new(store.clone());
+        outbox.add(&entry("002-b", "a.example/1")).await.unwrap();
+        outbox.add(&entry("001-a", "")).await.unwrap();
+        // Written by hand, without a body: not an event, not sent, not deleted.
+        store
+            .put(WEBHOOK_OUTBOX_DB, &json!({"_id": "000-x", "next_at": 5}))
+            .await
+            .unwrap();
+        let pending = outbox.pending(100, 10).await.unwrap();
+        let ids: Vec<&str> = pending.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["001-a", "002-b"]);
+        // An entry stored before `key` existed gets it from its body.
+        assert_eq!(pending[0].key, "a.example/1");
+        // A claim that lost to another replica says so.
+        let mut stale = pending[1].clone();
+        let mut first = pending[1].clone();
+        assert!(outbox.claim(&mut first, 200).await.unwrap());
+        assert!(!outbox.claim(&mut stale, 200).await.unwrap());
+        outbox.remove(&first).await.unwrap();
+        assert_eq!(outbox.pending(100, 10).await.unwrap().len(), 1);
+        assert!(store
+            .get(WEBHOOK_OUTBOX_DB, "000-x")
+            .await
+            .unwrap()
+            .is_some());
+    }
+}
