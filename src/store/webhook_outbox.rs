@@ -142,7 +142,6 @@ fn key_from_body(body: &str) -> String {
 mod tests {
     use super::*;
     use crate::store::embedded::EmbeddedStore;
-    use crate::store::Store;
     use serde_json::json;
     use std::sync::Arc;
 
