@@ -122,9 +122,11 @@ fn metrics() -> String {
     let mut md = String::from(GENERATED);
     md.push_str(
         "# Metrics\n\n`GET /metrics`, Prometheus text format. Every family is listed (HELP and \
-         TYPE) from the start, samples or not. Labels take values from fixed sets only: \
+         TYPE) from the start, samples or not. Labels take values from bounded sets only: \
          `reason` and a failed `outcome` are error kinds (`invalid`, `refused`, `upstream`, \
-         `unavailable`, ...), never a code a caller or a provider chose.\n\n\
+         `unavailable`, ...), never a code a caller or a provider chose; `account_type` is a \
+         type the broker knows, else `-` (an account's own `account_type` is its tenant's to \
+         write).\n\n\
          | name | type | labels | meaning |\n|---|---|---|---|\n",
     );
     for f in Metrics::new().families() {

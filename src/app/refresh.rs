@@ -150,7 +150,6 @@ impl Refreshes {
         if let Err(e) = scope.check_account(Verb::Get, &seen) {
             return (attempt, Err(e));
         }
-        attempt.account_type = Some(seen.service().to_owned());
         if !seen.has_oauth() {
             let none = Error::NotRefreshable("this account has no OAuth tokens");
             return (attempt, Err(none));
@@ -163,6 +162,9 @@ impl Refreshes {
             Ok(at) => at,
             Err(e) => return (attempt, Err(e)),
         };
+        // A label only once the broker knows the type: the account's own `account_type`
+        // is the tenant's to write, and every new one would be a new metric series.
+        attempt.account_type = Some(at.service_id().to_owned());
         if at.token_endpoint.is_none() {
             return (
                 attempt,

@@ -226,7 +226,20 @@ impl Refresher {
         };
         let service_id = doc.service().to_owned();
         let outcome = self.refresh_with_doc(inst, id, lease, doc).await;
-        self.health.count(outcome.as_ref().err(), &service_id);
+        // The account's `account_type` is the tenant's to write: a label only once the
+        // broker found the type (every new one would be a new metric series).
+        let label = match &outcome {
+            Err(e)
+                if matches!(
+                    e.unjoined(),
+                    Error::AccountType(_) | Error::NotRefreshable(_)
+                ) =>
+            {
+                "-"
+            }
+            _ => service_id.as_str(),
+        };
+        self.health.count(outcome.as_ref().err(), label);
         let record = self.health.outcome_record(
             inst.domain.as_str(),
             id,

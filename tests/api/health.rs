@@ -2,6 +2,7 @@
 
 use crate::both_stores;
 use crate::helpers::*;
+use serde_json::json;
 
 async fn health_and_readiness_answer_ok(b: Backend) {
     let app = spawn_app(b).await;
@@ -91,3 +92,86 @@ async fn metrics_count_flows_by_type_and_outcome(b: Backend) {
 }
 
 both_stores!(metrics_count_flows_by_type_and_outcome);
+
+/// The attack: a tenant writes accounts of made-up types into its own database and asks
+/// for their refresh, each made-up type a new metric series (the metrics grow without
+/// bound). Labels come only from types the broker knows.
+async fn a_tenants_made_up_account_types_never_become_metric_labels(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let token = app.api_token(&inst).await;
+    let mut made_up = Vec::new();
+    for i in 0..5 {
+        let t = format!("made-up-type-{i}");
+        let id = app
+            .seed_account(
+                &inst,
+                json!({"account_type": t, "oauth": {"access_token": "a", "refresh_token": "r"}}),
+            )
+            .await;
+        let resp = app.refresh(&t, &id, Some(&token)).await;
+        assert_eq!(resp.status(), 404, "{t}");
+        made_up.push(t);
+    }
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for t in &made_up {
+        assert!(!text.contains(t.as_str()), "`{t}` is a label:\n{text}");
+    }
+    assert!(
+        text.contains("broker_refreshes_total{account_type=\"-\",outcome=\"not_found\"} 5"),
+        "{text}"
+    );
+}
+
+both_stores!(a_tenants_made_up_account_types_never_become_metric_labels);
+
+/// The same attack on the background refresher: an account the broker keeps fresh,
+/// its `account_type` rewritten by its tenant before the pass.
+async fn a_retyped_account_in_the_refresh_pass_never_becomes_a_metric_label(b: Backend) {
+    let namespace = format!("{}_", unique("retyped"));
+    let app = spawn_app_with(b, move |s| {
+        s.couchdb.db_prefix = namespace;
+        // Due at once on the margin alone.
+        s.refresh.lifetime_share_percent = 0;
+        s.refresh.floor_secs = 0;
+    })
+    .await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    let id = crate::refresher::account_from(
+        &app,
+        &inst,
+        &t,
+        "c",
+        json!({"access_token": "a", "refresh_token": "r", "expires_in": 60}),
+    )
+    .await;
+    let mut doc = app.account(&inst, &id).await;
+    doc["account_type"] = json!("made-up-by-the-tenant");
+    app.store.put(&inst.accounts_db(), &doc).await.unwrap();
+    assert_eq!(app.services.refresh_due_once().await, 1);
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("made-up-by-the-tenant"), "{text}");
+    assert!(
+        text.contains("broker_refreshes_total{account_type=\"-\",outcome=\"not_found\"} 1"),
+        "{text}"
+    );
+}
+
+both_stores!(a_retyped_account_in_the_refresh_pass_never_becomes_a_metric_label);
