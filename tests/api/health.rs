@@ -70,14 +70,7 @@ async fn metrics_count_flows_by_type_and_outcome(b: Backend) {
     )
     .await;
     app.redirect(&t, &[("state", "forged")]).await;
-    let resp = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let text = resp.text().await.unwrap();
+    let text = app.metrics_text().await;
     for line in [
         format!("broker_flows_started_total{{account_type=\"{t}\"}} 2"),
         format!("broker_flows_completed_total{{account_type=\"{t}\"}} 1"),
@@ -113,15 +106,7 @@ async fn a_tenants_made_up_account_types_never_become_metric_labels(b: Backend) 
         assert_eq!(resp.status(), 404, "{t}");
         made_up.push(t);
     }
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     for t in &made_up {
         assert!(!text.contains(t.as_str()), "`{t}` is a label:\n{text}");
     }
@@ -140,8 +125,7 @@ async fn a_retyped_account_in_the_refresh_pass_never_becomes_a_metric_label(b: B
     let app = spawn_app_with(b, move |s| {
         s.couchdb.db_prefix = namespace;
         // Due at once on the margin alone.
-        s.refresh.lifetime_share_percent = 0;
-        s.refresh.floor_secs = 0;
+        on_the_margin_alone(s);
     })
     .await;
     let inst = app.new_instance(None).await;
@@ -158,15 +142,7 @@ async fn a_retyped_account_in_the_refresh_pass_never_becomes_a_metric_label(b: B
     doc["account_type"] = json!("made-up-by-the-tenant");
     app.store.put(&inst.accounts_db(), &doc).await.unwrap();
     assert_eq!(app.services.refresh_due_once().await, 1);
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(!text.contains("made-up-by-the-tenant"), "{text}");
     assert!(
         text.contains("broker_refreshes_total{account_type=\"-\",outcome=\"not_found\"} 1"),

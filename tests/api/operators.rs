@@ -29,8 +29,7 @@ async fn watched_app(b: Backend, hook: &MockServer, refresher: bool) -> TestApp 
         s.refresh.enabled = refresher;
         s.refresh.interval_secs = 1;
         // The margin alone decides (no share of the lifetime, no floor): tests need not wait.
-        s.refresh.lifetime_share_percent = 0;
-        s.refresh.floor_secs = 0;
+        on_the_margin_alone(s);
         s.couchdb.db_prefix = namespace;
     })
     .await
@@ -496,15 +495,7 @@ async fn operator_listings_say_the_store_is_down_and_the_metrics_count_it() {
         assert!(body.contains("store_unavailable"), "{path}: {body}");
     }
     relay.set_down(false).await;
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics
             .lines()

@@ -298,8 +298,7 @@ async fn sigterm_stops_promptly_and_finishes_the_background_refresh_in_flight(b:
     // The margin alone decides, so the 60 s token is due at once.
     let app = spawn_app_with(b, move |s| {
         s.couchdb.db_prefix = namespace;
-        s.refresh.lifetime_share_percent = 0;
-        s.refresh.floor_secs = 0;
+        on_the_margin_alone(s);
     })
     .await;
     let inst = app.new_instance(None).await;

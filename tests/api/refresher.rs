@@ -16,8 +16,7 @@ async fn refreshing_app(b: Backend) -> TestApp {
     spawn_app_with(b, move |s| {
         s.refresh.enabled = true;
         s.refresh.interval_secs = 1;
-        s.refresh.lifetime_share_percent = 0;
-        s.refresh.floor_secs = 0;
+        on_the_margin_alone(s);
         s.couchdb.db_prefix = namespace;
     })
     .await
@@ -332,8 +331,7 @@ async fn a_plan_changed_during_a_pass_is_read_again_and_the_pass_decides(b: Back
     let namespace = format!("{}_", unique("replan"));
     let app = spawn_app_with(b, move |s| {
         s.couchdb.db_prefix = namespace;
-        s.refresh.lifetime_share_percent = 0;
-        s.refresh.floor_secs = 0;
+        on_the_margin_alone(s);
     })
     .await;
     let inst = app.new_instance(None).await;

@@ -14,6 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use wiremock::MockServer;
 
+/// Refresh plans on the margin alone (no share of the token's lifetime, no floor), for
+/// tests that need a short-lived token due at once rather than after most of its life.
+pub fn on_the_margin_alone(s: &mut Settings) {
+    s.refresh.lifetime_share_percent = 0;
+    s.refresh.floor_secs = 0;
+}
+
 /// Which store the broker runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -427,6 +434,18 @@ impl TestApp {
     }
 
     /// `POST /accounts/{type}/{id}/refresh` with a bearer token.
+    /// `GET /metrics`, as text (it must answer 200).
+    pub async fn metrics_text(&self) -> String {
+        let resp = self
+            .http
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap()
+    }
+
     pub async fn refresh(
         &self,
         account_type: &str,
