@@ -19,6 +19,7 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 . scripts/pouchdb.sh
 . scripts/couchdb.sh
+. scripts/harvest.sh
 # pouchdb-server too, for the Store contract tests only (tests/api/store.rs): it is more
 # lenient than CouchDB in ways the broker must not come to rely on.
 install_pouchdb "$tools"
@@ -43,6 +44,9 @@ if [ ! -f "$grant_list" ] || ! grep -q '"version": "5.4.24"' "$tools/grant/node_
   npm install --prefix "$tools/grant" --no-audit --no-fund --loglevel=error --no-save grant@5.4.24 >&2
 fi
 export BROKER_TEST_GRANT_OAUTH_JSON="$grant_list"
+
+# cozy-harvest-lib in Debian's Chromium (tests/harvest.rs).
+install_harvest "$tools"
 
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "redis-server not found: installing it from Debian" >&2

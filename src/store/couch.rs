@@ -142,7 +142,10 @@ fn map_err(db: &str, e: CouchError) -> StoreError {
     match e.status().map(|s| s.as_u16()) {
         Some(409) => StoreError::Conflict,
         Some(404) => StoreError::NoDatabase(db.to_owned()),
-        Some(s) => StoreError::Unavailable(format!("CouchDB answered HTTP {s}")),
+        Some(s) => {
+            tracing::debug!(db, error = ?e, "CouchDB refused a request");
+            StoreError::Unavailable(format!("CouchDB answered HTTP {s}"))
+        }
         None => StoreError::Unavailable(e.to_string()),
     }
 }

@@ -1,0 +1,322 @@
+//! cozy-harvest-lib's own OAuth code (npm, 35.1.0 as the Home app resolves `^35` here and
+//! the latest 39.1.4), bundled by esbuild and run in Debian's Chromium by puppeteer-core,
+//! against the broker: `openOAuthWindow` called as the Home app calls it,
+//! `handleOAuthResponse` on the final page as Home runs it, cozy-stack's realtime and
+//! `/data` played by the stand-in in `tests/harvest/stand-in-stack.mjs` (cozy-stack cannot
+//! be built here). The provider's consent page is the stand-in's; its token endpoint is
+//! played here. Each test runs one scenario in a browser of its own (`tests/harvest/run.mjs`)
+//! and asserts on what the browser and the stores saw.
+
+#![allow(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub
+)]
+
+mod common;
+use common::cozy_stack::put;
+use common::helpers::*;
+use common::needs;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use oauth_broker::domain::cozy::cookie;
+use oauth_broker::domain::instance::prefix_for;
+use oauth_broker::domain::{Domain, Instance, Subdomains};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// Harvest as the Home app resolves it, and the latest.
+const HARVESTS: [&str; 2] = ["harvest35", "harvest39"];
+/// The token the stand-in gives the Home app (checked by the stand-in alone).
+const HOME_TOKEN: &str = "home-app-token-of-the-stand-in";
+
+/// What the suite needs, or `None` (skipped, or failing under `scripts/test.sh`).
+fn prerequisites() -> Option<(String, String, String)> {
+    let modules = needs::env(
+        "BROKER_TEST_HARVEST_MODULES",
+        "cozy-harvest-lib in Chromium",
+    )?;
+    let couch = needs::env("BROKER_TEST_COUCHDB_URL", "cozy-harvest-lib in Chromium")?;
+    let redis = needs::env("BROKER_TEST_REDIS_URL", "cozy-harvest-lib in Chromium")?;
+    let chromium = std::env::var("BROKER_TEST_CHROMIUM").unwrap_or("chromium".into());
+    if !needs::program(&chromium, "cozy-harvest-lib in Chromium") {
+        return None;
+    }
+    Some((modules, couch, redis))
+}
+
+/// An instance the browser can reach: its domain (with the stand-in's port), and the
+/// session cookie cozy-stack would have set when the user logged in.
+struct Cozy {
+    inst: Instance,
+    domain: String,
+    cookie_value: String,
+}
+
+/// The broker, the instances and the account type of one scenario.
+struct Scene {
+    app: TestApp,
+    port: u16,
+    modules: String,
+    couch: String,
+    redis: String,
+    instances: Vec<Cozy>,
+    account_type: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `iat` of the sessions: a minute ago.
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl Scene {
+    /// A broker behind the stand-in (which terminates TLS on `port` for every test host),
+    /// with the instances `hosts` (host names without port) and an authorization-code
+    /// type whose consent page is the stand-in's; `extra` goes into the type.
+    async fn new(hosts: &[&str], extra: Value) -> Option<Scene> {
+        let (modules, couch, redis) = prerequisites()?;
+        let port = free_port();
+        let redis_url = redis.clone();
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut s = test_settings(Backend::Couch, dir.path());
+        s.couchdb.db_prefix = format!("{}_", unique("harvest"));
+        s.public_url = format!("https://oauthcallback.cozy.test:{port}");
+        s.flow_binding_cookie_domain = "cozy.test".into();
+        s.subdomains = Subdomains::Nested;
+        s.cozy.redis_url = Some(redis_url);
+        s.rate_limit.trusted_proxies = "127.0.0.1/32".into();
+        let app = spawn_with_settings(s, dir, MockServer::start().await).await;
+        let mut instances = Vec::new();
+        for host in hosts {
+            instances.push(Self::instance(&app, &format!("{host}:{port}")).await);
+        }
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "access_token": "the-access-token", "refresh_token": "the-refresh-token",
+                "token_type": "Bearer", "expires_in": 3600})))
+            .mount(&app.provider)
+            .await;
+        let mut doc = json!({
+            "grant_mode": "authorization_code",
+            "client_id": "the-client-id", "client_secret": "the-client-secret",
+            "auth_endpoint": format!("https://provider.cozy.test:{port}/authorize"),
+            "token_endpoint": format!("{}/token", app.provider.uri()),
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            doc[k] = v.clone();
+        }
+        let account_type = app.code_type(doc).await;
+        Some(Scene {
+            app,
+            port,
+            modules,
+            couch,
+            redis,
+            instances,
+            account_type,
+        })
+    }
+
+    /// An instance written as cozy-stack writes it, with a live login session.
+    async fn instance(app: &TestApp, domain: &str) -> Cozy {
+        let session_secret: Vec<u8> = (0u8..64).collect();
+        let d = Domain::parse(domain).unwrap();
+        let prefix = prefix_for(&d);
+        put(
+            app,
+            "global/instances",
+            json!({"_id": oauth_broker::domain::secret::random_hex(16),
+                "domain": domain, "prefix": prefix, "locale": "en", "context": "",
+                "onboarding_finished": true,
+                "session_secret": STANDARD.encode(&session_secret),
+                "oauth_secret": STANDARD.encode((64u8..192).collect::<Vec<_>>())}),
+        )
+        .await;
+        let inst = Instance {
+            prefix,
+            ..Instance::new(d, None)
+        };
+        let sid = oauth_broker::domain::secret::random_hex(16);
+        let t = now();
+        put(
+            app,
+            &inst.db("io.cozy.sessions"),
+            json!({"_id": sid, "created_at": common::cozy_stack::go_time(t - 3600),
+                   "last_seen": common::cozy_stack::go_time(t - 60),
+                   "long_run": false, "short_run": false}),
+        )
+        .await;
+        let cookie_value = cookie::encode(
+            "cozysessid",
+            &cookie::session_key(&session_secret),
+            &sid,
+            t - 60,
+        );
+        Cozy {
+            inst,
+            domain: domain.to_owned(),
+            cookie_value,
+        }
+    }
+
+    /// Runs `scenario` with Harvest `harvest` in Chromium; the report of `run.mjs`.
+    async fn run(&self, harvest: &str, scenario: Value) -> Value {
+        let config = json!({
+            "port": self.port,
+            "broker": self.app.address,
+            "couch": self.couch,
+            "couchPrefix": self.app.settings.couchdb.db_prefix,
+            "callbackHost": "oauthcallback.cozy.test",
+            "harvest": harvest,
+            "instances": self.instances.iter().map(|c| json!({
+                "domain": c.domain,
+                "host": c.domain.rsplit_once(':').unwrap().0,
+                "prefix": c.inst.prefix,
+                "tokens": [HOME_TOKEN],
+                "sessionCookie": "cozysessid",
+                "sessionValue": c.cookie_value,
+                "cookieDomain": format!(".{}", c.domain.rsplit_once(':').unwrap().0),
+            })).collect::<Vec<_>>(),
+            "scenario": scenario,
+        });
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), config.to_string()).unwrap();
+        let script: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "harvest", "run.mjs"]
+            .iter()
+            .collect();
+        // Off the test's runtime, which also drives the broker's store connections.
+        let mut node = std::process::Command::new("node");
+        node.arg(script)
+            .arg(file.path())
+            .env("BROKER_TEST_HARVEST_MODULES", &self.modules);
+        let out = tokio::task::spawn_blocking(move || node.output())
+            .await
+            .unwrap()
+            .unwrap();
+        drop(file);
+        assert!(
+            out.status.success(),
+            "run.mjs failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "run.mjs report: {e}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// The default scenario: the first instance, logged in, consent given.
+    fn scenario(&self, name: &str) -> Value {
+        json!({"name": name, "instance": self.instances[0].domain, "login": true,
+               "consent": "allow", "returnLeg": "same", "confirm": false,
+               "konnector": {"slug": self.account_type,
+                             "oauth": {"scope": ["openid", "profile"]}}})
+    }
+
+    /// A cozy-stack session code for instance `i`, as cozy-stack stores it in Redis.
+    fn session_code(&self, i: usize) -> String {
+        let code: String = oauth_broker::domain::secret::random_hex(16);
+        let client = redis::Client::open(self.redis.as_str()).unwrap();
+        let mut con = client.get_connection().unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(format!(
+                "{}:sessioncode:{code}",
+                self.instances[i].inst.prefix
+            ))
+            .arg("1")
+            .arg("EX")
+            .arg(7 * 24 * 3600)
+            .query(&mut con)
+            .unwrap();
+        code
+    }
+
+    async fn accounts(&self, i: usize) -> Vec<Value> {
+        self.app.accounts(&self.instances[i].inst).await
+    }
+}
+
+/// Says what the browser saw when an assertion fails.
+fn why(report: &Value) -> String {
+    serde_json::to_string_pretty(report).unwrap()
+}
+
+/// The popup the Home app opens for a logged-in user on the web: Harvest resolves `OK`
+/// with the account id, its own `fetchAccount` (through the stand-in's `/data`) shows
+/// the token, the popup is closed and Harvest's localStorage entry is gone.
+#[tokio::test]
+async fn web_popup_of_a_logged_in_user_connects_the_account() {
+    let Some(scene) = Scene::new(&["alice.cozy.test"], json!({})).await else {
+        return;
+    };
+    for harvest in HARVESTS {
+        let r = scene.run(harvest, scene.scenario("web popup")).await;
+        assert_eq!(r["result"]["result"], "OK", "{harvest}: {}", why(&r));
+        let key = r["result"]["key"].as_str().expect("an account id");
+        assert_eq!(
+            r["account"]["oauth"]["access_token"],
+            "the-access-token",
+            "{}",
+            why(&r)
+        );
+        assert_eq!(r["account"]["_id"], key);
+        assert_eq!(r["popupOpen"], false, "{}", why(&r));
+        assert_eq!(r["stateKeysLeft"], json!([]), "{}", why(&r));
+    }
+    assert_eq!(scene.accounts(0).await.len(), 2);
+}
+
+/// The user refuses at the provider: Harvest is told `access_denied` (it resolves
+/// `CANCEL`, which its form ignores: cozy-stack behaves the same) and nothing is written.
+#[tokio::test]
+async fn web_popup_refused_at_the_provider_writes_nothing() {
+    let Some(scene) = Scene::new(&["alice.cozy.test"], json!({})).await else {
+        return;
+    };
+    let mut s = scene.scenario("refused");
+    s["consent"] = "deny".into();
+    let r = scene.run(HARVESTS[1], s).await;
+    assert_eq!(r["result"]["result"], "CANCEL", "{}", why(&r));
+    assert_eq!(r["result"]["error"], "access_denied", "{}", why(&r));
+    assert_eq!(r["popupOpen"], false, "{}", why(&r));
+    assert!(scene.accounts(0).await.is_empty());
+}
+
+/// The flagship app's path: `intentsApi` with a cozy-stack session code (kept in Redis),
+/// the in-app browser a fresh cookie jar. The short-run session the broker opens logs the
+/// in-app browser into Home, whose `handleOAuthResponse` tells the opener.
+#[tokio::test]
+async fn flagship_in_app_browser_with_a_session_code_connects_the_account() {
+    let Some(scene) = Scene::new(&["alice.cozy.test"], json!({})).await else {
+        return;
+    };
+    for harvest in HARVESTS {
+        let mut s = scene.scenario("flagship");
+        s["intents"] = json!({"code": scene.session_code(0), "tokenParamName": "session_code"});
+        let r = scene.run(harvest, s).await;
+        assert_eq!(r["result"]["result"], "OK", "{harvest}: {}", why(&r));
+        assert_eq!(
+            r["account"]["oauth"]["access_token"],
+            "the-access-token",
+            "{}",
+            why(&r)
+        );
+    }
+}
