@@ -83,6 +83,9 @@ pub struct CozySettings {
     /// cozy-stack's Redis `sessions` database (`redis://host:6379/3`), to spend the
     /// session codes the flagship app sends; without it such a code is refused.
     pub redis_url: Option<String>,
+    /// The scheme of instance and app URLs: `https`, or `http` for development stacks.
+    #[serde(default)]
+    pub instance_scheme: crate::domain::Scheme,
 }
 
 impl CozySettings {
@@ -244,6 +247,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "webhooks.secret", default: DefaultValue::Text(""), meaning: "HMAC-SHA256 key of `X-Broker-Signature`; at least 16 characters, required when `webhooks.url` is set" },
     Setting { key: "webhooks.retry_base_ms", default: DefaultValue::Number(1000), meaning: "first retry delay; doubles each attempt" },
     Setting { key: "webhooks.concurrency", default: DefaultValue::Number(8), meaning: "deliveries under way at once (one account's events still one at a time, in order)" },
+    Setting { key: "cozy.instance_scheme", default: DefaultValue::Text("https"), meaning: "scheme of the instances' and apps' URLs (the app the browser goes back to, the default redirect URI): `https`, or `http` beside a development cozy-stack" },
     Setting { key: "cozy.redis_url", default: DefaultValue::Text(""), meaning: "beside cozy-stack: its Redis `sessions` database (`redis://redis:6379/3`), to spend the session codes the flagship app sends; empty: such a code is refused" },
     Setting { key: "audit.keep_days", default: DefaultValue::Number(365), meaning: "audit entries older than this are removed by the sweeper; `0` keeps them all" },
 ];

@@ -85,7 +85,8 @@ fn now() -> i64 {
 impl Scene {
     /// A broker behind the stand-in (which terminates TLS on `port` for every test host),
     /// with the instances `hosts` (host names without port) and an authorization-code
-    /// type whose consent page is the stand-in's; `extra` goes into the type.
+    /// type whose consent page is the stand-in's and whose `redirect_uri` is on the
+    /// callback host, as cozy's own types have it; `extra` goes into the type.
     async fn new(hosts: &[&str], extra: Value) -> Option<Scene> {
         let (modules, couch, redis) = prerequisites()?;
         let port = free_port();
@@ -110,7 +111,10 @@ impl Scene {
                 "token_type": "Bearer", "expires_in": 3600})))
             .mount(&app.provider)
             .await;
+        let id = unique("svc");
         let mut doc = json!({
+            "_id": id,
+            "redirect_uri": format!("https://oauthcallback.cozy.test:{port}/accounts/{id}/redirect"),
             "grant_mode": "authorization_code",
             "client_id": "the-client-id", "client_secret": "the-client-secret",
             "auth_endpoint": format!("https://provider.cozy.test:{port}/authorize"),
@@ -119,7 +123,9 @@ impl Scene {
         for (k, v) in extra.as_object().unwrap() {
             doc[k] = v.clone();
         }
-        let account_type = app.code_type(doc).await;
+        // `null` in `extra` drops a field (`redirect_uri`: the broker's default).
+        app.code_type(doc).await;
+        let account_type = id;
         Some(Scene {
             app,
             port,
@@ -319,4 +325,74 @@ async fn flagship_in_app_browser_with_a_session_code_connects_the_account() {
             why(&r)
         );
     }
+}
+
+/// An instance on a custom domain (not under the callback host's parent, so the binding
+/// cookie set at `start` cannot reach the callback host): the callback host sends the
+/// browser on to the instance's own host, where the cookie is, and the flow completes.
+/// On the main of 2026-12-07 the popup showed a 400 page and Harvest never resolved.
+#[tokio::test]
+async fn instance_on_a_custom_domain_connects_through_its_own_host() {
+    let Some(scene) = Scene::new(&["alice.example.org"], json!({})).await else {
+        return;
+    };
+    let r = scene
+        .run(HARVESTS[1], scene.scenario("custom domain"))
+        .await;
+    assert_eq!(r["result"]["result"], "OK", "{}", why(&r));
+    assert_eq!(
+        r["account"]["oauth"]["access_token"],
+        "the-access-token",
+        "{}",
+        why(&r)
+    );
+    let log = r["log"].to_string();
+    assert!(
+        log.contains("GET alice.example.org/accounts/"),
+        "the browser went on to the instance's host: {}",
+        why(&r)
+    );
+}
+
+/// The provider hands the browser back in another cookie jar (no binding cookie there):
+/// it looks like the attack binding stops, so it never connects silently. The person is
+/// shown which instance and service the connection goes to, confirms, and the account
+/// is connected; the opener's Harvest resolves OK.
+#[tokio::test]
+async fn return_leg_in_another_browser_connects_after_a_confirmation() {
+    let Some(scene) = Scene::new(&["alice.cozy.test"], json!({})).await else {
+        return;
+    };
+    let mut s = scene.scenario("other browser");
+    s["returnLeg"] = "other-context".into();
+    s["otherLegLoggedIn"] = true.into();
+    s["confirm"] = true.into();
+    let r = scene.run(HARVESTS[1], s).await;
+    let pages = r["pages"].to_string();
+    assert!(
+        pages.contains(&format!(
+            "Connect {} to alice.cozy.test",
+            scene.account_type
+        )),
+        "the confirmation names the service and the instance: {}",
+        why(&r)
+    );
+    assert_eq!(r["result"]["result"], "OK", "{}", why(&r));
+    assert_eq!(scene.accounts(0).await.len(), 1);
+}
+
+/// The same return leg, not confirmed: nothing is written.
+#[tokio::test]
+async fn return_leg_in_another_browser_connects_nothing_without_confirmation() {
+    let Some(scene) = Scene::new(&["alice.cozy.test"], json!({})).await else {
+        return;
+    };
+    let mut s = scene.scenario("other browser, not confirmed");
+    s["returnLeg"] = "other-context".into();
+    s["otherLegLoggedIn"] = true.into();
+    let r = scene.run(HARVESTS[1], s).await;
+    let asked = format!("Connect {} to alice.cozy.test", scene.account_type);
+    assert!(r["pages"].to_string().contains(&asked), "{}", why(&r));
+    assert_eq!(r["result"], Value::Null, "{}", why(&r));
+    assert!(scene.accounts(0).await.is_empty(), "{}", why(&r));
 }

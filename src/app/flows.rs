@@ -9,10 +9,12 @@ use super::refresh_plan::RefreshPlan;
 use super::Error;
 use crate::domain::account::{Account, Identity};
 use crate::domain::account_health::{self, AccountHealth, Outcome};
+use crate::domain::flow_state::Binding;
 use crate::domain::flow_state::OpenedFlow;
 use crate::domain::ErrorCode;
 use crate::domain::{
-    AccountType, Classified, Clock, ErrorKind, FlowState, GrantMode, Instance, Slug, Subdomains,
+    AccountType, Classified, Clock, ErrorKind, FlowState, GrantMode, Instance, Scheme, Slug,
+    StateRejection, Subdomains,
 };
 use crate::metrics::Metrics;
 use crate::oauth::authorize::{authorization_url, AuthorizeParams};
@@ -22,6 +24,7 @@ use crate::oauth::provider_request::{self, CodeExchange};
 use crate::oauth::ProviderClient;
 use crate::store::account_types::AccountTypes;
 use crate::store::accounts::Accounts;
+use crate::store::flow_states::ConsumeError;
 use crate::store::flow_states::FlowStates;
 use crate::store::health_records::Record;
 use crate::store::instances::Instances;
@@ -81,8 +84,42 @@ pub(crate) struct RedirectParams {
     pub(crate) connection_deleted: Option<String>,
     /// The browser's binding cookie for this state.
     pub(crate) binding_cookie: Option<String>,
+    /// Whether the person confirmed the connection on the page naming its instance
+    /// (then no binding cookie is asked for).
+    pub(crate) confirmed: bool,
+    /// The host the browser came back to (`Host`).
+    pub(crate) host: Option<String>,
+    /// The query as the provider sent it, carried on unchanged to the instance's host or
+    /// into the confirmation page.
+    pub(crate) query: String,
     /// Every query pair, for types without token endpoint (the query is the account).
     pub(crate) pairs: Vec<(String, String)>,
+}
+
+/// How a redirect ends.
+#[derive(Debug)]
+pub(crate) enum Redirected {
+    /// The flow ended; the browser goes back to the app.
+    Completed(Completed),
+    /// The binding cookie did not come back to this host: the browser goes on, with the
+    /// same query, to the instance's own host, where `start` set the cookie when it could
+    /// not be set for this one (an instance on a custom domain).
+    ToInstanceHost(String),
+    /// No binding cookie on the instance's host either (the return leg landed in another
+    /// browser): the person is shown which instance and service the connection goes to,
+    /// and completes it only by confirming. Nothing is spent yet.
+    Confirm(Confirmation),
+}
+
+/// What the confirmation page names.
+#[derive(Debug)]
+pub(crate) struct Confirmation {
+    /// The instance the connection would go to.
+    pub(crate) instance: String,
+    /// The account type's service id.
+    pub(crate) service: String,
+    /// The query to post back.
+    pub(crate) query: String,
 }
 
 /// Where the flow ends.
@@ -114,6 +151,8 @@ pub(crate) struct Flows {
     pub(crate) binding: bool,
     /// The parent domain of the binding cookie, if any.
     pub(crate) cookie_domain: Option<String>,
+    /// The scheme of instance and app URLs.
+    pub(crate) scheme: Scheme,
 }
 
 impl Flows {
@@ -202,7 +241,7 @@ impl Flows {
     /// Consumes the state and ends the flow. `Err` only before the state was found valid
     /// (the caller shows a page); after that every failure goes back to the app as
     /// `?error=`.
-    pub(crate) async fn complete(&self, p: RedirectParams) -> Result<Completed, Error> {
+    pub(crate) async fn complete(&self, p: RedirectParams) -> Result<Redirected, Error> {
         let outcome = self.complete_unlabelled(p).await;
         if let Err(e) = &outcome {
             // Before a valid state the type in the path is the caller's word: not a label.
@@ -224,16 +263,58 @@ impl Flows {
             .inc();
     }
 
-    async fn complete_unlabelled(&self, p: RedirectParams) -> Result<Completed, Error> {
+    /// Whether the binding cookie of the flow could be set for `host` (the host `start`
+    /// ran on): it is scoped to `cookie_domain` only for hosts under it.
+    pub(crate) fn cookie_domain_for(&self, host: Option<&str>) -> Option<&str> {
+        let d = self.cookie_domain.as_deref()?;
+        let host = host?.rsplit_once(':').map_or(host?, |(h, _)| h);
+        let under = host.eq_ignore_ascii_case(d)
+            || host.len().checked_sub(d.len() + 1).is_some_and(|i| {
+                host.as_bytes()[i] == b'.' && host[i + 1..].eq_ignore_ascii_case(d)
+            });
+        under.then_some(d)
+    }
+
+    /// Where a flow whose binding cookie did not come back goes: on to the instance's
+    /// own host, or to the confirmation page there. Nothing is spent.
+    fn unbound(&self, p: &RedirectParams) -> Result<Redirected, Error> {
         let opened = self
             .states
-            .consume(
-                &p.state,
-                &p.service_id,
-                self.clock.now(),
-                p.binding_cookie.as_deref(),
-            )
-            .await?;
+            .peek(&p.state, &p.service_id, self.clock.now())?;
+        let instance = &opened.flow.instance;
+        if !p.host.as_deref().is_some_and(|h| instance.is_host(h)) {
+            tracing::info!(account_type = %p.service_id, instance = %instance, "binding cookie absent on this host: on to the instance's");
+            return Ok(Redirected::ToInstanceHost(format!(
+                "{}://{instance}/accounts/{}/redirect?{}",
+                self.scheme.as_str(),
+                p.service_id,
+                p.query
+            )));
+        }
+        tracing::info!(account_type = %p.service_id, instance = %instance, "binding cookie absent: asking the person to confirm");
+        Ok(Redirected::Confirm(Confirmation {
+            instance: instance.to_string(),
+            service: p.service_id.clone(),
+            query: p.query.clone(),
+        }))
+    }
+
+    async fn complete_unlabelled(&self, p: RedirectParams) -> Result<Redirected, Error> {
+        let binding = if p.confirmed {
+            Binding::Confirmed
+        } else {
+            Binding::Cookie(p.binding_cookie.as_deref())
+        };
+        let opened = match self
+            .states
+            .consume(&p.state, &p.service_id, self.clock.now(), binding)
+            .await
+        {
+            Err(ConsumeError::Rejected(StateRejection::BindingMismatch)) => {
+                return self.unbound(&p)
+            }
+            other => other?,
+        };
         let flow = &opened.flow;
         let inst = self
             .instances
@@ -242,7 +323,8 @@ impl Flows {
             .ok_or_else(|| Error::UnknownInstance(flow.instance.to_string()))?;
         let back = AppReturn {
             base: format!(
-                "https://{}/",
+                "{}://{}/",
+                self.scheme.as_str(),
                 inst.domain.app_host(flow.slug.as_str(), self.subdomains)
             ),
             client_state: flow.client_state.clone(),
@@ -250,9 +332,11 @@ impl Flows {
             connection_deleted: p.connection_deleted.clone(),
         };
         let binding_cookie = flow.bound.then(|| FlowState::binding_cookie_name(&p.state));
-        let done = |location| Completed {
-            location,
-            binding_cookie,
+        let done = |location| {
+            Redirected::Completed(Completed {
+                location,
+                binding_cookie,
+            })
         };
         // From here the state was valid: every failure goes back to the app as `?error=`.
         if let Err(e) = self.check_issuer(&inst, flow, p.iss.as_deref()).await {

@@ -313,6 +313,7 @@ impl Services {
             cookie_domain: settings
                 .cookie_domain()
                 .map_err(|e| setting("flow_binding_cookie_domain", &e))?,
+            scheme: settings.cozy.instance_scheme,
         };
         let admin = Admin {
             account_types: account_types.clone(),

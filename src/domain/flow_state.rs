@@ -126,14 +126,25 @@ impl std::fmt::Debug for OpenedFlow {
     }
 }
 
+/// What ties the browser finishing a flow to the one that started it.
+#[derive(Debug, Clone, Copy)]
+pub enum Binding<'a> {
+    /// The binding cookie the browser presented, if any.
+    Cookie(Option<&'a str>),
+    /// None: the person confirmed, on a page naming the instance and the service, that
+    /// the connection is theirs (a return leg in another browser looks like the attack
+    /// the cookie stops, so it never completes without this).
+    Confirmed,
+}
+
 impl OpenedFlow {
     /// Checks the flow may complete for `service_id` at `now` (unix seconds), in a
-    /// browser presenting `cookie` as its binding cookie. Replays are the store's check.
+    /// browser bound to it by `binding`. Replays are the store's check.
     pub fn check(
         &self,
         service_id: &str,
         now: i64,
-        cookie: Option<&str>,
+        binding: Binding<'_>,
     ) -> Result<(), StateRejection> {
         if self.flow.account_type != service_id {
             return Err(StateRejection::Mismatch);
@@ -141,7 +152,7 @@ impl OpenedFlow {
         if now >= self.flow.expires_at {
             return Err(StateRejection::Expired);
         }
-        if let Some(expected) = &self.binding_cookie {
+        if let (Some(expected), Binding::Cookie(cookie)) = (&self.binding_cookie, binding) {
             let presented = cookie.unwrap_or_default();
             let same: bool = presented.as_bytes().ct_eq(expected.as_bytes()).into();
             if !same {
@@ -426,13 +437,13 @@ mod tests {
     fn expired_and_cross_type_flows_are_refused() {
         let s = seal();
         let opened = s.open(&s.seal(&flow()).state).unwrap();
-        assert_eq!(opened.check("google", 999, None), Ok(()));
+        assert_eq!(opened.check("google", 999, Binding::Cookie(None)), Ok(()));
         assert_eq!(
-            opened.check("google", 1000, None),
+            opened.check("google", 1000, Binding::Cookie(None)),
             Err(StateRejection::Expired)
         );
         assert_eq!(
-            opened.check("github", 10, None),
+            opened.check("github", 10, Binding::Cookie(None)),
             Err(StateRejection::Mismatch)
         );
     }
@@ -446,13 +457,16 @@ mod tests {
         });
         let cookie = sealed.binding_cookie.clone().unwrap();
         let opened = s.open(&sealed.state).unwrap();
-        assert_eq!(opened.check("google", 10, Some(&cookie)), Ok(()));
         assert_eq!(
-            opened.check("google", 10, Some("other")),
+            opened.check("google", 10, Binding::Cookie(Some(&cookie))),
+            Ok(())
+        );
+        assert_eq!(
+            opened.check("google", 10, Binding::Cookie(Some("other"))),
             Err(StateRejection::BindingMismatch)
         );
         assert_eq!(
-            opened.check("google", 10, None),
+            opened.check("google", 10, Binding::Cookie(None)),
             Err(StateRejection::BindingMismatch)
         );
         // Another flow's cookie does not fit.
@@ -464,7 +478,7 @@ mod tests {
             .binding_cookie
             .unwrap();
         assert_eq!(
-            opened.check("google", 10, Some(&other)),
+            opened.check("google", 10, Binding::Cookie(Some(&other))),
             Err(StateRejection::BindingMismatch)
         );
     }

@@ -87,6 +87,34 @@ pub enum Subdomains {
     Flat,
 }
 
+/// The scheme instances and their apps are served on (cozy-stack: `http` in dev builds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Production stacks.
+    #[default]
+    Https,
+    /// Development stacks (`cozy-stack serve` on `*.cozy.localhost:8080`).
+    Http,
+}
+
+impl Scheme {
+    /// `https` or `http`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Https => "https",
+            Scheme::Http => "http",
+        }
+    }
+}
+
+impl Domain {
+    /// Whether `host` (a `Host` header) names this domain.
+    pub fn is_host(&self, host: &str) -> bool {
+        host.eq_ignore_ascii_case(&self.0)
+    }
+}
+
 /// An instance as stored in `global/instances` (cozy-stack's shape).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {

@@ -27,7 +27,7 @@ pub use error_code::ErrorCode;
 pub use error_kind::{Classified, ErrorKind};
 pub use flow_state::{FlowState, StateRejection};
 pub use grant_mode::GrantMode;
-pub use instance::{Domain, Instance, Subdomains};
+pub use instance::{Domain, Instance, Scheme, Subdomains};
 pub use slug::Slug;
 pub use time::{Clock, Timestamp};
 pub use token_mode::TokenMode;

@@ -178,6 +178,8 @@ pub(crate) struct StartCaller {
     pub(crate) params: StartParams,
     /// A cozy session cookie to set (after a session code or a short-run session).
     pub(crate) new_session: Option<SessionCookie>,
+    /// The host the flow starts on (`Host`).
+    pub(crate) host: Option<String>,
 }
 
 impl FromRequest for StartCaller {
@@ -207,6 +209,7 @@ impl FromRequest for StartCaller {
                 access: started.access,
                 params,
                 new_session: started.new_session,
+                host,
             })
         })
     }

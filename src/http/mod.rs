@@ -88,7 +88,9 @@ routes! {
     GET "/accounts/{type}/start" => routes::start::start, Start,
         "`?state&nonce&scope&slug&session_code[&login_hint][&provider_url]`: 303 to the provider; an HTML error page otherwise";
     GET "/accounts/{type}/redirect" => routes::redirect::redirect, Redirect,
-        "`?code&state` (or `access_token`, `error`): 303 to the app, `?account=..&state=..` or `?error=..&state=..`; 400 HTML page for a bad state";
+        "`?code&state` (or `access_token`, `error`): 303 to the app, `?account=..&state=..` or `?error=..&state=..`; 400 HTML page for a bad state; without the flow's binding cookie, 303 to the same on the instance's host, and there a page asking the person to confirm";
+    POST "/accounts/{type}/redirect" => routes::redirect::confirm, Redirect,
+        "`query=<the provider's query>` (form): the confirmation page's answer; then as `GET`, without the binding cookie";
     POST "/accounts/{type}" => routes::accounts::create, Instance,
         "`client_credentials` types: 201 JSON:API account holding a token obtained with the type's credentials";
     DELETE "/accounts/{type}/{id}" => routes::accounts::delete, Instance,

@@ -3,7 +3,7 @@
 
 use super::{SharedStore, StoreError, FLOW_STATES_DB, KEYS_DB};
 use crate::domain::error_kind::{Classified, ErrorKind};
-use crate::domain::flow_state::{FlowSeal, OpenedFlow, SealedFlow};
+use crate::domain::flow_state::{Binding, FlowSeal, OpenedFlow, SealedFlow};
 use crate::domain::ErrorCode;
 use crate::domain::{FlowState, StateRejection, Timestamp};
 use base64::engine::general_purpose::STANDARD;
@@ -75,18 +75,31 @@ impl FlowStates {
         self.seal.seal(flow)
     }
 
-    /// Opens and checks a presented state (and the browser's binding cookie), then spends
-    /// it (one create-only write); a second spend is a replay. A refused state, or one
-    /// the store failed to spend, stays good.
+    /// Opens a presented state and checks it, except for its binding, without spending
+    /// it: the redirect reads where a flow whose cookie did not come back belongs.
+    pub fn peek(
+        &self,
+        presented: &str,
+        service_id: &str,
+        now: Timestamp,
+    ) -> Result<OpenedFlow, StateRejection> {
+        let opened = self.seal.open(presented)?;
+        opened.check(service_id, now.unix_secs(), Binding::Confirmed)?;
+        Ok(opened)
+    }
+
+    /// Opens and checks a presented state (and the browser's binding), then spends it
+    /// (one create-only write); a second spend is a replay. A refused state, or one the
+    /// store failed to spend, stays good.
     pub async fn consume(
         &self,
         presented: &str,
         service_id: &str,
         now: Timestamp,
-        cookie: Option<&str>,
+        binding: Binding<'_>,
     ) -> Result<OpenedFlow, ConsumeError> {
         let opened = self.seal.open(presented)?;
-        opened.check(service_id, now.unix_secs(), cookie)?;
+        opened.check(service_id, now.unix_secs(), binding)?;
         // Kept until well after the state expires (the sweeper), and no state outlives
         // its `expires_at`, so the document exists for as long as the state could be used.
         let spent = json!({

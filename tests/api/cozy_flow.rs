@@ -115,7 +115,7 @@ async fn the_home_app_popup_connects_an_account_the_konnector_then_refreshes(b: 
     );
 }
 
-async fn a_callback_without_the_browsers_binding_cookie_is_refused(b: Backend) {
+async fn a_callback_without_the_browsers_binding_cookie_never_connects_silently(b: Backend) {
     let c = spawn_cozy(b, |_| {}).await;
     let t = c.app.code_type(json!({})).await;
     let resp = c
@@ -123,21 +123,43 @@ async fn a_callback_without_the_browsers_binding_cookie_is_refused(b: Backend) {
         .await;
     assert_eq!(resp.status(), 303);
     let state = TestApp::state_in(&location(&resp));
-    // Another browser (the victim's, lured to the attacker's provider URL) has no cookie.
+    // Another browser (the victim's, lured to the attacker's provider URL) has no cookie:
+    // sent on to the attacker's instance host, where it has none either, it is asked to
+    // confirm a connection that names that instance. Nothing is written meanwhile.
+    let query = format!("code=the-code&state={state}");
     let resp = c
         .request(
             reqwest::Method::GET,
             "oauthcallback.cozy.example",
-            &format!("/accounts/{t}/redirect?code=the-code&state={state}"),
+            &format!("/accounts/{t}/redirect?{query}"),
         )
         .send()
         .await
         .unwrap();
-    assert_ne!(resp.status(), 303);
+    assert_eq!(resp.status(), 303);
+    assert_eq!(
+        location(&resp),
+        format!("https://{DOMAIN}/accounts/{t}/redirect?{query}")
+    );
+    let resp = c
+        .request(
+            reqwest::Method::GET,
+            DOMAIN,
+            &format!("/accounts/{t}/redirect?{query}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains(&format!("Connect {t} to {DOMAIN}?")),
+        "{page}"
+    );
     assert!(c.app.accounts(&c.inst).await.is_empty());
 }
 
 both_stores!(
     the_home_app_popup_connects_an_account_the_konnector_then_refreshes,
-    a_callback_without_the_browsers_binding_cookie_is_refused,
+    a_callback_without_the_browsers_binding_cookie_never_connects_silently,
 );

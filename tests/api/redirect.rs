@@ -2,10 +2,11 @@
 
 use crate::both_stores;
 use crate::helpers::*;
-use oauth_broker::domain::Instance;
+use oauth_broker::domain::{Clock, Domain, Instance, Timestamp};
 use serde_json::{json, Value};
 use std::time::Duration;
 use wiremock::matchers::{body_string, header, method, path};
+use wiremock::MockServer;
 use wiremock::{Mock, ResponseTemplate};
 
 fn token_reply() -> ResponseTemplate {
@@ -781,6 +782,9 @@ async fn flow_binding_needs_the_cookie_set_at_start(b: Backend) {
         .await;
     let url = format!("{}/accounts/{t}/redirect?code=C&state={state}", app.address);
     let name = cookie.split('=').next().unwrap();
+    // The attack binding stops: the code comes back in a browser that did not start the
+    // flow (no cookie, a forged one, another flow's). It never connects silently: the
+    // instance's host shows which instance and service it would go to, spending nothing.
     for presented in [
         None,
         Some(format!("{name}=forged")),
@@ -789,18 +793,25 @@ async fn flow_binding_needs_the_cookie_set_at_start(b: Backend) {
             cookie.split('=').nth(1).unwrap()
         )),
     ] {
-        let mut req = app.http.get(&url);
+        let mut req = app.http.get(&url).header("host", inst.domain.as_str());
         if let Some(c) = &presented {
             req = req.header("cookie", c);
         }
         let resp = req.send().await.unwrap();
-        assert_eq!(resp.status(), 400, "{presented:?}");
-        assert!(resp.text().await.unwrap().contains("flow_binding_mismatch"));
+        assert_eq!(resp.status(), 200, "{presented:?}");
+        assert_eq!(resp.headers()["cache-control"], "no-store");
+        let page = resp.text().await.unwrap();
+        assert!(
+            page.contains(&format!("Connect {t} to {}?", inst.domain)),
+            "{page}"
+        );
+        assert!(page.contains("method=\"post\""), "{page}");
     }
     assert!(app.accounts(&inst).await.is_empty());
     let done = app
         .http
         .get(&url)
+        .header("host", inst.domain.as_str())
         .header("cookie", &cookie)
         .send()
         .await
@@ -818,6 +829,117 @@ async fn flow_binding_needs_the_cookie_set_at_start(b: Backend) {
             .contains("Max-Age=0"),
         "cookie removed"
     );
+}
+
+/// A flow back in another browser, confirmed there: completed once, without the cookie;
+/// the same confirmation posted again is a replay, a forged or expired state is refused
+/// with a page, and a malformed form is a 400.
+async fn a_confirmed_return_leg_completes_once(b: Backend) {
+    let clock = Clock::fixed(Timestamp::from_unix_secs(1_700_000_000));
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let app = spawn_with_clock(
+        test_settings(b, dir.path()),
+        dir,
+        MockServer::start().await,
+        clock.clone(),
+    )
+    .await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    Mock::given(path("/token"))
+        .respond_with(token_reply())
+        .expect(1)
+        .mount(&app.provider)
+        .await;
+    let url = format!("{}/accounts/{t}/redirect", app.address);
+    let post = |query: String| {
+        app.http
+            .post(&url)
+            .header("host", inst.domain.as_str())
+            .form(&[("query", query)])
+            .send()
+    };
+    let state = TestApp::state_in(&app.start_flow(&inst, &t).await);
+    let confirmed = post(format!("code=C&state={state}")).await.unwrap();
+    assert_eq!(confirmed.status(), 303);
+    assert!(location(&confirmed).contains("account="));
+    assert_eq!(app.accounts(&inst).await.len(), 1);
+    let replayed = post(format!("code=C&state={state}")).await.unwrap();
+    assert_eq!(replayed.status(), 400);
+    assert!(replayed.text().await.unwrap().contains("state_replayed"));
+    let forged = post("code=C&state=AAAAforged".into()).await.unwrap();
+    assert_eq!(forged.status(), 400);
+    assert!(forged.text().await.unwrap().contains("state_unknown"));
+    let late = TestApp::state_in(&app.start_flow(&inst, &t).await);
+    clock.set(Timestamp::from_unix_secs(1_700_000_000 + 3600));
+    let expired = post(format!("code=C&state={late}")).await.unwrap();
+    assert_eq!(expired.status(), 400);
+    assert!(expired.text().await.unwrap().contains("state_expired"));
+    let malformed = app
+        .http
+        .post(&url)
+        .header("host", inst.domain.as_str())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("nothing=here")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    assert_eq!(app.accounts(&inst).await.len(), 1);
+}
+
+/// An instance outside the cookie parent (a custom domain): a `Domain=` the browser
+/// would refuse is not sent, the cookie is host-only, and the redirect on the instance's
+/// host completes with it.
+async fn a_start_on_a_custom_domain_sets_a_host_only_binding_cookie(b: Backend) {
+    let app = spawn_app_with(b, |s| {
+        s.public_url = "https://oauthcallback.mycozy.cloud".into();
+        s.flow_binding_cookie_domain = "mycozy.cloud".into();
+    })
+    .await;
+    let host = format!("{}.alice.example", unique("cozy"));
+    let resp = app
+        .admin(reqwest::Method::POST, "/admin/instances")
+        .json(&json!({ "domain": host }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let inst = Instance::new(Domain::parse(&host).unwrap(), None);
+    let t = app.code_type(json!({})).await;
+    let code = app.session_code(&inst).await;
+    let resp = app
+        .http
+        .get(format!(
+            "{}/accounts/{t}/start?session_code={code}",
+            app.address
+        ))
+        .header("host", host.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(!set.contains("Domain="), "{set}");
+    Mock::given(path("/token"))
+        .respond_with(token_reply())
+        .mount(&app.provider)
+        .await;
+    let state = TestApp::state_in(&location(&resp));
+    let done = app
+        .http
+        .get(format!(
+            "{}/accounts/{t}/redirect?code=C&state={state}",
+            app.address
+        ))
+        .header("host", host.as_str())
+        .header("cookie", set.split(';').next().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(location(&done).contains("account="), "{}", location(&done));
+    let removal = done.headers()["set-cookie"].to_str().unwrap();
+    assert!(!removal.contains("Domain="), "{removal}");
 }
 
 async fn flow_binding_is_on_by_default_and_can_be_turned_off(b: Backend) {
@@ -875,15 +997,24 @@ async fn the_binding_cookie_reaches_a_redirect_host_under_the_same_parent(b: Bac
         .mount(&app.provider)
         .await;
     let url = format!("{}/accounts/{t}/redirect?code=C&state={state}", app.address);
-    // Without the cookie (another browser), refused; with it (the browser that started), done.
-    let refused = app
+    // Without the cookie (another browser), on to the instance's own host, the query
+    // unchanged (there the cookie of a custom-domain start is, or the confirmation page);
+    // with it (the browser that started), done.
+    let elsewhere = app
         .http
         .get(&url)
         .header("host", "oauthcallback.mycozy.cloud")
         .send()
         .await
         .unwrap();
-    assert_eq!(refused.status(), 400);
+    assert_eq!(elsewhere.status(), 303);
+    assert_eq!(
+        location(&elsewhere),
+        format!(
+            "https://{}/accounts/{t}/redirect?code=C&state={state}",
+            inst.domain
+        )
+    );
     let done = app
         .http
         .get(&url)
@@ -991,6 +1122,8 @@ both_stores!(
     flow_binding_needs_the_cookie_set_at_start,
     flow_binding_is_on_by_default_and_can_be_turned_off,
     the_binding_cookie_reaches_a_redirect_host_under_the_same_parent,
+    a_confirmed_return_leg_completes_once,
+    a_start_on_a_custom_domain_sets_a_host_only_binding_cookie,
 );
 
 async fn reconnect_updates_the_same_account_in_place(b: Backend) {

@@ -29,9 +29,10 @@ pub(crate) async fn start(
             .max_age(CookieDuration::seconds(services.flows.ttl.as_secs() as i64))
             .finish();
         // Start and redirect on two hosts under one parent (beside cozy-stack): the
-        // cookie must reach the redirect host too.
-        if let Some(d) = &services.flows.cookie_domain {
-            cookie.set_domain(d.clone());
+        // cookie must reach the redirect host too. A host outside that parent (a custom
+        // domain) gets it host-only: the redirect sends the browser on to it.
+        if let Some(d) = services.flows.cookie_domain_for(caller.host.as_deref()) {
+            cookie.set_domain(d.to_owned());
         }
         answer.cookie(cookie);
     }
