@@ -124,8 +124,7 @@ impl Scene {
             doc[k] = v.clone();
         }
         // `null` in `extra` drops a field (`redirect_uri`: the broker's default).
-        app.code_type(doc).await;
-        let account_type = id;
+        let account_type = app.code_type(doc).await;
         Some(Scene {
             app,
             port,
@@ -283,6 +282,9 @@ async fn web_popup_of_a_logged_in_user_connects_the_account() {
             why(&r)
         );
         assert_eq!(r["account"]["_id"], key);
+        // cozy-stack's states are 32 characters; ours stay within 256.
+        let state = r["authorize"]["state"].as_str().unwrap();
+        assert!(state.len() <= 256, "{} characters", state.len());
         assert_eq!(r["popupOpen"], false, "{}", why(&r));
         assert_eq!(r["stateKeysLeft"], json!([]), "{}", why(&r));
     }

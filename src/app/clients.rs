@@ -5,7 +5,7 @@ use super::registrations::{registration_id, Registrations};
 use super::Error;
 use crate::domain::account::Account;
 use crate::domain::provider_url::ProviderUrl;
-use crate::domain::{AccountType, Clock};
+use crate::domain::{AccountType, Clock, Domain, Scheme};
 use crate::store::account_types::AccountTypes;
 use std::sync::Arc;
 use url::Url;
@@ -17,6 +17,8 @@ pub(crate) struct Clients {
     public_url: Url,
     insecure_provider_urls: bool,
     clock: Clock,
+    /// The scheme of instance URLs (default redirect URIs on the instance's host).
+    scheme: Scheme,
 }
 
 impl Clients {
@@ -27,6 +29,7 @@ impl Clients {
         public_url: Url,
         insecure_provider_urls: bool,
         clock: Clock,
+        scheme: Scheme,
     ) -> Clients {
         Clients {
             account_types,
@@ -34,6 +37,7 @@ impl Clients {
             public_url,
             insecure_provider_urls,
             clock,
+            scheme,
         }
     }
 
@@ -45,7 +49,23 @@ impl Clients {
         )
     }
 
-    /// The redirect URI flows of `at` use.
+    /// The redirect URI of a flow of `at` (as the type is stored, before its client is
+    /// resolved) for instance `inst`: the type's `redirect_uri`; else, as cozy-stack, on
+    /// the instance's own host; a type that registers its client keeps `public_url`'s,
+    /// the one URI its client names for every instance.
+    pub(crate) fn flow_redirect_uri(&self, at: &AccountType, inst: &Domain) -> String {
+        match &at.redirect_uri {
+            Some(u) => u.to_string(),
+            None if at.registers() => self.default_redirect_uri(at.service_id()),
+            None => format!(
+                "{}://{inst}/accounts/{}/redirect",
+                self.scheme.as_str(),
+                at.service_id()
+            ),
+        }
+    }
+
+    /// The redirect URI a registered client of `at` names.
     pub(crate) fn redirect_uri_of(&self, at: &AccountType) -> String {
         at.redirect_uri.as_ref().map_or_else(
             || self.default_redirect_uri(at.service_id()),

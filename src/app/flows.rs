@@ -9,12 +9,13 @@ use super::refresh_plan::RefreshPlan;
 use super::Error;
 use crate::domain::account::{Account, Identity};
 use crate::domain::account_health::{self, AccountHealth, Outcome};
-use crate::domain::flow_state::Binding;
 use crate::domain::flow_state::OpenedFlow;
+use crate::domain::flow_state::{AskedScope, Binding};
+use crate::domain::flow_wire::{TooLong, MAX_STATE_CHARS};
 use crate::domain::ErrorCode;
 use crate::domain::{
-    AccountType, Classified, Clock, ErrorKind, FlowState, GrantMode, Instance, Scheme, Slug,
-    StateRejection, Subdomains,
+    AccountType, Classified, Clock, Domain, ErrorKind, FlowState, GrantMode, Instance, Scheme,
+    Slug, StateRejection, Subdomains,
 };
 use crate::metrics::Metrics;
 use crate::oauth::authorize::{authorization_url, AuthorizeParams};
@@ -131,6 +132,18 @@ pub(crate) struct Completed {
     pub(crate) binding_cookie: Option<String>,
 }
 
+fn state_too_long(flow: &FlowState) -> Error {
+    Error::BadRequest {
+        code: ErrorCode::StateTooLong,
+        detail: format!(
+            "this connection cannot be started: its `state` would exceed {MAX_STATE_CHARS} \
+             characters (the app's `state` is {} long, its nonce {})",
+            flow.client_state.len(),
+            flow.nonce.len()
+        ),
+    }
+}
+
 /// The flow use cases.
 pub(crate) struct Flows {
     pub(crate) instances: Instances,
@@ -156,6 +169,31 @@ pub(crate) struct Flows {
 }
 
 impl Flows {
+    /// Refuses, before the caller logs in (a session code is spent then), a start whose
+    /// state could not fit on `host`: the app's values alone already make it too long.
+    pub(crate) fn check_fits(&self, p: &StartParams, host: Option<&str>) -> Result<(), Error> {
+        let Some(instance) = host.and_then(|h| Domain::parse(h).ok()) else {
+            return Ok(());
+        };
+        let trial = FlowState {
+            instance,
+            account_type: p.service_id.clone(),
+            client_state: p.client_state.clone(),
+            nonce: p.nonce.clone(),
+            slug: p.slug.clone(),
+            expires_at: 0,
+            pkce: false,
+            bound: false,
+            account_id: p.account_id.clone(),
+            provider_url: None,
+            scope: AskedScope::TypeDefault,
+        };
+        self.states
+            .begin(&trial)
+            .map(drop)
+            .map_err(|TooLong| state_too_long(&trial))
+    }
+
     /// Seals a flow for the caller's instance into its state and says where the browser goes.
     pub(crate) async fn begin(
         &self,
@@ -189,26 +227,40 @@ impl Flows {
                 return Err(Error::NotFound("account of this type"));
             }
         }
+        let redirect_uri = self.clients.flow_redirect_uri(&at, &inst.domain);
+        // The type's default is not kept in the state (it is known at the redirect).
+        let scope = if p.scope.is_empty() || at.scope.as_deref() == Some(p.scope.as_str()) {
+            AskedScope::TypeDefault
+        } else {
+            AskedScope::Named(p.scope.clone())
+        };
         // Registers with the provider first when the type has no fixed client.
         let at = self.clients.resolve(&at, provider.as_ref()).await?;
-        let redirect_uri = self.clients.redirect_uri_of(&at);
 
-        let flow = FlowState {
+        let mut flow = FlowState {
             instance: inst.domain.clone(),
             account_type: at.service_id().to_owned(),
             client_state: p.client_state,
             nonce: p.nonce,
             slug: p.slug,
-            redirect_uri: redirect_uri.clone(),
             expires_at: self.clock.now().plus(self.ttl).unix_secs(),
             pkce: at.pkce,
             bound: self.binding,
             account_id: p.account_id,
             provider_url: provider.as_ref().map(|p| p.as_str().to_owned()),
-            scope: Some(p.scope.clone()).filter(|s| !s.is_empty()),
+            scope,
         };
-        // Sealed into the state: nothing is written until the redirect.
-        let sealed = self.states.begin(&flow);
+        // Sealed into the state: nothing is written until the redirect. A named scope
+        // that does not fit is not kept (the grant is then not compared with it); other
+        // values that do not fit refuse the start, before the user consents.
+        let sealed = match self.states.begin(&flow) {
+            Err(TooLong) if matches!(flow.scope, AskedScope::Named(_)) => {
+                flow.scope = AskedScope::Unrecorded;
+                self.states.begin(&flow)
+            }
+            sealed => sealed,
+        }
+        .map_err(|TooLong| state_too_long(&flow))?;
         let challenge = sealed.pkce_verifier.as_ref().map(|v| {
             oauth2::PkceCodeChallenge::from_code_verifier_sha256(&oauth2::PkceCodeVerifier::new(
                 v.clone(),
@@ -417,8 +469,10 @@ impl Flows {
         let provider = self
             .clients
             .parse_provider_url(&at, flow.provider_url.as_deref().unwrap_or_default())?;
+        // The one `start` sent: derived the same way from the type and the instance.
+        let redirect_uri = self.clients.flow_redirect_uri(&at, &inst.domain);
         let at = self.clients.resolve(&at, provider.as_ref()).await?;
-        let mut doc = self.tokens(&at, opened, p).await?;
+        let mut doc = self.tokens(&at, opened, p, &redirect_uri).await?;
         if let Some(pu) = &provider {
             doc.record_provider_url(pu.as_str());
         }
@@ -437,11 +491,11 @@ impl Flows {
         }
         // What the provider granted short of what the flow asked for, told to the app so
         // it can offer a reconnection (a narrowed grant fails later, and silently).
-        let asked = flow
-            .scope
-            .as_deref()
-            .or(at.scope.as_deref())
-            .unwrap_or_default();
+        let asked = match &flow.scope {
+            AskedScope::TypeDefault => at.scope.as_deref().unwrap_or_default(),
+            AskedScope::Named(s) => s.as_str(),
+            AskedScope::Unrecorded => "",
+        };
         let scope_missing = account_health::missing_scopes(asked, doc.granted_scope());
         doc.record_scope_missing(&scope_missing);
         // The account this authorization renews: the one reconnected, or the one of the
@@ -528,6 +582,7 @@ impl Flows {
         at: &AccountType,
         opened: &OpenedFlow,
         p: &RedirectParams,
+        redirect_uri: &str,
     ) -> Result<Account, Error> {
         let flow = &opened.flow;
         let service_id = flow.account_type.as_str();
@@ -557,7 +612,7 @@ impl Flows {
         let code = oauth2::AuthorizationCode::new(code.clone());
         let exchange = CodeExchange {
             code: &code,
-            redirect_uri: &flow.redirect_uri,
+            redirect_uri,
             state: &p.state,
             nonce: &flow.nonce,
             code_verifier: opened.pkce_verifier.as_deref(),

@@ -226,6 +226,7 @@ impl Services {
             public_url,
             settings.allow_insecure_provider_urls,
             clock.clone(),
+            settings.cozy.instance_scheme,
         ));
         let plan = RefreshPlan::new(
             schedule.clone(),

@@ -68,6 +68,7 @@ error_codes! {
     TooLarge = "too_large": "The request is larger than the route allows.";
     RateLimited = "rate_limited": "Too many requests from this client; `Retry-After` says when to come back.";
     StateMissing = "state_missing": "The provider came back without a `state`.";
+    StateTooLong = "state_too_long": "`start` was given values (the app's `state`, the instance's domain) that make a `state` over 256 characters.";
     StateUnknown = "state_unknown": "The `state` was not made by this broker's keys.";
     StateExpired = "state_expired": "The flow took longer than `flow_ttl_secs`.";
     StateReplayed = "state_replayed": "The `state` has already completed a flow.";

@@ -9,6 +9,7 @@
 //! is the store's job (`store::flow_states`): the redirect creates a document named by
 //! [`OpenedFlow::spent_id`], which only one redirect can do.
 
+use super::flow_wire::{self, TooLong, MAX_STATE_CHARS};
 use super::secret::{hmac_sha256, sha256_hex};
 use super::{Domain, Slug};
 use crate::domain::ErrorCode;
@@ -17,7 +18,6 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 /// A flow in progress, as sealed into its `state`.
@@ -33,8 +33,6 @@ pub struct FlowState {
     pub nonce: String,
     /// App to return to.
     pub slug: Slug,
-    /// Redirect URI used on the authorization URL, reused at the token endpoint.
-    pub redirect_uri: String,
     /// Unix seconds after which the state is refused.
     pub expires_at: i64,
     /// Whether the flow uses PKCE (its verifier is derived, see [`OpenedFlow`]).
@@ -45,8 +43,20 @@ pub struct FlowState {
     pub account_id: Option<String>,
     /// The provider origin of a per-account type, checked at start.
     pub provider_url: Option<String>,
-    /// The scope `start` asked for, when it named one (else the type's default was asked).
-    pub scope: Option<String>,
+    /// The scope `start` asked for.
+    pub scope: AskedScope,
+}
+
+/// The scope a flow asked for, as far as its state records it (the redirect compares it
+/// with what the provider granted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AskedScope {
+    /// The type's default (none named, or the default named).
+    TypeDefault,
+    /// One the app named.
+    Named(String),
+    /// One too long to keep within the state's length: what was granted is not compared.
+    Unrecorded,
 }
 
 impl std::fmt::Debug for FlowState {
@@ -163,10 +173,11 @@ impl OpenedFlow {
     }
 }
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+const VERSION_JSON: u8 = 1;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
-/// Longer than any state this broker makes (the app's values are bounded at `start`).
+/// Longer than any state this broker made (version 1 states were up to about 600).
 const MAX_STATE_LEN: usize = 4096;
 const AAD: &[u8] = b"oauth-broker flow state v1";
 
@@ -189,34 +200,6 @@ impl std::fmt::Debug for FlowSeal {
     }
 }
 
-/// The sealed form, with short names: the state travels in URLs.
-#[derive(Serialize, Deserialize)]
-struct Wire {
-    i: String,
-    t: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    s: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    n: String,
-    a: String,
-    r: String,
-    e: i64,
-    #[serde(default, skip_serializing_if = "is_false")]
-    k: bool,
-    #[serde(default, skip_serializing_if = "is_false")]
-    b: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    c: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    p: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    o: Option<String>,
-}
-
-fn is_false(b: &bool) -> bool {
-    !b
-}
-
 impl FlowSeal {
     /// Seal keys from 32-byte master keys, newest first; `None` without any.
     pub fn new(masters: &[[u8; 32]]) -> Option<FlowSeal> {
@@ -230,33 +213,21 @@ impl FlowSeal {
         (!keys.is_empty()).then_some(FlowSeal { keys })
     }
 
-    /// Seals `flow` into a fresh state.
-    pub fn seal(&self, flow: &FlowState) -> SealedFlow {
+    /// Seals `flow` into a fresh state; `TooLong` when it would exceed
+    /// [`MAX_STATE_CHARS`].
+    pub fn seal(&self, flow: &FlowState) -> Result<SealedFlow, TooLong> {
         let key = &self.keys[0];
-        let wire = Wire {
-            i: flow.instance.to_string(),
-            t: flow.account_type.clone(),
-            s: flow.client_state.clone(),
-            n: flow.nonce.clone(),
-            a: flow.slug.as_str().to_owned(),
-            r: flow.redirect_uri.clone(),
-            e: flow.expires_at,
-            k: flow.pkce,
-            b: flow.bound,
-            c: flow.account_id.clone(),
-            p: flow.provider_url.clone(),
-            o: flow.scope.clone(),
-        };
+        let plain = flow_wire::encode(flow)?;
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
-        // Serializing strings and numbers, and encrypting a short message, cannot fail.
+        // Encrypting a short message cannot fail.
         #[allow(clippy::expect_used)]
         let ct = key
             .cipher
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
-                    msg: &serde_json::to_vec(&wire).expect("a flow serializes"),
+                    msg: &plain,
                     aad: AAD,
                 },
             )
@@ -265,11 +236,15 @@ impl FlowSeal {
         blob.push(VERSION);
         blob.extend_from_slice(&nonce);
         blob.extend_from_slice(&ct);
-        SealedFlow {
-            state: URL_SAFE_NO_PAD.encode(&blob),
+        let state = URL_SAFE_NO_PAD.encode(&blob);
+        if state.len() > MAX_STATE_CHARS {
+            return Err(TooLong);
+        }
+        Ok(SealedFlow {
+            state,
             pkce_verifier: flow.pkce.then(|| derived(key, b"pkce", &nonce)),
             binding_cookie: flow.bound.then(|| derived(key, b"binding", &nonce)),
-        }
+        })
     }
 
     /// Opens a presented state; anything this broker's keys did not make is `Unknown`.
@@ -280,7 +255,7 @@ impl FlowSeal {
         let blob = URL_SAFE_NO_PAD
             .decode(presented)
             .map_err(|_| StateRejection::Unknown)?;
-        if blob.len() < 1 + NONCE_LEN + TAG_LEN || blob[0] != VERSION {
+        if blob.len() < 1 + NONCE_LEN + TAG_LEN || ![VERSION, VERSION_JSON].contains(&blob[0]) {
             return Err(StateRejection::Unknown);
         }
         let (nonce, ct) = blob[1..].split_at(NONCE_LEN);
@@ -294,21 +269,12 @@ impl FlowSeal {
                     .map(|p| (key, p))
             })
             .ok_or(StateRejection::Unknown)?;
-        let wire: Wire = serde_json::from_slice(&plain).map_err(|_| StateRejection::Unknown)?;
-        let flow = FlowState {
-            instance: Domain::parse(&wire.i).map_err(|_| StateRejection::Unknown)?,
-            account_type: wire.t,
-            client_state: wire.s,
-            nonce: wire.n,
-            slug: Slug::parse(&wire.a).map_err(|_| StateRejection::Unknown)?,
-            redirect_uri: wire.r,
-            expires_at: wire.e,
-            pkce: wire.k,
-            bound: wire.b,
-            account_id: wire.c,
-            provider_url: wire.p,
-            scope: wire.o,
-        };
+        let flow = if blob[0] == VERSION {
+            flow_wire::decode(&plain)
+        } else {
+            flow_wire::decode_v1(&plain)
+        }
+        .ok_or(StateRejection::Unknown)?;
         Ok(OpenedFlow {
             pkce_verifier: flow.pkce.then(|| derived(key, b"pkce", nonce)),
             binding_cookie: flow.bound.then(|| derived(key, b"binding", nonce)),
@@ -356,13 +322,12 @@ mod tests {
             client_state: "app-state".into(),
             nonce: "app-nonce".into(),
             slug: Slug::home(),
-            redirect_uri: "https://b/accounts/google/redirect".into(),
             expires_at: 1000,
             pkce: true,
             bound: false,
             account_id: None,
             provider_url: None,
-            scope: None,
+            scope: AskedScope::TypeDefault,
         }
     }
 
@@ -373,7 +338,7 @@ mod tests {
     #[test]
     fn a_sealed_flow_opens_to_itself_with_the_same_secrets() {
         let s = seal();
-        let sealed = s.seal(&flow());
+        let sealed = s.seal(&flow()).unwrap();
         let opened = s.open(&sealed.state).unwrap();
         assert_eq!(opened.flow, flow());
         assert_eq!(opened.pkce_verifier, sealed.pkce_verifier);
@@ -384,7 +349,7 @@ mod tests {
 
     #[test]
     fn the_state_shows_nothing_of_the_flow_nor_its_verifier() {
-        let sealed = seal().seal(&flow());
+        let sealed = seal().seal(&flow()).unwrap();
         let raw = URL_SAFE_NO_PAD.decode(&sealed.state).unwrap();
         let text = String::from_utf8_lossy(&raw);
         for hidden in ["alice", "google", "app-state", "app-nonce"] {
@@ -399,7 +364,7 @@ mod tests {
     #[test]
     fn two_seals_of_one_flow_differ() {
         let s = seal();
-        let (a, b) = (s.seal(&flow()), s.seal(&flow()));
+        let (a, b) = (s.seal(&flow()).unwrap(), s.seal(&flow()).unwrap());
         assert_ne!(a.state, b.state);
         assert_ne!(a.pkce_verifier, b.pkce_verifier);
     }
@@ -407,12 +372,16 @@ mod tests {
     #[test]
     fn a_tampered_truncated_or_foreign_state_is_unknown() {
         let s = seal();
-        let state = s.seal(&flow()).state;
+        let state = s.seal(&flow()).unwrap().state;
         let mut raw = URL_SAFE_NO_PAD.decode(&state).unwrap();
         let last = raw.len() - 1;
         raw[last] ^= 1;
         let tampered = URL_SAFE_NO_PAD.encode(&raw);
-        let other = FlowSeal::new(&[[8u8; 32]]).unwrap().seal(&flow()).state;
+        let other = FlowSeal::new(&[[8u8; 32]])
+            .unwrap()
+            .seal(&flow())
+            .unwrap()
+            .state;
         for bad in [
             tampered.as_str(),
             &state[..state.len() - 4],
@@ -428,7 +397,7 @@ mod tests {
     #[test]
     fn a_state_sealed_before_a_rotation_still_opens() {
         let old = FlowSeal::new(&[[7u8; 32]]).unwrap();
-        let state = old.seal(&flow()).state;
+        let state = old.seal(&flow()).unwrap().state;
         let rotated = FlowSeal::new(&[[9u8; 32], [7u8; 32]]).unwrap();
         assert!(rotated.open(&state).is_ok());
     }
@@ -436,7 +405,7 @@ mod tests {
     #[test]
     fn expired_and_cross_type_flows_are_refused() {
         let s = seal();
-        let opened = s.open(&s.seal(&flow()).state).unwrap();
+        let opened = s.open(&s.seal(&flow()).unwrap().state).unwrap();
         assert_eq!(opened.check("google", 999, Binding::Cookie(None)), Ok(()));
         assert_eq!(
             opened.check("google", 1000, Binding::Cookie(None)),
@@ -451,10 +420,12 @@ mod tests {
     #[test]
     fn a_bound_flow_needs_its_cookie() {
         let s = seal();
-        let sealed = s.seal(&FlowState {
-            bound: true,
-            ..flow()
-        });
+        let sealed = s
+            .seal(&FlowState {
+                bound: true,
+                ..flow()
+            })
+            .unwrap();
         let cookie = sealed.binding_cookie.clone().unwrap();
         let opened = s.open(&sealed.state).unwrap();
         assert_eq!(
@@ -475,6 +446,7 @@ mod tests {
                 bound: true,
                 ..flow()
             })
+            .unwrap()
             .binding_cookie
             .unwrap();
         assert_eq!(
@@ -486,13 +458,63 @@ mod tests {
     #[test]
     fn debug_hides_the_derived_secrets() {
         let s = seal();
-        let sealed = s.seal(&FlowState {
-            bound: true,
-            ..flow()
-        });
+        let sealed = s
+            .seal(&FlowState {
+                bound: true,
+                ..flow()
+            })
+            .unwrap();
         let opened = s.open(&sealed.state).unwrap();
         let shown = format!("{opened:?}");
         assert!(!shown.contains(sealed.pkce_verifier.as_deref().unwrap()));
         assert!(!shown.contains(sealed.binding_cookie.as_deref().unwrap()));
+    }
+
+    #[test]
+    fn harvests_state_on_a_long_domain_stays_within_256_characters() {
+        let f = FlowState {
+            instance: Domain::parse("a-rather-long-name.cozy.example-hosting.cloud").unwrap(),
+            account_type: "orangeapi".into(),
+            client_state: "0f8813fb-816d-4fe5-982f-86328b627cfb".into(),
+            nonce: "1796671408740".into(),
+            bound: true,
+            ..flow()
+        };
+        let state = seal().seal(&f).unwrap().state;
+        assert!(state.len() <= MAX_STATE_CHARS, "{}", state.len());
+        assert_eq!(seal().open(&state).unwrap().flow, f);
+    }
+
+    #[test]
+    fn a_flow_that_would_exceed_256_characters_is_not_sealed() {
+        let f = FlowState {
+            client_state: "s".repeat(200),
+            ..flow()
+        };
+        assert_eq!(seal().seal(&f).unwrap_err(), TooLong);
+    }
+
+    #[test]
+    fn a_version_1_state_made_before_an_upgrade_still_opens() {
+        // `seal` of the version before 2026-12-07: JSON under the same key and AAD.
+        let key = &seal().keys[0];
+        let json = br#"{"i":"alice.example","t":"google","s":"app-state","n":"app-nonce","a":"home","r":"https://b/accounts/google/redirect","e":1000,"k":true}"#;
+        let nonce = [3u8; NONCE_LEN];
+        let ct = key
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: json,
+                    aad: AAD,
+                },
+            )
+            .unwrap();
+        let mut blob = vec![VERSION_JSON];
+        blob.extend_from_slice(&nonce);
+        blob.extend_from_slice(&ct);
+        let opened = seal().open(&URL_SAFE_NO_PAD.encode(&blob)).unwrap();
+        assert_eq!(opened.flow, flow());
+        assert!(opened.pkce_verifier.is_some());
     }
 }

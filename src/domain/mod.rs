@@ -10,6 +10,7 @@ pub mod error_code;
 pub mod error_kind;
 pub mod expiry;
 pub mod flow_state;
+pub mod flow_wire;
 pub mod grant_mode;
 pub mod instance;
 pub mod ip_block;

@@ -195,6 +195,7 @@ impl FromRequest for StartCaller {
             let q = Query::parse(req.query_string())?;
             let params = start_params(&req, &q)?;
             let (host, cookies) = (host(&req), cookies(&req));
+            s.flows.check_fits(&params, host.as_deref())?;
             let started = s
                 .callers
                 .instance_for_start(StartCredentials {

@@ -4,6 +4,7 @@
 use super::{SharedStore, StoreError, FLOW_STATES_DB, KEYS_DB};
 use crate::domain::error_kind::{Classified, ErrorKind};
 use crate::domain::flow_state::{Binding, FlowSeal, OpenedFlow, SealedFlow};
+use crate::domain::flow_wire::TooLong;
 use crate::domain::ErrorCode;
 use crate::domain::{FlowState, StateRejection, Timestamp};
 use base64::engine::general_purpose::STANDARD;
@@ -70,8 +71,8 @@ impl FlowStates {
         ))
     }
 
-    /// Seals a flow into its `state` (no store access).
-    pub fn begin(&self, flow: &FlowState) -> SealedFlow {
+    /// Seals a flow into its `state` (no store access); `TooLong` past 256 characters.
+    pub fn begin(&self, flow: &FlowState) -> Result<SealedFlow, TooLong> {
         self.seal.seal(flow)
     }
 

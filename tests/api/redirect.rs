@@ -32,7 +32,7 @@ async fn code_flow_writes_the_account_in_cozy_shape_and_returns_home(b: Backend)
     let inst = app.new_instance(None).await;
     let (state, t) = started(&app, &inst, json!({})).await;
     let expected_form = format!(
-        "client_id=the-client-id&client_secret=the-client-secret&code=myaccesscode&grant_type=authorization_code&nonce=1700000000000&redirect_uri=https%3A%2F%2Fbroker.example%2Faccounts%2F{t}%2Fredirect&state={state}"
+        "client_id=the-client-id&client_secret=the-client-secret&code=myaccesscode&grant_type=authorization_code&nonce=1700000000000&redirect_uri=https%3A%2F%2F{}%2Faccounts%2F{t}%2Fredirect&state={state}", inst.domain
     );
     Mock::given(method("POST"))
         .and(path("/token"))
@@ -89,7 +89,7 @@ async fn code_exchange_request_for_each_token_mode(b: Backend) {
         .and(path("/basic"))
         .and(header("authorization", "Basic dGhlLWNsaWVudC1pZDp0aGUtY2xpZW50LXNlY3JldA=="))
         .and(body_string(format!(
-            "code=C&grant_type=authorization_code&nonce=1700000000000&redirect_uri=https%3A%2F%2Fbroker.example%2Faccounts%2F{t}%2Fredirect&state={state}"
+            "code=C&grant_type=authorization_code&nonce=1700000000000&redirect_uri=https%3A%2F%2F{}%2Faccounts%2F{t}%2Fredirect&state={state}", inst.domain
         )))
         .respond_with(token_reply())
         .expect(1)
@@ -108,7 +108,7 @@ async fn code_exchange_request_for_each_token_mode(b: Backend) {
     )
     .await;
     let expected_query = format!(
-        "client_id=the-client-id&client_secret=the-client-secret&code=C&grant_type=authorization_code&nonce=1700000000000&redirect_uri=https%3A%2F%2Fbroker.example%2Faccounts%2F{t}%2Fredirect"
+        "client_id=the-client-id&client_secret=the-client-secret&code=C&grant_type=authorization_code&nonce=1700000000000&redirect_uri=https%3A%2F%2F{}%2Faccounts%2F{t}%2Fredirect", inst.domain
     );
     Mock::given(method("GET"))
         .and(path("/get"))
@@ -135,7 +135,7 @@ async fn code_exchange_request_for_each_token_mode(b: Backend) {
         .and(header("content-type", "application/json"))
         .and(wiremock::matchers::body_json(json!({
             "grant_type": "authorization_code", "code": "C",
-            "redirect_uri": format!("https://broker.example/accounts/{t}/redirect"), "state": state,
+            "redirect_uri": format!("https://{}/accounts/{t}/redirect", inst.domain), "state": state,
             "nonce": "1700000000000", "client_id": "the-client-id", "client_secret": "the-client-secret"})))
         .respond_with(token_reply())
         .expect(1)
@@ -971,7 +971,11 @@ async fn the_binding_cookie_reaches_a_redirect_host_under_the_same_parent(b: Bac
     })
     .await;
     let inst = app.new_instance(None).await;
-    let t = app.code_type(json!({})).await;
+    // As cozy's own types: the redirect URI on the callback host.
+    let t = unique("svc");
+    app.code_type(json!({"_id": t,
+        "redirect_uri": format!("https://oauthcallback.mycozy.cloud/accounts/{t}/redirect")}))
+        .await;
     let code = app.session_code(&inst).await;
     let resp = app
         .http

@@ -2,8 +2,10 @@
 
 use crate::both_stores;
 use crate::helpers::*;
-use oauth_broker::domain::Instance;
+use oauth_broker::domain::{Instance, Scheme};
 use serde_json::json;
+use wiremock::matchers::path;
+use wiremock::{Mock, ResponseTemplate};
 
 async fn start_redirects_to_the_provider_with_the_exact_sorted_query(b: Backend) {
     let app = spawn_app(b).await;
@@ -19,8 +21,9 @@ async fn start_redirects_to_the_provider_with_the_exact_sorted_query(b: Backend)
     assert_eq!(
         url,
         format!(
-            "{}/authorize?client_id=the-client-id&redirect_uri=https%3A%2F%2Fbroker.example%2Faccounts%2F{t}%2Fredirect&response_type=code&scope=the+world&state={state}",
-            app.provider.uri()
+            "{}/authorize?client_id=the-client-id&redirect_uri=https%3A%2F%2F{}%2Faccounts%2F{t}%2Fredirect&response_type=code&scope=the+world&state={state}",
+            app.provider.uri(),
+            inst.domain
         )
     );
 }
@@ -70,7 +73,7 @@ async fn start_url_for_each_grant_mode(b: Backend) {
             .await;
         let url = app.start_flow(&inst, &t).await;
         let state = TestApp::state_in(&url);
-        let r = format!("https%3A%2F%2Fbroker.example%2Faccounts%2F{t}%2Fredirect");
+        let r = format!("https%3A%2F%2F{}%2Faccounts%2F{t}%2Fredirect", inst.domain);
         let expected = format!(
             "{p}/authorize?{}",
             expect.replace("=R", &format!("={r}")).replace("S", &state)
@@ -311,7 +314,98 @@ async fn start_uses_the_context_overload_of_the_instance(b: Backend) {
     assert!(url.contains("/authorize?client_id=the-client-id&"), "{url}");
 }
 
+/// Harvest's start (a UUID state, a `Date.now()` nonce) with the longest scope `start`
+/// takes: the state stays within 256 characters (cozy-stack's are 32; providers and
+/// firewalls may cap it), and the flow completes. On the main of 2026-12-07 this state
+/// was over 5,000 characters and `redirect` refused it after the user consented.
+async fn a_long_scope_still_makes_a_state_of_at_most_256_characters(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    Mock::given(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "A", "token_type": "Bearer"})),
+        )
+        .mount(&app.provider)
+        .await;
+    for scope in [
+        "",
+        "the+world",
+        &"https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fdrive+".repeat(70),
+    ] {
+        let code = app.session_code(&inst).await;
+        let resp = app
+            .start_raw(&t, &format!("state=0f8813fb-816d-4fe5-982f-86328b627cfb&nonce=1796671408740&slug=home&scope={scope}&session_code={code}"))
+            .await;
+        assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
+        let state = TestApp::state_in(&location(&resp));
+        assert!(state.len() <= 256, "{} characters", state.len());
+        let done = app.redirect(&t, &[("code", "C"), ("state", &state)]).await;
+        assert!(location(&done).contains("account="), "{}", location(&done));
+    }
+}
+
+/// An app state that cannot fit is refused at `start`, with a page that says so, before
+/// the user is sent to consent; nothing is spent (the session code still works).
+async fn a_start_whose_state_cannot_fit_is_refused_before_consent(b: Backend) {
+    let app = spawn_app(b).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    let code = app.session_code(&inst).await;
+    let resp = app
+        .start_raw(
+            &t,
+            &format!("state={}&session_code={code}", "s".repeat(300)),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains("state_too_long") && page.contains("256"),
+        "{page}"
+    );
+    let resp = app
+        .start_raw(&t, &format!("state=short&session_code={code}"))
+        .await;
+    assert_eq!(resp.status(), 303);
+}
+
+/// Beside a development cozy-stack (`cozy.instance_scheme = "http"`), the default
+/// redirect URI and the app the browser goes back to are `http://`, as cozy-stack's
+/// dev builds make them. On the main of 2026-12-07 they were always `https://`.
+async fn a_development_stack_gets_http_urls(b: Backend) {
+    let app = spawn_app_with(b, |s| s.cozy.instance_scheme = Scheme::Http).await;
+    let inst = app.new_instance(None).await;
+    let t = app.code_type(json!({})).await;
+    Mock::given(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": "A", "token_type": "Bearer"})),
+        )
+        .mount(&app.provider)
+        .await;
+    let url = app.start_flow(&inst, &t).await;
+    assert!(
+        url.contains(&format!(
+            "redirect_uri=http%3A%2F%2F{}%2Faccounts",
+            inst.domain
+        )),
+        "{url}"
+    );
+    let state = TestApp::state_in(&url);
+    let done = app.redirect(&t, &[("code", "C"), ("state", &state)]).await;
+    assert!(
+        location(&done).starts_with(&format!("http://home.{}/?account=", inst.domain)),
+        "{}",
+        location(&done)
+    );
+}
+
 both_stores!(
+    a_long_scope_still_makes_a_state_of_at_most_256_characters,
+    a_start_whose_state_cannot_fit_is_refused_before_consent,
+    a_development_stack_gets_http_urls,
     start_redirects_to_the_provider_with_the_exact_sorted_query,
     start_url_as_the_home_app_builds_it_is_understood,
     start_url_for_each_grant_mode,

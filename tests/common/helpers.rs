@@ -298,6 +298,8 @@ impl TestApp {
                 doc[k] = v.clone();
             }
         }
+        // `extra` may name the type itself.
+        let id = doc["_id"].as_str().unwrap().to_owned();
         self.put_account_type(doc).await;
         id
     }
