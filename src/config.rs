@@ -86,9 +86,37 @@ pub struct CozySettings {
     /// The scheme of instance and app URLs: `https`, or `http` for development stacks.
     #[serde(default)]
     pub instance_scheme: crate::domain::Scheme,
+    /// Per context (`default` for instances without one), cozy-stack's
+    /// `authentication.<context>.oidc` members that let an `id_token` log `start` in.
+    #[serde(default)]
+    pub oidc: std::collections::BTreeMap<String, OidcContext>,
+}
+
+/// What cozy-stack's `checkIDToken` reads of a context's OIDC configuration.
+#[cfg_attr(test, derive(Serialize))]
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct OidcContext {
+    /// Whether an `id_token` may log `start` in (`allow_oauth_token`).
+    #[serde(default)]
+    pub allow_oauth_token: bool,
+    /// The identity provider's key set (`id_token_jwk_url`).
+    #[serde(default)]
+    pub id_token_jwk_url: String,
 }
 
 impl CozySettings {
+    /// The key set of each context that lets an `id_token` log `start` in (those
+    /// allowing it with a key-set URL that parses; `check` reports the others).
+    pub fn id_token_keys(&self) -> std::collections::HashMap<String, url::Url> {
+        self.oidc
+            .iter()
+            .filter(|(_, c)| c.allow_oauth_token)
+            .filter_map(|(name, c)| {
+                Some((name.clone(), url::Url::parse(&c.id_token_jwk_url).ok()?))
+            })
+            .collect()
+    }
+
     /// The Redis URL, when set and non-empty.
     pub fn redis_url(&self) -> Option<&str> {
         self.redis_url.as_deref().filter(|u| !u.trim().is_empty())
@@ -248,6 +276,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "webhooks.retry_base_ms", default: DefaultValue::Number(1000), meaning: "first retry delay; doubles each attempt" },
     Setting { key: "webhooks.concurrency", default: DefaultValue::Number(8), meaning: "deliveries under way at once (one account's events still one at a time, in order)" },
     Setting { key: "cozy.instance_scheme", default: DefaultValue::Text("https"), meaning: "scheme of the instances' and apps' URLs (the app the browser goes back to, the default redirect URI): `https`, or `http` beside a development cozy-stack" },
+    Setting { key: "cozy.oidc", default: DefaultValue::Unset, meaning: "beside cozy-stack, per context (`[cozy.oidc.<context>]`, `default` for instances without one): `allow_oauth_token = true` and `id_token_jwk_url`, as in cozy-stack's `authentication.<context>.oidc`, let an app start a flow with `?id_token=` (cozy-stack's `checkIDToken`); empty: such a token is refused" },
     Setting { key: "cozy.redis_url", default: DefaultValue::Text(""), meaning: "beside cozy-stack: its Redis `sessions` database (`redis://redis:6379/3`), to spend the session codes the flagship app sends; empty: such a code is refused" },
     Setting { key: "audit.keep_days", default: DefaultValue::Number(365), meaning: "audit entries older than this are removed by the sweeper; `0` keeps them all" },
 ];
@@ -349,6 +378,8 @@ mod tests {
     /// The dotted keys of a serialized value's leaves.
     fn leaves(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
         match v.as_object() {
+            // An empty table (`cozy.oidc` by default) is one setting.
+            Some(o) if o.is_empty() => out.push(prefix.to_owned()),
             Some(o) => {
                 for (k, v) in o {
                     let key = if prefix.is_empty() {

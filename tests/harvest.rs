@@ -60,6 +60,7 @@ struct Cozy {
 
 /// The broker, the instances and the account type of one scenario.
 struct Scene {
+    _idp: MockServer,
     app: TestApp,
     port: u16,
     modules: String,
@@ -98,6 +99,19 @@ impl Scene {
         s.flow_binding_cookie_domain = "cozy.test".into();
         s.subdomains = Subdomains::Nested;
         s.cozy.redis_url = Some(redis_url);
+        // The context's identity provider, for apps that start with an `id_token`.
+        let idp = MockServer::start().await;
+        Mock::given(path("/jwks"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(common::idp::jwks()))
+            .mount(&idp)
+            .await;
+        s.cozy.oidc.insert(
+            "default".into(),
+            oauth_broker::config::OidcContext {
+                allow_oauth_token: true,
+                id_token_jwk_url: format!("{}/jwks", idp.uri()),
+            },
+        );
         s.rate_limit.trusted_proxies = "127.0.0.1/32".into();
         let app = spawn_with_settings(s, dir, MockServer::start().await).await;
         let mut instances = Vec::new();
@@ -126,6 +140,7 @@ impl Scene {
         // `null` in `extra` drops a field (`redirect_uri`: the broker's default).
         let account_type = app.code_type(doc).await;
         Some(Scene {
+            _idp: idp,
             app,
             port,
             modules,
@@ -146,6 +161,7 @@ impl Scene {
             "global/instances",
             json!({"_id": oauth_broker::domain::secret::random_hex(16),
                 "domain": domain, "prefix": prefix, "locale": "en", "context": "",
+                "oidc_id": "alice-sub",
                 "onboarding_finished": true,
                 "session_secret": STANDARD.encode(&session_secret),
                 "oauth_secret": STANDARD.encode((64u8..192).collect::<Vec<_>>())}),
@@ -397,4 +413,29 @@ async fn return_leg_in_another_browser_connects_nothing_without_confirmation() {
     assert!(r["pages"].to_string().contains(&asked), "{}", why(&r));
     assert_eq!(r["result"], Value::Null, "{}", why(&r));
     assert!(scene.accounts(0).await.is_empty(), "{}", why(&r));
+}
+
+/// An app embedding Harvest in an OIDC context (`intentsApi.tokenParamName = 'id_token'`):
+/// the in-app browser starts with the user's `id_token`, checked as cozy-stack's
+/// `checkIDToken` does. On the main of 2026-12-07 `start` answered 403.
+#[tokio::test]
+async fn embedding_app_starting_with_an_id_token_connects_the_account() {
+    let Some(scene) = Scene::new(&["alice.cozy.test"], json!({})).await else {
+        return;
+    };
+    let exp = chrono::Utc::now().timestamp() + 3600;
+    let token = common::idp::id_token(
+        &json!({"iss": "https://idp.example", "sub": "alice-sub", "exp": exp}),
+        common::idp::IDP_KEY,
+    );
+    let mut s = scene.scenario("id_token");
+    s["intents"] = json!({"code": token, "tokenParamName": "id_token"});
+    let r = scene.run(HARVESTS[1], s).await;
+    assert_eq!(r["result"]["result"], "OK", "{}", why(&r));
+    assert_eq!(
+        r["account"]["oauth"]["access_token"],
+        "the-access-token",
+        "{}",
+        why(&r)
+    );
 }

@@ -9,10 +9,12 @@ use crate::domain::account::Account;
 use crate::domain::cozy::{self, AccountRef, Audience, CozyClaims, JwtError, PermissionSet};
 use crate::domain::secret::sha256_hex;
 use crate::domain::{Clock, Domain, Instance, Subdomains, TokenScope};
+use crate::oauth::id_token::{IdTokenError, IdTokens};
 use crate::store::cozy::{CozyDocs, Holder};
 use crate::store::cozy_session_codes::{is_cozy_session_code, CozySessionCodes};
 use crate::store::credentials::Credentials;
 use crate::store::instances::{HostLookup, Instances};
+use std::collections::HashMap;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
@@ -123,6 +125,8 @@ pub(crate) struct StartCredentials<'a> {
     pub(crate) session_code: Option<&'a str>,
     /// An `Authorization: Bearer` token.
     pub(crate) bearer: Option<&'a str>,
+    /// `id_token` from the query (an app embedding Harvest in an OIDC context).
+    pub(crate) id_token: Option<&'a str>,
 }
 
 /// A cozy session cookie to set: the short-run session `checkLogin` creates.
@@ -155,6 +159,10 @@ pub(crate) struct Callers {
     pub(crate) subdomains: Subdomains,
     pub(crate) admin_token: Option<Secret>,
     pub(crate) clock: Clock,
+    /// Verifies `id_token` logins.
+    pub(crate) id_tokens: IdTokens,
+    /// The key set of each context whose `id_token`s log `start` in.
+    pub(crate) oidc_keys: HashMap<String, url::Url>,
 }
 
 impl Callers {
@@ -357,6 +365,12 @@ impl Callers {
             }
         }
         if !logged_in {
+            if let Some(raw) = c.id_token {
+                self.id_token_login(&inst, raw).await?;
+                logged_in = true;
+            }
+        }
+        if !logged_in {
             if let Some(token) = c.bearer {
                 let (domain, limits) = self.live_token(token).await?;
                 if domain != inst.domain {
@@ -396,6 +410,38 @@ impl Callers {
             },
             new_session,
         })
+    }
+
+    /// cozy-stack's `checkIDToken`: the instance's context allows `id_token` logins, its
+    /// identity provider signed `raw`, and `sub` is the instance's `oidc_id`.
+    async fn id_token_login(&self, inst: &Instance, raw: &str) -> Result<(), Error> {
+        let context = inst.context.as_deref().unwrap_or("default");
+        let Some(keys) = self.oidc_keys.get(context) else {
+            tracing::info!(context, "id_token refused: the context does not allow it");
+            return Err(Error::BadCredentials);
+        };
+        let claims = self
+            .id_tokens
+            .verify(raw, keys)
+            .await
+            .map_err(|e| match e {
+                IdTokenError::Keys(p) => Error::Provider(p),
+                IdTokenError::Invalid(why) => {
+                    tracing::info!(context, why, "id_token refused");
+                    Error::BadCredentials
+                }
+            })?;
+        let sub = claims.get("sub").and_then(serde_json::Value::as_str);
+        match (sub, inst.oidc_id.as_deref()) {
+            (Some(sub), Some(expected)) if !sub.is_empty() && sub == expected => Ok(()),
+            _ => {
+                tracing::info!(
+                    context,
+                    "id_token refused: its subject is not the instance's"
+                );
+                Err(Error::BadCredentials)
+            }
+        }
     }
 
     /// The live session the browser's cookie names, if any.

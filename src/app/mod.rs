@@ -28,6 +28,7 @@ use crate::domain::flow_state::FlowSeal;
 use crate::domain::sealed::Keyring;
 use crate::domain::Clock;
 use crate::metrics::Metrics;
+use crate::oauth::id_token::IdTokens;
 use crate::oauth::resolver::DnsPolicy;
 use crate::oauth::ProviderClient;
 use crate::store::account_types::AccountTypes;
@@ -304,7 +305,7 @@ impl Services {
             clients: clients.clone(),
             plan: plan.clone(),
             health: health.clone(),
-            provider,
+            provider: provider.clone(),
             metrics: metrics.clone(),
             webhooks: webhooks.clone(),
             clock: clock.clone(),
@@ -343,6 +344,8 @@ impl Services {
             subdomains: settings.subdomains,
             admin_token: settings.admin_token().map(|t| Secret::new(t.to_owned())),
             clock: clock.clone(),
+            id_tokens: IdTokens::new(provider.clone()),
+            oidc_keys: settings.cozy.id_token_keys(),
         };
         let backfill = Backfill {
             instances: instances.clone(),

@@ -113,6 +113,24 @@ impl Settings {
         if let Err(e) = self.cookie_domain() {
             push("flow_binding_cookie_domain", Severity::Error, e);
         }
+        for (context, c) in &self.cozy.oidc {
+            if !c.allow_oauth_token {
+                continue;
+            }
+            match url::Url::parse(&c.id_token_jwk_url) {
+                Err(e) => push(
+                    "cozy.oidc",
+                    Severity::Error,
+                    format!("context `{context}` allows id_token logins but its id_token_jwk_url is not a URL: {e}"),
+                ),
+                Ok(u) if u.scheme() != "https" => push(
+                    "cozy.oidc",
+                    Severity::Warning,
+                    format!("context `{context}`: id_token_jwk_url is not https; the keys that sign logins could be changed on the way"),
+                ),
+                Ok(_) => {}
+            }
+        }
         match self.webhook_url() {
             Err(e) => push("webhooks.url", Severity::Error, e),
             // Unsigned events would let anyone who can reach the endpoint forge them.

@@ -131,6 +131,9 @@ pub struct Instance {
     /// The keys cozy-stack signs its cookies and tokens with; empty for instances the
     /// broker's operator added.
     pub keys: InstanceKeys,
+    /// The user's subject at the context's identity provider (`oidc_id`): an `id_token`
+    /// with this `sub` logs `start` in.
+    pub oidc_id: Option<String>,
 }
 
 impl Instance {
@@ -144,6 +147,7 @@ impl Instance {
             aliases: Vec::new(),
             old_domain: None,
             keys: InstanceKeys::default(),
+            oidc_id: None,
         }
     }
 

@@ -203,6 +203,7 @@ impl FromRequest for StartCaller {
                     cookies: &cookies,
                     session_code: q.one("session_code")?,
                     bearer: bearer(&req),
+                    id_token: Some(q.bounded("id_token", 8192)?).filter(|t| !t.is_empty()),
                 })
                 .await
                 .map_err(|e| on_new_domain(&req, e))?;

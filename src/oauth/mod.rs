@@ -7,6 +7,7 @@
 
 pub mod authorize;
 pub mod go_query;
+pub mod id_token;
 pub mod provider;
 pub mod provider_request;
 pub mod registration;

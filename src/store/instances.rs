@@ -214,6 +214,11 @@ fn parse(doc: &Value) -> Option<Instance> {
             .filter(|d| !d.is_empty())
             .map(str::to_ascii_lowercase),
         keys: InstanceKeys::from_document(doc),
+        oidc_id: doc
+            .get("oidc_id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
     })
 }
 

@@ -3,9 +3,13 @@
 
 use crate::both_stores;
 use crate::common::cozy_stack::*;
+use crate::common::idp;
 use crate::helpers::*;
+use oauth_broker::config::OidcContext;
 use oauth_broker::domain::cozy::cookie;
 use serde_json::json;
+use wiremock::matchers::path;
+use wiremock::{Mock, ResponseTemplate};
 
 fn nested_cookie() -> String {
     format!("cozysessid={NESTED_COOKIE}")
@@ -439,4 +443,126 @@ both_stores!(
     a_cozy_session_code_works_once_through_redis,
     a_code_is_spent_even_when_the_cookie_logs_in,
     redis_down_is_a_clear_503_not_a_500,
+);
+
+/// A broker whose instance's context lets an `id_token` log `start` in, its identity
+/// provider's key set on the played provider; the instance's `oidc_id` is `alice-sub`.
+async fn spawn_oidc(b: Backend, jwks: ResponseTemplate) -> Cozy {
+    let idp = wiremock::MockServer::start().await;
+    Mock::given(path("/jwks"))
+        .respond_with(jwks)
+        .mount(&idp)
+        .await;
+    let url = format!("{}/jwks", idp.uri());
+    let c = spawn_cozy(b, move |s| {
+        s.cozy.oidc.insert(
+            "default".into(),
+            OidcContext {
+                allow_oauth_token: true,
+                id_token_jwk_url: url,
+            },
+        );
+    })
+    .await;
+    c.update_instance(json!({"oidc_id": "alice-sub"})).await;
+    // Kept alive with the broker.
+    std::mem::forget(idp);
+    c
+}
+
+fn claims(sub: &str, exp: i64) -> serde_json::Value {
+    json!({"iss": "https://idp.example", "sub": sub, "aud": "partner-app", "exp": exp,
+           "iat": chrono::Utc::now().timestamp()})
+}
+
+fn in_an_hour() -> i64 {
+    chrono::Utc::now().timestamp() + 3600
+}
+
+/// cozy-stack's `checkIDToken`: an app embedding Harvest with `tokenParamName:
+/// 'id_token'` starts a flow with the user's `id_token`; a short-run session is opened
+/// as for a session code. On the main of 2026-12-07 this was a 403.
+async fn an_id_token_of_the_instances_user_logs_start_in(b: Backend) {
+    let c = spawn_oidc(b, ResponseTemplate::new(200).set_body_json(idp::jwks())).await;
+    let t = c.app.code_type(json!({})).await;
+    let token = idp::id_token(&claims("alice-sub", in_an_hour()), idp::IDP_KEY);
+    let resp = c.start(&t, None, &format!("&id_token={token}")).await;
+    assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
+    assert!(
+        set_cookies(&resp)
+            .iter()
+            .any(|c| c.starts_with("cozysessid=")),
+        "a short-run session"
+    );
+}
+
+/// What is not the instance's user's live token signed by the context's identity
+/// provider is refused with a page: another subject, an expired token, another key,
+/// an unsigned or HMAC token (algorithm confusion), garbage; and a context that does not
+/// allow `id_token`s refuses a good one.
+async fn a_forged_or_foreign_id_token_is_refused(b: Backend) {
+    let c = spawn_oidc(b, ResponseTemplate::new(200).set_body_json(idp::jwks())).await;
+    let t = c.app.code_type(json!({})).await;
+    let unsigned = {
+        use base64::Engine;
+        let e = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        format!(
+            "{}.{}.",
+            e(json!({"alg": "none", "typ": "JWT"})),
+            e(claims("alice-sub", in_an_hour()))
+        )
+    };
+    let hmac = Cozy::sign(claims("alice-sub", in_an_hour()), idp::IDP_N.as_bytes());
+    for (what, token) in [
+        (
+            "another subject",
+            idp::id_token(&claims("bob-sub", in_an_hour()), idp::IDP_KEY),
+        ),
+        (
+            "expired",
+            idp::id_token(
+                &claims("alice-sub", chrono::Utc::now().timestamp() - 60),
+                idp::IDP_KEY,
+            ),
+        ),
+        (
+            "another key",
+            idp::id_token(&claims("alice-sub", in_an_hour()), idp::OTHER_KEY),
+        ),
+        ("unsigned", unsigned),
+        ("HMAC with the public modulus", hmac),
+        ("garbage", "not.a.jwt".into()),
+    ] {
+        let resp = c.start(&t, None, &format!("&id_token={token}")).await;
+        assert_eq!(resp.status(), 403, "{what}");
+        assert!(set_cookies(&resp).is_empty(), "{what}: no session");
+    }
+    // A context without `allow_oauth_token`.
+    let plain = spawn_cozy(b, |_| {}).await;
+    plain.update_instance(json!({"oidc_id": "alice-sub"})).await;
+    let t = plain.app.code_type(json!({})).await;
+    let token = idp::id_token(&claims("alice-sub", in_an_hour()), idp::IDP_KEY);
+    let resp = plain.start(&t, None, &format!("&id_token={token}")).await;
+    assert_eq!(resp.status(), 403);
+}
+
+/// The identity provider's key set unreachable or garbage: a page that says so (502),
+/// no session, and a second attempt works once it is back.
+async fn an_id_token_whose_keys_cannot_be_read_gets_a_clear_page(b: Backend) {
+    let c = spawn_oidc(b, ResponseTemplate::new(200).set_body_string("<html>oops")).await;
+    let t = c.app.code_type(json!({})).await;
+    let token = idp::id_token(&claims("alice-sub", in_an_hour()), idp::IDP_KEY);
+    let resp = c.start(&t, None, &format!("&id_token={token}")).await;
+    assert_eq!(resp.status(), 502);
+    assert!(set_cookies(&resp).is_empty());
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("provider"), "{page}");
+}
+
+both_stores!(
+    an_id_token_of_the_instances_user_logs_start_in,
+    a_forged_or_foreign_id_token_is_refused,
+    an_id_token_whose_keys_cannot_be_read_gets_a_clear_page,
 );

@@ -4,5 +4,6 @@
 
 pub mod cozy_stack;
 pub mod helpers;
+pub mod idp;
 pub mod needs;
 pub mod registering_provider;
