@@ -198,6 +198,7 @@ impl Template {
         let field = |f: &str, r: &str| TemplateError::Field {
             file: file.to_owned(),
             error: AccountTypeError {
+                stays_on_stack: false,
                 field: f.to_owned(),
                 reason: r.to_owned(),
             },
@@ -312,6 +313,7 @@ impl Template {
         let field = |f: String, r: String| TemplateError::Field {
             file: file.to_owned(),
             error: AccountTypeError {
+                stays_on_stack: false,
                 field: f,
                 reason: r,
             },

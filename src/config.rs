@@ -86,6 +86,10 @@ pub struct CozySettings {
     /// The scheme of instance and app URLs: `https`, or `http` for development stacks.
     #[serde(default)]
     pub instance_scheme: crate::domain::Scheme,
+    /// cozy-stack's own address (`http://cozy-stack:8080`): requests for account types
+    /// the broker does not run (Budget Insight's) are handed to it unchanged.
+    #[serde(default)]
+    pub stack_url: String,
     /// Per context (`default` for instances without one), cozy-stack's
     /// `authentication.<context>.oidc` members that let an `id_token` log `start` in.
     #[serde(default)]
@@ -277,6 +281,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { key: "webhooks.concurrency", default: DefaultValue::Number(8), meaning: "deliveries under way at once (one account's events still one at a time, in order)" },
     Setting { key: "cozy.instance_scheme", default: DefaultValue::Text("https"), meaning: "scheme of the instances' and apps' URLs (the app the browser goes back to, the default redirect URI): `https`, or `http` beside a development cozy-stack" },
     Setting { key: "cozy.oidc", default: DefaultValue::Unset, meaning: "beside cozy-stack, per context (`[cozy.oidc.<context>]`, `default` for instances without one): `allow_oauth_token = true` and `id_token_jwk_url`, as in cozy-stack's `authentication.<context>.oidc`, let an app start a flow with `?id_token=` (cozy-stack's `checkIDToken`); empty: such a token is refused" },
+    Setting { key: "cozy.stack_url", default: DefaultValue::Text(""), meaning: "beside cozy-stack: its own address (`http://cozy-stack:8080`); requests under `/accounts/<type>/` for types the broker does not run (Budget Insight's `bi_*` grant modes) are handed to it unchanged, so one nginx rule sends all of `/accounts/` to the broker; empty: such requests are refused" },
     Setting { key: "cozy.redis_url", default: DefaultValue::Text(""), meaning: "beside cozy-stack: its Redis `sessions` database (`redis://redis:6379/3`), to spend the session codes the flagship app sends; empty: such a code is refused" },
     Setting { key: "audit.keep_days", default: DefaultValue::Number(365), meaning: "audit entries older than this are removed by the sweeper; `0` keeps them all" },
 ];

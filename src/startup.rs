@@ -119,11 +119,22 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let data = web::Data::from(services.clone());
+        // Requests for types cozy-stack runs alone go to it (after the request log, and
+        // before the broker's own headers, which are not cozy-stack's).
+        let stack = settings
+            .stack_url()
+            .map_err(|e| anyhow::anyhow!("invalid setting: cozy.stack_url: {e}"))?
+            .map(|u| web::Data::new(http::stack_upstream::StackUpstream::new(u)));
         let server = HttpServer::new(move || {
-            App::new()
+            let app = App::new()
                 .wrap(http::security_headers())
-                .wrap(from_fn(http::request_log::log_request))
-                .app_data(data.clone())
+                .wrap(from_fn(http::stack_upstream::hand_over))
+                .wrap(from_fn(http::request_log::log_request));
+            let app = match &stack {
+                Some(s) => app.app_data(s.clone()),
+                None => app,
+            };
+            app.app_data(data.clone())
                 .app_data(rate_limits.clone())
                 .configure(http::configure)
         })

@@ -129,6 +129,9 @@ pub enum Error {
     /// A cozy-stack permission set that does not allow the action.
     #[error("Forbidden")]
     NotAllowed,
+    /// cozy-stack, which runs this account type, could not be reached.
+    #[error("cozy-stack, which runs this account type, cannot be reached: {0}")]
+    StackUnavailable(String),
     /// The failure of work this caller shared with others (one refresh for many callers).
     #[error(transparent)]
     Joined(std::sync::Arc<Error>),
@@ -181,6 +184,7 @@ impl Classified for Error {
                 ErrorKind::Forbidden
             }
             NotLoggedIn | SessionCodeNeedsRedis | NotAllowed => ErrorKind::Forbidden,
+            StackUnavailable(_) => ErrorKind::Upstream,
             // cozy-stack answers 400 to a bad or expired token.
             CozyToken(_) => ErrorKind::Invalid,
             Moved(_) => ErrorKind::Moved,
@@ -243,6 +247,7 @@ impl Classified for Error {
             CozyToken(JwtError::Invalid) => ErrorCode::InvalidToken,
             CozyToken(JwtError::Expired) => ErrorCode::ExpiredToken,
             NotAllowed => ErrorCode::Forbidden,
+            StackUnavailable(_) => ErrorCode::StackUnavailable,
         }
     }
 }

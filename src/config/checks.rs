@@ -113,6 +113,9 @@ impl Settings {
         if let Err(e) = self.cookie_domain() {
             push("flow_binding_cookie_domain", Severity::Error, e);
         }
+        if let Err(e) = self.stack_url() {
+            push("cozy.stack_url", Severity::Error, e);
+        }
         for (context, c) in &self.cozy.oidc {
             if !c.allow_oauth_token {
                 continue;
@@ -188,6 +191,19 @@ impl Settings {
                 .map(Some)
                 .map_err(|e| format!("not a URL: {e}")),
             None => Ok(None),
+        }
+    }
+
+    /// The cozy-stack that requests for the types it runs alone are handed to.
+    pub fn stack_url(&self) -> Result<Option<Url>, String> {
+        let raw = self.cozy.stack_url.trim();
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        match Url::parse(raw) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(Some(u)),
+            Ok(_) => Err("must be an http(s) URL with a host".into()),
+            Err(e) => Err(format!("not a URL: {e}")),
         }
     }
 

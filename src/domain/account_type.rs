@@ -15,6 +15,8 @@ pub struct AccountTypeError {
     pub field: String,
     /// What is wrong with it.
     pub reason: String,
+    /// The type is cozy-stack's to run (a Budget Insight grant mode), not malformed.
+    pub stays_on_stack: bool,
 }
 
 impl AccountTypeError {
@@ -22,6 +24,7 @@ impl AccountTypeError {
         AccountTypeError {
             field: field.into(),
             reason: reason.into(),
+            stays_on_stack: false,
         }
     }
 }
@@ -114,9 +117,10 @@ impl AccountType {
 
         let grant_mode = match string_field(obj, "grant_mode")? {
             None => None,
-            Some(raw) => {
-                GrantMode::parse(&raw).map_err(|r| AccountTypeError::new("grant_mode", r))?
-            }
+            Some(raw) => GrantMode::parse(&raw).map_err(|r| AccountTypeError {
+                stays_on_stack: GrantMode::stays_on_stack(&raw),
+                ..AccountTypeError::new("grant_mode", r)
+            })?,
         };
         let token_mode = match string_field(obj, "token_mode")? {
             None => TokenMode::Form,

@@ -83,6 +83,7 @@ error_codes! {
     OauthRefreshInvalidToken = "oauth_refresh_invalid_token": "The provider refused the refresh token: the user must reconnect (cozy-stack's code).";
     ProviderError = "provider_error": "The provider failed or refused the request.";
     ProviderTimeout = "provider_timeout": "The provider did not answer in time.";
+    StackUnavailable = "stack_unavailable": "cozy-stack (`cozy.stack_url`), which runs the account type, could not be reached.";
     RegistrationFailed = "registration_failed": "Registering a client at the provider failed (RFC 7591).";
     NotRegistered = "not_registered": "No client is registered under that id.";
     NotManageable = "not_manageable": "The registered client has no management URL or token (RFC 7592).";

@@ -30,6 +30,15 @@ impl GrantMode {
         matches!(self, GrantMode::Token | GrantMode::TokenRedirectUrl)
     }
 
+    /// Whether a document's grant mode is one cozy-stack runs and the broker does not
+    /// (Budget Insight's banking modes): such a type's requests go to cozy-stack.
+    pub fn stays_on_stack(raw: &str) -> bool {
+        matches!(
+            raw,
+            "bi_webauth" | "bi_webauth+secret" | "bi_webview" | "bi_webview+secret"
+        )
+    }
+
     /// Parses the document value; `None` for empty (a refresh-only type).
     pub fn parse(raw: &str) -> Result<Option<GrantMode>, String> {
         Ok(Some(match raw {
@@ -40,10 +49,10 @@ impl GrantMode {
             "token_redirect_url" => GrantMode::TokenRedirectUrl,
             "secret" => GrantMode::Secret,
             "client_credentials" => GrantMode::ClientCredentials,
-            "bi_webauth" | "bi_webauth+secret" | "bi_webview" | "bi_webview+secret" => {
+            raw if Self::stays_on_stack(raw) => {
                 return Err(format!(
-                    "`{raw}` is a Budget Insight banking mode, which this broker does not run; \
-                     keep such konnectors on cozy-stack"
+                    "`{raw}` is a Budget Insight banking mode, which this broker does not run: \
+                     with `cozy.stack_url` set, its requests are handed to cozy-stack"
                 ))
             }
             other => {

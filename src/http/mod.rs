@@ -7,6 +7,7 @@ pub mod query;
 pub(crate) mod rate_limit;
 pub(crate) mod request_log;
 mod routes;
+pub(crate) mod stack_upstream;
 
 use crate::app::Error;
 use crate::domain::ErrorCode;

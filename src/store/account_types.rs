@@ -81,6 +81,7 @@ impl AccountTypes {
                 self.keyring
                     .open(sealed, &secret_aad(id))
                     .map_err(|e| AccountTypeError {
+                        stays_on_stack: false,
                         field: "client_secret".into(),
                         reason: e.to_string(),
                     })?;
@@ -180,6 +181,16 @@ impl AccountTypes {
         Err(LookupError::NotFound(service_id.to_owned()))
     }
 
+    /// Whether `service_id`'s type is cozy-stack's to run (a Budget Insight grant mode):
+    /// its requests are handed to cozy-stack. A store failure says no (the broker then
+    /// answers with its own error).
+    pub async fn stays_on_stack(&self, service_id: &str) -> bool {
+        matches!(
+            self.lookup(service_id, None).await,
+            Err(LookupError::Invalid { error, .. }) if error.stays_on_stack
+        )
+    }
+
     /// The type stored as `id` (`google` or `ctx/google`), falling back to the service's
     /// own document as `lookup` does.
     pub async fn lookup_id(&self, id: &str) -> Result<Arc<AccountType>, LookupError> {
@@ -259,6 +270,7 @@ impl AccountTypes {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .ok_or_else(|| AccountTypeError {
+                stays_on_stack: false,
                 field: "_id".into(),
                 reason: "is required".into(),
             })?;
@@ -287,6 +299,7 @@ impl AccountTypes {
             for field in account_type::SECRET_FIELDS {
                 if obj.get(field).and_then(Value::as_str) == Some(REDACTED) {
                     return Err(WriteError::Invalid(AccountTypeError {
+                        stays_on_stack: false,
                         field: field.to_owned(),
                         reason: "is the redaction marker and no stored value exists".into(),
                     }));

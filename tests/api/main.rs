@@ -13,6 +13,7 @@ use common::helpers;
 
 mod admin;
 mod bad_input;
+mod budget_insight;
 mod client_credentials;
 mod cozy_flow;
 mod cozy_login;
