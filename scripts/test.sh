@@ -24,12 +24,13 @@ fi
 # lenient than CouchDB in ways the broker must not come to rely on.
 install_pouchdb "$tools"
 
-# cozy-konnector-libs for the standalone konnector test (tests/dev.rs). Its git-hosted
+# cozy-konnector-libs for the standalone konnector test (tests/dev.rs) and the konnectors'
+# refresh idioms (tests/konnectors.rs), with a current cozy-client. Its git-hosted
 # dependency `geco` is pinned to the npm release, and peer dependencies (React Native
 # modules hosted on GitHub) are left out: this machine reaches only the npm registry.
 konnector="$tools/konnector"
 if ! cmp -s tests/konnector/package.json "$konnector/package.json" || [ ! -d "$konnector/node_modules/cozy-konnector-libs" ]; then
-  echo "installing cozy-konnector-libs 5.13.0 (about half a minute)" >&2
+  echo "installing cozy-konnector-libs 5.13.0 and cozy-client 60.21.2 (about half a minute)" >&2
   mkdir -p "$konnector"
   cp tests/konnector/package.json "$konnector/package.json"
   npm install --prefix "$konnector" --no-audit --no-fund --loglevel=error --legacy-peer-deps >&2

@@ -42,9 +42,11 @@ function json (res, status, body, headers = {}) {
 }
 
 /**
- * Starts the stand-in on `config.port` with `tls` ({key, cert}); `bundles` maps a page
- * script name to its bundled source; `WebSocketServer` is the `ws` package's (installed
- * beside the other npm packages, see scripts/harvest.sh). Returns {close, log}.
+ * Starts the stand-in on `config.port` with `tls` ({key, cert}), or over plain HTTP
+ * when `tls` is null (a konnector's calls, tests/konnector/run.js); `bundles` maps a
+ * page script name to its bundled source; `WebSocketServer` is the `ws` package's
+ * (installed beside the other npm packages, see scripts/harvest.sh), or null for no
+ * realtime. Returns {close, log, port}.
  */
 export async function startStack (config, tls, bundles, WebSocketServer) {
   const log = []
@@ -214,9 +216,9 @@ export async function startStack (config, tls, bundles, WebSocketServer) {
     }
   }
 
-  const server = https.createServer(tls, handle)
-  const wss = new WebSocketServer({ noServer: true, handleProtocols: p => (p.has('io.cozy.websocket') ? 'io.cozy.websocket' : false) })
-  server.on('upgrade', (req, socket, head) => {
+  const server = tls ? https.createServer(tls, handle) : http.createServer(handle)
+  const wss = WebSocketServer && new WebSocketServer({ noServer: true, handleProtocols: p => (p.has('io.cozy.websocket') ? 'io.cozy.websocket' : false) })
+  if (wss) server.on('upgrade', (req, socket, head) => {
     const host = hostOf(req)
     const inst = instances.get(host)
     if (!inst || !req.url.startsWith('/realtime/') || config.realtimeDown) return socket.destroy()
@@ -244,6 +246,7 @@ export async function startStack (config, tls, bundles, WebSocketServer) {
   })
   return {
     log,
-    close: () => new Promise(resolve => { wss.close(); server.closeAllConnections(); server.close(resolve) })
+    port: server.address().port,
+    close: () => new Promise(resolve => { if (wss) wss.close(); server.closeAllConnections(); server.close(resolve) })
   }
 }
