@@ -196,7 +196,12 @@ impl Scene {
 
     /// Runs `scenario` with Harvest `harvest` in Chromium; the report of `run.mjs`.
     async fn run(&self, harvest: &str, scenario: Value) -> Value {
-        let config = json!({
+        self.run_with(harvest, scenario, json!({})).await
+    }
+
+    /// Runs `scenario` with the stand-in's faults `faults` (`realtimeDown`, `dataDown`).
+    async fn run_with(&self, harvest: &str, scenario: Value, faults: Value) -> Value {
+        let mut config = json!({
             "port": self.port,
             "broker": self.app.address,
             "couch": self.couch,
@@ -214,6 +219,9 @@ impl Scene {
             })).collect::<Vec<_>>(),
             "scenario": scenario,
         });
+        for (k, v) in faults.as_object().unwrap() {
+            config[k] = v.clone();
+        }
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), config.to_string()).unwrap();
         let script: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "harvest", "run.mjs"]
@@ -438,4 +446,74 @@ async fn embedding_app_starting_with_an_id_token_connects_the_account() {
         "{}",
         why(&r)
     );
+}
+
+/// The person closes the popup at the provider's page: Harvest resolves `CLOSED`,
+/// nothing is written, and connecting again works.
+#[tokio::test]
+async fn a_popup_closed_half_way_writes_nothing_and_a_second_attempt_works() {
+    let Some(scene) = Scene::new(&["alice.cozy.test"], json!({})).await else {
+        return;
+    };
+    let mut s = scene.scenario("closed half way");
+    s["closeAtProvider"] = true.into();
+    let r = scene.run(HARVESTS[1], s).await;
+    assert_eq!(r["result"]["result"], "CLOSED", "{}", why(&r));
+    assert!(scene.accounts(0).await.is_empty());
+    let r = scene.run(HARVESTS[1], scene.scenario("again")).await;
+    assert_eq!(r["result"]["result"], "OK", "{}", why(&r));
+    assert_eq!(scene.accounts(0).await.len(), 1);
+}
+
+/// A session code the flagship app sends twice: the second time the in-app browser
+/// shows a page that says the sign-in link is not valid (403) and nothing is written;
+/// a fresh code works.
+#[tokio::test]
+async fn a_session_code_spent_twice_gets_a_page_and_a_fresh_one_works() {
+    let Some(scene) = Scene::new(&["alice.cozy.test"], json!({})).await else {
+        return;
+    };
+    let code = scene.session_code(0);
+    let mut s = scene.scenario("flagship");
+    s["intents"] = json!({"code": code, "tokenParamName": "session_code"});
+    let r = scene.run(HARVESTS[1], s.clone()).await;
+    assert_eq!(r["result"]["result"], "OK", "{}", why(&r));
+    let r = scene.run(HARVESTS[1], s).await;
+    assert_eq!(r["result"]["result"], "CLOSED", "{}", why(&r));
+    let page = r["pages"][0]["text"].as_str().unwrap_or_default();
+    assert!(
+        page.contains("Forbidden") && page.contains("bad_credentials"),
+        "{}",
+        why(&r)
+    );
+    assert_eq!(scene.accounts(0).await.len(), 1);
+    let mut s = scene.scenario("flagship, fresh code");
+    s["intents"] = json!({"code": scene.session_code(0), "tokenParamName": "session_code"});
+    let r = scene.run(HARVESTS[1], s).await;
+    assert_eq!(r["result"]["result"], "OK", "{}", why(&r));
+    assert_eq!(scene.accounts(0).await.len(), 2);
+}
+
+/// cozy-stack's realtime down: the account is written once (the broker finished), the
+/// opener is never told (as on cozy-stack), and once realtime is back a second attempt
+/// works and Harvest resolves `OK`.
+#[tokio::test]
+async fn realtime_down_writes_the_account_once_and_a_second_attempt_works() {
+    let Some(scene) = Scene::new(&["alice.cozy.test"], json!({})).await else {
+        return;
+    };
+    let r = scene
+        .run_with(
+            HARVESTS[1],
+            scene.scenario("realtime down"),
+            json!({"realtimeDown": true}),
+        )
+        .await;
+    assert_eq!(r["result"], Value::Null, "{}", why(&r));
+    assert_eq!(scene.accounts(0).await.len(), 1);
+    let r = scene
+        .run(HARVESTS[1], scene.scenario("realtime back"))
+        .await;
+    assert_eq!(r["result"]["result"], "OK", "{}", why(&r));
+    assert_eq!(scene.accounts(0).await.len(), 2);
 }

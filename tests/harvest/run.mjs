@@ -73,6 +73,11 @@ async function walk (page, context, report) {
   await page.waitForSelector('#allow, #deny, #confirm', { timeout: TIMEOUT }).catch(() => {})
   pages.push(await seen(page))
   if (!(await page.$('#allow'))) return pages
+  if (scenario.closeAtProvider) {
+    // The person closes the window at the provider's page, half way.
+    await page.close()
+    return pages
+  }
   const link = await page.$eval(scenario.consent === 'deny' ? '#deny' : '#allow', a => a.href)
   report.authorize = Object.fromEntries(new URL(page.url()).searchParams)
   let target = page
