@@ -89,6 +89,15 @@ impl Scene {
     /// type whose consent page is the stand-in's and whose `redirect_uri` is on the
     /// callback host, as cozy's own types have it; `extra` goes into the type.
     async fn new(hosts: &[&str], extra: Value) -> Option<Scene> {
+        Self::with(hosts, extra, |_| {}).await
+    }
+
+    /// As [`Scene::new`], the broker's settings adjusted by `tweak`.
+    async fn with(
+        hosts: &[&str],
+        extra: Value,
+        tweak: impl FnOnce(&mut oauth_broker::config::Settings),
+    ) -> Option<Scene> {
         let (modules, couch, redis) = prerequisites()?;
         let port = free_port();
         let redis_url = redis.clone();
@@ -113,6 +122,7 @@ impl Scene {
             },
         );
         s.rate_limit.trusted_proxies = "127.0.0.1/32".into();
+        tweak(&mut s);
         let app = spawn_with_settings(s, dir, MockServer::start().await).await;
         let mut instances = Vec::new();
         for host in hosts {
@@ -516,4 +526,61 @@ async fn realtime_down_writes_the_account_once_and_a_second_attempt_works() {
         .await;
     assert_eq!(r["result"]["result"], "OK", "{}", why(&r));
     assert_eq!(scene.accounts(0).await.len(), 2);
+}
+
+/// cozy-stack's Redis unreachable from the broker: the in-app browser shows a page that
+/// says the service is having trouble (503), nothing is written, and the session code
+/// is not spent (cozy-stack still holds it).
+#[tokio::test]
+async fn redis_down_gets_a_page_and_spends_nothing() {
+    let Some(scene) = Scene::with(&["alice.cozy.test"], json!({}), |s| {
+        s.cozy.redis_url = Some("redis://127.0.0.1:9/3".into());
+    })
+    .await
+    else {
+        return;
+    };
+    let code = scene.session_code(0);
+    let mut s = scene.scenario("redis down");
+    s["intents"] = json!({"code": code, "tokenParamName": "session_code"});
+    let r = scene.run(HARVESTS[1], s).await;
+    assert_eq!(r["result"]["result"], "CLOSED", "{}", why(&r));
+    let page = r["pages"][0]["text"].as_str().unwrap_or_default();
+    assert!(page.contains("Service Unavailable"), "{}", why(&r));
+    assert!(scene.accounts(0).await.is_empty());
+    let client = redis::Client::open(scene.redis.as_str()).unwrap();
+    let mut con = client.get_connection().unwrap();
+    let kept: bool = redis::cmd("EXISTS")
+        .arg(format!(
+            "{}:sessioncode:{code}",
+            scene.instances[0].inst.prefix
+        ))
+        .query(&mut con)
+        .unwrap();
+    assert!(kept, "the code is still good");
+}
+
+/// cozy-stack's `/data` down when Harvest reads the new account: the account is written
+/// (once), Harvest's own `fetchAccount` fails, and once `/data` is back it reads it.
+#[tokio::test]
+async fn data_down_after_the_flow_loses_nothing() {
+    let Some(scene) = Scene::new(&["alice.cozy.test"], json!({})).await else {
+        return;
+    };
+    let r = scene
+        .run_with(
+            HARVESTS[1],
+            scene.scenario("data down"),
+            json!({"dataDown": true}),
+        )
+        .await;
+    assert_eq!(r["result"]["result"], "OK", "{}", why(&r));
+    assert!(
+        r["account"].is_null() || r["account"]["fetchError"].is_string(),
+        "{}",
+        why(&r)
+    );
+    let accounts = scene.accounts(0).await;
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0]["oauth"]["access_token"], "the-access-token");
 }
