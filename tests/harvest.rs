@@ -584,3 +584,32 @@ async fn data_down_after_the_flow_loses_nothing() {
     assert_eq!(accounts.len(), 1);
     assert_eq!(accounts[0]["oauth"]["access_token"], "the-access-token");
 }
+
+/// The token exchange fails after the person consented (the provider's token endpoint
+/// answers 500): the popup shows a page that says so, in the browser's language (French
+/// here), and its link back tells Harvest the error. On the main of 2026-12-07 the popup
+/// closed without a word.
+#[tokio::test]
+async fn a_failure_after_consent_is_shown_in_the_popup_in_the_persons_language() {
+    let Some(scene) = Scene::new(&["alice.cozy.test"], json!({})).await else {
+        return;
+    };
+    Mock::given(path("/token"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("upstream trouble"))
+        .with_priority(1)
+        .mount(&scene.app.provider)
+        .await;
+    let mut s = scene.scenario("token exchange fails");
+    s["lang"] = "fr-FR".into();
+    s["followBack"] = true.into();
+    let r = scene.run(HARVESTS[1], s).await;
+    let shown = r["pages"].to_string();
+    assert!(
+        shown.contains("La connexion a échoué") && shown.contains("ne répond pas correctement"),
+        "{}",
+        why(&r)
+    );
+    assert_eq!(r["result"]["result"], "CANCEL", "{}", why(&r));
+    assert_eq!(r["result"]["error"], "server_error", "{}", why(&r));
+    assert!(scene.accounts(0).await.is_empty());
+}

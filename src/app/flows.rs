@@ -130,6 +130,19 @@ pub(crate) struct Completed {
     pub(crate) location: String,
     /// The binding cookie to remove, if the flow had one.
     pub(crate) binding_cookie: Option<String>,
+    /// What failed after the person consented (never their own refusal): the browser is
+    /// shown a page saying so, with the way back to the app, rather than sent there
+    /// silently (Harvest closes the popup on any `?error=`).
+    pub(crate) failed: Option<Failure>,
+}
+
+/// A failure after consent: its kind (what the page says) and the code the app is told.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// What failed.
+    pub(crate) kind: ErrorKind,
+    /// The `error=` of the app's URL.
+    pub(crate) code: String,
 }
 
 fn state_too_long(flow: &FlowState) -> Error {
@@ -384,17 +397,25 @@ impl Flows {
             connection_deleted: p.connection_deleted.clone(),
         };
         let binding_cookie = flow.bound.then(|| FlowState::binding_cookie_name(&p.state));
-        let done = |location| {
+        let done = |location, failed| {
             Redirected::Completed(Completed {
                 location,
                 binding_cookie,
+                failed,
             })
         };
         // From here the state was valid: every failure goes back to the app as `?error=`.
         if let Err(e) = self.check_issuer(&inst, flow, p.iss.as_deref()).await {
             tracing::warn!(account_type = %flow.account_type, error = %e, "redirect from another issuer refused");
             self.failed(&flow.account_type, e.kind());
-            return Ok(done(back.location(None, Some(&e.redirect_code()))));
+            let code = e.redirect_code();
+            return Ok(done(
+                back.location(None, Some(&code)),
+                Some(Failure {
+                    kind: e.kind(),
+                    code,
+                }),
+            ));
         }
         if let Some(error) = &p.error {
             let code = if is_sane_code(error) {
@@ -404,7 +425,13 @@ impl Flows {
             };
             tracing::info!(account_type = %flow.account_type, error = code, "provider refused the authorization");
             self.failed(&flow.account_type, ErrorKind::Refused);
-            return Ok(done(back.location(None, Some(code))));
+            // The person's own refusal goes back to the app as it is (cozy-stack's
+            // `access_denied`); any other provider error is a failure to show.
+            let failed = (code != "access_denied").then(|| Failure {
+                kind: ErrorKind::Refused,
+                code: code.to_owned(),
+            });
+            return Ok(done(back.location(None, Some(code)), failed));
         }
         Ok(match self.write_account(&inst, &opened, &p).await {
             Ok(account_id) => {
@@ -413,12 +440,19 @@ impl Flows {
                     .flows_completed
                     .with_label_values(&[flow.account_type.as_str()])
                     .inc();
-                done(back.location(Some(&account_id), None))
+                done(back.location(Some(&account_id), None), None)
             }
             Err(e) => {
                 tracing::warn!(account_type = %flow.account_type, code = e.code().as_str(), error = %e, "flow failed after a valid state");
                 self.failed(&flow.account_type, e.kind());
-                done(back.location(None, Some(&e.redirect_code())))
+                let code = e.redirect_code();
+                done(
+                    back.location(None, Some(&code)),
+                    Some(Failure {
+                        kind: e.kind(),
+                        code,
+                    }),
+                )
             }
         })
     }

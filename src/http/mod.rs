@@ -3,6 +3,7 @@
 
 pub(crate) mod error;
 mod extractors;
+mod failure_page;
 pub mod query;
 pub(crate) mod rate_limit;
 pub(crate) mod request_log;
@@ -89,7 +90,7 @@ routes! {
     GET "/accounts/{type}/start" => routes::start::start, Start,
         "`?state&nonce&scope&slug&session_code[&login_hint][&provider_url]`: 303 to the provider; an HTML error page otherwise";
     GET "/accounts/{type}/redirect" => routes::redirect::redirect, Redirect,
-        "`?code&state` (or `access_token`, `error`): 303 to the app, `?account=..&state=..` or `?error=..&state=..`; 400 HTML page for a bad state; without the flow's binding cookie, 303 to the same on the instance's host, and there a page asking the person to confirm";
+        "`?code&state` (or `access_token`, `error`): 303 to the app, `?account=..&state=..` or `?error=access_denied&state=..`; any other failure after consent an HTML page (French or English) linking to the app with `?error=..&state=..`; 400 HTML page for a bad state; without the flow's binding cookie, 303 to the same on the instance's host, and there a page asking the person to confirm";
     POST "/accounts/{type}/redirect" => routes::redirect::confirm, Redirect,
         "`query=<the provider's query>` (form): the confirmation page's answer; then as `GET`, without the binding cookie";
     POST "/accounts/{type}" => routes::accounts::create, Instance,

@@ -323,7 +323,7 @@ async fn every_route_refuses_bad_input_and_changes_nothing(b: Backend) {
         case("redirect with two states", g.clone(), redirect(&t, &format!("state={bound_state}&state={bound_state}")), 400, "duplicate_parameter"),
         case("redirect with an oversized query", g.clone(), redirect(&t, &format!("x={long}")), 413, "too_large"),
         case("redirect with a long connection_id", g.clone(), redirect(&t, &format!("state={bound_state}&connection_id={}", "1".repeat(300))), 400, "parameter_too_long"),
-        case("redirect with a PKCE mismatch", g.clone(), redirect(&pkce, &format!("code=someone-elses&state={pkce_state}")), 303, "invalid_grant").header("cookie", pkce_cookie.clone()).spends(&pkce_state),
+        case("redirect with a PKCE mismatch", g.clone(), redirect(&pkce, &format!("code=someone-elses&state={pkce_state}")), 502, "invalid_grant").header("cookie", pkce_cookie.clone()).spends(&pkce_state),
         // refresh
         case("refresh without a token", post.clone(), refresh(&dead), 401, "no_credentials"),
         case("refresh with a forged token", post.clone(), refresh(&dead), 403, "bad_credentials").bearer("forged"),

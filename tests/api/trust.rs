@@ -153,8 +153,8 @@ async fn a_forged_access_token_on_a_code_flow_redirect_is_not_stored(b: Backend)
     let t = app.code_type(json!({"pkce": true})).await;
     // A new flow: the attacker holds a state and skips the code exchange.
     let url = app.start_flow(&inst, &t).await;
-    let loc = location(
-        &app.redirect(
+    let loc = app_return(
+        app.redirect(
             &t,
             &[
                 ("state", &TestApp::state_in(&url)),
@@ -162,7 +162,8 @@ async fn a_forged_access_token_on_a_code_flow_redirect_is_not_stored(b: Backend)
             ],
         )
         .await,
-    );
+    )
+    .await;
     assert_eq!(
         query_of(&loc).get("error").map(String::as_str),
         Some("invalid_request"),
@@ -178,8 +179,8 @@ async fn a_forged_access_token_on_a_code_flow_redirect_is_not_stored(b: Backend)
         )
         .await;
     let url = app.reconnect_flow(&inst, &t, &id).await;
-    let loc = location(
-        &app.redirect(
+    let loc = app_return(
+        app.redirect(
             &t,
             &[
                 ("state", &TestApp::state_in(&url)),
@@ -187,7 +188,8 @@ async fn a_forged_access_token_on_a_code_flow_redirect_is_not_stored(b: Backend)
             ],
         )
         .await,
-    );
+    )
+    .await;
     assert!(query_of(&loc).contains_key("error"), "{loc}");
     assert_eq!(
         app.account(&inst, &id).await["oauth"]["access_token"],
@@ -387,7 +389,7 @@ async fn a_redirect_naming_another_issuer_is_refused_before_any_exchange(b: Back
         if let Some(i) = iss {
             pairs.push(("iss", i));
         }
-        let loc = location(&app.redirect(&t, &pairs).await);
+        let loc = app_return(app.redirect(&t, &pairs).await).await;
         assert_eq!(
             query_of(&loc).contains_key("account"),
             accepted,

@@ -241,6 +241,27 @@ pub fn location(resp: &reqwest::Response) -> String {
         .to_owned()
 }
 
+/// Where a redirect sends the browser back to the app: its `Location`, or, when the flow
+/// failed after consent, the failure page's link back (which carries `?error=`).
+pub async fn app_return(resp: reqwest::Response) -> String {
+    if resp.status() == 303 {
+        return location(&resp);
+    }
+    let status = resp.status();
+    let page = resp.text().await.unwrap();
+    let start = page
+        .find("id=\"back\" href=\"")
+        .unwrap_or_else(|| panic!("neither a redirect nor a failure page ({status}): {page}"))
+        + "id=\"back\" href=\"".len();
+    let end = start + page[start..].find('"').unwrap();
+    page[start..end]
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
 impl TestApp {
     /// When an account's next refresh is planned, and after how many failures.
     pub async fn planned(&self, inst: &Instance, id: &str) -> Option<(i64, u32)> {

@@ -101,6 +101,12 @@ async function walk (page, context, report) {
       await Promise.all([target.waitForNavigation({ timeout: TIMEOUT }).catch(() => {}), confirm.click()])
       continue
     }
+    // The broker's failure page: the person reads it, then goes back to the app.
+    const back = await target.$('#back').catch(() => null)
+    if (back && scenario.followBack) {
+      await Promise.all([target.waitForNavigation({ timeout: TIMEOUT }).catch(() => {}), back.click()])
+      continue
+    }
     break
   }
   if (!target.isClosed()) {
@@ -134,6 +140,7 @@ async function main () {
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
       '--ignore-certificate-errors',
+      ...(scenario.lang ? [`--accept-lang=${scenario.lang}`, `--lang=${scenario.lang}`] : []),
       '--host-resolver-rules=MAP *.cozy.test 127.0.0.1, MAP *.example.org 127.0.0.1']
   })
   const report = { scenario: scenario.name, harvest: config.harvest, browser }

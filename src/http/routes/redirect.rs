@@ -6,6 +6,7 @@ use crate::domain::ErrorCode;
 use crate::domain::FlowState;
 use crate::http::error::{escape_html, Page};
 use crate::http::extractors::RedirectCaller;
+use crate::http::failure_page::failure_page;
 use crate::http::query::Query;
 use crate::http::read_body;
 use actix_web::cookie::Cookie;
@@ -56,6 +57,7 @@ async fn answer(
     params: RedirectParams,
 ) -> Result<HttpResponse, Page> {
     let host = params.host.clone();
+    let service = params.service_id.clone();
     let done = match services.flows.complete(params).await? {
         Redirected::Completed(done) => done,
         Redirected::ToInstanceHost(location) => {
@@ -66,17 +68,22 @@ async fn answer(
         }
         Redirected::Confirm(c) => return Ok(confirmation(req, &c)),
     };
-    let mut answer = HttpResponse::SeeOther();
-    answer.insert_header((header::LOCATION, done.location));
+    let mut answer = match done.failed {
+        // A failure after consent is shown, with the way back to the app.
+        Some(f) => failure_page(req, f.kind, &f.code, &service, &done.location),
+        None => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, done.location))
+            .finish(),
+    };
     if let Some(name) = done.binding_cookie {
         let mut gone = Cookie::build(name, "").path("/accounts").finish();
         if let Some(d) = services.flows.cookie_domain_for(host.as_deref()) {
             gone.set_domain(d.to_owned());
         }
         gone.make_removal();
-        answer.cookie(gone);
+        let _ = answer.add_cookie(&gone);
     }
-    Ok(answer.finish())
+    Ok(answer)
 }
 
 /// The page that names the instance and the service, and completes the connection only
