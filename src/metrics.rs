@@ -42,6 +42,8 @@ pub(crate) struct Metrics {
     pub store_seconds: HistogramVec,
     /// Store requests that failed for want of the store, by operation.
     pub store_errors: IntCounterVec,
+    /// Account events published on cozy-stack's realtime, by outcome.
+    pub realtime_events: IntCounterVec,
     /// Refresh leases taken over from a holder that died or hung.
     pub lease_takeovers: IntCounter,
     /// Audit entries removed for their age (`audit.keep_days`).
@@ -125,6 +127,11 @@ impl Metrics {
                 &["outcome", "account_type"],
             ),
             store_seconds: histogram("store_seconds", "Store request latency", &["op"]),
+            realtime_events: counter(
+                "realtime_events_total",
+                "Account events published on cozy-stack's realtime (cozy.redis_url), by outcome (published, failed)",
+                &["outcome"],
+            ),
             store_errors: counter(
                 "store_errors_total",
                 "Store requests that failed because the store was unavailable",

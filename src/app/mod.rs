@@ -36,6 +36,7 @@ use crate::store::accounts::Accounts;
 use crate::store::audit::AuditLog;
 use crate::store::couch::CouchStore;
 use crate::store::cozy::CozyDocs;
+use crate::store::cozy_realtime::CozyRealtime;
 use crate::store::cozy_session_codes::CozySessionCodes;
 use crate::store::credentials::Credentials;
 use crate::store::embedded::EmbeddedStore;
@@ -211,11 +212,20 @@ impl Services {
             log: AuditLog::new(store.clone()),
             clock: clock.clone(),
         };
+        // Beside cozy-stack, its apps hear of the broker's account writes.
+        let realtime = match settings.cozy.redis_url() {
+            Some(url) => Some(Arc::new(
+                CozyRealtime::new(url, metrics.realtime_events.clone())
+                    .map_err(|e| setting("cozy.redis_url", &e))?,
+            )),
+            None => None,
+        };
         let accounts = Accounts::new(
             store.clone(),
             keyring.clone(),
             settings.encrypt_refresh_tokens,
-        );
+        )
+        .with_realtime(realtime);
         let registrations = Arc::new(Registrations::new(
             store.clone(),
             keyring.clone(),

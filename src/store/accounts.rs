@@ -1,5 +1,6 @@
 //! Konnector accounts in `<prefix>/io-cozy-accounts`.
 
+use super::cozy_realtime::{CozyRealtime, Verb};
 use super::{put_creating_db, Selector, SharedStore, StoreError};
 use crate::domain::account::Account;
 use crate::domain::sealed::{is_sealed, Keyring, SealError};
@@ -20,6 +21,8 @@ pub struct Accounts {
     store: SharedStore,
     keyring: Arc<Keyring>,
     seal_refresh_tokens: bool,
+    /// cozy-stack's realtime, told of every write when configured.
+    realtime: Option<Arc<CozyRealtime>>,
 }
 
 /// Whether `id` can name an account (not a design document, bounded); others are absent.
@@ -34,6 +37,19 @@ impl Accounts {
             store,
             keyring,
             seal_refresh_tokens,
+            realtime: None,
+        }
+    }
+
+    /// The same, telling cozy-stack's realtime of every write.
+    pub fn with_realtime(mut self, realtime: Option<Arc<CozyRealtime>>) -> Accounts {
+        self.realtime = realtime;
+        self
+    }
+
+    fn announce(&self, inst: &Instance, verb: Verb, doc: &Value, old: Option<&Value>) {
+        if let Some(r) = &self.realtime {
+            r.announce(inst, verb, doc, old);
         }
     }
 
@@ -160,11 +176,13 @@ impl Accounts {
             if current != used {
                 return Ok(Applied::Superseded(doc));
             }
+            let before = self.realtime.is_some().then(|| doc.document().clone());
             doc.apply_members(members);
             self.seal(inst, id, &mut doc);
             match self.store.put(&db, doc.document()).await {
                 Ok(rev) => {
                     doc.set_rev(&rev);
+                    self.announce(inst, Verb::Updated, doc.document(), before.as_ref());
                     return Ok(Applied::Written(doc));
                 }
                 Err(StoreError::Conflict) => continue,
@@ -220,7 +238,10 @@ impl Accounts {
     pub async fn delete(&self, inst: &Instance, doc: &Account) -> Result<(), StoreError> {
         self.store
             .delete(&inst.accounts_db(), doc.id(), doc.rev().unwrap_or_default())
-            .await
+            .await?;
+        let gone = serde_json::json!({"_id": doc.id(), "_deleted": true});
+        self.announce(inst, Verb::Deleted, &gone, Some(doc.document()));
+        Ok(())
     }
 
     /// Creates an account, creating the database if needed (cozy-stack's `createDocOrDB`).
@@ -254,7 +275,14 @@ impl Accounts {
         loop {
             attempt += 1;
             let failure = match put_creating_db(self.store.as_ref(), &db, &doc).await {
-                Ok(_) => return Ok(id),
+                Ok(rev) => {
+                    if self.realtime.is_some() {
+                        let mut stored = doc.clone();
+                        stored["_rev"] = rev.into();
+                        self.announce(inst, Verb::Created, &stored, None);
+                    }
+                    return Ok(id);
+                }
                 // Our earlier attempt may have landed, only its answer lost; but on a
                 // cluster a conflict can also come from the one copy an attempt that
                 // failed reached (a copy about to go down), so only a read says so.
@@ -305,11 +333,13 @@ impl Accounts {
         let db = inst.accounts_db();
         let id = doc.id().to_owned();
         for _ in 0..CONFLICT_RETRIES {
+            let before = self.realtime.is_some().then(|| doc.document().clone());
             change(&mut doc);
             self.seal(inst, &id, &mut doc);
             match self.store.put(&db, doc.document()).await {
                 Ok(rev) => {
                     doc.set_rev(&rev);
+                    self.announce(inst, Verb::Updated, doc.document(), before.as_ref());
                     return Ok(doc);
                 }
                 Err(StoreError::Conflict) => {

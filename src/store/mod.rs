@@ -8,6 +8,7 @@ pub mod cache;
 mod cluster_writes;
 pub mod couch;
 pub mod cozy;
+pub mod cozy_realtime;
 pub mod cozy_session_codes;
 pub mod credentials;
 pub mod embedded;

@@ -17,6 +17,7 @@ mod budget_insight;
 mod client_credentials;
 mod cozy_flow;
 mod cozy_login;
+mod cozy_realtime;
 mod cozy_tokens;
 mod health;
 mod keys;
