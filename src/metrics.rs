@@ -44,6 +44,8 @@ pub(crate) struct Metrics {
     pub store_errors: IntCounterVec,
     /// Account events published on cozy-stack's realtime, by outcome.
     pub realtime_events: IntCounterVec,
+    /// Newest grants put back over an older copy another writer saved.
+    pub grants_restored: IntCounterVec,
     /// Refresh leases taken over from a holder that died or hung.
     pub lease_takeovers: IntCounter,
     /// Audit entries removed for their age (`audit.keep_days`).
@@ -127,6 +129,11 @@ impl Metrics {
                 &["outcome", "account_type"],
             ),
             store_seconds: histogram("store_seconds", "Store request latency", &["op"]),
+            grants_restored: counter(
+                "grants_restored_total",
+                "Accounts whose newest refresh token was put back over an older copy another writer saved (Harvest's conflict merge, a konnector)",
+                &["account_type"],
+            ),
             realtime_events: counter(
                 "realtime_events_total",
                 "Account events published on cozy-stack's realtime (cozy.redis_url), by outcome (published, failed)",

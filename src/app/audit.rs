@@ -38,6 +38,14 @@ impl Actor {
         }
     }
 
+    /// The broker itself (a repair it made on its own).
+    pub(crate) fn broker() -> Actor {
+        Actor {
+            who: "broker".into(),
+            request_id: None,
+        }
+    }
+
     /// A konnector acting with an instance's API token.
     pub(crate) fn konnector(instance: &str, request_id: Option<String>) -> Actor {
         Actor {

@@ -46,6 +46,7 @@ use crate::store::instances::Instances;
 use crate::store::instrumented::Instrumented;
 use crate::store::jobs::Checkpoints;
 use crate::store::leases::Leases;
+use crate::store::newest_grants::NewestGrants;
 use crate::store::pending_grants::PendingGrants;
 use crate::store::schedule::Schedule;
 use crate::store::{SharedStore, StoreError};
@@ -274,6 +275,8 @@ impl Services {
             instances: instances.clone(),
             metrics: metrics.clone(),
             clock: clock.clone(),
+            newest: NewestGrants::new(store.clone(), keyring.clone()),
+            audit: audit.clone(),
         }));
         let refreshes = Arc::new(Refreshes::new(RefreshesParts {
             renewal: renewal.clone(),

@@ -4,6 +4,7 @@
 //! the journal settled after an outage or a restart.
 
 use super::account_health::HealthLog;
+use super::audit::{Actor, Audit};
 use super::keyed_locks::KeyedLocks;
 use super::leasing::Leasing;
 use super::refresh_plan::{renews_without_refresh_token, RefreshPlan};
@@ -16,6 +17,7 @@ use crate::oauth::{provider_request, ProviderClient};
 use crate::store::accounts::{Accounts, Applied};
 use crate::store::instances::Instances;
 use crate::store::leases::Lease;
+use crate::store::newest_grants::{NewestGrants, Standing};
 use crate::store::pending_grants::{PendingGrants, PendingRefresh};
 use crate::webhooks::{Event, Kind, Webhooks};
 use std::sync::Arc;
@@ -65,6 +67,8 @@ pub(crate) struct Renewal {
     /// One lock per account in this process: a journal replay and a refresh of the
     /// same account never run at once.
     locks: KeyedLocks,
+    newest: NewestGrants,
+    audit: Audit,
 }
 
 /// What a [`Renewal`] works with.
@@ -89,6 +93,10 @@ pub(crate) struct RenewalParts {
     pub(crate) metrics: Arc<Metrics>,
     /// The clock.
     pub(crate) clock: Clock,
+    /// The newest grant of each account, where only the broker writes.
+    pub(crate) newest: NewestGrants,
+    /// The audit trail (a grant put back is recorded).
+    pub(crate) audit: Audit,
 }
 
 impl Renewal {
@@ -106,6 +114,8 @@ impl Renewal {
             metrics: p.metrics,
             clock: p.clock,
             locks: KeyedLocks::default(),
+            newest: p.newest,
+            audit: p.audit,
         }
     }
 
@@ -144,6 +154,11 @@ impl Renewal {
         {
             return Ok(current);
         }
+        let current = if renews_without_refresh_token(at) {
+            current
+        } else {
+            self.newest_back(target, current).await?
+        };
         let mut used = None;
         let request = if renews_without_refresh_token(at) {
             provider_request::client_credentials(at)
@@ -217,7 +232,56 @@ impl Renewal {
         self.leasing.extend_if_half_spent(lease).await;
         let saved = self.replay(inst, id, key, &record, Some(current)).await?;
         tracing::info!(account_type = at.service_id(), "account refreshed");
+        // The grant now newest, where no other writer reaches it.
+        if let Some(token) = grant.refresh_token.as_deref() {
+            if let Err(e) = self
+                .newest
+                .keep(key, &record.used, token, &record.members)
+                .await
+            {
+                tracing::warn!(error = %e, "could not keep the newest grant aside");
+            }
+        }
         Ok(saved)
+    }
+
+    /// The account with its newest grant: when its refresh token is one a refresh of the
+    /// broker replaced (an older copy saved over the account by another writer: Harvest's
+    /// conflict merge, a konnector), the newest grant is put back first, counted and
+    /// audited, so the refresh does not spend a revoked token and lose the grant.
+    async fn newest_back(&self, target: &Target<'_>, current: Account) -> Result<Account, Error> {
+        let Target { inst, at, key, .. } = *target;
+        let token = self
+            .accounts
+            .refresh_token(inst, &current)
+            .map_err(|error| Error::Sealed {
+                what: "the stored refresh token",
+                error,
+            })?;
+        let Some(token) = token else {
+            return Ok(current);
+        };
+        let members = match self.newest.standing(key, &token).await {
+            Ok(Standing::Superseded(members)) => members,
+            Ok(Standing::Current | Standing::Foreign) => return Ok(current),
+            Err(e) => {
+                tracing::warn!(error = %e, "the newest grant could not be read; refreshing with the account's");
+                return Ok(current);
+            }
+        };
+        tracing::warn!(account_type = at.service_id(), account = %key, "an older copy of the account was saved over its newest grant; putting it back");
+        let restored = self
+            .accounts
+            .update_with(inst, current, |d| d.apply_members(&members))
+            .await?;
+        self.metrics
+            .grants_restored
+            .with_label_values(&[at.service_id()])
+            .inc();
+        self.audit
+            .record(&Actor::broker(), "account.grant_restored", key)
+            .await;
+        Ok(restored)
     }
 
     /// Writes a journalled refresh into its account, over the refresh token it used only,

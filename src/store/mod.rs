@@ -19,6 +19,7 @@ pub mod instances;
 pub mod instrumented;
 pub mod jobs;
 pub mod leases;
+pub mod newest_grants;
 pub mod pending_grants;
 pub mod registered_clients;
 pub mod schedule;
@@ -67,6 +68,10 @@ pub const KEYS_DB: &str = "broker/keys";
 /// Who changed what: operator and konnector actions that change state.
 pub const AUDIT_DB: &str = "broker/audit";
 
+/// The newest grant of each refreshed account, and the refresh tokens seen replaced
+/// (`store/newest_grants.rs`): where only the broker writes.
+pub const NEWEST_GRANTS_DB: &str = "broker/newest_grants";
+
 /// Decision records of writes that only one writer may win on a CouchDB cluster
 /// (`store/cluster_writes.rs`); swept when old.
 pub const DECISIONS_DB: &str = "broker/decisions";
@@ -76,7 +81,7 @@ pub const DECISIONS_DB: &str = "broker/decisions";
 pub const DECIDING_DBS: [&str; 4] = [FLOW_STATES_DB, SESSION_CODES_DB, REFRESH_LEASES_DB, KEYS_DB];
 
 /// Every database the broker creates at start-up.
-pub const BROKER_DBS: [&str; 13] = [
+pub const BROKER_DBS: [&str; 14] = [
     ACCOUNT_TYPES_DB,
     INSTANCES_DB,
     FLOW_STATES_DB,
@@ -90,6 +95,7 @@ pub const BROKER_DBS: [&str; 13] = [
     KEYS_DB,
     AUDIT_DB,
     DECISIONS_DB,
+    NEWEST_GRANTS_DB,
 ];
 
 /// The Mango indexes the broker's queries need (database, field); CouchDB would read

@@ -21,6 +21,7 @@ mod cozy_realtime;
 mod cozy_tokens;
 mod health;
 mod keys;
+mod newest_grant;
 mod operators;
 mod processes;
 mod redirect;
