@@ -287,6 +287,26 @@ impl Scene {
         code
     }
 
+    /// A konnector's `COZY_CREDENTIALS` for instance `i`, allowed on `io.cozy.accounts`
+    /// by a permission set written as cozy-stack writes it.
+    async fn konnector_token(&self, i: usize) -> String {
+        let c = &self.instances[i];
+        put(
+            &self.app,
+            &c.inst.db("io.cozy.permissions"),
+            json!({"_id": oauth_broker::domain::secret::random_hex(16), "type": "konnector",
+                   "source_id": "io.cozy.konnectors/svckonn",
+                   "permissions": {"accounts": {"type": "io.cozy.accounts"}}}),
+        )
+        .await;
+        let mut key = b"2:".to_vec();
+        key.extend(0u8..64);
+        common::cozy_stack::Cozy::sign(
+            json!({"iss": c.domain, "sub": "svckonn", "aud": ["konn"], "iat": now() - 5}),
+            &key,
+        )
+    }
+
     async fn accounts(&self, i: usize) -> Vec<Value> {
         self.app.accounts(&self.instances[i].inst).await
     }
@@ -612,4 +632,69 @@ async fn a_failure_after_consent_is_shown_in_the_popup_in_the_persons_language()
     assert_eq!(r["result"]["result"], "CANCEL", "{}", why(&r));
     assert_eq!(r["result"]["error"], "server_error", "{}", why(&r));
     assert!(scene.accounts(0).await.is_empty());
+}
+
+/// Harvest's own `updateAccount` saves the copy of the account it read after the
+/// connection, after the konnector's refresh rotated the refresh token: its conflict merge
+/// lets the stale copy win, putting back a token the provider revoked. The broker puts
+/// the newest grant back at the next refresh, which succeeds. On the main of 2026-12-07
+/// it answered 401 and the user had to reconnect.
+#[tokio::test]
+async fn harvests_stale_copy_does_not_cost_the_user_their_grant() {
+    let Some(scene) = Scene::new(&["alice.cozy.test"], json!({})).await else {
+        return;
+    };
+    use wiremock::matchers::body_string_contains;
+    for (used, next) in [("the-refresh-token", "rt-2"), ("rt-2", "rt-3")] {
+        Mock::given(path("/token"))
+            .and(body_string_contains(format!("refresh_token={used}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "access_token": format!("at-{next}"), "refresh_token": next,
+                "expires_in": 3600, "token_type": "Bearer"})))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&scene.app.provider)
+            .await;
+    }
+    Mock::given(path("/token"))
+        .and(body_string_contains("grant_type=refresh_token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": "invalid_grant"})))
+        .with_priority(2)
+        .mount(&scene.app.provider)
+        .await;
+    let token = scene.konnector_token(0).await;
+    let mut s = scene.scenario("stale copy");
+    s["staleSave"] = json!({ "token": token });
+    let r = scene.run(HARVESTS[1], s).await;
+    assert_eq!(r["result"]["result"], "OK", "{}", why(&r));
+    assert_eq!(r["refreshStatus"], 200, "{}", why(&r));
+    assert_eq!(r["saved"]["ok"], true, "{}", why(&r));
+    let id = r["result"]["key"].as_str().unwrap();
+    let inst = &scene.instances[0].inst;
+    let written = scene.app.account(inst, id).await;
+    assert_eq!(
+        written["oauth"]["refresh_token"], "the-refresh-token",
+        "Harvest's merge wrote the stale token back: {written}"
+    );
+    assert_eq!(written["defaultFolderPath"], "/Administratif/Svc");
+    let resp = scene
+        .app
+        .http
+        .post(format!(
+            "{}/accounts/{}/{id}/refresh",
+            scene.app.address, scene.account_type
+        ))
+        .header("host", scene.instances[0].domain.as_str())
+        .bearer_auth(&token)
+        .query(&[("force", "true")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let now = scene.app.account(inst, id).await;
+    assert_eq!(now["oauth"]["refresh_token"], "rt-3");
+    assert_eq!(
+        now["defaultFolderPath"], "/Administratif/Svc",
+        "Harvest's change stays"
+    );
 }

@@ -116,6 +116,23 @@ async function walk (page, context, report) {
   return pages
 }
 
+/** A konnector's refresh, on the instance host (the broker behind cozy-stack's proxy). */
+function refreshThroughBroker (id, token) {
+  const inst = config.instances.find(i => i.domain === scenario.instance)
+  const broker = new URL(config.broker)
+  return new Promise((resolve, reject) => {
+    const req = require('node:http').request({
+      host: broker.hostname,
+      port: broker.port,
+      method: 'POST',
+      path: `/accounts/${scenario.konnector.slug}/${id}/refresh`,
+      headers: { host: inst.domain, authorization: `Bearer ${token}`, accept: 'application/json' }
+    }, res => { res.resume(); res.on('end', () => resolve(res.statusCode)) })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
 async function login (context) {
   if (!scenario.login) return
   const inst = config.instances.find(i => i.domain === scenario.instance)
@@ -188,6 +205,21 @@ async function main () {
     }
     await Promise.all(walks)
     report.result = await opener.evaluate(() => window.result ?? null)
+    if (scenario.staleSave && report.result && report.result.key) {
+      // Harvest holds the account it read after the connection; meanwhile the konnector
+      // refreshes it (the broker rotates the refresh token); then Harvest saves its copy
+      // with its own `updateAccount` (ensureDefaultFolderPathInAccount, prepareTriggerAccount
+      // do), whose conflict merge lets the stale copy win.
+      const key = report.result.key
+      report.stale = await opener.evaluate(async key => await window.harvest.fetchAccount(window.client, key), key)
+      report.refreshStatus = await refreshThroughBroker(key, scenario.staleSave.token)
+      report.saved = await opener.evaluate(async acc => {
+        try {
+          const saved = await window.harvest.updateAccount(window.client, { ...acc, defaultFolderPath: '/Administratif/Svc' })
+          return { ok: true, rev: saved && saved._rev }
+        } catch (e) { return { error: String(e) } }
+      }, report.stale)
+    }
     // Harvest's entries are keyed by the UUID it sent as `state` (cozy's logger keeps its own).
     report.stateKeysLeft = await opener.evaluate(() => window.stateKeysLeft ? window.stateKeysLeft.filter(k => /^[0-9a-f-]{36}$/.test(k)) : null)
     const popups = (await context.pages()).filter(p => p !== opener)
