@@ -519,6 +519,13 @@ impl Flows {
         if let Some(who) = &identity {
             doc.apply_identity(who);
         }
+        let subject = identity
+            .as_ref()
+            .and_then(|i| i.subject.clone())
+            .or_else(|| doc.id_token_subject());
+        if let Some(sub) = &subject {
+            doc.record_subject(sub);
+        }
         let connection_id = p.connection_id.as_deref();
         if let Some(cid) = connection_id {
             doc.record_connection_id(cid);
@@ -534,14 +541,22 @@ impl Flows {
         doc.record_scope_missing(&scope_missing);
         // The account this authorization renews: the one reconnected, or the one of the
         // same provider connection.
-        let existing = match (&flow.account_id, connection_id) {
-            (Some(id), _) => self.accounts.get(inst, id).await?,
-            (None, Some(cid)) => {
+        // Harvest never calls `reconnect` for OAuth konnectors: it runs `start` again. A
+        // sign-in of the same user at the provider renews the account that waits for it,
+        // so the konnector's trigger (which names that account) works again.
+        let existing = match (&flow.account_id, connection_id, &subject) {
+            (Some(id), _, _) => self.accounts.get(inst, id).await?,
+            (None, Some(cid), _) => {
                 self.accounts
                     .find_by_connection_id(inst, service_id, cid)
                     .await?
             }
-            (None, None) => None,
+            (None, None, Some(sub)) => {
+                self.accounts
+                    .find_reconnect_needed(inst, service_id, sub)
+                    .await?
+            }
+            (None, None, None) => None,
         };
         let event = match &existing {
             None => Some(Kind::AccountCreated),
@@ -558,6 +573,9 @@ impl Flows {
                         d.record_scope_missing(&scope_missing);
                         if let Some(who) = &identity {
                             d.apply_identity(who);
+                        }
+                        if let Some(sub) = &subject {
+                            d.record_subject(sub);
                         }
                     })
                     .await?;

@@ -314,6 +314,40 @@ impl Account {
         }
     }
 
+    /// Records who the user is at the provider (`provider_subject`, the broker's member),
+    /// so a later sign-in of the same user can renew this account in place.
+    pub fn record_subject(&mut self, subject: &str) {
+        self.object()
+            .insert(PROVIDER_SUBJECT.into(), subject.to_owned().into());
+    }
+
+    /// Who the user is at the provider, as recorded.
+    pub fn subject(&self) -> Option<&str> {
+        self.0.get(PROVIDER_SUBJECT).and_then(Value::as_str)
+    }
+
+    /// The `sub` of the `id_token` the token endpoint sent with the grant (read, not
+    /// verified: it came straight from the provider over TLS, and only names the user).
+    pub fn id_token_subject(&self) -> Option<String> {
+        let token = self
+            .0
+            .get("oauth_callback_results")
+            .and_then(|r| r.get("id_token"))
+            .and_then(Value::as_str)?;
+        let payload = token.split('.').nth(1)?;
+        let bytes = base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            payload.trim_end_matches('='),
+        )
+        .ok()?;
+        let claims: Value = serde_json::from_slice(&bytes).ok()?;
+        claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty() && s.len() <= 256)
+            .map(str::to_owned)
+    }
+
     /// Sets the scopes the last grant lacked (`scope_missing`), or removes the member
     /// when it lacked none.
     pub fn record_scope_missing(&mut self, missing: &[String]) {
@@ -419,6 +453,8 @@ pub const REFRESHED_AT: &str = "refreshed_at";
 
 /// Top-level account field set while the user must reconnect the account.
 pub const RECONNECT_NEEDED: &str = "reconnect_needed";
+/// The broker's member naming the user at the provider.
+pub const PROVIDER_SUBJECT: &str = "provider_subject";
 
 /// `v` as an object, replacing whatever else it held.
 fn object_mut(v: &mut Value) -> &mut Map<String, Value> {
@@ -439,6 +475,9 @@ pub struct Identity {
     pub login: Option<String>,
     /// `name`, else the login.
     pub name: Option<String>,
+    /// Who the user is at the provider, stably: `sub`, else a numeric or string `id`
+    /// (GitHub-style user info).
+    pub subject: Option<String>,
 }
 
 impl Identity {
@@ -456,7 +495,16 @@ impl Identity {
             .or_else(|| text("login"))
             .or_else(|| text("sub"));
         let name = text("name").or_else(|| login.clone());
-        Identity { login, name }
+        let subject = text("sub").or_else(|| text("id")).or_else(|| {
+            info.get("id")
+                .and_then(Value::as_u64)
+                .map(|n| n.to_string())
+        });
+        Identity {
+            login,
+            name,
+            subject,
+        }
     }
 }
 
@@ -599,5 +647,27 @@ mod tests {
         assert!(!same_tokens.changed_since(&seen));
         assert!(refreshed.changed_since(&seen));
         assert!(!seen.changed_since(&seen));
+    }
+
+    #[test]
+    fn the_id_token_names_the_user_and_user_info_its_subject() {
+        use base64::Engine;
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(r#"{"sub":"user-7","iss":"https://idp"}"#);
+        let doc = Account::try_from(json!({"oauth_callback_results":
+            {"id_token": format!("h.{claims}.s")}}))
+        .unwrap();
+        assert_eq!(doc.id_token_subject().as_deref(), Some("user-7"));
+        assert_eq!(
+            Account::try_from(json!({})).unwrap().id_token_subject(),
+            None
+        );
+        let info = json!({"id": 42, "login": "octo"});
+        assert_eq!(
+            Identity::from_userinfo(info.as_object().unwrap())
+                .subject
+                .as_deref(),
+            Some("42")
+        );
     }
 }

@@ -322,6 +322,30 @@ impl Accounts {
         }
     }
 
+    /// An account of `account_type` whose user at the provider is `subject` and that
+    /// waits for its user to reconnect it.
+    pub async fn find_reconnect_needed(
+        &self,
+        inst: &Instance,
+        account_type: &str,
+        subject: &str,
+    ) -> Result<Option<Account>, StoreError> {
+        let selector = Selector::And(vec![
+            Selector::Eq("account_type", account_type.into()),
+            Selector::Eq(crate::domain::account::PROVIDER_SUBJECT, subject.into()),
+        ]);
+        match self.store.find(&inst.accounts_db(), &selector, 20).await {
+            Ok(docs) => Ok(docs
+                .into_iter()
+                .map(parsed)
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .find(Account::reconnect_needed)),
+            Err(StoreError::NoDatabase(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Applies `change` to `doc` and saves it; on a conflict, re-reads the account and
     /// applies the change again, so a concurrent edit of other fields is kept.
     pub async fn update_with(

@@ -24,6 +24,7 @@ mod keys;
 mod newest_grant;
 mod operators;
 mod processes;
+mod reconnect_by_start;
 mod redirect;
 mod refresh;
 mod refresher;
