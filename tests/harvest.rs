@@ -25,7 +25,6 @@ use oauth_broker::domain::cozy::cookie;
 use oauth_broker::domain::instance::prefix_for;
 use oauth_broker::domain::{Domain, Instance, Subdomains};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::sync::Arc;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -234,31 +233,13 @@ impl Scene {
         }
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), config.to_string()).unwrap();
-        let script: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "harvest", "run.mjs"]
-            .iter()
-            .collect();
-        // Off the test's runtime, which also drives the broker's store connections.
-        let mut node = std::process::Command::new("node");
-        node.arg(script)
-            .arg(file.path())
-            .env("BROKER_TEST_HARVEST_MODULES", &self.modules);
-        let out = tokio::task::spawn_blocking(move || node.output())
-            .await
-            .unwrap()
-            .unwrap();
-        drop(file);
-        assert!(
-            out.status.success(),
-            "run.mjs failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "run.mjs report: {e}: {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
+        let out = common::node::run(
+            "harvest/run.mjs",
+            vec![file.path().display().to_string()],
+            vec![("BROKER_TEST_HARVEST_MODULES", self.modules.clone())],
+        )
+        .await;
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("run.mjs report: {e}: {out}"))
     }
 
     /// The default scenario: the first instance, logged in, consent given.
@@ -317,6 +298,17 @@ fn why(report: &Value) -> String {
     serde_json::to_string_pretty(report).unwrap()
 }
 
+/// Harvest resolved `OK`, and its own `fetchAccount` shows the token the broker wrote.
+fn assert_connected(r: &Value) {
+    assert_eq!(r["result"]["result"], "OK", "{}: {}", r["harvest"], why(r));
+    assert_eq!(
+        r["account"]["oauth"]["access_token"],
+        "the-access-token",
+        "{}",
+        why(r)
+    );
+}
+
 /// The popup the Home app opens for a logged-in user on the web: Harvest resolves `OK`
 /// with the account id, its own `fetchAccount` (through the stand-in's `/data`) shows
 /// the token, the popup is closed and Harvest's localStorage entry is gone.
@@ -327,14 +319,8 @@ async fn web_popup_of_a_logged_in_user_connects_the_account() {
     };
     for harvest in HARVESTS {
         let r = scene.run(harvest, scene.scenario("web popup")).await;
-        assert_eq!(r["result"]["result"], "OK", "{harvest}: {}", why(&r));
+        assert_connected(&r);
         let key = r["result"]["key"].as_str().expect("an account id");
-        assert_eq!(
-            r["account"]["oauth"]["access_token"],
-            "the-access-token",
-            "{}",
-            why(&r)
-        );
         assert_eq!(r["account"]["_id"], key);
         // cozy-stack's states are 32 characters; ours stay within 256.
         let state = r["authorize"]["state"].as_str().unwrap();
@@ -373,13 +359,7 @@ async fn flagship_in_app_browser_with_a_session_code_connects_the_account() {
         let mut s = scene.scenario("flagship");
         s["intents"] = json!({"code": scene.session_code(0), "tokenParamName": "session_code"});
         let r = scene.run(harvest, s).await;
-        assert_eq!(r["result"]["result"], "OK", "{harvest}: {}", why(&r));
-        assert_eq!(
-            r["account"]["oauth"]["access_token"],
-            "the-access-token",
-            "{}",
-            why(&r)
-        );
+        assert_connected(&r);
     }
 }
 
@@ -395,13 +375,7 @@ async fn instance_on_a_custom_domain_connects_through_its_own_host() {
     let r = scene
         .run(HARVESTS[1], scene.scenario("custom domain"))
         .await;
-    assert_eq!(r["result"]["result"], "OK", "{}", why(&r));
-    assert_eq!(
-        r["account"]["oauth"]["access_token"],
-        "the-access-token",
-        "{}",
-        why(&r)
-    );
+    assert_connected(&r);
     let log = r["log"].to_string();
     assert!(
         log.contains("GET alice.example.org/accounts/"),
@@ -469,13 +443,7 @@ async fn embedding_app_starting_with_an_id_token_connects_the_account() {
     let mut s = scene.scenario("id_token");
     s["intents"] = json!({"code": token, "tokenParamName": "id_token"});
     let r = scene.run(HARVESTS[1], s).await;
-    assert_eq!(r["result"]["result"], "OK", "{}", why(&r));
-    assert_eq!(
-        r["account"]["oauth"]["access_token"],
-        "the-access-token",
-        "{}",
-        why(&r)
-    );
+    assert_connected(&r);
 }
 
 /// The person closes the popup at the provider's page: Harvest resolves `CLOSED`,

@@ -19,7 +19,6 @@ use common::helpers::*;
 use common::needs;
 
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use wiremock::matchers::path;
 use wiremock::{Mock, ResponseTemplate};
 
@@ -36,28 +35,13 @@ async fn konnector(c: &Cozy, libs: &str, mode: &str, t: &str, id: &str) -> Value
     });
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), config.to_string()).unwrap();
-    let script: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "konnector", "run.js"]
-        .iter()
-        .collect();
-    let mut node = std::process::Command::new("node");
-    node.arg(script)
-        .arg(mode)
-        .arg(file.path())
-        .env("NODE_PATH", libs);
-    // Off the test's runtime, which also drives the broker.
-    let out = tokio::task::spawn_blocking(move || node.output())
-        .await
-        .unwrap()
-        .unwrap();
-    drop(file);
-    assert!(
-        out.status.success(),
-        "run.js: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let stdout = common::node::run(
+        "konnector/run.js",
+        vec![mode.to_owned(), file.path().display().to_string()],
+        vec![("NODE_PATH", libs.to_owned())],
+    )
+    .await;
     // The konnector logs on stdout too (JSON lines): the report is the last line.
-    let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }

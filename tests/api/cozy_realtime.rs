@@ -13,6 +13,34 @@ use std::time::Duration;
 use wiremock::matchers::path;
 use wiremock::{Mock, ResponseTemplate};
 
+/// A code flow through the Home app's popup on a type of `c`'s played provider; the
+/// new account's id.
+async fn connect(c: &Cozy) -> (String, String) {
+    let t = c.app.code_type(json!({})).await;
+    Mock::given(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "A1", "refresh_token": "R1", "expires_in": 3600, "token_type": "Bearer"})))
+        .mount(&c.app.provider)
+        .await;
+    let resp = c
+        .start(&t, Some(&format!("cozysessid={NESTED_COOKIE}")), "")
+        .await;
+    let state = TestApp::state_in(&location(&resp));
+    let done = c
+        .request(
+            reqwest::Method::GET,
+            DOMAIN,
+            &format!("/accounts/{t}/redirect?code=C&state={state}"),
+        )
+        .header("cookie", binding_cookie_of(&resp))
+        .send()
+        .await
+        .unwrap();
+    assert!(location(&done).contains("account="), "{}", location(&done));
+    let id = query_of(&location(&done))["account"].clone();
+    (t, id)
+}
+
 /// The next event read off `realtime:events` (5 s at most), as `(doctype, event)`.
 async fn next_event(
     stream: &mut (impl futures::Stream<Item = redis::Msg> + Unpin),
@@ -39,28 +67,7 @@ async fn every_account_write_is_published_on_cozy_stacks_realtime(b: Backend) {
     let mut pubsub = client.get_async_pubsub().await.unwrap();
     pubsub.subscribe("realtime:events").await.unwrap();
     let mut events = pubsub.on_message();
-    let t = c.app.code_type(json!({})).await;
-    Mock::given(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "access_token": "A1", "refresh_token": "R1", "expires_in": 3600, "token_type": "Bearer"})))
-        .mount(&c.app.provider)
-        .await;
-    let resp = c
-        .start(&t, Some(&format!("cozysessid={NESTED_COOKIE}")), "")
-        .await;
-    let state = TestApp::state_in(&location(&resp));
-    let cookie = binding_cookie_of(&resp);
-    let done = c
-        .request(
-            reqwest::Method::GET,
-            DOMAIN,
-            &format!("/accounts/{t}/redirect?code=C&state={state}"),
-        )
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    let id = query_of(&location(&done))["account"].clone();
+    let (t, id) = connect(&c).await;
     // Other tests publish too: the events of this instance's account are the ones read.
     let mut mine = Vec::new();
     while mine.is_empty() {
@@ -97,28 +104,7 @@ async fn a_realtime_outage_never_fails_a_flow(b: Backend) {
         s.cozy.redis_url = Some("redis://127.0.0.1:9/3".into())
     })
     .await;
-    let t = c.app.code_type(json!({})).await;
-    Mock::given(path("/token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "access_token": "A1", "refresh_token": "R1", "expires_in": 3600, "token_type": "Bearer"})))
-        .mount(&c.app.provider)
-        .await;
-    let resp = c
-        .start(&t, Some(&format!("cozysessid={NESTED_COOKIE}")), "")
-        .await;
-    let state = TestApp::state_in(&location(&resp));
-    let done = c
-        .request(
-            reqwest::Method::GET,
-            DOMAIN,
-            &format!("/accounts/{t}/redirect?code=C&state={state}"),
-        )
-        .header("cookie", binding_cookie_of(&resp))
-        .send()
-        .await
-        .unwrap();
-    assert!(location(&done).contains("account="), "{}", location(&done));
-    let id = query_of(&location(&done))["account"].clone();
+    let (t, id) = connect(&c).await;
     assert_eq!(c.refresh(DOMAIN, &t, &id, KONN_TOKEN).await.status(), 200);
     let mut counted = false;
     for _ in 0..50 {

@@ -32,6 +32,18 @@ async fn revoking_provider(server: &wiremock::MockServer) {
         .await;
 }
 
+/// An account of type `t` holding the provider's first grant (`at-1`, `rt-1`).
+async fn first_grant(c: &Cozy, t: &str) -> String {
+    c.app
+        .seed_account(
+            &c.inst,
+            json!({"account_type": t, "oauth": {"access_token": "at-1",
+                   "refresh_token": "rt-1", "token_type": "Bearer",
+                   "expires_at": "2023-11-14T22:00:00Z"}}),
+        )
+        .await
+}
+
 /// A konnector (or any writer of the user's database) saves the account with the
 /// `oauth` it read before the broker's refresh: the next refresh puts the newest grant
 /// back and succeeds; it is counted and audited. On the main of 2026-12-07 the refresh
@@ -40,15 +52,7 @@ async fn an_older_copy_saved_over_the_account_does_not_cost_the_grant(b: Backend
     let c = spawn_cozy(b, |s| s.refresh.fresh_window_secs = 0).await;
     let t = c.app.code_type(json!({})).await;
     revoking_provider(&c.app.provider).await;
-    let id = c
-        .app
-        .seed_account(
-            &c.inst,
-            json!({"account_type": t, "oauth": {"access_token": "at-1",
-                   "refresh_token": "rt-1", "token_type": "Bearer",
-                   "expires_at": "2023-11-14T22:00:00Z"}}),
-        )
-        .await;
+    let id = first_grant(&c, &t).await;
     let stale = c.app.account(&c.inst, &id).await;
     let first = c.refresh(DOMAIN, &t, &id, KONN_TOKEN).await;
     assert_eq!(first.status(), 200);
@@ -100,15 +104,7 @@ async fn a_new_grant_from_another_writer_is_adopted(b: Backend) {
     let c = spawn_cozy(b, |s| s.refresh.fresh_window_secs = 0).await;
     let t = c.app.code_type(json!({})).await;
     revoking_provider(&c.app.provider).await;
-    let id = c
-        .app
-        .seed_account(
-            &c.inst,
-            json!({"account_type": t, "oauth": {"access_token": "at-1",
-                   "refresh_token": "rt-1", "token_type": "Bearer",
-                   "expires_at": "2023-11-14T22:00:00Z"}}),
-        )
-        .await;
+    let id = first_grant(&c, &t).await;
     assert_eq!(c.refresh(DOMAIN, &t, &id, KONN_TOKEN).await.status(), 200);
     // cozy-stack reconnects it: a grant the broker never issued.
     let mut doc = c.app.account(&c.inst, &id).await;

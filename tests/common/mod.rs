@@ -6,4 +6,5 @@ pub mod cozy_stack;
 pub mod helpers;
 pub mod idp;
 pub mod needs;
+pub mod node;
 pub mod registering_provider;
