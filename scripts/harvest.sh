@@ -31,5 +31,7 @@ install_harvest() {
     rm -f "$dir/$pack"
   fi
   export BROKER_TEST_HARVEST_MODULES="$dir/node_modules"
-  export BROKER_TEST_CHROMIUM=chromium
+  # puppeteer-core wants a path, not a command name.
+  BROKER_TEST_CHROMIUM=$(command -v chromium)
+  export BROKER_TEST_CHROMIUM
 }
