@@ -45,6 +45,8 @@ pub(crate) struct AccountActions {
     pub(crate) webhooks: Webhooks,
     pub(crate) clock: Clock,
     pub(crate) audit: super::audit::Audit,
+    /// The newest grants kept aside, forgotten with their account.
+    pub(crate) newest: crate::store::newest_grants::NewestGrants,
 }
 
 impl AccountActions {
@@ -204,6 +206,13 @@ impl AccountActions {
         self.accounts.delete(inst, &doc).await?;
         self.plan.forget(inst, id).await;
         self.health.forget(inst.domain.as_str(), id).await;
+        if let Err(e) = self
+            .newest
+            .forget(&super::renewal::account_key(inst, id))
+            .await
+        {
+            tracing::warn!(error = %e, "the deleted account's newest grant stays aside");
+        }
         tracing::info!(instance = %inst.domain, revoked, "account deleted");
         self.audit
             .record(actor, "account.delete", &format!("{}/{id}", inst.domain))

@@ -309,6 +309,7 @@ impl Services {
             webhooks: webhooks.clone(),
             clock: clock.clone(),
             audit: audit.clone(),
+            newest: NewestGrants::new(store.clone(), keyring.clone()),
         });
         let flows = Flows {
             instances: instances.clone(),

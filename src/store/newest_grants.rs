@@ -77,6 +77,22 @@ impl NewestGrants {
         Ok(Standing::Superseded(members))
     }
 
+    /// Forgets account `key`'s newest grant (the account is deleted).
+    pub async fn forget(&self, key: &str) -> Result<(), StoreError> {
+        for _ in 0..3 {
+            let Some(doc) = self.store.get(NEWEST_GRANTS_DB, key).await? else {
+                return Ok(());
+            };
+            let rev = doc.get("_rev").and_then(Value::as_str).unwrap_or_default();
+            match self.store.delete(NEWEST_GRANTS_DB, key, rev).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
     /// Records that a refresh of account `key` replaced the token of SHA-256 `used` with
     /// `members` (whose `oauth.refresh_token` is `token`, plain). A conflict with another
     /// writer is read again: the replaced tokens of both are kept.

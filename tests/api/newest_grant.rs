@@ -96,6 +96,23 @@ async fn an_older_copy_saved_over_the_account_does_not_cost_the_grant(b: Backend
         audit.to_string().contains("account.grant_restored"),
         "{audit}"
     );
+    // The grant kept aside goes with its account.
+    let key = format!("{DOMAIN}/{id}");
+    let kept = c.app.store.get("broker/newest_grants", &key).await.unwrap();
+    assert!(kept.is_some());
+    let deleted = c
+        .request(
+            reqwest::Method::DELETE,
+            DOMAIN,
+            &format!("/accounts/{t}/{id}"),
+        )
+        .bearer_auth(KONN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let kept = c.app.store.get("broker/newest_grants", &key).await.unwrap();
+    assert!(kept.is_none(), "{kept:?}");
 }
 
 /// A grant the broker never saw (another writer reconnected the account) is taken as
