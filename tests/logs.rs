@@ -126,10 +126,12 @@ async fn secrets_stay_out_of_the_logs(b: Backend) {
             .await,
     );
     let state2 = TestApp::state_in(&url);
-    let failed = location(
-        &app.redirect(&t, &[("code", &code), ("state", &state2)])
+    // A failure after consent: a page, whose link back tells the app.
+    let failed = app_return(
+        app.redirect(&t, &[("code", &code), ("state", &state2)])
             .await,
-    );
+    )
+    .await;
     assert!(failed.contains("error=server_error"));
     // Forced: the tokens are seconds old, and a plain refresh would answer them as they are.
     assert_eq!(app.refresh_forced(&t, &id, &api_token).await.status(), 502);
