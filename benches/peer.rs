@@ -225,7 +225,9 @@ fn main() {
         admin(reqwest::Method::PUT, "/admin/account_types/local")
             .json(&serde_json::json!({"grant_mode": "authorization_code", "client_id": "the-client-id",
                 "client_secret": "the-client-secret", "auth_endpoint": format!("{provider}/authorize"),
-                "token_endpoint": format!("{provider}/token")}))
+                "token_endpoint": format!("{provider}/token"),
+                // The instance's own host is the default; this bench has none to reach.
+                "redirect_uri": format!("{broker_url}/accounts/local/redirect")}))
             .send()
             .await
             .unwrap();
