@@ -215,6 +215,7 @@ impl Scene {
             "broker": self.app.address,
             "couch": self.couch,
             "couchPrefix": self.app.settings.couchdb.db_prefix,
+            "redisUrl": self.redis,
             "callbackHost": "oauthcallback.cozy.test",
             "harvest": harvest,
             "instances": self.instances.iter().map(|c| json!({
@@ -664,5 +665,42 @@ async fn harvests_stale_copy_does_not_cost_the_user_their_grant() {
     assert_eq!(
         now["defaultFolderPath"], "/Administratif/Svc",
         "Harvest's change stays"
+    );
+}
+
+/// The Home app watches the account through cozy-client's realtime plugin (cozy-realtime,
+/// from npm, in Chromium) as Harvest's `ConnectionFlow` does; a konnector's refresh
+/// through the broker reaches it as an `UPDATED` event, relayed from cozy-stack's Redis
+/// channel as cozy-stack relays it. On the main of 2026-12-07 nothing came.
+#[tokio::test]
+async fn the_home_app_sees_the_brokers_refresh_through_realtime() {
+    let Some(scene) = Scene::new(&["alice.cozy.test"], json!({})).await else {
+        return;
+    };
+    Mock::given(path("/token"))
+        .and(wiremock::matchers::body_string_contains(
+            "grant_type=refresh_token",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "the-refreshed-token", "refresh_token": "rt-2",
+            "expires_in": 3600, "token_type": "Bearer"})))
+        .with_priority(1)
+        .mount(&scene.app.provider)
+        .await;
+    let token = scene.konnector_token(0).await;
+    let mut s = scene.scenario("watch a refresh");
+    s["watchRefresh"] = json!({ "token": token });
+    let r = scene.run(HARVESTS[1], s).await;
+    // Harvest's `fetchAccount` runs after the refresh here: it shows the new token.
+    assert_eq!(r["result"]["result"], "OK", "{}", why(&r));
+    assert_eq!(r["account"]["oauth"]["access_token"], "the-refreshed-token");
+    assert_eq!(r["refreshStatus"], 200, "{}", why(&r));
+    let updates = r["updates"].as_array().cloned().unwrap_or_default();
+    assert!(
+        updates
+            .iter()
+            .any(|d| d["oauth"]["access_token"] == "the-refreshed-token"),
+        "{}",
+        why(&r)
     );
 }

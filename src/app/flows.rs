@@ -332,12 +332,9 @@ impl Flows {
     /// ran on): it is scoped to `cookie_domain` only for hosts under it.
     pub(crate) fn cookie_domain_for(&self, host: Option<&str>) -> Option<&str> {
         let d = self.cookie_domain.as_deref()?;
-        let host = host?.rsplit_once(':').map_or(host?, |(h, _)| h);
-        let under = host.eq_ignore_ascii_case(d)
-            || host.len().checked_sub(d.len() + 1).is_some_and(|i| {
-                host.as_bytes()[i] == b'.' && host[i + 1..].eq_ignore_ascii_case(d)
-            });
-        under.then_some(d)
+        let host = host?.to_ascii_lowercase();
+        let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+        crate::domain::cookie_scope::covers(d, name).then_some(d)
     }
 
     /// Where a flow whose binding cookie did not come back goes: on to the instance's

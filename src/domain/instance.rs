@@ -11,6 +11,11 @@ use std::fmt;
 pub struct Domain(String);
 
 impl Domain {
+    /// Whether `host` (a `Host` header) names this domain.
+    pub fn is_host(&self, host: &str) -> bool {
+        host.eq_ignore_ascii_case(&self.0)
+    }
+
     /// Parses a domain as an operator or a stored document gives it.
     pub fn parse(raw: &str) -> Result<Domain, String> {
         let lower = raw.trim().to_ascii_lowercase();
@@ -105,13 +110,6 @@ impl Scheme {
             Scheme::Https => "https",
             Scheme::Http => "http",
         }
-    }
-}
-
-impl Domain {
-    /// Whether `host` (a `Host` header) names this domain.
-    pub fn is_host(&self, host: &str) -> bool {
-        host.eq_ignore_ascii_case(&self.0)
     }
 }
 

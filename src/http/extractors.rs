@@ -65,7 +65,7 @@ fn request_token(req: &HttpRequest) -> Result<Option<String>, Api> {
 /// The host the request names: its `Host` header (what the proxy in front passes on),
 /// else the URI's authority (HTTP/2). Never `X-Forwarded-Host` or `Forwarded`: a client
 /// could name any instance with them.
-fn host(req: &HttpRequest) -> Option<String> {
+pub(crate) fn host(req: &HttpRequest) -> Option<String> {
     req.headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())

@@ -22,6 +22,7 @@ const require = createRequire(path.join(modules, 'noop.js'))
 const esbuild = require('esbuild')
 const puppeteer = require('puppeteer-core')
 const { WebSocketServer } = require('ws')
+const RedisClient = require('redis')
 
 const config = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'))
 const scenario = config.scenario
@@ -150,7 +151,7 @@ async function login (context) {
 async function main () {
   const tls = certificate()
   const bundles = { opener: await bundle('opener'), home: await bundle('home') }
-  const stack = await startStack(config, tls, bundles, WebSocketServer)
+  const stack = await startStack(config, tls, bundles, WebSocketServer, RedisClient)
   const browser = await puppeteer.launch({
     executablePath: process.env.BROKER_TEST_CHROMIUM || '/usr/bin/chromium',
     headless: true,
@@ -205,6 +206,19 @@ async function main () {
     }
     await Promise.all(walks)
     report.result = await opener.evaluate(() => window.result ?? null)
+    if (scenario.watchRefresh && report.result && report.result.key) {
+      // The Home app watching the account through cozy-client's realtime plugin
+      // (cozy-realtime), as Harvest's ConnectionFlow does; the konnector refreshes it.
+      const key = report.result.key
+      await opener.evaluate(key => {
+        window.updates = []
+        window.client.plugins.realtime.subscribe('updated', 'io.cozy.accounts', key, doc => window.updates.push(doc))
+      }, key)
+      await wait(500)
+      report.refreshStatus = await refreshThroughBroker(key, scenario.watchRefresh.token)
+      await opener.waitForFunction(() => window.updates.length > 0, { timeout: 10000 }).catch(() => {})
+      report.updates = await opener.evaluate(() => window.updates)
+    }
     if (scenario.staleSave && report.result && report.result.key) {
       // Harvest holds the account it read after the connection; meanwhile the konnector
       // refreshes it (the broker rotates the refresh token); then Harvest saves its copy

@@ -46,9 +46,10 @@ function json (res, status, body, headers = {}) {
  * when `tls` is null (a konnector's calls, tests/konnector/run.js); `bundles` maps a
  * page script name to its bundled source; `WebSocketServer` is the `ws` package's
  * (installed beside the other npm packages, see scripts/harvest.sh), or null for no
- * realtime. Returns {close, log, port}.
+ * realtime; `RedisClient` the `redis` package's, to relay cozy-stack's Redis channel of
+ * document events when `config.redisUrl` is set. Returns {close, log, port}.
  */
-export async function startStack (config, tls, bundles, WebSocketServer) {
+export async function startStack (config, tls, bundles, WebSocketServer, RedisClient = null) {
   const log = []
   const instances = new Map(config.instances.map(i => [i.domain.replace(/:\d+$/, ''), i]))
   const subscribers = new Map() // instance host -> Set of sockets subscribed to notifications
@@ -63,6 +64,31 @@ export async function startStack (config, tls, bundles, WebSocketServer) {
   const tokenOk = (inst, req) => {
     const auth = req.headers.authorization || ''
     return inst.tokens.includes(auth.replace(/^Bearer /, ''))
+  }
+
+  // A frame to the sockets of `host` subscribed to the document or its doctype.
+  const relay = (host, event, type, id, doc) => {
+    const frame = JSON.stringify({ event, payload: { type, id, doc } })
+    for (const ws of subscribers.get(host) || []) {
+      if (ws.subs.has(`${type}/${id}`) || ws.subs.has(`${type}/`)) ws.send(frame)
+    }
+  }
+
+  // cozy-stack's processes read document events off Redis (`pkg/realtime/redis_hub.go`:
+  // `<doctype>,<event JSON>`) and relay them to the instance's websockets.
+  let events = null
+  if (config.redisUrl && RedisClient) {
+    events = RedisClient.createClient({ url: config.redisUrl })
+    await events.connect()
+    await events.subscribe('realtime:events', payload => {
+      const comma = payload.indexOf(',')
+      const doctype = payload.slice(0, comma)
+      const e = JSON.parse(payload.slice(comma + 1))
+      const doc = { ...e.doc }
+      delete doc._type
+      log.push(`realtime ${e.verb} ${doctype} ${doc._id}`)
+      relay(String(e.domain).replace(/:\d+$/, ''), e.verb, doctype, doc._id, doc)
+    })
   }
 
   const cors = (req, inst) => {
@@ -168,7 +194,6 @@ export async function startStack (config, tls, bundles, WebSocketServer) {
     log.push(`${req.method} ${host}${url.pathname}`)
     try {
       if (host === 'provider.cozy.test' && url.pathname === '/authorize') {
-        config.authorizeQueries = config.authorizeQueries || []
         log.push('authorize ' + url.search)
         res.writeHead(200, { 'content-type': 'text/html' })
         return res.end(consentPage(url))
@@ -183,10 +208,7 @@ export async function startStack (config, tls, bundles, WebSocketServer) {
           if (config.realtimeDown) return json(res, 503, { error: 'realtime down' }, cors(req, inst))
           if (!tokenOk(inst, req)) return json(res, 401, { error: 'unauthorized' }, cors(req, inst))
           const body = JSON.parse((await readBody(req)).toString())
-          const frame = JSON.stringify({ event: 'NOTIFIED', payload: { type: notify[1], id: notify[2], doc: body } })
-          for (const ws of subscribers.get(host) || []) {
-            if (ws.subs.has(`${notify[1]}/${notify[2]}`) || ws.subs.has(`${notify[1]}/`)) ws.send(frame)
-          }
+          relay(host, 'NOTIFIED', notify[1], notify[2], body)
           log.push('notified ' + JSON.stringify(body.data))
           res.writeHead(204, cors(req, inst))
           return res.end()
@@ -247,6 +269,9 @@ export async function startStack (config, tls, bundles, WebSocketServer) {
   return {
     log,
     port: server.address().port,
-    close: () => new Promise(resolve => { if (wss) wss.close(); server.closeAllConnections(); server.close(resolve) })
+    close: async () => {
+      if (events) await events.quit().catch(() => {})
+      await new Promise(resolve => { if (wss) wss.close(); server.closeAllConnections(); server.close(resolve) })
+    }
   }
 }

@@ -5,7 +5,7 @@ use crate::app::{Error, Services};
 use crate::domain::ErrorCode;
 use crate::domain::FlowState;
 use crate::http::error::{escape_html, Page};
-use crate::http::extractors::RedirectCaller;
+use crate::http::extractors::{host, RedirectCaller};
 use crate::http::failure_page::failure_page;
 use crate::http::query::Query;
 use crate::http::read_body;
@@ -142,11 +142,7 @@ fn parse(
         access_token: lenient("access_token"),
         pairs: q.pairs().to_vec(),
         confirmed,
-        host: req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned),
+        host: host(req),
         query: query.to_owned(),
     })
 }
