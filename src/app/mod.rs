@@ -147,6 +147,12 @@ pub struct Services {
 }
 
 impl Services {
+    /// Whether `service_id`'s type is cozy-stack's to run (Budget Insight's modes): its
+    /// requests are handed to cozy-stack.
+    pub(crate) async fn stays_on_stack(&self, service_id: &str) -> bool {
+        self.account_types.stays_on_stack(service_id).await
+    }
+
     /// Builds the services over an opened store.
     pub(crate) async fn build(
         settings: &Settings,

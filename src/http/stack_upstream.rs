@@ -119,7 +119,7 @@ pub(crate) async fn hand_over(
         &services,
         account_type_of(req.path()).map(str::to_owned),
     ) {
-        (Some(_), Some(s), Some(t)) => s.account_types.stays_on_stack(&t).await,
+        (Some(_), Some(s), Some(t)) => s.stays_on_stack(&t).await,
         _ => false,
     };
     let (Some(upstream), true) = (upstream, stays) else {
